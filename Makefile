@@ -1,0 +1,55 @@
+# Statecast: two commands do all set-up on a fresh machine.
+#   make demo   - the main job: local broker, default model, scorer, replayed feed, report
+#   make test   - the whole (non-slow) test suite against a real Kafka broker
+# `make setup` does only the installing; every other target calls it first.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.statecast-installed
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-slow test-unit lint typecheck check-alerts bench bench-quick kafka-up kafka-down clean
+
+setup: $(STAMP) .statecast/kafka/.fetched
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -q --disable-pip-version-check uv
+	$(BIN)/uv pip install --python $(PY) -q -e '.[train,dev]'
+	@touch $@
+
+# Apache Kafka broker jars from Maven Central (cached in .statecast/, git-ignored).
+.statecast/kafka/.fetched: $(STAMP)
+	$(BIN)/statecast kafka fetch
+	@touch $@
+
+demo: setup
+	$(BIN)/statecast demo
+
+test: setup lint
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+test-unit: setup
+	$(BIN)/pytest -m "not slow and not integration" $(PYTEST_ARGS)
+
+test-slow: setup
+	$(BIN)/pytest -m slow $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check pipeline training tests benchmarks
+	$(BIN)/ruff format --check pipeline training tests benchmarks
+	$(BIN)/mypy
+
+bench-quick: setup
+	$(BIN)/statecast bench --quick
+
+kafka-up: setup
+	$(BIN)/statecast kafka up
+
+kafka-down:
+	$(BIN)/statecast kafka down
+
+clean:
+	rm -rf $(VENV) .statecast .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,218 @@
+"""Frozen, validated configuration objects, and the one place that reads the environment.
+
+Every process (scorer, trainer, local broker, bench) builds exactly one config
+object at start-up with :func:`load`, which merges, field by field and in this
+order of precedence:
+
+1. a command-line flag (a value that is not ``None`` in ``flags``),
+2. an environment variable ``STATECAST_<FIELD>`` (upper case),
+3. the field's default.
+
+Nested configs (e.g. ``ScorerConfig.kafka``) are loaded from the same sources
+with the same rule, so ``STATECAST_BOOTSTRAP`` reaches every process that talks
+to Kafka. Nothing else in Statecast reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pipeline.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_BOOTSTRAP",
+    "ENV_PREFIX",
+    "KafkaConfig",
+    "LocalKafkaConfig",
+    "ScorerConfig",
+    "load",
+]
+
+ENV_PREFIX = "STATECAST_"
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+
+T = TypeVar("T")
+
+
+def _positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"{name} must be > 0, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class KafkaConfig:
+    """How clients reach the broker (security settings pass through to the client)."""
+
+    bootstrap: str = DEFAULT_BOOTSTRAP
+    backend: str = "kafka-python"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    request_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not self.bootstrap or ":" not in self.bootstrap:
+            raise ConfigError(f"bootstrap must be HOST:PORT[,HOST:PORT...], got {self.bootstrap!r}")
+        if self.backend not in ("kafka-python",):
+            raise ConfigError(f"backend must be 'kafka-python', got {self.backend!r}")
+        allowed = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+        if self.security_protocol not in allowed:
+            raise ConfigError(f"security_protocol must be one of {allowed}")
+        _positive("request_timeout_s", self.request_timeout_s)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LocalKafkaConfig:
+    """The managed single-node KRaft broker (`statecast kafka up|down|status`)."""
+
+    home: Path = Path(".statecast")
+    kafka_version: str = "4.1.1"
+    host: str = "127.0.0.1"
+    port: int = 9092
+    controller_port: int = 9093
+    data_dir: Path | None = None
+    heap_mb: int = 512
+    start_timeout_s: float = 120.0
+    stop_timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name in ("port", "controller_port"):
+            value = getattr(self, name)
+            if not 0 < value < 65536:
+                raise ConfigError(f"{name} must be a TCP port (1-65535), got {value}")
+        if self.port == self.controller_port:
+            raise ConfigError("port and controller_port must differ")
+        _positive("heap_mb", self.heap_mb)
+        _positive("start_timeout_s", self.start_timeout_s)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        """Where logs, metadata and the pid file live; one folder per port by default."""
+        return self.data_dir if self.data_dir is not None else self.home / f"kafka-{self.port}"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ScorerConfig:
+    """Everything one `statecast score` process needs."""
+
+    kafka: KafkaConfig = dataclasses.field(default_factory=KafkaConfig)
+    input_topic: str = "sensor-readings"
+    output_topic: str = "sensor-scores"
+    dlq_topic: str = "sensor-readings.dlq"
+    group: str = "statecast-scorer"
+    registry: Path = Path("exported_models")
+    model: str = "default"
+    routes: tuple[str, ...] = ()
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
+    until_idle: float | None = None
+    max_poll_records: int = 2000
+    poll_timeout_ms: int = 200
+    state_capacity: int = 16384
+    state_ttl_s: float = 7 * 24 * 3600.0
+    gap_reset_s: float = 24 * 3600.0
+    max_message_bytes: int = 65536
+    warmup_steps: int = 48
+    replay_steps: int = 64
+    model_check_s: float = 5.0
+    intra_op_threads: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("input_topic", "output_topic", "dlq_topic", "group", "model"):
+            if not getattr(self, name):
+                raise ConfigError(f"{name} must not be empty")
+        if len({self.input_topic, self.output_topic, self.dlq_topic}) != 3:
+            raise ConfigError("input, output and dead-letter topics must be three different topics")
+        for name in ("max_poll_records", "state_capacity", "max_message_bytes", "model_check_s",
+                     "intra_op_threads", "state_ttl_s", "gap_reset_s", "poll_timeout_ms"):
+            _positive(name, getattr(self, name))
+        if self.until_idle is not None:
+            _positive("until_idle", self.until_idle)
+        if not 0 <= self.metrics_port < 65536:
+            raise ConfigError(f"metrics_port must be 0 (off) or a TCP port, got {self.metrics_port}")
+        if self.warmup_steps < 0 or self.replay_steps < 0:
+            raise ConfigError("warmup_steps and replay_steps must be >= 0")
+        for route in self.routes:
+            if "=" not in route:
+                raise ConfigError(f"route {route!r} must look like PREFIX=MODEL (e.g. pump-=pumps)")
+
+    @property
+    def route_map(self) -> dict[str, str]:
+        """Stream-id prefix → model name; the longest matching prefix wins."""
+        return dict(r.split("=", 1) for r in self.routes)
+
+
+def _convert(name: str, raw: Any, hint: Any) -> Any:
+    """Turn a flag or environment string into the field's declared type."""
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        if raw is None or (isinstance(raw, str) and raw.lower() in ("", "none", "null")):
+            return None
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _convert(name, raw, inner[0])
+    if origin is tuple:
+        if isinstance(raw, str):
+            raw = [p.strip() for p in raw.split(",") if p.strip()]
+        (item_hint, *_rest) = typing.get_args(hint)
+        return tuple(_convert(name, r, item_hint) for r in raw)
+    if isinstance(raw, hint) if isinstance(hint, type) else False:
+        return raw
+    try:
+        if hint is bool:
+            if isinstance(raw, str):
+                if raw.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if raw.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(raw)
+            return bool(raw)
+        if hint is Path:
+            return Path(raw)
+        return hint(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"{name}={raw!r} is not a valid {getattr(hint, '__name__', hint)}"
+        ) from exc
+
+
+def load(
+    cls: type[T],
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> T:
+    """Build ``cls`` from flags, then ``STATECAST_*`` variables, then defaults.
+
+    Raises :class:`ConfigError` naming the field and the bad value.
+    """
+    flags = flags or {}
+    environ = os.environ if environ is None else environ
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        hint = hints[field.name]
+        if dataclasses.is_dataclass(hint):
+            values[field.name] = load(hint, flags, environ)  # type: ignore[arg-type]
+            continue
+        raw = flags.get(field.name)
+        if raw is None:
+            raw = environ.get(ENV_PREFIX + field.name.upper())
+        if raw is not None:
+            values[field.name] = _convert(field.name, raw, hint)
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"cannot build {cls.__name__}: {exc}") from exc

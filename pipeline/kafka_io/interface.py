@@ -1,0 +1,74 @@
+"""The narrow Kafka interface the scorer and trainer are written against.
+
+A backend provides a :class:`Consumer` and a :class:`Producer`; nothing outside
+``pipeline.kafka_io`` imports a Kafka client library, so a faster backend can be
+added beside ``kafkapython`` without touching the scorer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple, Protocol
+
+__all__ = ["Consumer", "Header", "Producer", "Record", "TopicPartition"]
+
+Header = tuple[str, bytes]
+
+
+class TopicPartition(NamedTuple):
+    topic: str
+    partition: int
+
+
+class Record(NamedTuple):
+    """One consumed record; ``timestamp_ms`` is the producer or broker append time."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+    headers: Sequence[Header]
+
+
+AssignmentCallback = Callable[[set[TopicPartition]], None]
+
+
+class Consumer(Protocol):
+    """A group member that commits offsets only when told to."""
+
+    def poll(self, timeout_ms: int, max_records: int) -> list[Record]:
+        """Records in offset order per partition; empty on timeout."""
+        ...
+
+    def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit ``next offset to read`` per partition; raises KafkaError on failure."""
+        ...
+
+    def assignment(self) -> set[TopicPartition]: ...
+
+    def lag(self) -> dict[TopicPartition, int]:
+        """Records between the position and the end of each assigned partition."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Producer(Protocol):
+    """Asynchronous sends; :meth:`flush` is the acknowledgement barrier."""
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Iterable[Header] | None = None,
+        partition: int | None = None,
+    ) -> None: ...
+
+    def flush(self) -> None:
+        """Block until every send so far is acknowledged; raises KafkaError if any failed."""
+        ...
+
+    def close(self) -> None: ...

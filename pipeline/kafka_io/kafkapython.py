@@ -1,0 +1,231 @@
+"""The kafka-python backend of :mod:`pipeline.kafka_io.interface`.
+
+kafka-python errors are translated here into :class:`pipeline.errors.KafkaError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import kafka
+import kafka.errors
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+from kafka.structs import OffsetAndMetadata
+from kafka.structs import TopicPartition as KTP
+
+from pipeline.config import KafkaConfig
+from pipeline.errors import KafkaError
+from pipeline.kafka_io.interface import AssignmentCallback, Header, Record, TopicPartition
+
+__all__ = ["KafkaPythonConsumer", "KafkaPythonProducer", "client_settings"]
+
+log = logging.getLogger(__name__)
+
+
+def client_settings(config: KafkaConfig) -> dict[str, Any]:
+    """Connection and security settings shared by every kafka-python client."""
+    settings: dict[str, Any] = {
+        "bootstrap_servers": config.bootstrap.split(","),
+        "security_protocol": config.security_protocol,
+        "request_timeout_ms": int(config.request_timeout_s * 1000),
+        "reconnect_backoff_max_ms": 5000,
+    }
+    if config.sasl_mechanism:
+        settings.update(
+            sasl_mechanism=config.sasl_mechanism,
+            sasl_plain_username=config.sasl_username,
+            sasl_plain_password=config.sasl_password,
+        )
+    for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        if getattr(config, name):
+            settings[name] = getattr(config, name)
+    return settings
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, on_assign: AssignmentCallback | None, on_revoke: AssignmentCallback | None):
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        if self._on_revoke and revoked:
+            self._on_revoke({TopicPartition(tp.topic, tp.partition) for tp in revoked})
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        if self._on_assign and assigned:
+            self._on_assign({TopicPartition(tp.topic, tp.partition) for tp in assigned})
+
+
+class KafkaPythonConsumer:
+    """A group consumer with manual commits and cooperative-sticky assignment."""
+
+    def __init__(
+        self,
+        config: KafkaConfig,
+        topics: list[str],
+        group: str,
+        *,
+        on_assign: AssignmentCallback | None = None,
+        on_revoke: AssignmentCallback | None = None,
+        max_poll_records: int = 2000,
+        isolation_level: str = "read_uncommitted",
+        auto_offset_reset: str = "earliest",
+        max_partition_fetch_bytes: int = 1 << 20,
+    ) -> None:
+        try:
+            self._consumer = kafka.KafkaConsumer(
+                group_id=group,
+                enable_auto_commit=False,
+                auto_offset_reset=auto_offset_reset,
+                max_poll_records=max_poll_records,
+                isolation_level=isolation_level,
+                partition_assignment_strategy=[CooperativeStickyAssignor],
+                fetch_max_wait_ms=100,
+                max_partition_fetch_bytes=max_partition_fetch_bytes,
+                session_timeout_ms=10000,
+                heartbeat_interval_ms=2000,
+                max_poll_interval_ms=300000,
+                **client_settings(config),
+            )
+            self._consumer.subscribe(topics, listener=_Listener(on_assign, on_revoke))
+        except kafka.errors.KafkaError as exc:
+            raise KafkaError(f"cannot connect consumer to {config.bootstrap}: {exc}") from exc
+
+    def poll(self, timeout_ms: int, max_records: int) -> list[Record]:
+        try:
+            batches = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        except kafka.errors.KafkaError as exc:
+            raise KafkaError(f"poll failed: {exc}") from exc
+        out: list[Record] = []
+        for records in batches.values():
+            out.extend(
+                Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp, r.headers)
+                for r in records
+            )
+        return out
+
+    def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(
+                {KTP(tp.topic, tp.partition): OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()}
+            )
+        except kafka.errors.KafkaError as exc:
+            raise KafkaError(f"offset commit failed: {exc}") from exc
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    def lag(self) -> dict[TopicPartition, int]:
+        parts = list(self._consumer.assignment())
+        if not parts:
+            return {}
+        try:
+            ends = self._consumer.end_offsets(parts)
+            return {
+                TopicPartition(tp.topic, tp.partition): max(0, ends[tp] - self._consumer.position(tp))
+                for tp in parts
+            }
+        except kafka.errors.KafkaError as exc:
+            log.warning("could not read consumer lag: %s", exc)
+            return {}
+
+    def close(self) -> None:
+        try:
+            self._consumer.close(autocommit=False)
+        except kafka.errors.KafkaError as exc:  # closing must never raise during shutdown
+            log.warning("consumer close: %s", exc)
+
+
+class KafkaPythonProducer:
+    """Idempotent, acks=all producer; failures surface at :meth:`flush`."""
+
+    def __init__(self, config: KafkaConfig, *, linger_ms: int = 5, max_request_size: int = 1 << 20):
+        try:
+            self._producer = kafka.KafkaProducer(
+                linger_ms=linger_ms,
+                batch_size=256 * 1024,
+                max_request_size=max_request_size,
+                **client_settings(config),
+            )
+        except kafka.errors.KafkaError as exc:
+            raise KafkaError(f"cannot connect producer to {config.bootstrap}: {exc}") from exc
+        self._pending: list[Any] = []
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Iterable[Header] | None = None,
+        partition: int | None = None,
+    ) -> None:
+        try:
+            future = self._producer.send(
+                topic, value=value, key=key, headers=list(headers) if headers else None,
+                partition=partition,
+            )
+        except kafka.errors.KafkaError as exc:
+            raise KafkaError(f"send to {topic} failed: {exc}") from exc
+        self._pending.append(future)
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        try:
+            self._producer.flush()
+        except kafka.errors.KafkaError as exc:
+            raise KafkaError(f"flush failed: {exc}") from exc
+        failed = [f.exception for f in pending if f.failed()]
+        if failed:
+            raise KafkaError(f"{len(failed)} sends were not acknowledged, first: {failed[0]}")
+
+    def close(self) -> None:
+        try:
+            self._producer.close(timeout=10)
+        except kafka.errors.KafkaError as exc:
+            log.warning("producer close: %s", exc)
+
+
+def admin(config: KafkaConfig) -> KafkaAdminClient:
+    try:
+        return KafkaAdminClient(**client_settings(config))
+    except kafka.errors.KafkaError as exc:
+        raise KafkaError(f"cannot reach Kafka at {config.bootstrap}: {exc}; is the broker up "
+                         "(statecast kafka up)?") from exc
+
+
+def ensure_topic(
+    config: KafkaConfig, name: str, partitions: int = 1, topic_config: dict[str, str] | None = None
+) -> bool:
+    """Create ``name`` if it does not exist. Returns True if it was created."""
+    client = admin(config)
+    try:
+        if name in client.list_topics():
+            return False
+        client.create_topics([NewTopic(name, partitions, 1, topic_configs=topic_config or {})])
+        return True
+    except kafka.errors.TopicAlreadyExistsError:
+        return False
+    except kafka.errors.KafkaError as exc:
+        raise KafkaError(f"cannot create topic {name}: {exc}") from exc
+    finally:
+        client.close()
+
+
+def partitions_for(config: KafkaConfig, topic: str) -> int:
+    """Number of partitions of an existing topic (0 if it does not exist)."""
+    client = admin(config)
+    try:
+        meta = client.describe_topics([topic])
+    except kafka.errors.KafkaError as exc:
+        raise KafkaError(f"cannot describe topic {topic}: {exc}") from exc
+    finally:
+        client.close()
+    if not meta or meta[0].get("error_code", 0) != 0:
+        return 0
+    return len(meta[0]["partitions"])
