@@ -1,10 +1,166 @@
-"""Subcommands beyond ``kafka``: each registers its argparse parser in :data:`PARSERS`."""
+"""Subcommands beyond ``kafka``: each registers its argparse parser in :data:`PARSERS`.
+
+Handlers import their modules lazily so that ``statecast score`` never imports torch.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
+import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 __all__ = ["PARSERS"]
 
+log = logging.getLogger("statecast")
 PARSERS: list[Callable[[Any], None]] = []
+
+
+def _flags(ns: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in vars(ns).items() if k not in ("func", "command", "action", "verbose")}
+
+
+def _register(fn: Callable[[Any], None]) -> Callable[[Any], None]:
+    PARSERS.append(fn)
+    return fn
+
+
+def _kafka_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bootstrap", help="HOST:PORT of the broker (env STATECAST_BOOTSTRAP)")
+    p.add_argument("--security-protocol", dest="security_protocol")
+    p.add_argument("--sasl-mechanism", dest="sasl_mechanism")
+    p.add_argument("--sasl-username", dest="sasl_username")
+    p.add_argument("--ssl-cafile", dest="ssl_cafile")
+
+
+# -- train ------------------------------------------------------------------------------
+
+def _cmd_train(ns: argparse.Namespace) -> int:
+    from pipeline.config import KafkaConfig, load
+    from training.config import TrainConfig, load_train_config
+    from training.schedule import run_periodically
+    from training.trainer import Trainer, TrainJob
+
+    flags = _flags(ns)
+    cfg: TrainConfig = load_train_config(
+        {k: flags.get(k) for k in ("max_epochs", "hidden", "layers", "horizon", "seed")},
+        Path(ns.config) if ns.config else None,
+    )
+    job = TrainJob(
+        data=tuple(Path(p) for p in (ns.data or [])),
+        from_kafka=ns.from_kafka,
+        since=ns.since,
+        registry=Path(ns.registry),
+        model=ns.model,
+        promote=ns.promote,
+        plot=not ns.no_plot,
+        progress=sys.stderr.isatty() or ns.progress,
+        kafka=load(KafkaConfig, flags),
+        publish_topic=ns.publish_topic,
+    )
+
+    def once() -> int:
+        outcome = Trainer(job, cfg).run()
+        v = outcome.doc["validation"]
+        print(
+            f"model {job.model} version {outcome.version}: "
+            f"{'promoted' if outcome.promoted else 'not promoted'} ({outcome.reason})\n"
+            f"  validation MAE per horizon {['%.3f' % m for m in v['mae']]} vs persistence "
+            f"{['%.3f' % m for m in v['persistence_mae']]} (skill h1 {v['skill'][0]:+.3f})\n"
+            f"  epochs {outcome.doc['fit']['epochs_run']} (best {outcome.doc['fit']['best_epoch']}), "
+            f"parity {outcome.doc['parity_max_abs_diff']:.2e}, "
+            f"{outcome.doc['export']['bytes'] / 1024:.0f} KiB, {outcome.doc['train_seconds']:.1f}s\n"
+            f"  {outcome.folder}",
+            file=sys.stderr,
+        )
+        print(outcome.version)
+        return 0
+
+    if ns.every:
+        return run_periodically(once, ns.every, metrics_file=ns.metrics_file)
+    if ns.metrics_file:
+        return run_periodically(once, None, metrics_file=ns.metrics_file)
+    return once()
+
+
+@_register
+def _train_parser(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a stacked-LSTM forecaster and register it")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", action="append", help="CSV file or folder (repeatable)")
+    src.add_argument("--from-kafka", dest="from_kafka", metavar="TOPIC", help="read the input topic")
+    p.add_argument("--since", default="7d", help="with --from-kafka: how far back (e.g. 7d)")
+    p.add_argument("--registry", default="exported_models")
+    p.add_argument("--model", default="default")
+    p.add_argument("--max-epochs", dest="max_epochs", type=int)
+    p.add_argument("--hidden", type=int)
+    p.add_argument("--layers", type=int)
+    p.add_argument("--horizon", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--promote", choices=["auto", "always", "never"], default="auto")
+    p.add_argument("--config", help="JSON file with TrainConfig fields")
+    p.add_argument("--every", help="retrain on a schedule, e.g. 24h (default: once)")
+    p.add_argument("--metrics-file", dest="metrics_file",
+                   help="write trainer metrics in Prometheus textfile-collector format")
+    p.add_argument("--publish-topic", dest="publish_topic",
+                   help="also publish promoted models to this compacted topic (e.g. statecast-models)")
+    p.add_argument("--no-plot", dest="no_plot", action="store_true")
+    p.add_argument("--progress", action="store_true", help="progress bar even without a terminal")
+    _kafka_flags(p)
+    p.set_defaults(func=_cmd_train)
+
+
+# -- models -----------------------------------------------------------------------------
+
+def _cmd_models(ns: argparse.Namespace) -> int:
+    from pipeline.registry import Registry
+
+    reg = Registry(Path(ns.registry))
+    if ns.action == "list":
+        for model in reg.models():
+            current = reg.current(model)
+            for v in reg.versions(model):
+                mark = "*" if v == current else " "
+                try:
+                    meta = reg.meta(model, v, verify=False)
+                    mae = meta.raw.get("validation", {}).get("mean_mae", float("nan"))
+                    print(f"{mark} {model}/{v}  features={','.join(meta.features)} "
+                          f"L={meta.layers} H={meta.hidden} horizon={meta.horizon} mean_mae={mae:.4f}")
+                except Exception as exc:  # a broken version is listed, not fatal
+                    print(f"{mark} {model}/{v}  (unreadable: {exc})")
+        return 0
+    if ns.action == "show":
+        meta = reg.meta(ns.model, ns.version)
+        doc = dict(meta.raw)
+        doc.get("fit", {}).pop("history", None)
+        print(json.dumps(doc, indent=2, sort_keys=True))
+        return 0
+    if ns.action == "promote":
+        if not ns.version:
+            print("statecast: error: promote needs a VERSION", file=sys.stderr)
+            return 2
+        reg.promote(ns.model, ns.version)
+        print(f"{ns.model} now serves {ns.version}")
+        return 0
+    target = reg.rollback(ns.model)
+    print(f"{ns.model} rolled back to {target}")
+    return 0
+
+
+@_register
+def _models_parser(sub: Any) -> None:
+    p = sub.add_parser("models", help="list, show, promote or roll back registered models")
+    p.add_argument("action", choices=["list", "show", "promote", "rollback"])
+    p.add_argument("version", nargs="?")
+    p.add_argument("--registry", default="exported_models")
+    p.add_argument("--model", default="default")
+    p.set_defaults(func=_cmd_models)
+
+
+def _sleep_until(deadline: float) -> None:
+    while time.monotonic() < deadline:
+        time.sleep(min(1.0, deadline - time.monotonic()))

@@ -6,7 +6,8 @@ order of precedence:
 
 1. a command-line flag (a value that is not ``None`` in ``flags``),
 2. an environment variable ``STATECAST_<FIELD>`` (upper case),
-3. the field's default.
+3. a value from a config file, where the process takes one,
+4. the field's default.
 
 Nested configs (e.g. ``ScorerConfig.kafka``) are loaded from the same sources
 with the same rule, so ``STATECAST_BOOTSTRAP`` reaches every process that talks
@@ -193,8 +194,10 @@ def load(
     cls: type[T],
     flags: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    file_values: Mapping[str, Any] | None = None,
 ) -> T:
-    """Build ``cls`` from flags, then ``STATECAST_*`` variables, then defaults.
+    """Build ``cls`` from flags, then ``STATECAST_*`` variables, then ``file_values``
+    (a config file's contents), then the field defaults.
 
     Raises :class:`ConfigError` naming the field and the bad value.
     """
@@ -210,6 +213,8 @@ def load(
         raw = flags.get(field.name)
         if raw is None:
             raw = environ.get(ENV_PREFIX + field.name.upper())
+        if raw is None and file_values:
+            raw = file_values.get(field.name)
         if raw is not None:
             values[field.name] = _convert(field.name, raw, hint)
     try:

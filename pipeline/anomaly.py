@@ -1,0 +1,92 @@
+"""Forecast errors → anomaly scores in [0, 1], per stream and vectorised over a batch.
+
+The method, applied at every step t of a stream once it has a forecast from t-1:
+
+1. **Normalised error** ``e = rms_f((x_f - forecast_f) / std_f)``: the surprise of the
+   observed value in units of the stream's own spread (statistics before step t).
+2. **Short-term surprise** ``s = EW mean of e`` with a fast rate (a handful of steps),
+   so one spike and a sustained shift both register.
+3. **Long-term error distribution** ``(mu, sigma)``: EW mean and variance of e with a
+   slow rate, seeded from the calibration on validation data so a new stream is
+   usable early. This is what makes the threshold adaptive per stream: a noisy
+   sensor has a wide error distribution and needs a larger surprise to alarm.
+4. **Likelihood** (after Numenta's anomaly likelihood): the Gaussian tail
+   ``tail = P(Z > (s - mu) / sigma)``, then the log scale
+   ``score = log(tail + 1e-10) / log(1e-10)`` in [0, 1], so 0.5 means a tail of 1e-5.
+5. **Decision**: ``is_anomaly = warm and score >= threshold``; the long-term statistics
+   are updated after scoring, so a surprise does not dilute itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["AnomalyParams", "error_of", "gaussian_tail", "score_step"]
+
+F64 = npt.NDArray[np.float64]
+_LOG_FLOOR = math.log(1e-10)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AnomalyParams:
+    """Stored in every model.json under ``anomaly``; the threshold comes from calibration."""
+
+    short_alpha: float = 0.3
+    long_alpha: float = 1.0 / 1000.0
+    prior_mean: float = 1.0
+    prior_std: float = 1.0
+    prior_weight: float = 50.0
+    min_sigma: float = 0.05
+    threshold: float = 0.5
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AnomalyParams:
+        return cls(**data)
+
+
+def error_of(x: F64, forecast: F64, std: F64) -> F64:
+    """Normalised one-step error per stream: ``x, forecast, std [B, F]`` → ``[B]``."""
+    r = (x - forecast) / std
+    out: F64 = np.sqrt(np.mean(r * r, axis=1))
+    return out
+
+
+def gaussian_tail(z: F64) -> F64:
+    """P(Z > z) for standard normal Z, vectorised (erfc, Abramowitz-Stegun 7.1.26, |err|<1.5e-7)."""
+    u = z / math.sqrt(2.0)
+    a = np.abs(u)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    erfc_a = poly * np.exp(-a * a)
+    erfc_u = np.where(u >= 0, erfc_a, 2.0 - erfc_a)
+    out: F64 = 0.5 * erfc_u
+    return out
+
+
+def score_step(
+    p: AnomalyParams, e: F64, n: F64, short: F64, mu: F64, var: F64
+) -> tuple[F64, F64, F64, F64, F64]:
+    """Score one error per stream and advance the error statistics.
+
+    ``e, n, short, mu, var [B]`` (``n`` counts errors seen, 0 for a new stream, whose
+    ``mu, var`` the caller seeds with the priors). Returns ``(score, n, short, mu, var)``.
+    """
+    short = np.where(n == 0, e, short + p.short_alpha * (e - short))
+    sigma = np.maximum(np.sqrt(np.maximum(var, 0.0)), p.min_sigma)
+    tail = gaussian_tail((short - mu) / sigma)
+    score = np.clip(np.log(tail + 1e-10) / _LOG_FLOOR, 0.0, 1.0)
+    n = n + 1.0
+    # The priors count as `prior_weight` earlier observations, then the rate settles at long_alpha.
+    a = np.maximum(1.0 / (n + p.prior_weight), p.long_alpha)
+    d = e - mu
+    mu = mu + a * d
+    var = (1.0 - a) * (var + a * d * d)
+    return score, n, short, mu, var

@@ -1,0 +1,186 @@
+"""Sensor events: JSON on the wire, validated into arrays; bad records become reasons.
+
+Input value (key = stream id, UTF-8)::
+
+    {"stream_id": "pump-17", "ts": "2026-11-25T10:00:00Z", "value": 21.3}
+    {"stream_id": "pump-17", "ts": 1764064800, "values": {"temp": 21.3, "vibration": 0.02}}
+
+:func:`decode_batch` turns a poll batch into arrays for the valid events and a
+list of rejections, each with a reason code from :data:`REASONS`; it never raises
+on bad input. The out-of-order check needs the stream's state, so the scorer
+applies it after decoding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from pipeline.errors import EventRejected
+
+__all__ = [
+    "REASONS",
+    "DecodedBatch",
+    "Rejection",
+    "decode_batch",
+    "decode_event",
+    "encode_event",
+    "parse_ts",
+]
+
+REASONS = (
+    "oversized",
+    "malformed_json",
+    "missing_field",
+    "wrong_type",
+    "non_finite",
+    "wrong_features",
+    "key_mismatch",
+    "out_of_order",
+)
+MAX_STREAM_ID_BYTES = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class Rejection:
+    """One record that goes to the dead-letter topic."""
+
+    index: int
+    reason: str
+    detail: str
+
+
+@dataclasses.dataclass
+class DecodedBatch:
+    """Valid events of a batch, in record order: ``index[i]`` is the record position."""
+
+    index: npt.NDArray[np.int64]
+    stream_ids: list[str]
+    ts: npt.NDArray[np.float64]
+    values: npt.NDArray[np.float64]
+    ts_raw: list[Any]
+    rejections: list[Rejection]
+
+
+def parse_ts(raw: Any) -> float:
+    """Epoch seconds from a number or an ISO-8601 string (naive means UTC)."""
+    if isinstance(raw, bool):
+        raise EventRejected("wrong_type", "ts must be a number or an ISO-8601 string, got bool")
+    if isinstance(raw, int | float):
+        if not math.isfinite(raw):
+            raise EventRejected("non_finite", f"ts is {raw}")
+        return float(raw)
+    if isinstance(raw, str):
+        try:
+            dt = datetime.fromisoformat(raw)
+        except ValueError as exc:
+            raise EventRejected("wrong_type", f"ts {raw[:40]!r} is not ISO-8601") from exc
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        return dt.timestamp()
+    raise EventRejected("wrong_type", f"ts must be a number or an ISO-8601 string, got {type(raw).__name__}")
+
+
+def _number(name: str, raw: Any) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise EventRejected("wrong_type", f"{name} must be a number, got {type(raw).__name__}")
+    value = float(raw)
+    if not math.isfinite(value):
+        raise EventRejected("non_finite", f"{name} is {raw}")
+    return value
+
+
+def decode_event(
+    key: bytes | None, value: bytes | None, features: Sequence[str], max_bytes: int
+) -> tuple[str, float, Any, list[float]]:
+    """Validate one record; returns ``(stream_id, ts, ts_raw, values)`` or raises EventRejected."""
+    if value is None:
+        raise EventRejected("malformed_json", "record has no value (tombstone)")
+    if len(value) > max_bytes:
+        raise EventRejected("oversized", f"{len(value)} bytes > limit {max_bytes}")
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise EventRejected("malformed_json", str(exc)[:200]) from exc
+    if not isinstance(doc, dict):
+        raise EventRejected("malformed_json", f"expected a JSON object, got {type(doc).__name__}")
+    sid = doc.get("stream_id")
+    if sid is None:
+        raise EventRejected("missing_field", "stream_id is missing")
+    if not isinstance(sid, str) or not sid:
+        raise EventRejected("wrong_type", "stream_id must be a non-empty string")
+    if len(sid.encode()) > MAX_STREAM_ID_BYTES:
+        raise EventRejected("oversized", f"stream_id longer than {MAX_STREAM_ID_BYTES} bytes")
+    if key is not None and key != sid.encode():
+        raise EventRejected("key_mismatch", "record key differs from stream_id")
+    if "ts" not in doc:
+        raise EventRejected("missing_field", "ts is missing")
+    ts_raw = doc["ts"]
+    ts = parse_ts(ts_raw)
+    if "values" in doc:
+        vals = doc["values"]
+        if not isinstance(vals, dict):
+            raise EventRejected("wrong_type", "values must be an object of feature -> number")
+        if set(vals) != set(features):
+            raise EventRejected(
+                "wrong_features", f"features {sorted(vals)[:8]} != model features {list(features)}"
+            )
+        return sid, ts, ts_raw, [_number(f, vals[f]) for f in features]
+    if "value" in doc:
+        if len(features) != 1:
+            raise EventRejected(
+                "wrong_features", f"single 'value' but the model expects {list(features)}"
+            )
+        return sid, ts, ts_raw, [_number("value", doc["value"])]
+    raise EventRejected("missing_field", "value (or values) is missing")
+
+
+def decode_batch(
+    records: Sequence[tuple[bytes | None, bytes | None]],
+    features: Sequence[str],
+    max_bytes: int,
+) -> DecodedBatch:
+    """Decode ``(key, value)`` pairs; never raises on bad input."""
+    index: list[int] = []
+    sids: list[str] = []
+    tss: list[float] = []
+    raws: list[Any] = []
+    vals: list[list[float]] = []
+    rejections: list[Rejection] = []
+    for i, (key, value) in enumerate(records):
+        try:
+            sid, ts, ts_raw, v = decode_event(key, value, features, max_bytes)
+        except EventRejected as exc:
+            rejections.append(Rejection(i, exc.reason, exc.detail))
+            continue
+        index.append(i)
+        sids.append(sid)
+        tss.append(ts)
+        raws.append(ts_raw)
+        vals.append(v)
+    F = len(features)
+    return DecodedBatch(
+        np.asarray(index, np.int64),
+        sids,
+        np.asarray(tss, np.float64),
+        np.asarray(vals, np.float64).reshape(len(vals), F),
+        raws,
+        rejections,
+    )
+
+
+def encode_event(stream_id: str, ts: Any, values: dict[str, float] | float) -> bytes:
+    """The producer side of the contract (used by replay, demo and tests)."""
+    doc: dict[str, Any] = {"stream_id": stream_id, "ts": ts}
+    if isinstance(values, dict):
+        doc["values"] = values
+    else:
+        doc["value"] = values
+    return orjson.dumps(doc)

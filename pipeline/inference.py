@@ -1,0 +1,78 @@
+"""One LSTM step for a batch of streams in onnxruntime.
+
+The ONNX graph is a single step: ``x [B, F], h [L, B, H], c [L, B, H]`` →
+``forecast [B, horizon, F], h_out, c_out`` with a dynamic batch axis. The scorer
+gathers the states of the streams in a batch, calls :meth:`StepSession.step`
+once, and scatters the new states back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from pipeline.errors import ModelRejected
+from pipeline.registry import ModelMeta
+
+__all__ = ["INPUTS", "OUTPUTS", "StepSession"]
+
+INPUTS = ("x", "h", "c")
+OUTPUTS = ("forecast", "h_out", "c_out")
+F32 = npt.NDArray[np.float32]
+
+
+class StepSession:
+    """A validated onnxruntime session for one registry version."""
+
+    def __init__(self, meta: ModelMeta, threads: int = 1) -> None:
+        self.meta = meta
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(
+                str(meta.onnx_path), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ModelRejected(f"onnxruntime cannot load {meta.onnx_path}: {exc}") from exc
+        self._check_signature()
+        self.layers, self.hidden, self.features = meta.layers, meta.hidden, len(meta.features)
+
+    def _check_signature(self) -> None:
+        ins = tuple(i.name for i in self._session.get_inputs())
+        outs = tuple(o.name for o in self._session.get_outputs())
+        if ins != INPUTS or outs != OUTPUTS:
+            raise ModelRejected(
+                f"{self.meta.onnx_path}: expected inputs {INPUTS} and outputs {OUTPUTS}, "
+                f"got {ins} and {outs}"
+            )
+        m = self.meta
+        B = 3
+        f, h, c = self.step(
+            np.zeros((B, len(m.features)), np.float32),
+            np.zeros((m.layers, B, m.hidden), np.float32),
+            np.zeros((m.layers, B, m.hidden), np.float32),
+            checked=False,
+        )
+        if f.shape != (B, m.horizon, len(m.features)) or h.shape != (m.layers, B, m.hidden):
+            raise ModelRejected(
+                f"{m.onnx_path}: shapes {f.shape}, {h.shape} disagree with model.json "
+                f"(horizon {m.horizon}, features {len(m.features)}, layers {m.layers}, "
+                f"hidden {m.hidden})"
+            )
+        if not (np.isfinite(f).all() and np.isfinite(h).all() and np.isfinite(c).all()):
+            raise ModelRejected(f"{m.onnx_path}: a step from zero state gives non-finite outputs")
+
+    def step(self, x: F32, h: F32, c: F32, *, checked: bool = True) -> tuple[F32, F32, F32]:
+        """One step for ``B`` streams; returns ``(forecast, h_out, c_out)``."""
+        try:
+            f, h2, c2 = self._session.run(OUTPUTS, {"x": x, "h": h, "c": c})
+        except Exception as exc:
+            if checked:
+                raise ModelRejected(f"inference failed for {self.meta.onnx_path}: {exc}") from exc
+            raise ModelRejected(f"{self.meta.onnx_path} fails on a test step: {exc}") from exc
+        return f, h2, c2

@@ -1,0 +1,212 @@
+"""The model registry: versioned ONNX step models on disk, one promoted version per model.
+
+Layout (root configurable, default ``exported_models/``)::
+
+    <model>/<version>/model.onnx     the single-step LSTM (x, h, c) -> (forecast, h_out, c_out)
+    <model>/<version>/model.json     metadata (format_version, features, horizon, sha256, ...)
+    <model>/CURRENT                  the promoted version, replaced atomically
+    <model>/HISTORY                  promotions, one version per line (for rollback)
+
+Writes are crash-safe: a version is written into a hidden temporary folder and
+renamed into place in one step, and CURRENT is replaced with ``os.replace`` after
+an fsync, so a crash at any point leaves the previous CURRENT valid and never
+exposes a half-written version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline.anomaly import AnomalyParams
+from pipeline.errors import ModelRejected, RegistryError
+from pipeline.normalise import NormaliserParams
+
+__all__ = ["FORMAT_VERSION", "ModelMeta", "Registry", "new_version", "sha256_of"]
+
+FORMAT_VERSION = 1
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def new_version() -> str:
+    """Sortable, unique enough: ``v20261125T181502Z``."""
+    return time.strftime("v%Y%m%dT%H%M%SZ", time.gmtime())
+
+
+def _check_name(kind: str, name: str) -> None:
+    if not _NAME.match(name):
+        raise RegistryError(f"{kind} name {name!r} must match {_NAME.pattern}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelMeta:
+    """What the scorer needs from model.json, validated."""
+
+    name: str
+    version: str
+    features: tuple[str, ...]
+    horizon: int
+    layers: int
+    hidden: int
+    normalisation: NormaliserParams
+    anomaly: AnomalyParams
+    sha256: str
+    onnx_path: Path
+    raw: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any], onnx_path: Path) -> ModelMeta:
+        try:
+            if doc["format_version"] != FORMAT_VERSION:
+                raise ModelRejected(
+                    f"model.json format_version {doc['format_version']} is not {FORMAT_VERSION}"
+                )
+            return cls(
+                name=str(doc["model"]),
+                version=str(doc["version"]),
+                features=tuple(doc["features"]),
+                horizon=int(doc["horizon"]),
+                layers=int(doc["layers"]),
+                hidden=int(doc["hidden"]),
+                normalisation=NormaliserParams.from_json(doc["normalisation"]),
+                anomaly=AnomalyParams.from_json(doc["anomaly"]),
+                sha256=str(doc["sha256"]),
+                onnx_path=onnx_path,
+                raw=doc,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelRejected(f"model.json at {onnx_path.parent} is invalid: {exc!r}") from exc
+
+
+class Registry:
+    """Read and write one registry folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def models(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def versions(self, model: str) -> list[str]:
+        folder = self.root / model
+        if not folder.is_dir():
+            return []
+        return sorted(
+            p.name for p in folder.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and (p / "model.json").exists()
+        )
+
+    def current(self, model: str) -> str | None:
+        try:
+            version = (self.root / model / "CURRENT").read_text().strip()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise RegistryError(f"cannot read {self.root / model / 'CURRENT'}: {exc}") from exc
+        return version or None
+
+    def history(self, model: str) -> list[str]:
+        try:
+            return (self.root / model / "HISTORY").read_text().split()
+        except FileNotFoundError:
+            return []
+
+    def meta(self, model: str, version: str | None = None, *, verify: bool = True) -> ModelMeta:
+        """Load (and by default verify the sha256 of) a version; the promoted one if None."""
+        version = version or self.current(model)
+        if version is None:
+            raise RegistryError(
+                f"model {model!r} has no promoted version in {self.root}; train one "
+                f"(statecast train) or promote one (statecast models promote)"
+            )
+        folder = self.root / model / version
+        try:
+            doc = json.loads((folder / "model.json").read_text())
+        except FileNotFoundError as exc:
+            raise RegistryError(f"{folder} does not exist or has no model.json") from exc
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ModelRejected(f"{folder}/model.json is unreadable: {exc}") from exc
+        meta = ModelMeta.from_json(doc, folder / "model.onnx")
+        if verify:
+            if not meta.onnx_path.exists():
+                raise ModelRejected(f"{meta.onnx_path} is missing")
+            actual = sha256_of(meta.onnx_path)
+            if actual != meta.sha256:
+                raise ModelRejected(
+                    f"{meta.onnx_path} sha256 {actual[:12]}… does not match model.json "
+                    f"{meta.sha256[:12]}…; the file is corrupted or was replaced"
+                )
+        return meta
+
+    def write_version(self, model: str, version: str, onnx_file: Path, doc: dict[str, Any]) -> Path:
+        """Copy a verified export into the registry atomically; returns its folder.
+
+        Steps: 1. write model.onnx and model.json into ``<model>/.tmp-<version>``;
+        2. fsync both; 3. rename the folder to ``<model>/<version>`` in one step.
+        """
+        _check_name("model", model)
+        _check_name("version", version)
+        folder = self.root / model
+        final = folder / version
+        if final.exists():
+            raise RegistryError(f"version {version} of {model} already exists in {self.root}")
+        tmp = folder / f".tmp-{version}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        # 1. Both files into the hidden folder.
+        shutil.copyfile(onnx_file, tmp / "model.onnx")
+        doc = {**doc, "sha256": sha256_of(tmp / "model.onnx")}
+        (tmp / "model.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        # 2. Durable before visible.
+        for name in ("model.onnx", "model.json"):
+            with open(tmp / name, "rb") as fh:
+                os.fsync(fh.fileno())
+        # 3. One rename makes the version visible.
+        os.rename(tmp, final)
+        return final
+
+    def promote(self, model: str, version: str) -> None:
+        """Make ``version`` the one scorers serve; CURRENT is replaced atomically."""
+        self.meta(model, version)  # refuse to promote a broken version
+        folder = self.root / model
+        tmp = folder / ".CURRENT.tmp"
+        tmp.write_text(version + "\n")
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, folder / "CURRENT")
+        with open(folder / "HISTORY", "a") as fh:
+            fh.write(version + "\n")
+
+    def rollback(self, model: str) -> str:
+        """Promote the version promoted before the current one; returns it."""
+        current = self.current(model)
+        previous = [v for v in self.history(model) if v != current]
+        if not previous:
+            raise RegistryError(f"model {model!r} has no earlier promoted version to roll back to")
+        target = previous[-1]
+        self.promote(model, target)
+        return target
+
+    def cleanup_tmp(self, model: str) -> None:
+        """Remove temporary folders left by a crashed write."""
+        folder = self.root / model
+        if folder.is_dir():
+            for p in folder.glob(".tmp-*"):
+                shutil.rmtree(p, ignore_errors=True)

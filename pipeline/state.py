@@ -1,0 +1,215 @@
+"""Per-stream state in preallocated arrays, one slot per stream.
+
+Everything a stream carries between events lives in column ``slot`` of a few
+arrays (not in a dict of small arrays): LSTM ``h``/``c`` for every layer, the
+online normaliser, the anomaly error statistics, the last forecast, the last
+event time, the steps seen, and a short ring buffer of recent inputs used to
+rebuild the LSTM state when the model is swapped. The scorer touches streams
+only through :meth:`StateStore.slots_for`, :meth:`gather` and :meth:`scatter`.
+
+Policies:
+
+* **Idle eviction**: a stream not seen for ``ttl_s`` (wall clock) frees its slot
+  (:meth:`evict_idle`); memory is bounded by the number of streams active within
+  the TTL. Arrays grow by doubling and never shrink; freed slots are reused.
+* **Gaps**: if an event arrives more than ``gap_reset_s`` (event time) after the
+  stream's previous one, the LSTM state and the last forecast are reset, so the
+  stream warms up again; the normaliser and error statistics are kept, because
+  a sensor's scale survives a silence better than its short-term dynamics.
+* **Late events** (older than the stream's last event) are rejected by the scorer
+  before they reach the store, so they never corrupt it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["StateStore", "StepState"]
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+
+@dataclasses.dataclass
+class StepState:
+    """The gathered state of ``B`` streams (copies; write back with ``scatter``)."""
+
+    h: F32  # [L, B, H]
+    c: F32  # [L, B, H]
+    n: F64  # [B] normaliser count
+    mean: F64  # [B, F]
+    var: F64  # [B, F]
+    fc: F64  # [B, horizon, F] last forecast, sensor units
+    has_fc: npt.NDArray[np.bool_]  # [B]
+    en: F64  # [B] errors seen
+    es: F64  # [B] short-term error mean
+    emu: F64  # [B] long-term error mean
+    evar: F64  # [B] long-term error variance
+    steps: I64  # [B] model steps since the last reset
+
+
+_FIELDS = [f.name for f in dataclasses.fields(StepState)]
+_STATE_AXIS1 = ("h", "c")  # arrays whose stream axis is 1
+
+
+class StateStore:
+    """Slot-addressed arrays for one model's streams."""
+
+    def __init__(
+        self, *, layers: int, hidden: int, features: int, horizon: int,
+        capacity: int = 1024, ring: int = 64, prior_mu: float = 1.0, prior_var: float = 1.0,
+    ) -> None:
+        self.layers, self.hidden, self.features, self.horizon = layers, hidden, features, horizon
+        self.ring = ring
+        self.prior_mu, self.prior_var = prior_mu, prior_var
+        self.capacity = 0
+        self._slot: dict[str, int] = {}
+        self._ids: list[str | None] = []
+        self._free: list[int] = []
+        self._alloc(max(1, capacity))
+
+    # -- allocation -----------------------------------------------------------------
+
+    def _alloc(self, capacity: int) -> None:
+        old = self.capacity
+        L, H, F, Z, R = self.layers, self.hidden, self.features, self.horizon, self.ring
+
+        def grow(name: str, shape: tuple[int, ...], dtype: type, axis: int = 0) -> None:
+            new = np.zeros(shape, dtype)
+            if old:
+                src = getattr(self, name)
+                if axis == 0:
+                    new[:old] = src
+                else:
+                    new[:, :old] = src
+            setattr(self, name, new)
+
+        grow("h", (L, capacity, H), np.float32, axis=1)
+        grow("c", (L, capacity, H), np.float32, axis=1)
+        grow("n", (capacity,), np.float64)
+        grow("mean", (capacity, F), np.float64)
+        grow("var", (capacity, F), np.float64)
+        grow("fc", (capacity, Z, F), np.float64)
+        grow("has_fc", (capacity,), np.bool_)
+        grow("en", (capacity,), np.float64)
+        grow("es", (capacity,), np.float64)
+        grow("emu", (capacity,), np.float64)
+        grow("evar", (capacity,), np.float64)
+        grow("steps", (capacity,), np.int64)
+        grow("last_ts", (capacity,), np.float64)
+        grow("last_seen", (capacity,), np.float64)
+        grow("ring_buf", (capacity, R, F), np.float32)
+        grow("ring_len", (capacity,), np.int64)
+        self._ids.extend([None] * (capacity - old))
+        self._free.extend(range(capacity - 1, old - 1, -1))
+        self.capacity = capacity
+
+    def _init_slots(self, slots: I64) -> None:
+        for name in _FIELDS:
+            arr = getattr(self, name)
+            if name in _STATE_AXIS1:
+                arr[:, slots] = 0
+            else:
+                arr[slots] = 0
+        self.emu[slots] = self.prior_mu
+        self.evar[slots] = self.prior_var
+        self.last_ts[slots] = -np.inf
+        self.ring_len[slots] = 0
+
+    # -- addressing -----------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._slot)
+
+    def __contains__(self, stream_id: object) -> bool:
+        return stream_id in self._slot
+
+    def slot_of(self, stream_id: str) -> int | None:
+        return self._slot.get(stream_id)
+
+    def stream_ids(self) -> list[str]:
+        return list(self._slot)
+
+    def slots_for(self, stream_ids: Sequence[str], now: float) -> I64:
+        """Slots of the given streams, allocating (and initialising) new ones."""
+        out = np.empty(len(stream_ids), np.int64)
+        new: list[int] = []
+        for i, sid in enumerate(stream_ids):
+            slot = self._slot.get(sid)
+            if slot is None:
+                if not self._free:
+                    self._alloc(self.capacity * 2)
+                slot = self._free.pop()
+                self._slot[sid] = slot
+                self._ids[slot] = sid
+                new.append(slot)
+            out[i] = slot
+        if new:
+            self._init_slots(np.asarray(new, np.int64))
+        self.last_seen[out] = now
+        return out
+
+    def release(self, stream_ids: Sequence[str]) -> None:
+        """Forget streams (e.g. when their partition is revoked)."""
+        for sid in stream_ids:
+            slot = self._slot.pop(sid, None)
+            if slot is not None:
+                self._ids[slot] = None
+                self._free.append(slot)
+
+    def evict_idle(self, now: float, ttl_s: float) -> int:
+        """Free the slots of streams not seen for ``ttl_s``; returns how many."""
+        live = np.fromiter(self._slot.values(), np.int64, len(self._slot))
+        if not len(live):
+            return 0
+        idle = live[self.last_seen[live] < now - ttl_s]
+        self.release([self._ids[s] for s in idle.tolist() if self._ids[s] is not None])  # type: ignore[misc]
+        return len(idle)
+
+    # -- batch access ---------------------------------------------------------------
+
+    def gather(self, slots: I64) -> StepState:
+        return StepState(
+            **{
+                name: (getattr(self, name)[:, slots] if name in _STATE_AXIS1 else getattr(self, name)[slots])
+                for name in _FIELDS
+            }
+        )
+
+    def scatter(self, slots: I64, st: StepState) -> None:
+        for name in _FIELDS:
+            if name in _STATE_AXIS1:
+                getattr(self, name)[:, slots] = getattr(st, name)
+            else:
+                getattr(self, name)[slots] = getattr(st, name)
+
+    def push_inputs(self, slots: I64, x: F64) -> None:
+        """Append one raw input per stream to its ring buffer (for model-swap replay)."""
+        if self.ring == 0:
+            return
+        pos = self.ring_len[slots] % self.ring
+        self.ring_buf[slots, pos] = x
+        self.ring_len[slots] += 1
+
+    def recent_inputs(self, slot: int) -> F32:
+        """The ring buffer of ``slot`` in arrival order (oldest first)."""
+        n = int(self.ring_len[slot])
+        if n <= self.ring:
+            return self.ring_buf[slot, :n].copy()
+        start = n % self.ring
+        return np.concatenate([self.ring_buf[slot, start:], self.ring_buf[slot, :start]])
+
+    def reset_dynamics(self, slots: I64) -> None:
+        """Gap policy: forget LSTM state and the last forecast, keep scale and error stats."""
+        self.h[:, slots] = 0
+        self.c[:, slots] = 0
+        self.has_fc[slots] = False
+        self.steps[slots] = 0
+
+    def memory_bytes(self) -> int:
+        return int(sum(getattr(self, n).nbytes for n in (*_FIELDS, "last_ts", "last_seen", "ring_buf", "ring_len")))

@@ -1,0 +1,83 @@
+"""One scoring step for a batch of streams: the heart shared by the scorer and training evaluation.
+
+For each stream in the batch, with value ``x`` arriving (all vectorised over streams):
+
+1. score ``x`` against the forecast made at the previous step (if any), in units of the
+   stream's spread before this step (:mod:`pipeline.anomaly`);
+2. update the online normaliser with ``x`` (:mod:`pipeline.normalise`);
+3. run one LSTM step on the normalised input with the stream's (h, c);
+4. turn the new forecast back into sensor units with the step's statistics.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from pipeline.anomaly import AnomalyParams, error_of, score_step
+from pipeline.inference import StepSession
+from pipeline.normalise import NormaliserParams, std_of, update
+from pipeline.state import StepState
+
+__all__ = ["advance", "rebuild"]
+
+F64 = npt.NDArray[np.float64]
+
+
+def advance(
+    session: StepSession, norm: NormaliserParams, anom: AnomalyParams, st: StepState, x: F64
+) -> tuple[F64, F64]:
+    """Advance ``st`` in place by one event per stream.
+
+    Returns ``(score, error)`` per stream: the anomaly score and the normalised forecast
+    error, both NaN where the stream had no forecast yet.
+    """
+    # 1. Score against the previous forecast, in the spread known before this value.
+    std_prev = std_of(norm, st.mean, st.var)
+    e = error_of(x, st.fc[:, 0, :], std_prev)
+    score, en, es, emu, evar = score_step(anom, e, st.en, st.es, st.emu, st.evar)
+    has = st.has_fc
+    st.en = np.where(has, en, st.en)
+    st.es = np.where(has, es, st.es)
+    st.emu = np.where(has, emu, st.emu)
+    st.evar = np.where(has, evar, st.evar)
+    score = np.where(has, score, np.nan)
+    e = np.where(has, e, np.nan)
+    # 2. Normaliser.
+    st.n, st.mean, st.var = update(norm, st.n, st.mean, st.var, x)
+    std = std_of(norm, st.mean, st.var)
+    z = np.clip((x - st.mean) / std, -norm.clip, norm.clip).astype(np.float32)
+    # 3. One LSTM step.
+    f, st.h, st.c = session.step(z, st.h, st.c)
+    # 4. Forecast in sensor units.
+    st.fc = f.astype(np.float64) * std[:, None, :] + st.mean[:, None, :]
+    st.has_fc = np.ones_like(has)
+    st.steps = st.steps + 1
+    return score, e
+
+
+def rebuild(
+    session: StepSession, norm: NormaliserParams, st: StepState, recent: list[npt.NDArray[np.float32]]
+) -> None:
+    """Rebuild (h, c) and the last forecast of each stream by replaying its recent inputs.
+
+    Used after a model swap: the normaliser and error statistics are kept (they describe
+    the sensor, not the model); ``recent[i]`` holds stream i's inputs, oldest first.
+    """
+    B = len(recent)
+    st.h = np.zeros_like(st.h)
+    st.c = np.zeros_like(st.c)
+    std = std_of(norm, st.mean, st.var)
+    longest = max((len(r) for r in recent), default=0)
+    # Right-align the histories so every stream ends on the last replayed step.
+    offsets = [longest - len(r) for r in recent]
+    fc = st.fc.copy()
+    for t in range(longest):
+        rows = np.asarray([i for i in range(B) if t >= offsets[i]], np.int64)
+        x = np.stack([recent[i][t - offsets[i]] for i in rows.tolist()]).astype(np.float64)
+        z = np.clip((x - st.mean[rows]) / std[rows], -norm.clip, norm.clip).astype(np.float32)
+        f, h, c = session.step(z, st.h[:, rows], st.c[:, rows])
+        st.h[:, rows] = h
+        st.c[:, rows] = c
+        fc[rows] = f.astype(np.float64) * std[rows][:, None, :] + st.mean[rows][:, None, :]
+    st.fc = fc

@@ -1,0 +1,251 @@
+"""Training data: CSV files or folders, or a time range of the live input topic.
+
+Many streams train one model. Each stream is normalised causally with the
+scorer's own normaliser (:mod:`pipeline.normalise`), split in time (the first
+``1 - val_fraction`` of every stream trains, the rest validates; nothing is
+shuffled across the split and no training target looks into the validation
+part), and cut into segments that the loop walks with truncated BPTT.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from pipeline.codec import decode_event, parse_ts
+from pipeline.config import KafkaConfig
+from pipeline.errors import DataError, EventRejected
+from pipeline.normalise import NormaliserParams, normalise_series
+
+__all__ = [
+    "Prepared",
+    "Series",
+    "load_csv",
+    "load_kafka",
+    "load_paths",
+    "parse_duration",
+    "prepare",
+]
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+MIN_POINTS = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class Series:
+    """One stream: ``ts [T]`` epoch seconds, ``values [T, F]`` in sensor units."""
+
+    name: str
+    ts: F64
+    values: F64
+    features: tuple[str, ...]
+
+
+def _csv_streams(path: Path) -> list[Series]:
+    try:
+        with path.open(newline="") as fh:
+            rows = list(csv.reader(fh))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from exc
+    if len(rows) < 2:
+        raise DataError(f"{path} has no data rows")
+    header = [h.strip() for h in rows[0]]
+    if "timestamp" not in header:
+        raise DataError(f"{path}: the header needs a 'timestamp' column, got {header}")
+    ts_col = header.index("timestamp")
+    sid_col = header.index("stream_id") if "stream_id" in header else None
+    feat_cols = [i for i, h in enumerate(header) if i not in (ts_col, sid_col)]
+    features = tuple(header[i] for i in feat_cols)
+    if not features:
+        raise DataError(f"{path}: no value columns besides timestamp")
+    groups: dict[str, tuple[list[float], list[list[float]]]] = defaultdict(lambda: ([], []))
+    for line_no, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        try:
+            ts = parse_ts(row[ts_col])
+            vals = [float(row[i]) for i in feat_cols]
+        except (EventRejected, ValueError, IndexError) as exc:
+            raise DataError(f"{path}:{line_no}: {exc}") from exc
+        sid = row[sid_col] if sid_col is not None else path.stem
+        groups[sid][0].append(ts)
+        groups[sid][1].append(vals)
+    return [
+        Series(sid, np.asarray(t), np.asarray(v, np.float64), features)
+        for sid, (t, v) in groups.items()
+    ]
+
+
+def load_csv(path: Path) -> list[Series]:
+    """Streams of one CSV file (stream id = file stem, or a ``stream_id`` column)."""
+    return _csv_streams(path)
+
+
+def load_paths(paths: Iterable[Path]) -> list[Series]:
+    """Every ``*.csv`` under the given files or folders, sorted by path."""
+    out: list[Series] = []
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            files = sorted(path.rglob("*.csv"))
+        elif path.exists():
+            files = [path]
+        else:
+            raise DataError(f"training data path {path} does not exist")
+        for f in files:
+            out.extend(load_csv(f))
+    if not out:
+        raise DataError(f"no CSV files under {[str(p) for p in paths]}")
+    return out
+
+
+def parse_duration(text: str) -> float:
+    """``90s``, ``15m``, ``36h``, ``7d`` → seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    try:
+        return float(text[:-1]) * units[text[-1]]
+    except (KeyError, ValueError, IndexError) as exc:
+        raise DataError(f"duration {text!r} must look like 90s, 15m, 36h or 7d") from exc
+
+
+def load_kafka(
+    config: KafkaConfig, topic: str, since_s: float, features: Sequence[str] = ("value",),
+    max_bytes: int = 65536,
+) -> list[Series]:
+    """Streams from ``topic`` appended in the last ``since_s`` seconds (offsets-for-times).
+
+    Invalid events are skipped (the scorer already dead-letters them).
+    """
+    import kafka
+    import kafka.errors
+    from kafka.structs import TopicPartition as KTP
+
+    from pipeline.kafka_io.kafkapython import client_settings
+
+    try:
+        consumer = kafka.KafkaConsumer(enable_auto_commit=False, **client_settings(config))
+        parts = [KTP(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        if not parts:
+            raise DataError(f"topic {topic} does not exist or has no partitions")
+        consumer.assign(parts)
+        start_ms = int((time.time() - since_s) * 1000)
+        starts = consumer.offsets_for_times({tp: start_ms for tp in parts})
+        ends = consumer.end_offsets(parts)
+        todo = {}
+        for tp in parts:
+            found = starts.get(tp)
+            if found is None:  # nothing that recent in this partition
+                continue
+            consumer.seek(tp, found.offset)
+            if found.offset < ends[tp]:
+                todo[tp] = ends[tp]
+        groups: dict[str, list[tuple[float, list[float]]]] = defaultdict(list)
+        while todo:
+            for tp, recs in consumer.poll(timeout_ms=1000, max_records=5000).items():
+                for r in recs:
+                    if r.offset >= todo.get(tp, -1):
+                        continue
+                    try:
+                        sid, ts, _raw, vals = decode_event(r.key, r.value, features, max_bytes)
+                    except EventRejected:
+                        continue
+                    groups[sid].append((ts, vals))
+                if consumer.position(tp) >= ends[tp]:
+                    todo.pop(tp, None)
+        consumer.close()
+    except kafka.errors.KafkaError as exc:
+        raise DataError(f"cannot read training data from topic {topic}: {exc}") from exc
+    return [
+        Series(sid, np.asarray([t for t, _ in evs]), np.asarray([v for _, v in evs]), tuple(features))
+        for sid, evs in sorted(groups.items())
+    ]
+
+
+@dataclasses.dataclass
+class Prepared:
+    """Model-ready tensors.
+
+    ``seg_x [N, S, F]`` inputs, ``seg_y [N, S, horizon, F]`` targets and
+    ``seg_mask [N, S, horizon]`` (1 where the target exists, lies in the training part
+    and the step is past the burn-in) for training; ``val`` holds, per stream, the
+    whole normalised series and the index where validation starts.
+    """
+
+    features: tuple[str, ...]
+    seg_x: F32
+    seg_y: F32
+    seg_mask: F32
+    val: list[tuple[str, F32, F32, F32, int]]
+    streams: list[Series]
+    summary: dict[str, object]
+
+
+def targets_of(z_values: F64, means: F64, stds: F64, horizon: int) -> tuple[F32, F32]:
+    """Targets ``y[t, k] = (x[t+k+1] - mean_t) / std_t`` and their existence mask."""
+    T, F = z_values.shape
+    y = np.zeros((T, horizon, F), np.float32)
+    mask = np.zeros((T, horizon), np.float32)
+    for k in range(horizon):
+        n = T - (k + 1)
+        if n <= 0:
+            continue
+        y[:n, k] = (z_values[k + 1 :] - means[:n]) / stds[:n]
+        mask[:n, k] = 1.0
+    return y, mask
+
+
+def prepare(
+    streams: list[Series], norm: NormaliserParams, horizon: int, val_fraction: float,
+    segment: int, burn_in: int,
+) -> Prepared:
+    """Normalise, split in time and segment every stream."""
+    streams = [s for s in streams if len(s.ts) >= MIN_POINTS]
+    if not streams:
+        raise DataError(f"no stream has at least {MIN_POINTS} points")
+    features = streams[0].features
+    for s in streams:
+        if s.features != features:
+            raise DataError(f"stream {s.name} has features {s.features}, expected {features}")
+    xs, ys, ms = [], [], []
+    val = []
+    for s in streams:
+        z, means, stds = normalise_series(norm, s.values)
+        y, mask = targets_of(s.values, means, stds, horizon)
+        y = np.clip(y, -norm.clip, norm.clip)
+        T = len(z)
+        split = int(T * (1.0 - val_fraction))
+        # No look-ahead: a training target must lie before the split.
+        train_mask = mask[:split].copy()
+        for k in range(horizon):
+            train_mask[max(0, split - (k + 1)) :, k] = 0.0
+        val.append((s.name, z, y, mask, split))
+        for start in range(0, split - burn_in - 1, segment):
+            stop = min(start + segment, split)
+            if stop - start <= burn_in + 1:
+                continue
+            seg_mask = train_mask[start:stop].copy()
+            seg_mask[:burn_in] = 0.0
+            pad = segment - (stop - start)
+            xs.append(np.pad(z[start:stop], ((0, pad), (0, 0))))
+            ys.append(np.pad(y[start:stop], ((0, pad), (0, 0), (0, 0))))
+            ms.append(np.pad(seg_mask, ((0, pad), (0, 0))))
+    if not xs:
+        raise DataError("streams are too short to cut a single training segment")
+    summary = {
+        "streams": len(streams),
+        "points": int(sum(len(s.ts) for s in streams)),
+        "segments": len(xs),
+        "features": list(features),
+        "time_range": [float(min(s.ts.min() for s in streams)), float(max(s.ts.max() for s in streams))],
+    }
+    return Prepared(
+        features, np.stack(xs), np.stack(ys), np.stack(ms), val, streams, summary
+    )

@@ -1,0 +1,169 @@
+"""Evaluation through the exported ONNX model, stepped exactly as the scorer steps it.
+
+:func:`replay` runs every stream through :func:`pipeline.stepper.advance` (batched
+across streams), so validation metrics, anomaly calibration and the champion /
+challenger comparison all measure the artifact that will serve, with the
+scorer's own normaliser and anomaly code.
+
+Forecast errors are reported scale-free: MAE in sensor units divided by the
+stream's standard deviation over its validation part, averaged over streams,
+per horizon, next to the persistence baseline (the last value repeated) on the
+same steps. ``skill = 1 - MAE_model / MAE_persistence`` (> 0 beats persistence).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pipeline.anomaly import AnomalyParams
+from pipeline.inference import StepSession
+from pipeline.registry import ModelMeta
+from pipeline.state import StateStore
+from pipeline.stepper import advance
+from training.data import Series
+
+__all__ = ["Replayed", "calibrate", "forecast_metrics", "plot_forecasts", "replay"]
+
+F64 = npt.NDArray[np.float64]
+
+
+@dataclasses.dataclass
+class Replayed:
+    """Per stream: ``forecast [T, horizon, F]`` made at each step, ``score [T]``, ``error [T]``."""
+
+    name: str
+    values: F64
+    forecast: F64
+    score: F64
+    error: F64
+
+
+def replay(meta: ModelMeta, streams: list[Series], anomaly: AnomalyParams | None = None,
+           threads: int = 1) -> list[Replayed]:
+    """Step all streams through the model from a fresh state, batched across streams."""
+    session = StepSession(meta, threads=threads)
+    anom = anomaly or meta.anomaly
+    store = StateStore(
+        layers=meta.layers, hidden=meta.hidden, features=len(meta.features), horizon=meta.horizon,
+        capacity=len(streams), ring=0, prior_mu=anom.prior_mean, prior_var=anom.prior_std**2,
+    )
+    slots = store.slots_for([f"{i}:{s.name}" for i, s in enumerate(streams)], now=0.0)
+    lengths = np.asarray([len(s.ts) for s in streams])
+    out = [
+        Replayed(s.name, s.values, np.zeros((len(s.ts), meta.horizon, len(meta.features))),
+                 np.full(len(s.ts), np.nan), np.full(len(s.ts), np.nan))
+        for s in streams
+    ]
+    for t in range(int(lengths.max())):
+        active = np.nonzero(lengths > t)[0]
+        st = store.gather(slots[active])
+        x = np.stack([streams[i].values[t] for i in active.tolist()])
+        score, err = advance(session, meta.normalisation, anom, st, x)
+        store.scatter(slots[active], st)
+        for j, i in enumerate(active.tolist()):
+            out[i].forecast[t] = st.fc[j]
+            out[i].score[t] = score[j]
+            out[i].error[t] = err[j]
+    return out
+
+
+def forecast_metrics(replayed: list[Replayed], val_fraction: float, horizon: int) -> dict[str, Any]:
+    """Scale-free MAE per horizon on each stream's validation part, vs persistence."""
+    model = np.zeros(horizon)
+    persist = np.zeros(horizon)
+    counts = np.zeros(horizon)
+    per_stream = {}
+    for r in replayed:
+        T = len(r.values)
+        split = int(T * (1.0 - val_fraction))
+        scale = float(np.std(r.values[split:])) or 1.0
+        s_model, s_persist = [], []
+        for k in range(horizon):
+            t = np.arange(split, T - (k + 1))
+            if not len(t):
+                continue
+            actual = r.values[t + k + 1]
+            m = np.abs(r.forecast[t, k] - actual).mean() / scale
+            p = np.abs(r.values[t] - actual).mean() / scale
+            model[k] += m * len(t)
+            persist[k] += p * len(t)
+            counts[k] += len(t)
+            s_model.append(m)
+            s_persist.append(p)
+        if s_model:
+            per_stream[r.name] = {
+                "mae_h1": float(s_model[0]), "persistence_mae_h1": float(s_persist[0]),
+                "skill_h1": float(1 - s_model[0] / s_persist[0]) if s_persist[0] > 0 else 0.0,
+            }
+    counts = np.maximum(counts, 1)
+    mae = model / counts
+    pmae = persist / counts
+    return {
+        "mae": [float(v) for v in mae],
+        "persistence_mae": [float(v) for v in pmae],
+        "skill": [float(1 - m / p) if p > 0 else 0.0 for m, p in zip(mae, pmae, strict=True)],
+        "mean_mae": float(mae.mean()),
+        "units": "MAE / std of the stream's validation part, mean over streams",
+        "per_stream": per_stream,
+    }
+
+
+def calibrate(replayed: list[Replayed], val_fraction: float, base: AnomalyParams) -> AnomalyParams:
+    """Priors of the error distribution from the training parts (median across streams,
+    robust to a few wild streams)."""
+    means, stds = [], []
+    for r in replayed:
+        split = int(len(r.values) * (1.0 - val_fraction))
+        e = r.error[:split]
+        e = e[np.isfinite(e)]
+        if len(e) > 10:
+            means.append(float(np.mean(e)))
+            stds.append(float(np.std(e)))
+    if not means:
+        return base
+    return dataclasses.replace(
+        base, prior_mean=float(np.median(means)), prior_std=max(float(np.median(stds)), base.min_sigma)
+    )
+
+
+def threshold_from(replayed: list[Replayed], val_fraction: float, quantile: float, floor: float) -> float:
+    """Alarm threshold: the ``quantile`` of validation scores (most steps are normal),
+    never below ``floor``."""
+    scores = np.concatenate([r.score[int(len(r.values) * (1 - val_fraction)):] for r in replayed])
+    scores = scores[np.isfinite(scores)]
+    if not len(scores):
+        return floor
+    return float(max(floor, np.quantile(scores, quantile)))
+
+
+def plot_forecasts(replayed: list[Replayed], val_fraction: float, path: Path, streams: int = 4,
+                   window: int = 400) -> Path:
+    """PNG: actual vs one-step forecast and the anomaly score on a few validation streams."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    chosen = replayed[:: max(1, len(replayed) // streams)][:streams]
+    fig, axes = plt.subplots(len(chosen), 1, figsize=(11, 2.6 * len(chosen)), squeeze=False)
+    for ax, r in zip(axes[:, 0], chosen, strict=True):
+        T = len(r.values)
+        start = max(int(T * (1 - val_fraction)), T - window)
+        t = np.arange(start, T)
+        ax.plot(t, r.values[t, 0], lw=1.0, label="actual", color="black")
+        ax.plot(t[1:], r.forecast[t[:-1], 0, 0], lw=1.0, label="forecast (t+1)", color="tab:blue")
+        ax2 = ax.twinx()
+        ax2.fill_between(t, 0, r.score[t], color="tab:red", alpha=0.2, label="anomaly score")
+        ax2.set_ylim(0, 1)
+        ax.set_title(r.name, fontsize=9)
+        ax.legend(loc="upper left", fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -1,0 +1,208 @@
+"""The trainer entry object: data → fit → export → verify → calibrate → register → promote.
+
+One :class:`Trainer` is built from one :class:`TrainJob` (what to train on, where to
+register) and one :class:`~training.config.TrainConfig` (the method). ``run`` never
+leaves a half-written version visible and never replaces the champion on failure:
+everything is built in a temporary folder and the registry write is atomic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import onnx
+import onnxruntime
+import torch
+
+from pipeline.anomaly import AnomalyParams
+from pipeline.config import KafkaConfig
+from pipeline.errors import DataError, RegistryError
+from pipeline.normalise import NormaliserParams
+from pipeline.registry import FORMAT_VERSION, ModelMeta, Registry, new_version
+from training.config import TrainConfig
+from training.data import Series, load_kafka, load_paths, parse_duration, prepare
+from training.evaluate import calibrate, forecast_metrics, plot_forecasts, replay, threshold_from
+from training.export import export_step_model
+from training.loop import fit, seed_everything
+from training.model import LSTMForecaster
+
+__all__ = ["TrainJob", "TrainOutcome", "Trainer", "decide_promotion"]
+
+log = logging.getLogger(__name__)
+Promote = Literal["auto", "always", "never"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainJob:
+    """Where the data comes from and where the model goes."""
+
+    data: tuple[Path, ...] = ()
+    from_kafka: str | None = None
+    since: str = "7d"
+    registry: Path = Path("exported_models")
+    model: str = "default"
+    promote: Promote = "auto"
+    plot: bool = True
+    progress: bool = True
+    kafka: KafkaConfig = dataclasses.field(default_factory=KafkaConfig)
+    publish_topic: str | None = None
+
+    def __post_init__(self) -> None:
+        if bool(self.data) == bool(self.from_kafka):
+            raise DataError("give training data either as --data PATH or as --from-kafka TOPIC")
+        if self.promote not in ("auto", "always", "never"):
+            raise DataError(f"--promote must be auto, always or never, got {self.promote!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOutcome:
+    version: str
+    promoted: bool
+    reason: str
+    folder: Path
+    doc: dict[str, Any]
+
+
+def decide_promotion(
+    mode: Promote, challenger_mae: float, champion_mae: float | None
+) -> tuple[bool, str]:
+    """Champion/challenger: ``auto`` promotes only a strictly better (or the first) model."""
+    if mode == "always":
+        return True, "promotion forced (--promote always)"
+    if mode == "never":
+        return False, "promotion disabled (--promote never)"
+    if champion_mae is None:
+        return True, "no champion yet"
+    if challenger_mae < champion_mae:
+        return True, f"challenger MAE {challenger_mae:.4f} < champion {champion_mae:.4f}"
+    return False, f"challenger MAE {challenger_mae:.4f} >= champion {champion_mae:.4f}"
+
+
+class Trainer:
+    """Trains, verifies and registers one model version."""
+
+    def __init__(self, job: TrainJob, config: TrainConfig,
+                 norm: NormaliserParams | None = None, anomaly: AnomalyParams | None = None) -> None:
+        self.job = job
+        self.config = config
+        self.norm = norm or NormaliserParams()
+        self.anomaly = anomaly or AnomalyParams()
+        self.registry = Registry(job.registry)
+
+    def load_streams(self) -> list[Series]:
+        if self.job.from_kafka:
+            return load_kafka(self.job.kafka, self.job.from_kafka, parse_duration(self.job.since))
+        return load_paths(self.job.data)
+
+    def run(self) -> TrainOutcome:
+        started = time.monotonic()
+        cfg = self.config
+        seed_everything(cfg.seed)
+        # 1. Data.
+        streams = self.load_streams()
+        prepared = prepare(streams, self.norm, cfg.horizon, cfg.val_fraction, cfg.segment, cfg.burn_in)
+        log.info("data: %s", prepared.summary)
+        # 2. Fit.
+        model = LSTMForecaster(len(prepared.features), cfg)
+        result = fit(model, prepared, cfg, progress=self.job.progress)
+        version = self._unique_version()
+        with tempfile.TemporaryDirectory(prefix="statecast-train-") as tmp:
+            onnx_path = Path(tmp) / "model.onnx"
+            # 3. Export and verify (checker + step parity).
+            export = export_step_model(model, onnx_path)
+            doc = self._doc(version, prepared.features, prepared.summary, result, export)
+            meta = ModelMeta.from_json({**doc, "sha256": ""}, onnx_path)
+            # 4. Calibrate the anomaly scorer on the exported model, as the scorer will run it.
+            first = replay(meta, prepared.streams, threads=cfg.threads)
+            anom = calibrate(first, cfg.val_fraction, self.anomaly)
+            meta = dataclasses.replace(meta, anomaly=anom)
+            rep = replay(meta, prepared.streams, threads=cfg.threads)
+            anom = dataclasses.replace(
+                anom, threshold=threshold_from(rep, cfg.val_fraction, 0.999, self.anomaly.threshold)
+            )
+            metrics = forecast_metrics(rep, cfg.val_fraction, cfg.horizon)
+            doc["anomaly"] = anom.to_json()
+            doc["validation"] = metrics
+            # 5. Champion / challenger on the same recent validation window.
+            champion_mae = self._champion_mae(prepared.streams)
+            promote, reason = decide_promotion(self.job.promote, metrics["mean_mae"], champion_mae)
+            doc["champion_comparison"] = {
+                "champion": self.registry.current(self.job.model),
+                "champion_mean_mae": champion_mae,
+                "challenger_mean_mae": metrics["mean_mae"],
+                "promoted": promote, "reason": reason,
+            }
+            doc["train_seconds"] = round(time.monotonic() - started, 2)
+            # 6. Register atomically, then promote.
+            folder = self.registry.write_version(self.job.model, version, onnx_path, doc)
+        if self.job.plot:
+            plot_forecasts(rep, cfg.val_fraction, folder / "validation.png")
+        if promote:
+            self.registry.promote(self.job.model, version)
+            if self.job.publish_topic:
+                from pipeline.model_topic import publish_model
+
+                publish_model(self.job.kafka, self.job.publish_topic, self.registry.meta(self.job.model, version))
+        log.info("registered %s/%s (%s)", self.job.model, version, reason)
+        return TrainOutcome(version, promote, reason, folder, doc)
+
+    def _unique_version(self) -> str:
+        base = new_version()
+        existing = set(self.registry.versions(self.job.model))
+        version, i = base, 1
+        while version in existing or (self.registry.root / self.job.model / version).exists():
+            i += 1
+            version = f"{base}-{i}"
+        return version
+
+    def _champion_mae(self, streams: list[Series]) -> float | None:
+        if self.registry.current(self.job.model) is None:
+            return None
+        try:
+            champion = self.registry.meta(self.job.model)
+        except RegistryError as exc:
+            log.warning("champion cannot be loaded (%s); treating as absent", exc)
+            return None
+        if champion.features != streams[0].features:
+            log.warning("champion has other features; treating as absent")
+            return None
+        rep = replay(champion, streams, threads=self.config.threads)
+        mae: float = forecast_metrics(rep, self.config.val_fraction, champion.horizon)["mean_mae"]
+        return mae
+
+    def _doc(self, version: str, features: tuple[str, ...], summary: dict[str, Any],
+             result: Any, export: Any) -> dict[str, Any]:
+        cfg = self.config
+        L, H, F, Z = cfg.layers, cfg.hidden, len(features), cfg.horizon
+        return {
+            "format_version": FORMAT_VERSION,
+            "model": self.job.model,
+            "version": version,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "features": list(features),
+            "horizon": Z,
+            "layers": L,
+            "hidden": H,
+            "inputs": {"x": ["batch", F], "h": [L, "batch", H], "c": [L, "batch", H]},
+            "outputs": {"forecast": ["batch", Z, F], "h_out": [L, "batch", H], "c_out": [L, "batch", H]},
+            "normalisation": self.norm.to_json(),
+            "anomaly": self.anomaly.to_json(),
+            "training_config": cfg.to_json(),
+            "data_summary": summary,
+            "fit": {
+                "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+                "best_val_loss": result.best_val_loss, "stopped_early": result.stopped_early,
+                "seconds": round(result.seconds, 2), "history": result.history,
+            },
+            "parity_max_abs_diff": export.parity_max_abs_diff,
+            "export": {"nodes": export.nodes, "ops": list(export.ops), "bytes": export.bytes,
+                       "seconds": round(export.seconds, 3), "opset": 17, "exporter": "torchscript"},
+            "library_versions": {"torch": torch.__version__, "onnx": onnx.__version__,
+                                 "onnxruntime": onnxruntime.__version__},
+        }
