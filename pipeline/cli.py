@@ -27,6 +27,7 @@ def _add_kafka_client_flags(p: argparse.ArgumentParser) -> None:
 
 # -- kafka -----------------------------------------------------------------------------
 
+
 def _cmd_kafka(ns: argparse.Namespace) -> int:
     from pipeline.config import LocalKafkaConfig, load
     from pipeline.localkafka import LocalBroker

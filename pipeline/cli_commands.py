@@ -39,6 +39,7 @@ def _kafka_flags(p: argparse.ArgumentParser) -> None:
 
 # -- train ------------------------------------------------------------------------------
 
+
 def _cmd_train(ns: argparse.Namespace) -> int:
     from pipeline.config import KafkaConfig, load
     from training.config import TrainConfig, load_train_config
@@ -92,7 +93,9 @@ def _train_parser(sub: Any) -> None:
     p = sub.add_parser("train", help="train a stacked-LSTM forecaster and register it")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", action="append", help="CSV file or folder (repeatable)")
-    src.add_argument("--from-kafka", dest="from_kafka", metavar="TOPIC", help="read the input topic")
+    src.add_argument(
+        "--from-kafka", dest="from_kafka", metavar="TOPIC", help="read the input topic"
+    )
     p.add_argument("--since", default="7d", help="with --from-kafka: how far back (e.g. 7d)")
     p.add_argument("--registry", default="exported_models")
     p.add_argument("--model", default="default")
@@ -104,10 +107,16 @@ def _train_parser(sub: Any) -> None:
     p.add_argument("--promote", choices=["auto", "always", "never"], default="auto")
     p.add_argument("--config", help="JSON file with TrainConfig fields")
     p.add_argument("--every", help="retrain on a schedule, e.g. 24h (default: once)")
-    p.add_argument("--metrics-file", dest="metrics_file",
-                   help="write trainer metrics in Prometheus textfile-collector format")
-    p.add_argument("--publish-topic", dest="publish_topic",
-                   help="also publish promoted models to this compacted topic (e.g. statecast-models)")
+    p.add_argument(
+        "--metrics-file",
+        dest="metrics_file",
+        help="write trainer metrics in Prometheus textfile-collector format",
+    )
+    p.add_argument(
+        "--publish-topic",
+        dest="publish_topic",
+        help="also publish promoted models to this compacted topic (e.g. statecast-models)",
+    )
     p.add_argument("--no-plot", dest="no_plot", action="store_true")
     p.add_argument("--progress", action="store_true", help="progress bar even without a terminal")
     _kafka_flags(p)
@@ -115,6 +124,7 @@ def _train_parser(sub: Any) -> None:
 
 
 # -- models -----------------------------------------------------------------------------
+
 
 def _cmd_models(ns: argparse.Namespace) -> int:
     from pipeline.registry import Registry
@@ -128,8 +138,10 @@ def _cmd_models(ns: argparse.Namespace) -> int:
                 try:
                     meta = reg.meta(model, v, verify=False)
                     mae = meta.raw.get("validation", {}).get("mean_mae", float("nan"))
-                    print(f"{mark} {model}/{v}  features={','.join(meta.features)} "
-                          f"L={meta.layers} H={meta.hidden} horizon={meta.horizon} mean_mae={mae:.4f}")
+                    print(
+                        f"{mark} {model}/{v}  features={','.join(meta.features)} "
+                        f"L={meta.layers} H={meta.hidden} horizon={meta.horizon} mean_mae={mae:.4f}"
+                    )
                 except Exception as exc:  # a broken version is listed, not fatal
                     print(f"{mark} {model}/{v}  (unreadable: {exc})")
         return 0
@@ -164,3 +176,56 @@ def _models_parser(sub: Any) -> None:
 def _sleep_until(deadline: float) -> None:
     while time.monotonic() < deadline:
         time.sleep(min(1.0, deadline - time.monotonic()))
+
+
+# -- score ------------------------------------------------------------------------------
+
+
+def _cmd_score(ns: argparse.Namespace) -> int:
+    from pipeline.config import ScorerConfig, load
+    from pipeline.scorer import Scorer
+
+    config = load(ScorerConfig, _flags(ns))
+    scorer = Scorer(config)
+    log.info(
+        "scoring %s -> %s (group %s, models %s)",
+        config.input_topic,
+        config.output_topic,
+        config.group,
+        {m.name: m.version for m in scorer.models.values()},
+    )
+    code = scorer.run()
+    log.info("scorer stopped after %d records", scorer.processed)
+    return code
+
+
+@_register
+def _score_parser(sub: Any) -> None:
+    p = sub.add_parser("score", help="run the stateful scorer (Kafka consumer)")
+    _kafka_flags(p)
+    p.add_argument("--input-topic", dest="input_topic")
+    p.add_argument("--output-topic", dest="output_topic")
+    p.add_argument("--dlq-topic", dest="dlq_topic")
+    p.add_argument("--group")
+    p.add_argument("--registry")
+    p.add_argument("--model", help="default model (env STATECAST_MODEL)")
+    p.add_argument(
+        "--route",
+        dest="routes",
+        action="append",
+        help="PREFIX=MODEL: streams whose id starts with PREFIX use MODEL (repeatable)",
+    )
+    p.add_argument("--metrics-port", dest="metrics_port", type=int)
+    p.add_argument("--metrics-host", dest="metrics_host")
+    p.add_argument(
+        "--until-idle",
+        dest="until_idle",
+        type=float,
+        help="exit 0 after this many seconds without input",
+    )
+    p.add_argument("--max-poll-records", dest="max_poll_records", type=int)
+    p.add_argument("--state-ttl-s", dest="state_ttl_s", type=float)
+    p.add_argument("--gap-reset-s", dest="gap_reset_s", type=float)
+    p.add_argument("--late-tolerance-s", dest="late_tolerance_s", type=float)
+    p.add_argument("--warmup-steps", dest="warmup_steps", type=int)
+    p.set_defaults(func=_cmd_score)

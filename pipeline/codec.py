@@ -14,6 +14,7 @@ applies it after decoding.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -85,7 +86,9 @@ def parse_ts(raw: Any) -> float:
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=UTC)
         return dt.timestamp()
-    raise EventRejected("wrong_type", f"ts must be a number or an ISO-8601 string, got {type(raw).__name__}")
+    raise EventRejected(
+        "wrong_type", f"ts must be a number or an ISO-8601 string, got {type(raw).__name__}"
+    )
 
 
 def _number(name: str, raw: Any) -> float:
@@ -108,7 +111,12 @@ def decode_event(
     try:
         doc = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
-        raise EventRejected("malformed_json", str(exc)[:200]) from exc
+        # orjson refuses NaN/Infinity tokens and overflowing numbers, which Python's json
+        # module writes by default; the lenient parser tells those apart (non_finite).
+        try:
+            doc = json.loads(value)
+        except (ValueError, RecursionError):
+            raise EventRejected("malformed_json", str(exc)[:200]) from exc
     if not isinstance(doc, dict):
         raise EventRejected("malformed_json", f"expected a JSON object, got {type(doc).__name__}")
     sid = doc.get("stream_id")

@@ -129,6 +129,8 @@ class ScorerConfig:
     max_message_bytes: int = 65536
     warmup_steps: int = 48
     replay_steps: int = 64
+    late_tolerance_s: float = 0.0
+    input_partitions: int = 4
     model_check_s: float = 5.0
     intra_op_threads: int = 1
 
@@ -138,13 +140,23 @@ class ScorerConfig:
                 raise ConfigError(f"{name} must not be empty")
         if len({self.input_topic, self.output_topic, self.dlq_topic}) != 3:
             raise ConfigError("input, output and dead-letter topics must be three different topics")
-        for name in ("max_poll_records", "state_capacity", "max_message_bytes", "model_check_s",
-                     "intra_op_threads", "state_ttl_s", "gap_reset_s", "poll_timeout_ms"):
+        for name in (
+            "max_poll_records",
+            "state_capacity",
+            "max_message_bytes",
+            "model_check_s",
+            "intra_op_threads",
+            "state_ttl_s",
+            "gap_reset_s",
+            "poll_timeout_ms",
+        ):
             _positive(name, getattr(self, name))
         if self.until_idle is not None:
             _positive("until_idle", self.until_idle)
         if not 0 <= self.metrics_port < 65536:
-            raise ConfigError(f"metrics_port must be 0 (off) or a TCP port, got {self.metrics_port}")
+            raise ConfigError(
+                f"metrics_port must be 0 (off) or a TCP port, got {self.metrics_port}"
+            )
         if self.warmup_steps < 0 or self.replay_steps < 0:
             raise ConfigError("warmup_steps and replay_steps must be >= 0")
         for route in self.routes:

@@ -48,7 +48,9 @@ def decode_frame(frame: bytes) -> tuple[dict[str, object], bytes]:
 
 def publish_model(config: KafkaConfig, topic: str, meta: ModelMeta) -> None:
     """Publish a promoted version (acknowledged before returning)."""
-    ensure_topic(config, topic, 1, {"cleanup.policy": "compact", "max.message.bytes": str(MAX_FRAME_BYTES)})
+    ensure_topic(
+        config, topic, 1, {"cleanup.policy": "compact", "max.message.bytes": str(MAX_FRAME_BYTES)}
+    )
     producer = open_producer(config, max_request_size=MAX_FRAME_BYTES)
     try:
         producer.send(topic, meta.name.encode(), encode_frame(meta))
@@ -57,7 +59,9 @@ def publish_model(config: KafkaConfig, topic: str, meta: ModelMeta) -> None:
         producer.close()
 
 
-def install_latest(config: KafkaConfig, topic: str, registry: Registry, timeout_s: float = 10.0) -> list[str]:
+def install_latest(
+    config: KafkaConfig, topic: str, registry: Registry, timeout_s: float = 10.0
+) -> list[str]:
     """Copy every model's latest published version into ``registry`` and promote it there.
 
     Returns ``model/version`` for each version installed (already present ones are skipped).
@@ -67,8 +71,12 @@ def install_latest(config: KafkaConfig, topic: str, registry: Registry, timeout_
 
     from pipeline.kafka_io.kafkapython import client_settings
 
-    consumer = kafka.KafkaConsumer(enable_auto_commit=False, fetch_max_bytes=MAX_FRAME_BYTES,
-                                   max_partition_fetch_bytes=MAX_FRAME_BYTES, **client_settings(config))
+    consumer = kafka.KafkaConsumer(
+        enable_auto_commit=False,
+        fetch_max_bytes=MAX_FRAME_BYTES,
+        max_partition_fetch_bytes=MAX_FRAME_BYTES,
+        **client_settings(config),
+    )
     try:
         parts = [KTP(topic, p) for p in (consumer.partitions_for_topic(topic) or [])]
         if not parts:

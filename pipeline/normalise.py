@@ -56,9 +56,7 @@ def std_of(p: NormaliserParams, mean: F64, var: F64) -> F64:
     return np.maximum(np.sqrt(np.maximum(var, 0.0)), floor)
 
 
-def update(
-    p: NormaliserParams, n: F64, mean: F64, var: F64, x: F64
-) -> tuple[F64, F64, F64]:
+def update(p: NormaliserParams, n: F64, mean: F64, var: F64, x: F64) -> tuple[F64, F64, F64]:
     """One step for a batch of streams: ``n [B]``, ``mean, var, x [B, F]``; returns new arrays."""
     n = n + 1.0
     a = np.maximum(1.0 / n, p.alpha)[:, None]

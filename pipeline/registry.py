@@ -102,14 +102,17 @@ class Registry:
     def models(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return sorted(
+            p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
 
     def versions(self, model: str) -> list[str]:
         folder = self.root / model
         if not folder.is_dir():
             return []
         return sorted(
-            p.name for p in folder.iterdir()
+            p.name
+            for p in folder.iterdir()
             if p.is_dir() and not p.name.startswith(".") and (p / "model.json").exists()
         )
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -60,9 +61,34 @@ _STATE_AXIS1 = ("h", "c")  # arrays whose stream axis is 1
 class StateStore:
     """Slot-addressed arrays for one model's streams."""
 
+    h: F32
+    c: F32
+    n: F64
+    mean: F64
+    var: F64
+    fc: F64
+    has_fc: npt.NDArray[np.bool_]
+    en: F64
+    es: F64
+    emu: F64
+    evar: F64
+    steps: I64
+    last_ts: F64
+    last_seen: F64
+    ring_buf: F32
+    ring_len: I64
+
     def __init__(
-        self, *, layers: int, hidden: int, features: int, horizon: int,
-        capacity: int = 1024, ring: int = 64, prior_mu: float = 1.0, prior_var: float = 1.0,
+        self,
+        *,
+        layers: int,
+        hidden: int,
+        features: int,
+        horizon: int,
+        capacity: int = 1024,
+        ring: int = 64,
+        prior_mu: float = 1.0,
+        prior_var: float = 1.0,
     ) -> None:
         self.layers, self.hidden, self.features, self.horizon = layers, hidden, features, horizon
         self.ring = ring
@@ -80,7 +106,7 @@ class StateStore:
         L, H, F, Z, R = self.layers, self.hidden, self.features, self.horizon, self.ring
 
         def grow(name: str, shape: tuple[int, ...], dtype: type, axis: int = 0) -> None:
-            new = np.zeros(shape, dtype)
+            new: npt.NDArray[Any] = np.zeros(shape, dtype)
             if old:
                 src = getattr(self, name)
                 if axis == 0:
@@ -176,7 +202,11 @@ class StateStore:
     def gather(self, slots: I64) -> StepState:
         return StepState(
             **{
-                name: (getattr(self, name)[:, slots] if name in _STATE_AXIS1 else getattr(self, name)[slots])
+                name: (
+                    getattr(self, name)[:, slots]
+                    if name in _STATE_AXIS1
+                    else getattr(self, name)[slots]
+                )
                 for name in _FIELDS
             }
         )
@@ -200,7 +230,8 @@ class StateStore:
         """The ring buffer of ``slot`` in arrival order (oldest first)."""
         n = int(self.ring_len[slot])
         if n <= self.ring:
-            return self.ring_buf[slot, :n].copy()
+            out: F32 = self.ring_buf[slot, :n].copy()
+            return out
         start = n % self.ring
         return np.concatenate([self.ring_buf[slot, start:], self.ring_buf[slot, :start]])
 
@@ -211,5 +242,35 @@ class StateStore:
         self.has_fc[slots] = False
         self.steps[slots] = 0
 
+    def adopt(self, other: StateStore) -> None:
+        """Take over ``other``'s streams (same capacity) with their model-independent state:
+        normaliser, error statistics, times and recent inputs. LSTM state and forecasts
+        start from zero (a model swap rebuilds them by replay)."""
+        if other.capacity != self.capacity or other.features != self.features:
+            raise ValueError("adopt needs the same capacity and features")
+        self._slot = dict(other._slot)
+        self._ids = list(other._ids)
+        self._free = list(other._free)
+        for name in (
+            "n",
+            "mean",
+            "var",
+            "en",
+            "es",
+            "emu",
+            "evar",
+            "steps",
+            "last_ts",
+            "last_seen",
+            "ring_buf",
+            "ring_len",
+        ):
+            getattr(self, name)[...] = getattr(other, name)
+
     def memory_bytes(self) -> int:
-        return int(sum(getattr(self, n).nbytes for n in (*_FIELDS, "last_ts", "last_seen", "ring_buf", "ring_len")))
+        return int(
+            sum(
+                getattr(self, n).nbytes
+                for n in (*_FIELDS, "last_ts", "last_seen", "ring_buf", "ring_len")
+            )
+        )

@@ -57,7 +57,10 @@ def advance(
 
 
 def rebuild(
-    session: StepSession, norm: NormaliserParams, st: StepState, recent: list[npt.NDArray[np.float32]]
+    session: StepSession,
+    norm: NormaliserParams,
+    st: StepState,
+    recent: list[npt.NDArray[np.float32]],
 ) -> None:
     """Rebuild (h, c) and the last forecast of each stream by replaying its recent inputs.
 

@@ -25,7 +25,9 @@ def broker() -> Iterator[LocalBroker]:
     already runs, stopped at the end of the session if this session started it.
     """
     config = LocalKafkaConfig(
-        home=REPO / ".statecast", port=TEST_PORT, controller_port=TEST_PORT + 1,
+        home=REPO / ".statecast",
+        port=TEST_PORT,
+        controller_port=TEST_PORT + 1,
         data_dir=REPO / ".statecast" / f"kafka-test-{TEST_PORT}",
     )
     local = LocalBroker(config)
@@ -69,3 +71,20 @@ def topic_factory(
 @pytest.fixture
 def group_factory(unique_name: Callable[[str], str]) -> Callable[[], str]:
     return lambda: unique_name("g")
+
+
+@pytest.fixture(scope="session")
+def tiny_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry with one small, really trained model ``tiny`` (synthetic data, ~10 s)."""
+    from training.config import TrainConfig
+    from training.synthetic import generate, write_csv
+    from training.trainer import Trainer, TrainJob
+
+    root = tmp_path_factory.mktemp("registry")
+    data = write_csv(generate(streams=6, length=800, seed=3), root / "data")
+    job = TrainJob(
+        data=tuple(data), registry=root / "models", model="tiny", plot=False, progress=False
+    )
+    cfg = TrainConfig(hidden=16, layers=2, horizon=3, max_epochs=2, segment=128, bptt=32, burn_in=8)
+    Trainer(job, cfg).run()
+    return root / "models"

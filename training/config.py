@@ -52,8 +52,17 @@ class TrainConfig:
     threads: int = 2
 
     def __post_init__(self) -> None:
-        ints = ("layers", "hidden", "horizon", "bptt", "segment", "batch_size", "max_epochs",
-                "patience", "threads")
+        ints = (
+            "layers",
+            "hidden",
+            "horizon",
+            "bptt",
+            "segment",
+            "batch_size",
+            "max_epochs",
+            "patience",
+            "threads",
+        )
         for name in ints:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -117,7 +117,10 @@ def parse_duration(text: str) -> float:
 
 
 def load_kafka(
-    config: KafkaConfig, topic: str, since_s: float, features: Sequence[str] = ("value",),
+    config: KafkaConfig,
+    topic: str,
+    since_s: float,
+    features: Sequence[str] = ("value",),
     max_bytes: int = 65536,
 ) -> list[Series]:
     """Streams from ``topic`` appended in the last ``since_s`` seconds (offsets-for-times).
@@ -164,7 +167,9 @@ def load_kafka(
     except kafka.errors.KafkaError as exc:
         raise DataError(f"cannot read training data from topic {topic}: {exc}") from exc
     return [
-        Series(sid, np.asarray([t for t, _ in evs]), np.asarray([v for _, v in evs]), tuple(features))
+        Series(
+            sid, np.asarray([t for t, _ in evs]), np.asarray([v for _, v in evs]), tuple(features)
+        )
         for sid, evs in sorted(groups.items())
     ]
 
@@ -203,8 +208,12 @@ def targets_of(z_values: F64, means: F64, stds: F64, horizon: int) -> tuple[F32,
 
 
 def prepare(
-    streams: list[Series], norm: NormaliserParams, horizon: int, val_fraction: float,
-    segment: int, burn_in: int,
+    streams: list[Series],
+    norm: NormaliserParams,
+    horizon: int,
+    val_fraction: float,
+    segment: int,
+    burn_in: int,
 ) -> Prepared:
     """Normalise, split in time and segment every stream."""
     streams = [s for s in streams if len(s.ts) >= MIN_POINTS]
@@ -244,8 +253,9 @@ def prepare(
         "points": int(sum(len(s.ts) for s in streams)),
         "segments": len(xs),
         "features": list(features),
-        "time_range": [float(min(s.ts.min() for s in streams)), float(max(s.ts.max() for s in streams))],
+        "time_range": [
+            float(min(s.ts.min() for s in streams)),
+            float(max(s.ts.max() for s in streams)),
+        ],
     }
-    return Prepared(
-        features, np.stack(xs), np.stack(ys), np.stack(ms), val, streams, summary
-    )
+    return Prepared(features, np.stack(xs), np.stack(ys), np.stack(ms), val, streams, summary)

@@ -43,20 +43,32 @@ class Replayed:
     error: F64
 
 
-def replay(meta: ModelMeta, streams: list[Series], anomaly: AnomalyParams | None = None,
-           threads: int = 1) -> list[Replayed]:
+def replay(
+    meta: ModelMeta, streams: list[Series], anomaly: AnomalyParams | None = None, threads: int = 1
+) -> list[Replayed]:
     """Step all streams through the model from a fresh state, batched across streams."""
     session = StepSession(meta, threads=threads)
     anom = anomaly or meta.anomaly
     store = StateStore(
-        layers=meta.layers, hidden=meta.hidden, features=len(meta.features), horizon=meta.horizon,
-        capacity=len(streams), ring=0, prior_mu=anom.prior_mean, prior_var=anom.prior_std**2,
+        layers=meta.layers,
+        hidden=meta.hidden,
+        features=len(meta.features),
+        horizon=meta.horizon,
+        capacity=len(streams),
+        ring=0,
+        prior_mu=anom.prior_mean,
+        prior_var=anom.prior_std**2,
     )
     slots = store.slots_for([f"{i}:{s.name}" for i, s in enumerate(streams)], now=0.0)
     lengths = np.asarray([len(s.ts) for s in streams])
     out = [
-        Replayed(s.name, s.values, np.zeros((len(s.ts), meta.horizon, len(meta.features))),
-                 np.full(len(s.ts), np.nan), np.full(len(s.ts), np.nan))
+        Replayed(
+            s.name,
+            s.values,
+            np.zeros((len(s.ts), meta.horizon, len(meta.features))),
+            np.full(len(s.ts), np.nan),
+            np.full(len(s.ts), np.nan),
+        )
         for s in streams
     ]
     for t in range(int(lengths.max())):
@@ -97,7 +109,8 @@ def forecast_metrics(replayed: list[Replayed], val_fraction: float, horizon: int
             s_persist.append(p)
         if s_model:
             per_stream[r.name] = {
-                "mae_h1": float(s_model[0]), "persistence_mae_h1": float(s_persist[0]),
+                "mae_h1": float(s_model[0]),
+                "persistence_mae_h1": float(s_persist[0]),
                 "skill_h1": float(1 - s_model[0] / s_persist[0]) if s_persist[0] > 0 else 0.0,
             }
     counts = np.maximum(counts, 1)
@@ -127,22 +140,27 @@ def calibrate(replayed: list[Replayed], val_fraction: float, base: AnomalyParams
     if not means:
         return base
     return dataclasses.replace(
-        base, prior_mean=float(np.median(means)), prior_std=max(float(np.median(stds)), base.min_sigma)
+        base,
+        prior_mean=float(np.median(means)),
+        prior_std=max(float(np.median(stds)), base.min_sigma),
     )
 
 
-def threshold_from(replayed: list[Replayed], val_fraction: float, quantile: float, floor: float) -> float:
+def threshold_from(
+    replayed: list[Replayed], val_fraction: float, quantile: float, floor: float
+) -> float:
     """Alarm threshold: the ``quantile`` of validation scores (most steps are normal),
     never below ``floor``."""
-    scores = np.concatenate([r.score[int(len(r.values) * (1 - val_fraction)):] for r in replayed])
+    scores = np.concatenate([r.score[int(len(r.values) * (1 - val_fraction)) :] for r in replayed])
     scores = scores[np.isfinite(scores)]
     if not len(scores):
         return floor
     return float(max(floor, np.quantile(scores, quantile)))
 
 
-def plot_forecasts(replayed: list[Replayed], val_fraction: float, path: Path, streams: int = 4,
-                   window: int = 400) -> Path:
+def plot_forecasts(
+    replayed: list[Replayed], val_fraction: float, path: Path, streams: int = 4, window: int = 400
+) -> Path:
     """PNG: actual vs one-step forecast and the anomaly score on a few validation streams."""
     import matplotlib
 

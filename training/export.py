@@ -9,7 +9,6 @@ export fails.
 from __future__ import annotations
 
 import dataclasses
-import io
 import time
 import warnings
 from pathlib import Path
@@ -40,8 +39,9 @@ class ExportReport:
     seconds: float
 
 
-def parity_max_diff(model: LSTMForecaster, onnx_path: Path, steps: int = 64, batch: int = 3,
-                    seed: int = 0) -> float:
+def parity_max_diff(
+    model: LSTMForecaster, onnx_path: Path, steps: int = 64, batch: int = 3, seed: int = 0
+) -> float:
     """Max |torch sequence forecast - ORT stepped forecast| over ``steps`` steps."""
     model.eval()
     rng = np.random.default_rng(seed)
@@ -72,19 +72,28 @@ def export_step_model(
     args = (torch.zeros(2, F), torch.zeros(L, 2, H), torch.zeros(L, 2, H))
     batch = {0: "batch"}
     state_batch = {1: "batch"}
-    buf = io.BytesIO()
+    path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # The legacy TorchScript exporter: it emits the native ONNX LSTM op in a leaner graph
         # (12 nodes after ORT optimisation, vs 32 from dynamo; see docs/training.md).
         torch.onnx.export(
-            step, args, buf, input_names=list(INPUTS), output_names=list(OUTPUTS),
-            dynamic_axes={"x": batch, "h": state_batch, "c": state_batch,
-                          "forecast": batch, "h_out": state_batch, "c_out": state_batch},
-            opset_version=OPSET, dynamo=False,
+            step,
+            args,
+            str(path),
+            input_names=list(INPUTS),
+            output_names=list(OUTPUTS),
+            dynamic_axes={
+                "x": batch,
+                "h": state_batch,
+                "c": state_batch,
+                "forecast": batch,
+                "h_out": state_batch,
+                "c_out": state_batch,
+            },
+            opset_version=OPSET,
+            dynamo=False,
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(buf.getvalue())
     proto = onnx.load(str(path))
     try:
         onnx.checker.check_model(proto, full_check=True)
@@ -100,6 +109,11 @@ def export_step_model(
             f"reproduce torch; not registering it"
         )
     return ExportReport(
-        path=path, parity_max_abs_diff=diff, parity_steps=steps, nodes=len(proto.graph.node),
-        ops=ops, bytes=path.stat().st_size, seconds=time.monotonic() - started,
+        path=path,
+        parity_max_abs_diff=diff,
+        parity_steps=steps,
+        nodes=len(proto.graph.node),
+        ops=ops,
+        bytes=path.stat().st_size,
+        seconds=time.monotonic() - started,
     )

@@ -126,6 +126,10 @@ def fit(
     model.load_state_dict(best[2])
     model.eval()
     return FitResult(
-        best_epoch=best[1], epochs_run=epochs, best_val_loss=best[0], history=history,
-        stopped_early=epochs < config.max_epochs, seconds=time.monotonic() - started,
+        best_epoch=best[1],
+        epochs_run=epochs,
+        best_val_loss=best[0],
+        history=history,
+        stopped_early=epochs < config.max_epochs,
+        seconds=time.monotonic() - started,
     )

@@ -31,11 +31,17 @@ class TrainerMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.runs = Counter("statecast_trainer_runs", "Trainer runs started", registry=r)
-        self.failures = Counter("statecast_trainer_failures", "Trainer runs that failed", registry=r)
-        self.duration = Gauge("statecast_trainer_last_run_duration_seconds", "Duration of the last run",
-                              registry=r)
-        self.last_success = Gauge("statecast_trainer_last_success_timestamp_seconds",
-                                  "Unix time of the last successful run", registry=r)
+        self.failures = Counter(
+            "statecast_trainer_failures", "Trainer runs that failed", registry=r
+        )
+        self.duration = Gauge(
+            "statecast_trainer_last_run_duration_seconds", "Duration of the last run", registry=r
+        )
+        self.last_success = Gauge(
+            "statecast_trainer_last_success_timestamp_seconds",
+            "Unix time of the last successful run",
+            registry=r,
+        )
 
     def write(self, path: str | None) -> None:
         if path:
@@ -43,8 +49,12 @@ class TrainerMetrics:
 
 
 def run_periodically(
-    once: Callable[[], int], every: str | None, *, metrics_file: str | None = None,
-    metrics: TrainerMetrics | None = None, max_runs: int | None = None,
+    once: Callable[[], int],
+    every: str | None,
+    *,
+    metrics_file: str | None = None,
+    metrics: TrainerMetrics | None = None,
+    max_runs: int | None = None,
 ) -> int:
     """Run ``once`` now, then every ``every`` (forever, or ``max_runs`` times).
 

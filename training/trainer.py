@@ -87,8 +87,13 @@ def decide_promotion(
 class Trainer:
     """Trains, verifies and registers one model version."""
 
-    def __init__(self, job: TrainJob, config: TrainConfig,
-                 norm: NormaliserParams | None = None, anomaly: AnomalyParams | None = None) -> None:
+    def __init__(
+        self,
+        job: TrainJob,
+        config: TrainConfig,
+        norm: NormaliserParams | None = None,
+        anomaly: AnomalyParams | None = None,
+    ) -> None:
         self.job = job
         self.config = config
         self.norm = norm or NormaliserParams()
@@ -106,7 +111,9 @@ class Trainer:
         seed_everything(cfg.seed)
         # 1. Data.
         streams = self.load_streams()
-        prepared = prepare(streams, self.norm, cfg.horizon, cfg.val_fraction, cfg.segment, cfg.burn_in)
+        prepared = prepare(
+            streams, self.norm, cfg.horizon, cfg.val_fraction, cfg.segment, cfg.burn_in
+        )
         log.info("data: %s", prepared.summary)
         # 2. Fit.
         model = LSTMForecaster(len(prepared.features), cfg)
@@ -136,7 +143,8 @@ class Trainer:
                 "champion": self.registry.current(self.job.model),
                 "champion_mean_mae": champion_mae,
                 "challenger_mean_mae": metrics["mean_mae"],
-                "promoted": promote, "reason": reason,
+                "promoted": promote,
+                "reason": reason,
             }
             doc["train_seconds"] = round(time.monotonic() - started, 2)
             # 6. Register atomically, then promote.
@@ -148,7 +156,11 @@ class Trainer:
             if self.job.publish_topic:
                 from pipeline.model_topic import publish_model
 
-                publish_model(self.job.kafka, self.job.publish_topic, self.registry.meta(self.job.model, version))
+                publish_model(
+                    self.job.kafka,
+                    self.job.publish_topic,
+                    self.registry.meta(self.job.model, version),
+                )
         log.info("registered %s/%s (%s)", self.job.model, version, reason)
         return TrainOutcome(version, promote, reason, folder, doc)
 
@@ -176,8 +188,14 @@ class Trainer:
         mae: float = forecast_metrics(rep, self.config.val_fraction, champion.horizon)["mean_mae"]
         return mae
 
-    def _doc(self, version: str, features: tuple[str, ...], summary: dict[str, Any],
-             result: Any, export: Any) -> dict[str, Any]:
+    def _doc(
+        self,
+        version: str,
+        features: tuple[str, ...],
+        summary: dict[str, Any],
+        result: Any,
+        export: Any,
+    ) -> dict[str, Any]:
         cfg = self.config
         L, H, F, Z = cfg.layers, cfg.hidden, len(features), cfg.horizon
         return {
@@ -190,19 +208,35 @@ class Trainer:
             "layers": L,
             "hidden": H,
             "inputs": {"x": ["batch", F], "h": [L, "batch", H], "c": [L, "batch", H]},
-            "outputs": {"forecast": ["batch", Z, F], "h_out": [L, "batch", H], "c_out": [L, "batch", H]},
+            "outputs": {
+                "forecast": ["batch", Z, F],
+                "h_out": [L, "batch", H],
+                "c_out": [L, "batch", H],
+            },
             "normalisation": self.norm.to_json(),
             "anomaly": self.anomaly.to_json(),
             "training_config": cfg.to_json(),
             "data_summary": summary,
             "fit": {
-                "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-                "best_val_loss": result.best_val_loss, "stopped_early": result.stopped_early,
-                "seconds": round(result.seconds, 2), "history": result.history,
+                "best_epoch": result.best_epoch,
+                "epochs_run": result.epochs_run,
+                "best_val_loss": result.best_val_loss,
+                "stopped_early": result.stopped_early,
+                "seconds": round(result.seconds, 2),
+                "history": result.history,
             },
             "parity_max_abs_diff": export.parity_max_abs_diff,
-            "export": {"nodes": export.nodes, "ops": list(export.ops), "bytes": export.bytes,
-                       "seconds": round(export.seconds, 3), "opset": 17, "exporter": "torchscript"},
-            "library_versions": {"torch": torch.__version__, "onnx": onnx.__version__,
-                                 "onnxruntime": onnxruntime.__version__},
+            "export": {
+                "nodes": export.nodes,
+                "ops": list(export.ops),
+                "bytes": export.bytes,
+                "seconds": round(export.seconds, 3),
+                "opset": 17,
+                "exporter": "torchscript",
+            },
+            "library_versions": {
+                "torch": torch.__version__,
+                "onnx": onnx.__version__,
+                "onnxruntime": onnxruntime.__version__,
+            },
         }

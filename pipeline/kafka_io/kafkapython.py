@@ -113,7 +113,10 @@ class KafkaPythonConsumer:
             return
         try:
             self._consumer.commit(
-                {KTP(tp.topic, tp.partition): OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()}
+                {
+                    KTP(tp.topic, tp.partition): OffsetAndMetadata(o, "", -1)
+                    for tp, o in offsets.items()
+                }
             )
         except kafka.errors.KafkaError as exc:
             raise KafkaError(f"offset commit failed: {exc}") from exc
@@ -128,7 +131,9 @@ class KafkaPythonConsumer:
         try:
             ends = self._consumer.end_offsets(parts)
             return {
-                TopicPartition(tp.topic, tp.partition): max(0, ends[tp] - self._consumer.position(tp))
+                TopicPartition(tp.topic, tp.partition): max(
+                    0, ends[tp] - self._consumer.position(tp)
+                )
                 for tp in parts
             }
         except kafka.errors.KafkaError as exc:
@@ -167,7 +172,10 @@ class KafkaPythonProducer:
     ) -> None:
         try:
             future = self._producer.send(
-                topic, value=value, key=key, headers=list(headers) if headers else None,
+                topic,
+                value=value,
+                key=key,
+                headers=list(headers) if headers else None,
                 partition=partition,
             )
         except kafka.errors.KafkaError as exc:
@@ -195,8 +203,10 @@ def admin(config: KafkaConfig) -> KafkaAdminClient:
     try:
         return KafkaAdminClient(**client_settings(config))
     except kafka.errors.KafkaError as exc:
-        raise KafkaError(f"cannot reach Kafka at {config.bootstrap}: {exc}; is the broker up "
-                         "(statecast kafka up)?") from exc
+        raise KafkaError(
+            f"cannot reach Kafka at {config.bootstrap}: {exc}; is the broker up "
+            "(statecast kafka up)?"
+        ) from exc
 
 
 def ensure_topic(

@@ -55,8 +55,7 @@ class BrokerStatus:
     def describe(self) -> str:
         state = f"running (pid {self.pid})" if self.running else "not running"
         return (
-            f"kafka {state}\nbootstrap={self.bootstrap}\n"
-            f"data={self.data_dir}\nlog={self.log_path}"
+            f"kafka {state}\nbootstrap={self.bootstrap}\ndata={self.data_dir}\nlog={self.log_path}"
         )
 
 
@@ -129,7 +128,9 @@ class LocalBroker:
         # 2. Preconditions, each with one clear error line.
         java = shutil.which("java")
         if java is None:
-            raise BrokerError("Java is not installed: install a JDK 17+ (apt-get install openjdk-17-jre-headless)")
+            raise BrokerError(
+                "Java is not installed: install a JDK 17+ (apt-get install openjdk-17-jre-headless)"
+            )
         for port in (cfg.port, cfg.controller_port):
             if not _port_free(cfg.host, port):
                 raise BrokerError(
@@ -145,11 +146,17 @@ class LocalBroker:
             self._format(java, libs, props)
         # 5. The JVM, in its own session so that Ctrl-C in a terminal does not kill it.
         cmd = [
-            java, f"-Xms{cfg.heap_mb}m", f"-Xmx{cfg.heap_mb}m", "-XX:+UseG1GC",
+            java,
+            f"-Xms{cfg.heap_mb}m",
+            f"-Xmx{cfg.heap_mb}m",
+            "-XX:+UseG1GC",
             "-XX:TieredStopAtLevel=1" if cfg.heap_mb < 256 else "-XX:+UseStringDeduplication",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
-            "-cp", f"{libs}/*", "kafka.Kafka", str(props),
+            "-cp",
+            f"{libs}/*",
+            "kafka.Kafka",
+            str(props),
         ]
         started = time.monotonic()
         pid = self._spawn(cmd)
@@ -195,7 +202,9 @@ class LocalBroker:
         log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
             return os.posix_spawn(
-                cmd[0], cmd, dict(os.environ),
+                cmd[0],
+                cmd,
+                dict(os.environ),
                 file_actions=[
                     (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                     (os.POSIX_SPAWN_DUP2, log_fd, 1),
@@ -280,9 +289,18 @@ class LocalBroker:
     def _format(self, java: str, libs: Path, props: Path) -> None:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         cmd = [
-            java, "-Xmx256m", f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
-            "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format", "--standalone",
-            "-t", cluster_id, "-c", str(props),
+            java,
+            "-Xmx256m",
+            f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
+            "-cp",
+            f"{libs}/*",
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            "-t",
+            cluster_id,
+            "-c",
+            str(props),
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         with open(self.log_path, "a") as log:

@@ -59,8 +59,13 @@ def fetch_jars(home: Path, version: str) -> Path:
         shutil.rmtree(libs)
     (work / "pom.xml").write_text(_POM.format(kafka=version, log4j=LOG4J_VERSION))
     cmd = [
-        mvn, "-B", "-q", "-f", str(work / "pom.xml"),
-        "dependency:copy-dependencies", "-DincludeScope=runtime",
+        mvn,
+        "-B",
+        "-q",
+        "-f",
+        str(work / "pom.xml"),
+        "dependency:copy-dependencies",
+        "-DincludeScope=runtime",
         f"-DoutputDirectory={libs}",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)

@@ -17,9 +17,21 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def _statecast(*args: str, env_port: int, data_dir: Path) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "pipeline.cli", "kafka", *args, "--port", str(env_port),
-           "--controller-port", str(env_port + 1), "--data-dir", str(data_dir),
-           "--home", str(REPO / ".statecast")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "kafka",
+        *args,
+        "--port",
+        str(env_port),
+        "--controller-port",
+        str(env_port + 1),
+        "--data-dir",
+        str(data_dir),
+        "--home",
+        str(REPO / ".statecast"),
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=REPO, check=False)
 
 

@@ -1,0 +1,155 @@
+"""Scorer metrics (prometheus-client) and the /metrics, /healthz, /readyz HTTP server.
+
+Names follow Prometheus conventions: prefix ``statecast_``, base units, ``_total``
+counters (the client adds the suffix), ``_info`` for versions, and no per-stream
+labels (a label per sensor would explode cardinality).
+"""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
+
+__all__ = ["HealthServer", "ScorerMetrics"]
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_INFER_BUCKETS = (5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1)
+_BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000)
+
+
+class ScorerMetrics:
+    """Every metric family of one scorer process, in its own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = r = registry or CollectorRegistry()
+        self.consumed = Counter(
+            "statecast_events_consumed", "Records consumed from the input topic", registry=r
+        )
+        self.scored = Counter("statecast_events_scored", "Events scored", ["model"], registry=r)
+        self.dead_lettered = Counter(
+            "statecast_events_dead_lettered",
+            "Records sent to the dead-letter topic",
+            ["reason"],
+            registry=r,
+        )
+        self.anomalies = Counter(
+            "statecast_anomalies", "Events flagged as anomalies", ["model"], registry=r
+        )
+        self.batch_size = Histogram(
+            "statecast_batch_size_events",
+            "Records per poll batch",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.inference = Histogram(
+            "statecast_inference_duration_seconds",
+            "Duration of one batched ONNX step",
+            buckets=_INFER_BUCKETS,
+            registry=r,
+        )
+        self.e2e = Histogram(
+            "statecast_end_to_end_latency_seconds",
+            "Broker append time of the input to output acknowledged",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.lag = Gauge(
+            "statecast_consumer_lag_events",
+            "Records behind the end of the partition",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.active_streams = Gauge(
+            "statecast_active_streams", "Streams with state in memory", ["model"], registry=r
+        )
+        self.state_bytes = Gauge(
+            "statecast_state_memory_bytes",
+            "Bytes of per-stream state arrays",
+            ["model"],
+            registry=r,
+        )
+        self.evicted = Counter(
+            "statecast_streams_evicted", "Streams evicted after the idle TTL", registry=r
+        )
+        self.restore = Gauge(
+            "statecast_state_restore_duration_seconds",
+            "Duration of the last state restore",
+            registry=r,
+        )
+        self.model_info = Info("statecast_model", "Model version in service", ["model"], registry=r)
+        self.swaps = Counter("statecast_model_swaps", "Live model swaps", ["model"], registry=r)
+        self.refused = Counter(
+            "statecast_models_refused",
+            "Model versions refused at validation",
+            ["model"],
+            registry=r,
+        )
+        self.commit_failures = Counter(
+            "statecast_commit_failures", "Failed offset commits or flushes", registry=r
+        )
+        self.ready = Gauge(
+            "statecast_ready", "1 once state is restored and the scorer consumes", registry=r
+        )
+
+
+class HealthServer:
+    """``/metrics`` for Prometheus, ``/healthz`` (process alive), ``/readyz`` (state restored)."""
+
+    def __init__(self, metrics: ScorerMetrics, host: str, port: int) -> None:
+        self.metrics = metrics
+        self.ready = threading.Event()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    body, ctype, code = (
+                        generate_latest(outer.metrics.registry),
+                        CONTENT_TYPE_LATEST,
+                        200,
+                    )
+                elif path == "/healthz":
+                    body, ctype, code = b"ok\n", "text/plain", 200
+                elif path == "/readyz":
+                    ok = outer.ready.is_set()
+                    body, ctype, code = (
+                        (b"ready\n" if ok else b"restoring\n"),
+                        "text/plain",
+                        200 if ok else 503,
+                    )
+                else:
+                    body, ctype, code = b"not found\n", "text/plain", 404
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:  # keep scrapes out of the logs
+                pass
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="metrics", daemon=True
+        )
+
+    def start(self) -> HealthServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,228 @@
+"""The scorer against the real broker: exact outputs, per-stream order, dead letters, live swap."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import orjson
+import pytest
+
+from pipeline.codec import encode_event
+from pipeline.config import KafkaConfig, ScorerConfig
+from pipeline.registry import Registry
+from tests.kafka_helpers import ScorerThread, produce, read_all
+
+pytestmark = pytest.mark.integration
+
+STREAMS, EVENTS = 20, 100
+T0 = 1_764_000_000
+
+
+def _feed(rng: np.random.Generator) -> dict[str, list[float]]:
+    return {
+        f"pump-{s:02d}": (
+            50 + 10 * np.sin(np.arange(EVENTS) / 7 + s) + rng.normal(0, 1, EVENTS)
+        ).tolist()
+        for s in range(STREAMS)
+    }
+
+
+def _interleaved(feed: dict[str, list[float]]) -> list[tuple[bytes, bytes]]:
+    out = []
+    for t in range(EVENTS):
+        for sid, vals in feed.items():
+            out.append((sid.encode(), encode_event(sid, T0 + 60 * t, vals[t])))
+    return out
+
+
+BAD: dict[str, tuple[bytes | None, bytes]] = {
+    "malformed_json": (b"pump-00", b'{"stream_id": "pump-00", "ts": 1, "value": '),
+    "missing_field": (b"pump-01", b'{"stream_id": "pump-01", "value": 3.0}'),
+    "wrong_type": (b"pump-02", b'{"stream_id": "pump-02", "ts": 1764000000, "value": "hot"}'),
+    "non_finite": (b"pump-03", b'{"stream_id": "pump-03", "ts": 1764000000, "value": NaN}'),
+    "wrong_features": (
+        b"pump-04",
+        b'{"stream_id": "pump-04", "ts": 1764000000, "values": {"temp": 1.0}}',
+    ),
+    "oversized": (
+        b"pump-05",
+        b'{"stream_id": "pump-05", "ts": 1764000000, "value": 1.0, "pad": "'
+        + b"x" * 70_000
+        + b'"}',
+    ),
+    "key_mismatch": (b"pump-06", b'{"stream_id": "pump-07", "ts": 1764000000, "value": 1.0}'),
+}
+
+
+def _reference(registry: Path, model: str, values: list[float]) -> np.ndarray:
+    """Forecasts of one stream, stepped by hand: plain-Python normaliser + raw onnxruntime."""
+    reg = Registry(registry)
+    version = reg.current(model)
+    doc = json.loads((registry / model / str(version) / "model.json").read_text())
+    norm = doc["normalisation"]
+    sess = ort.InferenceSession(str(registry / model / str(version) / "model.onnx"))
+    L, H = doc["layers"], doc["hidden"]
+    h = np.zeros((L, 1, H), np.float32)
+    c = np.zeros((L, 1, H), np.float32)
+    n, mean, var = 0, 0.0, 0.0
+    out = []
+    for x in values:
+        n += 1
+        a = max(1.0 / n, norm["alpha"])
+        d = x - mean
+        mean += a * d
+        var = (1 - a) * (var + a * d * d)
+        std = max(var**0.5, norm["min_std_abs"] + norm["min_std_rel"] * abs(mean))
+        z = min(max((x - mean) / std, -norm["clip"]), norm["clip"])
+        f, h, c = sess.run(None, {"x": np.array([[z]], np.float32), "h": h, "c": c})
+        out.append(f[0, :, 0] * std + mean)
+    return np.array(out)
+
+
+def _config(
+    kafka_config: KafkaConfig, registry: Path, inp: str, group: str, **kw: object
+) -> ScorerConfig:
+    return ScorerConfig(
+        kafka=kafka_config,
+        input_topic=inp,
+        output_topic=inp + ".scores",
+        dlq_topic=inp + ".dlq",
+        group=group,
+        registry=registry,
+        model="tiny",
+        until_idle=4.0,
+        model_check_s=0.5,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_scores_every_event_in_order_and_dead_letters_each_bad_kind(
+    kafka_config: KafkaConfig,
+    tiny_registry: Path,
+    topic_factory: Callable[..., str],
+    group_factory: Callable[[], str],
+) -> None:
+    inp = topic_factory("in", partitions=4)
+    feed = _feed(np.random.default_rng(1))
+    good = _interleaved(feed)
+    half = len(good) // 2
+    late = (b"pump-08", encode_event("pump-08", T0 - 3600, 1.0))
+    produce(kafka_config, inp, good[:half] + list(BAD.values()) + good[half:] + [late])
+
+    ScorerThread(_config(kafka_config, tiny_registry, inp, group_factory())).start().join()
+
+    outputs = read_all(kafka_config, inp + ".scores", expect=STREAMS * EVENTS)
+    dlq = read_all(kafka_config, inp + ".dlq", expect=len(BAD) + 1)
+    assert len(outputs) == STREAMS * EVENTS
+    by_stream: dict[str, list[dict[str, object]]] = defaultdict(list)
+    for rec in outputs:
+        doc = orjson.loads(rec.value or b"")
+        assert rec.key == str(doc["stream_id"]).encode()
+        by_stream[str(doc["stream_id"])].append(doc)
+    assert sorted(by_stream) == sorted(feed)
+    for sid, docs in by_stream.items():
+        assert [d["ts"] for d in docs] == [T0 + 60 * t for t in range(EVENTS)]
+        assert [d["value"] for d in docs] == pytest.approx(feed[sid])
+        ref = _reference(tiny_registry, "tiny", feed[sid])
+        np.testing.assert_allclose(
+            np.array([d["forecast"] for d in docs]), ref, rtol=1e-4, atol=1e-4
+        )
+        assert all(0.0 <= float(d["anomaly_score"]) <= 1.0 for d in docs)  # type: ignore[arg-type]
+        assert [d["warm"] for d in docs].index(True) == 48
+        assert {d["model"] for d in docs} == {"tiny"}
+
+    reasons = {dict(r.headers)["statecast.reason"].decode(): r for r in dlq}
+    assert sorted(reasons) == sorted([*BAD, "out_of_order"])
+    for reason, rec in reasons.items():
+        headers = dict(rec.headers)
+        assert headers["statecast.source.topic"] == inp.encode()
+        assert int(headers["statecast.source.offset"]) >= 0
+        assert headers["statecast.error"]
+        expected = late if reason == "out_of_order" else BAD[reason]
+        assert (rec.key, rec.value) == expected
+
+
+def test_live_model_swap_under_load_skips_nothing(
+    kafka_config: KafkaConfig,
+    tiny_registry: Path,
+    topic_factory: Callable[..., str],
+    group_factory: Callable[[], str],
+    tmp_path: Path,
+) -> None:
+    registry = tmp_path / "models"
+    shutil.copytree(tiny_registry, registry)
+    reg = Registry(registry)
+    v1 = reg.current("tiny")
+    assert v1 is not None
+    # A second version: the same graph registered under a new version name.
+    doc = json.loads((registry / "tiny" / v1 / "model.json").read_text())
+    v2 = v1 + "-b"
+    reg.write_version("tiny", v2, registry / "tiny" / v1 / "model.onnx", {**doc, "version": v2})
+
+    inp = topic_factory("in", partitions=2)
+    feed = _feed(np.random.default_rng(2))
+    events = _interleaved(feed)
+    runner = ScorerThread(
+        _config(kafka_config, registry, inp, group_factory(), max_poll_records=100)
+    )
+    runner.start()
+    produce(kafka_config, inp, events[: len(events) // 2])
+    time.sleep(2.0)
+    reg.promote("tiny", v2)
+    time.sleep(1.5)
+    produce(kafka_config, inp, events[len(events) // 2 :])
+    runner.join()
+
+    outputs = [
+        orjson.loads(r.value or b"")
+        for r in read_all(kafka_config, inp + ".scores", expect=len(events))
+    ]
+    assert len(outputs) == len(events)
+    versions = [o["model_version"] for o in outputs]
+    assert set(versions) == {v1, v2}
+    per_stream: dict[str, list[int]] = defaultdict(list)
+    for o in outputs:
+        per_stream[o["stream_id"]].append(o["ts"])
+    assert all(ts == [T0 + 60 * t for t in range(EVENTS)] for ts in per_stream.values())
+    assert runner.scorer.metrics.swaps.labels("tiny")._value.get() == 1
+
+
+def test_a_corrupted_model_is_refused_and_the_old_one_keeps_serving(
+    kafka_config: KafkaConfig,
+    tiny_registry: Path,
+    topic_factory: Callable[..., str],
+    group_factory: Callable[[], str],
+    tmp_path: Path,
+) -> None:
+    registry = tmp_path / "models"
+    shutil.copytree(tiny_registry, registry)
+    reg = Registry(registry)
+    v1 = reg.current("tiny")
+    assert v1 is not None
+    doc = json.loads((registry / "tiny" / v1 / "model.json").read_text())
+    bad = v1 + "-corrupt"
+    reg.write_version("tiny", bad, registry / "tiny" / v1 / "model.onnx", {**doc, "version": bad})
+    onnx_file = registry / "tiny" / bad / "model.onnx"
+    onnx_file.write_bytes(onnx_file.read_bytes()[:-100])
+
+    inp = topic_factory("in")
+    feed = _feed(np.random.default_rng(3))
+    runner = ScorerThread(_config(kafka_config, registry, inp, group_factory()))
+    runner.start()
+    (registry / "tiny" / "CURRENT").write_text(bad + "\n")  # an operator bypassing `promote`
+    time.sleep(1.5)
+    produce(kafka_config, inp, _interleaved(feed)[:200])
+    runner.join()
+    outputs = [
+        orjson.loads(r.value or b"") for r in read_all(kafka_config, inp + ".scores", expect=200)
+    ]
+    assert len(outputs) == 200
+    assert {o["model_version"] for o in outputs} == {v1}
+    assert runner.scorer.metrics.refused.labels("tiny")._value.get() == 1
