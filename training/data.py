@@ -49,6 +49,14 @@ class Series:
     features: tuple[str, ...]
 
 
+def _csv_ts(text: str) -> float:
+    """CSV timestamps are epoch seconds or ISO-8601 text."""
+    try:
+        return float(text)
+    except ValueError:
+        return parse_ts(text.strip())
+
+
 def _csv_streams(path: Path) -> list[Series]:
     try:
         with path.open(newline="") as fh:
@@ -71,7 +79,7 @@ def _csv_streams(path: Path) -> list[Series]:
         if not row:
             continue
         try:
-            ts = parse_ts(row[ts_col])
+            ts = _csv_ts(row[ts_col])
             vals = [float(row[i]) for i in feat_cols]
         except (EventRejected, ValueError, IndexError) as exc:
             raise DataError(f"{path}:{line_no}: {exc}") from exc

@@ -119,7 +119,7 @@ def generate(
             kinds = rng.choice(KINDS, anomalies_per_stream)
             for pos, kind in zip(positions.tolist(), kinds.tolist(), strict=True):
                 found.append(_inject(rng, x, str(kind), int(pos)))
-        ts = t0 + np.arange(length) * step_s
+        ts = (t0 + np.arange(length) * step_s).astype(np.float64)
         out.append(SyntheticStream(f"{prefix}-{s:03d}", ts, x, tuple(found)))
     return out
 

@@ -71,10 +71,9 @@ def _reference(registry: Path, model: str, values: list[float]) -> np.ndarray:
     L, H = doc["layers"], doc["hidden"]
     h = np.zeros((L, 1, H), np.float32)
     c = np.zeros((L, 1, H), np.float32)
-    n, mean, var = 0, 0.0, 0.0
+    mean, var = 0.0, 0.0
     out = []
-    for x in values:
-        n += 1
+    for n, x in enumerate(values, start=1):
         a = max(1.0 / n, norm["alpha"])
         d = x - mean
         mean += a * d

@@ -1,0 +1,106 @@
+"""StateStore: slots, gather/scatter, growth, eviction, gap reset, ring buffer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.state import StateStore
+
+
+def _store(capacity: int = 4, ring: int = 3) -> StateStore:
+    return StateStore(
+        layers=2,
+        hidden=3,
+        features=1,
+        horizon=2,
+        capacity=capacity,
+        ring=ring,
+        prior_mu=0.7,
+        prior_var=0.04,
+    )
+
+
+def test_new_streams_get_distinct_initialised_slots_and_the_store_grows() -> None:
+    store = _store(capacity=2)
+    slots = store.slots_for([f"s{i}" for i in range(5)], now=10.0)
+    assert len(set(slots.tolist())) == 5
+    assert store.capacity >= 5 and len(store) == 5
+    assert np.all(store.emu[slots] == 0.7) and np.all(store.evar[slots] == 0.04)
+    assert np.all(np.isneginf(store.last_ts[slots]))
+    again = store.slots_for(["s3", "s0"], now=11.0)
+    assert again.tolist() == [slots[3], slots[0]]
+
+
+def test_gather_scatter_round_trips_and_touches_only_the_given_slots() -> None:
+    store = _store(capacity=8)
+    slots = store.slots_for(["a", "b", "c"], now=0.0)
+    st = store.gather(slots[[0, 2]])
+    st.h[:] = 1.5
+    st.mean[:] = 42.0
+    st.steps[:] = 7
+    store.scatter(slots[[0, 2]], st)
+    assert np.all(store.h[:, slots[0]] == 1.5) and np.all(store.h[:, slots[2]] == 1.5)
+    assert np.all(store.h[:, slots[1]] == 0.0)
+    assert store.mean[slots[1], 0] == 0.0 and store.steps[slots[2]] == 7
+    # gather returns copies: changing them does not change the store
+    st2 = store.gather(slots)
+    st2.h[:] = -9
+    assert np.all(store.h[:, slots[1]] == 0.0)
+
+
+def test_idle_streams_are_evicted_and_slots_reused() -> None:
+    store = _store(capacity=4)
+    store.slots_for(["old1", "old2"], now=0.0)
+    store.slots_for(["fresh"], now=100.0)
+    assert store.evict_idle(now=100.0, ttl_s=50.0) == 2
+    assert "old1" not in store and "fresh" in store
+    cap = store.capacity
+    store.slots_for(["n1", "n2", "n3"], now=101.0)
+    assert store.capacity == cap  # freed slots were reused
+    # a reused slot starts clean
+    slot = store.slot_of("n1")
+    assert slot is not None and store.steps[slot] == 0 and np.all(store.h[:, slot] == 0)
+
+
+def test_reset_dynamics_keeps_scale_and_error_statistics() -> None:
+    store = _store()
+    (slot,) = store.slots_for(["s"], now=0.0).tolist()
+    store.h[:, slot] = 1.0
+    store.mean[slot] = 5.0
+    store.emu[slot] = 2.0
+    store.has_fc[slot] = True
+    store.steps[slot] = 99
+    store.reset_dynamics(np.array([slot]))
+    assert np.all(store.h[:, slot] == 0) and not store.has_fc[slot] and store.steps[slot] == 0
+    assert store.mean[slot, 0] == 5.0 and store.emu[slot] == 2.0
+
+
+def test_ring_buffer_returns_recent_inputs_oldest_first() -> None:
+    store = _store(ring=3)
+    slots = store.slots_for(["s"], now=0.0)
+    for v in range(5):
+        store.push_inputs(slots, np.array([[float(v)]]))
+    assert store.recent_inputs(int(slots[0]))[:, 0].tolist() == [2.0, 3.0, 4.0]
+
+
+def test_adopt_carries_model_independent_state_only() -> None:
+    old = _store(capacity=4)
+    slots = old.slots_for(["a", "b"], now=5.0)
+    old.mean[slots] = 3.0
+    old.h[:, slots] = 1.0
+    new = StateStore(layers=1, hidden=5, features=1, horizon=4, capacity=4, ring=3)
+    new.adopt(old)
+    assert new.slot_of("a") == old.slot_of("a")
+    assert np.all(new.mean[slots] == 3.0) and np.all(new.h == 0)
+    with pytest.raises(ValueError):
+        StateStore(layers=1, hidden=5, features=2, horizon=4, capacity=4).adopt(old)
+
+
+def test_memory_is_bounded_by_active_streams_under_churn() -> None:
+    store = _store(capacity=16)
+    for step in range(50):
+        store.slots_for([f"s{step}-{i}" for i in range(10)], now=float(step))
+        store.evict_idle(now=float(step), ttl_s=2.5)
+    assert len(store) <= 30
+    assert store.capacity <= 64

@@ -1,0 +1,52 @@
+"""ONNX export: the single-step graph reproduces torch over carried steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from pipeline.errors import TrainingError
+from training.config import TrainConfig
+from training.export import export_step_model, parity_max_diff
+from training.model import LSTMForecaster
+
+
+@pytest.mark.parametrize(("features", "layers", "horizon"), [(1, 2, 5), (3, 1, 2), (2, 3, 4)])
+def test_step_parity_and_dynamic_batch(
+    tmp_path: Path, features: int, layers: int, horizon: int
+) -> None:
+    torch.manual_seed(features + layers)
+    model = LSTMForecaster(features, TrainConfig(layers=layers, hidden=24, horizon=horizon))
+    report = export_step_model(model, tmp_path / "model.onnx")
+    assert report.parity_max_abs_diff <= 1e-4
+    assert "LSTM" in report.ops
+    sess = ort.InferenceSession(str(tmp_path / "model.onnx"))
+    for batch in (1, 7, 129):
+        f, h, c = sess.run(
+            None,
+            {
+                "x": np.zeros((batch, features), np.float32),
+                "h": np.zeros((layers, batch, 24), np.float32),
+                "c": np.zeros((layers, batch, 24), np.float32),
+            },
+        )
+        assert f.shape == (batch, horizon, features) and h.shape == c.shape == (layers, batch, 24)
+
+
+def test_parity_detects_a_model_that_differs(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = LSTMForecaster(1, TrainConfig(hidden=8))
+    export_step_model(model, tmp_path / "model.onnx")
+    with torch.no_grad():
+        model.head.bias.add_(0.01)  # torch changes after export: parity must notice
+    assert parity_max_diff(model, tmp_path / "model.onnx") > 1e-3
+
+
+def test_export_fails_above_tolerance(tmp_path: Path) -> None:
+    model = LSTMForecaster(1, TrainConfig(hidden=8))
+    with pytest.raises(TrainingError, match="parity"):
+        export_step_model(model, tmp_path / "model.onnx", tolerance=0.0 - 1.0)

@@ -1,0 +1,129 @@
+"""The trainer end to end: from CSV and from the live Kafka topic, into a real registry."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from pipeline.codec import encode_event
+from pipeline.config import KafkaConfig
+from pipeline.model_topic import install_latest
+from pipeline.registry import Registry, sha256_of
+from tests.kafka_helpers import produce
+from training.config import TrainConfig
+from training.synthetic import generate
+from training.trainer import Trainer, TrainJob
+
+SMALL = TrainConfig(hidden=8, layers=1, horizon=2, max_epochs=2, segment=128, bptt=32, burn_in=8)
+
+
+def test_registered_model_is_complete_and_verifiable(tiny_registry: Path) -> None:
+    reg = Registry(tiny_registry)
+    v = reg.current("tiny")
+    assert v is not None
+    doc = json.loads((tiny_registry / "tiny" / v / "model.json").read_text())
+    assert doc["sha256"] == sha256_of(tiny_registry / "tiny" / v / "model.onnx")
+    assert doc["parity_max_abs_diff"] <= 1e-4
+    for key in (
+        "format_version",
+        "model",
+        "version",
+        "created_at",
+        "features",
+        "horizon",
+        "layers",
+        "hidden",
+        "inputs",
+        "outputs",
+        "normalisation",
+        "anomaly",
+        "training_config",
+        "data_summary",
+        "validation",
+        "library_versions",
+    ):
+        assert key in doc
+    assert (
+        len(doc["validation"]["mae"]) == doc["horizon"] == len(doc["validation"]["persistence_mae"])
+    )
+    sess = ort.InferenceSession(str(tiny_registry / "tiny" / v / "model.onnx"))
+    f, _, _ = sess.run(
+        None,
+        {
+            "x": np.zeros((5, 1), np.float32),
+            "h": np.zeros((2, 5, 16), np.float32),
+            "c": np.zeros((2, 5, 16), np.float32),
+        },
+    )
+    assert f.shape == (5, 3, 1)
+
+
+@pytest.mark.integration
+def test_train_from_kafka_topic_and_publish_to_model_topic(
+    kafka_config: KafkaConfig, topic_factory: Callable[..., str], tmp_path: Path
+) -> None:
+    topic = topic_factory("readings", partitions=2)
+    streams = generate(streams=4, length=300, seed=5)
+    produce(
+        kafka_config,
+        topic,
+        [
+            (s.name.encode(), encode_event(s.name, float(t), float(v)))
+            for i in range(300)
+            for s in streams
+            for t, v in [(s.ts[i], s.values[i])]
+        ]
+        + [(b"junk", b"not json")],
+    )
+    models_topic = topic_factory("models", config={"cleanup.policy": "compact"})
+    job = TrainJob(
+        from_kafka=topic,
+        since="1h",
+        registry=tmp_path / "r",
+        model="k",
+        plot=False,
+        progress=False,
+        kafka=kafka_config,
+        publish_topic=models_topic,
+    )
+    outcome = Trainer(job, SMALL).run()
+    assert outcome.promoted
+    assert outcome.doc["data_summary"]["streams"] == 4
+    assert outcome.doc["data_summary"]["points"] == 1200
+
+    # A scorer machine without the shared disk installs it from the topic.
+    remote = Registry(tmp_path / "remote")
+    assert install_latest(kafka_config, models_topic, remote) == [f"k/{outcome.version}"]
+    assert remote.current("k") == outcome.version
+    assert remote.meta("k").sha256 == Registry(tmp_path / "r").meta("k").sha256
+    assert install_latest(kafka_config, models_topic, remote) == []
+
+
+def test_promote_never_registers_without_promoting(tiny_registry: Path, tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copytree(tiny_registry, tmp_path / "r")
+    reg = Registry(tmp_path / "r")
+    champion = reg.current("tiny")
+    data = tmp_path / "d.csv"
+    s = generate(streams=1, length=400, seed=9)[0]
+    data.write_text(
+        "timestamp,value\n" + "".join(f"{t},{v}\n" for t, v in zip(s.ts, s.values, strict=True))
+    )
+    job = TrainJob(
+        data=(data,),
+        registry=tmp_path / "r",
+        model="tiny",
+        promote="never",
+        plot=False,
+        progress=False,
+    )
+    outcome = Trainer(job, SMALL).run()
+    assert not outcome.promoted
+    assert reg.current("tiny") == champion
+    assert outcome.version in reg.versions("tiny")
