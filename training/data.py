@@ -9,18 +9,17 @@ part), and cut into segments that the loop walks with truncated BPTT.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.codec import decode_event, parse_ts
+from pipeline.codec import decode_event
 from pipeline.config import KafkaConfig
+from pipeline.csvdata import Series, load_csv, load_paths
 from pipeline.errors import DataError, EventRejected
 from pipeline.normalise import NormaliserParams, normalise_series
 
@@ -37,82 +36,6 @@ __all__ = [
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 MIN_POINTS = 64
-
-
-@dataclasses.dataclass(frozen=True)
-class Series:
-    """One stream: ``ts [T]`` epoch seconds, ``values [T, F]`` in sensor units."""
-
-    name: str
-    ts: F64
-    values: F64
-    features: tuple[str, ...]
-
-
-def _csv_ts(text: str) -> float:
-    """CSV timestamps are epoch seconds or ISO-8601 text."""
-    try:
-        return float(text)
-    except ValueError:
-        return parse_ts(text.strip())
-
-
-def _csv_streams(path: Path) -> list[Series]:
-    try:
-        with path.open(newline="") as fh:
-            rows = list(csv.reader(fh))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from exc
-    if len(rows) < 2:
-        raise DataError(f"{path} has no data rows")
-    header = [h.strip() for h in rows[0]]
-    if "timestamp" not in header:
-        raise DataError(f"{path}: the header needs a 'timestamp' column, got {header}")
-    ts_col = header.index("timestamp")
-    sid_col = header.index("stream_id") if "stream_id" in header else None
-    feat_cols = [i for i, h in enumerate(header) if i not in (ts_col, sid_col)]
-    features = tuple(header[i] for i in feat_cols)
-    if not features:
-        raise DataError(f"{path}: no value columns besides timestamp")
-    groups: dict[str, tuple[list[float], list[list[float]]]] = defaultdict(lambda: ([], []))
-    for line_no, row in enumerate(rows[1:], start=2):
-        if not row:
-            continue
-        try:
-            ts = _csv_ts(row[ts_col])
-            vals = [float(row[i]) for i in feat_cols]
-        except (EventRejected, ValueError, IndexError) as exc:
-            raise DataError(f"{path}:{line_no}: {exc}") from exc
-        sid = row[sid_col] if sid_col is not None else path.stem
-        groups[sid][0].append(ts)
-        groups[sid][1].append(vals)
-    return [
-        Series(sid, np.asarray(t), np.asarray(v, np.float64), features)
-        for sid, (t, v) in groups.items()
-    ]
-
-
-def load_csv(path: Path) -> list[Series]:
-    """Streams of one CSV file (stream id = file stem, or a ``stream_id`` column)."""
-    return _csv_streams(path)
-
-
-def load_paths(paths: Iterable[Path]) -> list[Series]:
-    """Every ``*.csv`` under the given files or folders, sorted by path."""
-    out: list[Series] = []
-    for path in paths:
-        path = Path(path)
-        if path.is_dir():
-            files = sorted(path.rglob("*.csv"))
-        elif path.exists():
-            files = [path]
-        else:
-            raise DataError(f"training data path {path} does not exist")
-        for f in files:
-            out.extend(load_csv(f))
-    if not out:
-        raise DataError(f"no CSV files under {[str(p) for p in paths]}")
-    return out
 
 
 def parse_duration(text: str) -> float:

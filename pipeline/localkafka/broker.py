@@ -96,12 +96,27 @@ class LocalBroker:
     # -- inspection -----------------------------------------------------------------
 
     def pid(self) -> int | None:
-        """The pid of the running broker, or None (a stale pid file is ignored)."""
+        """The pid of the running broker, or None (a stale pid file is ignored).
+
+        A broker of this data folder whose pid file was lost is found by its command line.
+        """
         try:
             pid = int(self.pid_path.read_text().strip())
+            if _is_broker_pid(pid):
+                return pid
         except (OSError, ValueError):
-            return None
-        return pid if _is_broker_pid(pid) else None
+            pass
+        marker = str(self.data_dir / "server.properties").encode()
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit():
+                try:
+                    cmdline = (proc / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                if b"kafka.Kafka" in cmdline and marker in cmdline:
+                    self.pid_path.write_text(f"{proc.name}\n")
+                    return int(proc.name)
+        return None
 
     def status(self) -> BrokerStatus:
         pid = self.pid()
@@ -162,7 +177,7 @@ class LocalBroker:
         pid = self._spawn(cmd)
         self.pid_path.write_text(f"{pid}\n")
         # 6. Ready when the client port opens.
-        return self._wait_ready(pid, started)
+        return self._wait_ready(pid, started, child=True)
 
     def down(self) -> bool:
         """Stop the broker with SIGTERM (clean shutdown), SIGKILL after the timeout.
@@ -216,19 +231,29 @@ class LocalBroker:
             os.close(log_fd)
 
     @staticmethod
+    def _exited(pid: int) -> bool:
+        try:
+            done, _status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return not _is_broker_pid(pid)
+        return done == pid
+
+    @staticmethod
     def _reap(pid: int) -> None:
         """Collect the exit status if the broker is our child, so no zombie is left."""
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
 
-    def _wait_ready(self, pid: int, started: float) -> BrokerStatus:
+    def _wait_ready(self, pid: int, started: float, child: bool = False) -> BrokerStatus:
         cfg = self.config
         deadline = started + cfg.start_timeout_s
         while time.monotonic() < deadline:
             if _port_open(cfg.host, cfg.port):
                 return BrokerStatus(True, pid, cfg.bootstrap, self.data_dir, self.log_path)
-            self._reap(pid)
-            if not _is_broker_pid(pid):
+            # Our own child: only waitpid can say it exited (right after the spawn,
+            # /proc/<pid>/cmdline may still show this process, before the exec).
+            exited = self._exited(pid) if child else not _is_broker_pid(pid)
+            if exited:
                 self.pid_path.unlink(missing_ok=True)
                 raise BrokerError(
                     f"Kafka broker exited during start-up: {self._last_error()}; log: {self.log_path}"
