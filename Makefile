@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.statecast-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-slow test-unit lint typecheck check-alerts bench bench-quick kafka-up kafka-down clean
+.PHONY: default-model setup demo test test-slow test-unit lint typecheck check-alerts bench bench-quick kafka-up kafka-down clean
 
 setup: $(STAMP) .statecast/kafka/.fetched
 
@@ -53,3 +53,8 @@ kafka-down:
 
 clean:
 	rm -rf $(VENV) .statecast .pytest_cache .mypy_cache .ruff_cache
+
+# The shipped default model: trained on synthetic feeds the project generates itself.
+default-model: setup
+	$(BIN)/statecast generate --out .statecast/synthetic --streams 24 --length 4000 --seed 0
+	$(BIN)/statecast train --data .statecast/synthetic --registry exported_models --model default --promote always

@@ -10,10 +10,14 @@ The method, applied at every step t of a stream once it has a forecast from t-1:
    slow rate, seeded from the calibration on validation data so a new stream is
    usable early. This is what makes the threshold adaptive per stream: a noisy
    sensor has a wide error distribution and needs a larger surprise to alarm.
-4. **Likelihood** (after Numenta's anomaly likelihood): the Gaussian tail
-   ``tail = P(Z > (s - mu) / sigma)``, then the log scale
-   ``score = log(tail + 1e-10) / log(1e-10)`` in [0, 1], so 0.5 means a tail of 1e-5.
-5. **Decision**: ``is_anomaly = warm and score >= threshold``; the long-term statistics
+4. **Level novelty**: how far the value itself lies from the stream's long-run
+   distribution (the normaliser's mean and spread before this step), as a two-sided
+   Gaussian tail. Forecast errors alone miss slow departures that the model tracks
+   step by step; on NAB this channel carries most of the signal (docs/quality.md).
+5. **Likelihood** (after Numenta's anomaly likelihood): the Gaussian tail
+   ``tail = min(P(Z > (s - mu) / sigma), level_tail ** value_weight)``, then the log
+   scale ``score = log(tail + 1e-10) / log(1e-10)`` in [0, 1], so 0.5 means a tail of 1e-5.
+6. **Decision**: ``is_anomaly = warm and score >= threshold``; the long-term statistics
    are updated after scoring, so a surprise does not dilute itself.
 """
 
@@ -42,6 +46,8 @@ class AnomalyParams:
     prior_std: float = 1.0
     prior_weight: float = 50.0
     min_sigma: float = 0.05
+    value_weight: float = 1.0
+    min_history: int = 10
     threshold: float = 0.5
 
     def to_json(self) -> dict[str, Any]:
@@ -95,16 +101,21 @@ def gaussian_tail(z: F64) -> F64:
 
 
 def score_step(
-    p: AnomalyParams, e: F64, n: F64, short: F64, mu: F64, var: F64
+    p: AnomalyParams, e: F64, n: F64, short: F64, mu: F64, var: F64, z_level: F64 | None = None
 ) -> tuple[F64, F64, F64, F64, F64]:
     """Score one error per stream and advance the error statistics.
 
     ``e, n, short, mu, var [B]`` (``n`` counts errors seen, 0 for a new stream, whose
-    ``mu, var`` the caller seeds with the priors). Returns ``(score, n, short, mu, var)``.
+    ``mu, var`` the caller seeds with the priors); ``z_level [B]`` is the value's distance
+    from the stream's long-run mean in standard deviations (NaN: not known yet).
+    Returns ``(score, n, short, mu, var)``.
     """
     short = np.where(n == 0, e, short + p.short_alpha * (e - short))
     sigma = np.maximum(np.sqrt(np.maximum(var, 0.0)), p.min_sigma)
     tail = gaussian_tail((short - mu) / sigma)
+    if z_level is not None and p.value_weight > 0:
+        level_tail = 2.0 * gaussian_tail(np.abs(np.nan_to_num(z_level, nan=0.0)))
+        tail = np.minimum(tail, np.minimum(level_tail, 1.0) ** p.value_weight)
     score = np.clip(np.log(tail + 1e-10) / _LOG_FLOOR, 0.0, 1.0)
     n = n + 1.0
     # The priors count as `prior_weight` earlier observations, then the rate settles at long_alpha.

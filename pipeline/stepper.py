@@ -35,7 +35,8 @@ def advance(
     # 1. Score against the previous forecast, in the spread known before this value.
     std_prev = std_of(norm, st.mean, st.var)
     e = error_of(x, st.fc[:, 0, :], std_prev)
-    score, en, es, emu, evar = score_step(anom, e, st.en, st.es, st.emu, st.evar)
+    z_level = np.where(st.n >= anom.min_history, error_of(x, st.mean, std_prev), np.nan)
+    score, en, es, emu, evar = score_step(anom, e, st.en, st.es, st.emu, st.evar, z_level)
     has = st.has_fc
     st.en = np.where(has, en, st.en)
     st.es = np.where(has, es, st.es)
