@@ -121,7 +121,7 @@ def main() -> int:
     labels = str(a.data / "combined_windows.json")
     optimised = nab.score_detector(str(a.data), labels, str(results))  # type: ignore[attr-defined]
     fixed = nab.score_detector(str(a.data), labels, str(results), threshold=own)  # type: ignore[attr-defined]
-    report: dict[str, object] = {
+    report: dict[str, Any] = {
         "model": f"{a.model}/{current}",
         "trained_on": a.train_on,
         "profiles": {},
