@@ -228,6 +228,18 @@ def _score_parser(sub: Any) -> None:
     p.add_argument("--gap-reset-s", dest="gap_reset_s", type=float)
     p.add_argument("--late-tolerance-s", dest="late_tolerance_s", type=float)
     p.add_argument("--warmup-steps", dest="warmup_steps", type=int)
+    p.add_argument(
+        "--guarantee",
+        choices=["at-least-once", "exactly-once"],
+        help="exactly-once: outputs, changelog and offsets in one Kafka transaction",
+    )
+    p.add_argument(
+        "--no-changelog",
+        dest="changelog",
+        action="store_const",
+        const=False,
+        help="keep state in memory only (it is lost on restart)",
+    )
     p.set_defaults(func=_cmd_score)
 
 

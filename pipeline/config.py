@@ -131,6 +131,9 @@ class ScorerConfig:
     replay_steps: int = 64
     late_tolerance_s: float = 0.0
     input_partitions: int = 4
+    guarantee: str = "at-least-once"
+    changelog: bool = True
+    min_compaction_lag_ms: int = 3_600_000
     model_check_s: float = 5.0
     intra_op_threads: int = 1
 
@@ -157,6 +160,12 @@ class ScorerConfig:
             raise ConfigError(
                 f"metrics_port must be 0 (off) or a TCP port, got {self.metrics_port}"
             )
+        if self.guarantee not in ("at-least-once", "exactly-once"):
+            raise ConfigError(
+                f"guarantee must be at-least-once or exactly-once, got {self.guarantee!r}"
+            )
+        if self.guarantee == "exactly-once" and not self.changelog:
+            raise ConfigError("exactly-once needs the state changelog (changelog=true)")
         if self.warmup_steps < 0 or self.replay_steps < 0:
             raise ConfigError("warmup_steps and replay_steps must be >= 0")
         for route in self.routes:

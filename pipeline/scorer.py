@@ -1,19 +1,35 @@
 """The scorer entry object: a stateful Kafka consumer that scores every event.
 
 One :class:`Scorer` per process, built from one :class:`~pipeline.config.ScorerConfig`.
-Processing protocol of one poll batch (the numbers recur in the code):
+
+Checkpoint protocol of one poll batch (the numbers recur in the code):
 
 1. poll at most ``max_poll_records`` records (backpressure: nothing is read ahead);
+   exactly-once: begin a transaction;
 2. route each record by its key (the stream id) to a served model and decode it;
    invalid records become dead-letter entries with a reason;
 3. score each model's events, batched across streams, sequential within a stream;
-4. produce one score record per accepted event and one DLQ record per rejected one;
-5. flush: wait until the broker acknowledged every record of step 4;
+4. produce one score record per accepted event, one DLQ record per rejected one,
+   and one changelog record per stream whose state changed (its partition is the
+   input partition, and it carries the offset of the last input applied);
+5. flush: wait until the broker acknowledged everything from step 4;
 6. commit the next offset of every partition in the batch.
+   Exactly-once: steps 5-6 are one transaction commit that includes the offsets.
 
-A record's offset is committed only after its output is acknowledged, so a crash
-anywhere loses nothing (at-least-once). SIGTERM/SIGINT finish the current batch,
-flush, commit and close.
+Restore protocol (on start and on every partition assignment, right after the poll
+that delivers it and before any record of the partition is processed):
+
+1. read the group's committed offset C of each newly assigned input partition;
+2. read the changelog partition from the beginning (read_committed in exactly-once);
+3. for each stream keep the newest state whose source offset is below C;
+4. install those states; a state from another model version gets its LSTM state
+   rebuilt from its recent inputs.
+
+At-least-once: a crash after step 5 and before step 6 replays the batch, which the
+restore rule makes exact (the state is rewound with the offsets). A Kafka failure
+(broker restart, network) aborts the batch, drops the in-memory state and rejoins
+the group, restoring from the changelog, with backoff: no crash loop.
+SIGTERM/SIGINT finish the current batch, flush, commit and close.
 """
 
 from __future__ import annotations
@@ -22,11 +38,19 @@ import logging
 import signal
 import threading
 import time
+import uuid
 from collections import defaultdict
 from types import FrameType
 
 import numpy as np
 
+from pipeline.changelog import (
+    Snapshot,
+    changelog_topic,
+    encode_snapshot,
+    read_partitions,
+    topic_config,
+)
 from pipeline.codec import decode_batch
 from pipeline.config import ScorerConfig
 from pipeline.errors import KafkaError, RegistryError
@@ -48,6 +72,7 @@ from pipeline.serving import ServedModel
 __all__ = ["Scorer"]
 
 log = logging.getLogger(__name__)
+MAX_BACKOFF_S = 30.0
 
 
 class Scorer:
@@ -57,6 +82,8 @@ class Scorer:
         self.config = config
         self.metrics = metrics or ScorerMetrics()
         self.registry = Registry(config.registry)
+        self.exactly_once = config.guarantee == "exactly-once"
+        self.changelog = changelog_topic(config.group) if config.changelog else None
         self._stop = threading.Event()
         self._routes = sorted(config.route_map.items(), key=lambda kv: -len(kv[0]))
         names = {config.model, *config.route_map.values()}
@@ -81,6 +108,9 @@ class Scorer:
         self.producer: Producer | None = None
         self.server: HealthServer | None = None
         self.processed = 0
+        self.restored_streams = 0
+        self._evict_due = False
+        self._pending_restore: set[TopicPartition] = set()
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -105,59 +135,162 @@ class Scorer:
         ensure_topic(cfg.kafka, cfg.input_topic, parts)
         ensure_topic(cfg.kafka, cfg.output_topic, parts)
         ensure_topic(cfg.kafka, cfg.dlq_topic, 1)
-        self.producer = open_producer(cfg.kafka)
+        if self.changelog:
+            ensure_topic(cfg.kafka, self.changelog, parts, topic_config(cfg.min_compaction_lag_ms))
+        if cfg.metrics_port:
+            self.server = HealthServer(self.metrics, cfg.metrics_host, cfg.metrics_port).start()
+        self._connect()
+
+    def _connect(self) -> None:
+        cfg = self.config
+        txn_id = f"statecast-{cfg.group}-{uuid.uuid4().hex[:12]}" if self.exactly_once else None
+        self.producer = open_producer(cfg.kafka, transactional_id=txn_id)
         self.consumer = open_consumer(
             cfg.kafka,
             [cfg.input_topic],
             cfg.group,
             max_poll_records=cfg.max_poll_records,
+            on_assign=self._on_assign,
             on_revoke=self._on_revoke,
+            isolation_level="read_committed" if self.exactly_once else "read_uncommitted",
         )
-        if cfg.metrics_port:
-            self.server = HealthServer(self.metrics, cfg.metrics_host, cfg.metrics_port).start()
 
-    def _close(self) -> None:
+    def _disconnect(self) -> None:
         if self.consumer is not None:
             self.consumer.close()
+            self.consumer = None
         if self.producer is not None:
             self.producer.close()
-        if self.server is not None:
-            self.server.stop()
+            self.producer = None
+
+    def _recover(self, exc: Exception, attempt: int) -> None:
+        """Give up the batch in flight and rejoin: state is rebuilt from the changelog."""
+        backoff = min(MAX_BACKOFF_S, 0.5 * 2**attempt)
+        log.error(
+            "Kafka failure (%s); rejoining in %.1fs with state restored from the changelog",
+            exc,
+            backoff,
+        )
+        self.metrics.commit_failures.inc()
+        if self.exactly_once and self.producer is not None:
+            self.producer.abort()
+        try:
+            self._disconnect()
+        except Exception as close_exc:  # the connection is already broken; closing is best effort
+            log.warning("closing after failure: %s", close_exc)
+        for served in self.models.values():
+            served.store.release(served.store.stream_ids())
+        self._pending_restore = set()
+        # The loop reconnects (inside its own error handling) once the backoff has passed.
+        self._stop.wait(backoff)
+
+    def _on_assign(self, assigned: set[TopicPartition]) -> None:
+        # kafka-python runs this on its I/O thread, where no blocking client call may run;
+        # the restore happens right after the poll returns, before any record is processed.
+        self._pending_restore |= assigned
+
+    def _restore(self, assigned: set[TopicPartition]) -> None:
+        """Restore protocol steps 1-4 for newly assigned input partitions."""
+        if not self.changelog or self.consumer is None:
+            return
+        started = time.monotonic()
+        # 1. Committed offsets of the new partitions.
+        committed = self.consumer.committed(assigned)
+        # 2.-3. Newest state below the committed offset, per stream.
+        snaps, records = read_partitions(
+            self.config.kafka,
+            self.changelog,
+            {tp.partition: off for tp, off in committed.items()},
+            read_committed=self.exactly_once,
+        )
+        # 4. Install, per served model.
+        by_model: dict[str, dict[str, tuple[Snapshot, int]]] = defaultdict(dict)
+        for sid, (snap, part) in snaps.items():
+            name = snap.model if snap.model in self.models else self._model_for(sid.encode())
+            by_model[name][sid] = (snap, part)
+        now = time.time()
+        restored = sum(self.models[m].restore(s, now) for m, s in by_model.items())
+        self.restored_streams += restored
+        elapsed = time.monotonic() - started
+        self.metrics.restore.set(elapsed)
+        log.info(
+            "restored %d streams from %d changelog records of partitions %s in %.2fs",
+            restored,
+            records,
+            sorted(tp.partition for tp in assigned),
+            elapsed,
+        )
 
     def _on_revoke(self, revoked: set[TopicPartition]) -> None:
-        # Offsets of everything processed are already committed (step 6 runs every batch).
-        # The streams of revoked partitions now belong to another member; their state in this
-        # process would go stale, so it is dropped.
-        log.info("partitions revoked: %s", sorted(revoked))
+        # Offsets of everything processed are committed (step 6 runs every batch); the
+        # streams of revoked partitions now belong to another member, which restores them
+        # from the changelog, so they are dropped here.
+        parts = {tp.partition for tp in revoked if tp.topic == self.config.input_topic}
+        for served in self.models.values():
+            served.store.release(served.store.streams_in(parts))
+        log.info("partitions revoked: %s", sorted(parts))
+
+    def _close(self) -> None:
+        self._disconnect()
+        if self.server is not None:
+            self.server.stop()
 
     def run(self) -> int:
         """Consume until stopped (or idle for ``until_idle`` seconds). Returns the exit code."""
         cfg = self.config
         self._install_signals()
         self._open()
-        assert self.consumer is not None and self.producer is not None
-        if self.server:
-            self.server.ready.set()
-        self.metrics.ready.set(1)
-        last_input = time.monotonic()
+        started = last_input = time.monotonic()
         next_housekeeping = time.monotonic() + cfg.model_check_s
+        failures = 0
         try:
             while not self._stop.is_set():
-                # 1. Poll (bounded: backpressure).
-                records = self.consumer.poll(cfg.poll_timeout_ms, cfg.max_poll_records)
-                now = time.monotonic()
-                if records:
-                    last_input = now
-                    self.process(records)
-                elif cfg.until_idle is not None and now - last_input >= cfg.until_idle:
-                    log.info("no input for %.0fs: exiting (--until-idle)", cfg.until_idle)
-                    break
-                if now >= next_housekeeping:
-                    self.housekeeping()
-                    next_housekeeping = now + cfg.model_check_s
+                try:
+                    if self.consumer is None:
+                        self._connect()
+                    assert self.consumer is not None
+                    # 1. Poll (bounded: backpressure). New assignments are restored before
+                    # any of their records is processed.
+                    records = self.consumer.poll(cfg.poll_timeout_ms, cfg.max_poll_records)
+                    now = time.monotonic()
+                    if self._pending_restore:
+                        pending, self._pending_restore = self._pending_restore, set()
+                        self._restore(pending)
+                        last_input = now  # idle time counts from the (re)assignment
+                    self._mark_ready()
+                    if records:
+                        last_input = now
+                        self.process(records)
+                        failures = 0
+                    elif cfg.until_idle is not None and self._idle_for(
+                        now - last_input, now - started
+                    ):
+                        log.info("no input for %.0fs: exiting (--until-idle)", cfg.until_idle)
+                        break
+                    if now >= next_housekeeping:
+                        self.housekeeping()
+                        next_housekeeping = now + cfg.model_check_s
+                except KafkaError as exc:
+                    self._recover(exc, failures)
+                    failures += 1
+                    last_input = time.monotonic()
         finally:
             self._close()
         return 0
+
+    def _idle_for(self, idle_s: float, running_s: float) -> bool:
+        """``--until-idle``: idle time counts only while partitions are assigned (a joining
+        member may wait a session timeout for a dead one's partitions), with a hard stop
+        after three idle periods without any assignment."""
+        limit = self.config.until_idle
+        assert limit is not None
+        assigned = self.consumer is not None and bool(self.consumer.assignment())
+        return idle_s >= limit if assigned else running_s >= max(3 * limit, limit + 30.0)
+
+    def _mark_ready(self) -> None:
+        if self.server is not None and not self.server.ready.is_set():
+            self.server.ready.set()
+        self.metrics.ready.set(1)
 
     # -- one batch --------------------------------------------------------------------
 
@@ -173,12 +306,17 @@ class Scorer:
         return name
 
     def process(self, records: list[Record]) -> None:
-        """Steps 2-6 of the protocol for one poll batch."""
+        """Steps 2-6 of the checkpoint protocol for one poll batch."""
         cfg = self.config
-        assert self.producer is not None and self.consumer is not None
+        producer, consumer = self.producer, self.consumer
+        assert producer is not None and consumer is not None
         self.metrics.consumed.inc(len(records))
         self.metrics.batch_size.observe(len(records))
         now = time.time()
+        if self.exactly_once:
+            producer.begin()
+        if self._evict_due:
+            self._evict(producer, now)
         # 2. Route and decode.
         by_model: dict[str, list[int]] = defaultdict(list)
         for i, rec in enumerate(records):
@@ -189,11 +327,18 @@ class Scorer:
             batch = decode_batch(
                 [(r.key, r.value) for r in recs], served.meta.features, cfg.max_message_bytes
             )
+            src = [recs[i] for i in batch.index.tolist()]
             # 3. Score.
-            scored = served.score(batch, np.arange(len(batch.stream_ids), dtype=np.int64), now)
-            # 4. Produce outputs and dead letters.
+            scored = served.score(
+                batch,
+                np.arange(len(batch.stream_ids), dtype=np.int64),
+                now,
+                partitions=np.asarray([r.partition for r in src], np.int64),
+                offsets=np.asarray([r.offset for r in src], np.int64),
+            )
+            # 4. Outputs, dead letters and changelog.
             rows = scored.rows.tolist()
-            out_recs = [recs[int(batch.index[r])] for r in rows]
+            out_recs = [src[r] for r in rows]
             values = encode_scores(
                 stream_ids=[batch.stream_ids[r] for r in rows],
                 ts_raw=[batch.ts_raw[r] for r in rows],
@@ -208,42 +353,63 @@ class Scorer:
                 records=out_recs,
             )
             for rec, value in zip(out_recs, values, strict=True):
-                self.producer.send(cfg.output_topic, rec.key, value)
+                producer.send(cfg.output_topic, rec.key, value)
             for rej in batch.rejections + scored.rejections:
                 rec = recs[rej.index]
-                self.producer.send(
+                producer.send(
                     cfg.dlq_topic, rec.key, rec.value, dlq_headers(rec, rej.reason, rej.detail)
                 )
                 self.metrics.dead_lettered.labels(rej.reason).inc()
+            if self.changelog:
+                store = served.store
+                for slot in scored.touched.tolist():
+                    sid = store.id_of(slot)
+                    snap = store.snapshot(slot, served.name, served.version)
+                    producer.send(
+                        self.changelog,
+                        sid.encode() if sid else None,
+                        encode_snapshot(snap),
+                        partition=int(store.part[slot]),
+                    )
             self.metrics.scored.labels(name).inc(len(rows))
             flagged = int(((np.nan_to_num(scored.score) >= served.threshold) & scored.warm).sum())
             if flagged:
                 self.metrics.anomalies.labels(name).inc(flagged)
-        # 5. Flush: every output acknowledged before the inputs are committed.
-        try:
-            self.producer.flush()
-        except KafkaError:
-            self.metrics.commit_failures.inc()
-            raise
-        done = time.time()
-        for rec in records:
-            self.metrics.e2e.observe(max(0.0, done - rec.timestamp_ms / 1000.0))
-        # 6. Commit the next offset of every partition in the batch.
         offsets: dict[TopicPartition, int] = {}
         for rec in records:
             offsets[TopicPartition(rec.topic, rec.partition)] = rec.offset + 1
-        try:
-            self.consumer.commit(offsets)
-        except KafkaError:
-            self.metrics.commit_failures.inc()
-            raise
+        if self.exactly_once:
+            # 5.-6. One transaction: outputs, dead letters, changelog and offsets.
+            producer.commit(offsets, consumer.group_metadata())
+        else:
+            # 5. Flush: every output acknowledged before the inputs are committed.
+            producer.flush()
+            # 6. Commit the next offset of every partition in the batch.
+            consumer.commit(offsets)
+        done = time.time()
+        for rec in records:
+            self.metrics.e2e.observe(max(0.0, done - rec.timestamp_ms / 1000.0))
         self.processed += len(records)
+
+    def _evict(self, producer: Producer, now: float) -> None:
+        self._evict_due = False
+        for served in self.models.values():
+            gone = served.store.evict_idle(now, self.config.state_ttl_s)
+            if gone:
+                self.metrics.evicted.inc(len(gone))
+                if self.changelog:
+                    for sid, part in gone:
+                        producer.send(
+                            self.changelog,
+                            sid.encode(),
+                            None,
+                            partition=part if part >= 0 else None,
+                        )
 
     # -- periodic work ----------------------------------------------------------------
 
     def housekeeping(self) -> None:
-        """Model swaps, idle-stream eviction and gauges; runs between batches."""
-        now = time.time()
+        """Model swaps, gauges, and scheduling idle-stream eviction; runs between batches."""
         for served in self.models.values():
             try:
                 new = served.maybe_swap()
@@ -253,11 +419,9 @@ class Scorer:
             if new:
                 self.metrics.swaps.labels(served.name).inc()
                 self.metrics.model_info.labels(served.name).info({"version": new})
-            evicted = served.store.evict_idle(now, self.config.state_ttl_s)
-            if evicted:
-                self.metrics.evicted.inc(evicted)
             self.metrics.active_streams.labels(served.name).set(len(served.store))
             self.metrics.state_bytes.labels(served.name).set(served.store.memory_bytes())
+        self._evict_due = True
         if self.consumer is not None:
             for tp, lag in self.consumer.lag().items():
                 self.metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)

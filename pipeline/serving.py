@@ -23,6 +23,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.changelog import Snapshot
 from pipeline.codec import DecodedBatch, Rejection
 from pipeline.errors import RegistryError
 from pipeline.inference import StepSession
@@ -45,6 +46,7 @@ class Scored:
     warm: npt.NDArray[np.bool_]
     forecast: F64  # [N, horizon, F] sensor units
     rejections: list[Rejection]
+    touched: npt.NDArray[np.int64]  # slots whose state changed
 
 
 class ServedModel:
@@ -98,8 +100,19 @@ class ServedModel:
 
     # -- scoring --------------------------------------------------------------------
 
-    def score(self, batch: DecodedBatch, rows: npt.NDArray[np.int64], now: float) -> Scored:
-        """Score ``batch`` rows ``rows`` (this model's events, in record order)."""
+    def score(
+        self,
+        batch: DecodedBatch,
+        rows: npt.NDArray[np.int64],
+        now: float,
+        partitions: npt.NDArray[np.int64] | None = None,
+        offsets: npt.NDArray[np.int64] | None = None,
+    ) -> Scored:
+        """Score ``batch`` rows ``rows`` (this model's events, in record order).
+
+        ``partitions`` and ``offsets`` (aligned with ``rows``) record where each stream's
+        input comes from and the last input applied, for the changelog.
+        """
         N = len(rows)
         F, Z = len(self.meta.features), self.meta.horizon
         sids = [batch.stream_ids[r] for r in rows.tolist()]
@@ -149,12 +162,18 @@ class ServedModel:
             store.scatter(sl, st)
             store.push_inputs(sl, x_all[idx])
             store.last_ts[sl] = np.maximum(last, ts)
+            if partitions is not None and offsets is not None:
+                store.part[sl] = partitions[idx]
+                store.src_offset[sl] = offsets[idx]
             out_score[idx] = score
             out_warm[idx] = warm
             out_fc[idx] = st.fc
             accepted[idx] = True
         keep = np.nonzero(accepted)[0]
-        return Scored(rows[keep], out_score[keep], out_warm[keep], out_fc[keep], rejections)
+        touched = np.unique(slots[keep]) if len(keep) else np.empty(0, np.int64)
+        return Scored(
+            rows[keep], out_score[keep], out_warm[keep], out_fc[keep], rejections, touched
+        )
 
     # -- live swaps -----------------------------------------------------------------
 
@@ -198,6 +217,40 @@ class ServedModel:
         )
         self.meta, self.session, self.refused_version = meta, session, None
         return current
+
+    def restore(self, snapshots: dict[str, tuple[Snapshot, int]], now: float) -> int:
+        """Install restored snapshots (stream id → (snapshot, partition)).
+
+        A snapshot made under another model version keeps its sensor statistics but gets
+        its LSTM state rebuilt from its recent inputs, as after a live swap. Returns how
+        many streams were restored.
+        """
+        stale: list[int] = []
+        for sid, (snap, part) in snapshots.items():
+            if snap.h.shape != (self.meta.layers, self.meta.hidden) or snap.fc.shape != (
+                self.meta.horizon,
+                len(self.meta.features),
+            ):
+                snap = dataclasses.replace(
+                    snap,
+                    h=np.zeros((self.meta.layers, self.meta.hidden), np.float32),
+                    c=np.zeros((self.meta.layers, self.meta.hidden), np.float32),
+                    fc=np.zeros((self.meta.horizon, len(self.meta.features))),
+                )
+            slot = self.store.load(sid, snap, part, now)
+            if snap.version != self.version:
+                stale.append(slot)
+        if stale:
+            sl = np.asarray(stale, np.int64)
+            st = self.store.gather(sl)
+            rebuild(
+                self.session,
+                self.meta.normalisation,
+                st,
+                [self.store.recent_inputs(s) for s in stale],
+            )
+            self.store.scatter(sl, st)
+        return len(snapshots)
 
     def _carry_over(self, meta: ModelMeta, session: StepSession) -> None:
         """Rebuild each stream's LSTM state in the new model from its recent inputs."""

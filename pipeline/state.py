@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.changelog import Snapshot
+
 __all__ = ["StateStore", "StepState"]
 
 F32 = npt.NDArray[np.float32]
@@ -56,6 +58,23 @@ class StepState:
 
 _FIELDS = [f.name for f in dataclasses.fields(StepState)]
 _STATE_AXIS1 = ("h", "c")  # arrays whose stream axis is 1
+# What describes the sensor rather than the model: kept across a model swap.
+_MODEL_INDEPENDENT = (
+    "n",
+    "mean",
+    "var",
+    "en",
+    "es",
+    "emu",
+    "evar",
+    "steps",
+    "last_ts",
+    "last_seen",
+    "ring_buf",
+    "ring_len",
+    "part",
+    "src_offset",
+)
 
 
 class StateStore:
@@ -77,6 +96,8 @@ class StateStore:
     last_seen: F64
     ring_buf: F32
     ring_len: I64
+    part: I64
+    src_offset: I64
 
     def __init__(
         self,
@@ -131,6 +152,8 @@ class StateStore:
         grow("last_seen", (capacity,), np.float64)
         grow("ring_buf", (capacity, R, F), np.float32)
         grow("ring_len", (capacity,), np.int64)
+        grow("part", (capacity,), np.int64)
+        grow("src_offset", (capacity,), np.int64)
         self._ids.extend([None] * (capacity - old))
         self._free.extend(range(capacity - 1, old - 1, -1))
         self.capacity = capacity
@@ -146,6 +169,8 @@ class StateStore:
         self.evar[slots] = self.prior_var
         self.last_ts[slots] = -np.inf
         self.ring_len[slots] = 0
+        self.part[slots] = -1
+        self.src_offset[slots] = -1
 
     # -- addressing -----------------------------------------------------------------
 
@@ -157,6 +182,9 @@ class StateStore:
 
     def slot_of(self, stream_id: str) -> int | None:
         return self._slot.get(stream_id)
+
+    def id_of(self, slot: int) -> str | None:
+        return self._ids[slot]
 
     def stream_ids(self) -> list[str]:
         return list(self._slot)
@@ -188,14 +216,15 @@ class StateStore:
                 self._ids[slot] = None
                 self._free.append(slot)
 
-    def evict_idle(self, now: float, ttl_s: float) -> int:
-        """Free the slots of streams not seen for ``ttl_s``; returns how many."""
+    def evict_idle(self, now: float, ttl_s: float) -> list[tuple[str, int]]:
+        """Free the slots of streams not seen for ``ttl_s``; returns their (id, partition)."""
         live = np.fromiter(self._slot.values(), np.int64, len(self._slot))
         if not len(live):
-            return 0
+            return []
         idle = live[self.last_seen[live] < now - ttl_s]
-        self.release([self._ids[s] for s in idle.tolist() if self._ids[s] is not None])  # type: ignore[misc]
-        return len(idle)
+        gone = [(self._ids[s], int(self.part[s])) for s in idle.tolist()]
+        self.release([sid for sid, _ in gone if sid is not None])
+        return [(sid, part) for sid, part in gone if sid is not None]
 
     # -- batch access ---------------------------------------------------------------
 
@@ -251,26 +280,59 @@ class StateStore:
         self._slot = dict(other._slot)
         self._ids = list(other._ids)
         self._free = list(other._free)
-        for name in (
-            "n",
-            "mean",
-            "var",
-            "en",
-            "es",
-            "emu",
-            "evar",
-            "steps",
-            "last_ts",
-            "last_seen",
-            "ring_buf",
-            "ring_len",
-        ):
+        for name in _MODEL_INDEPENDENT:
             getattr(self, name)[...] = getattr(other, name)
 
-    def memory_bytes(self) -> int:
-        return int(
-            sum(
-                getattr(self, n).nbytes
-                for n in (*_FIELDS, "last_ts", "last_seen", "ring_buf", "ring_len")
-            )
+    def streams_in(self, partitions: set[int]) -> list[str]:
+        """Streams whose input comes from one of ``partitions``."""
+        return [sid for sid, slot in self._slot.items() if int(self.part[slot]) in partitions]
+
+    def snapshot(self, slot: int, model: str, version: str) -> Snapshot:
+        """An immutable copy of one stream's state for the changelog."""
+        return Snapshot(
+            model=model,
+            version=version,
+            source_offset=int(self.src_offset[slot]),
+            last_ts=float(self.last_ts[slot]),
+            steps=int(self.steps[slot]),
+            ring_len=int(self.ring_len[slot]),
+            has_fc=bool(self.has_fc[slot]),
+            n=float(self.n[slot]),
+            en=float(self.en[slot]),
+            es=float(self.es[slot]),
+            emu=float(self.emu[slot]),
+            evar=float(self.evar[slot]),
+            h=self.h[:, slot].copy(),
+            c=self.c[:, slot].copy(),
+            mean=self.mean[slot].copy(),
+            var=self.var[slot].copy(),
+            fc=self.fc[slot].copy(),
+            ring=self.recent_inputs(slot),
         )
+
+    def load(self, stream_id: str, snap: Snapshot, partition: int, now: float) -> int:
+        """Install a restored snapshot (shapes must match this store); returns the slot."""
+        if snap.h.shape != (self.layers, self.hidden) or snap.fc.shape != (
+            self.horizon,
+            self.features,
+        ):
+            raise ValueError("snapshot shapes do not match this model")
+        (slot,) = self.slots_for([stream_id], now).tolist()
+        self.h[:, slot] = snap.h
+        self.c[:, slot] = snap.c
+        self.n[slot], self.en[slot], self.es[slot] = snap.n, snap.en, snap.es
+        self.emu[slot], self.evar[slot] = snap.emu, snap.evar
+        self.mean[slot], self.var[slot], self.fc[slot] = snap.mean, snap.var, snap.fc
+        self.has_fc[slot], self.steps[slot], self.last_ts[slot] = (
+            snap.has_fc,
+            snap.steps,
+            snap.last_ts,
+        )
+        self.part[slot], self.src_offset[slot] = partition, snap.source_offset
+        ring = snap.ring[-self.ring :] if self.ring else snap.ring[:0]
+        self.ring_buf[slot, : len(ring)] = ring
+        self.ring_len[slot] = len(ring)
+        return int(slot)
+
+    def memory_bytes(self) -> int:
+        return int(sum(getattr(self, n).nbytes for n in (*_FIELDS, *_MODEL_INDEPENDENT)))

@@ -52,6 +52,14 @@ class Consumer(Protocol):
         """Records between the position and the end of each assigned partition."""
         ...
 
+    def committed(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int | None]:
+        """The group's committed offset per partition (None: nothing committed)."""
+        ...
+
+    def group_metadata(self) -> object:
+        """Opaque group metadata for transactional offset commits."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -70,5 +78,15 @@ class Producer(Protocol):
     def flush(self) -> None:
         """Block until every send so far is acknowledged; raises KafkaError if any failed."""
         ...
+
+    def begin(self) -> None:
+        """Start a transaction (transactional producers only)."""
+        ...
+
+    def commit(self, offsets: dict[TopicPartition, int], group_metadata: object) -> None:
+        """Add the consumed offsets to the transaction and commit it atomically."""
+        ...
+
+    def abort(self) -> None: ...
 
     def close(self) -> None: ...

@@ -140,6 +140,18 @@ class KafkaPythonConsumer:
             log.warning("could not read consumer lag: %s", exc)
             return {}
 
+    def committed(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int | None]:
+        out: dict[TopicPartition, int | None] = {}
+        try:
+            for tp in partitions:
+                out[tp] = self._consumer.committed(KTP(tp.topic, tp.partition))
+        except kafka.errors.KafkaError as exc:
+            raise KafkaError(f"cannot read committed offsets: {exc}") from exc
+        return out
+
+    def group_metadata(self) -> object:
+        return self._consumer.group_metadata()
+
     def close(self) -> None:
         try:
             self._consumer.close(autocommit=False)
@@ -150,17 +162,64 @@ class KafkaPythonConsumer:
 class KafkaPythonProducer:
     """Idempotent, acks=all producer; failures surface at :meth:`flush`."""
 
-    def __init__(self, config: KafkaConfig, *, linger_ms: int = 5, max_request_size: int = 1 << 20):
+    def __init__(
+        self,
+        config: KafkaConfig,
+        *,
+        linger_ms: int = 5,
+        max_request_size: int = 1 << 20,
+        transactional_id: str | None = None,
+    ):
         try:
             self._producer = kafka.KafkaProducer(
                 linger_ms=linger_ms,
                 batch_size=256 * 1024,
                 max_request_size=max_request_size,
+                transactional_id=transactional_id,
                 **client_settings(config),
             )
+            if transactional_id:
+                self._producer.init_transactions()
         except kafka.errors.KafkaError as exc:
             raise KafkaError(f"cannot connect producer to {config.bootstrap}: {exc}") from exc
         self._pending: list[Any] = []
+
+    def begin(self) -> None:
+        try:
+            self._producer.begin_transaction()
+        except kafka.errors.KafkaError as exc:
+            raise KafkaError(f"cannot begin transaction: {exc}") from exc
+
+    def commit(self, offsets: dict[TopicPartition, int], group_metadata: object) -> None:
+        try:
+            self._producer.send_offsets_to_transaction(
+                {
+                    KTP(tp.topic, tp.partition): OffsetAndMetadata(o, "", -1)
+                    for tp, o in offsets.items()
+                },
+                group_metadata,
+            )
+            self._producer.commit_transaction()
+        except kafka.errors.KafkaError as exc:
+            raise KafkaError(f"transaction commit failed: {exc}") from exc
+        self._check(self._take_pending())
+
+    def abort(self) -> None:
+        self._pending = []
+        try:
+            self._producer.abort_transaction()
+        except kafka.errors.KafkaError as exc:
+            log.warning("transaction abort: %s", exc)
+
+    def _take_pending(self) -> list[Any]:
+        pending, self._pending = self._pending, []
+        return pending
+
+    @staticmethod
+    def _check(pending: list[Any]) -> None:
+        failed = [f.exception for f in pending if f.failed()]
+        if failed:
+            raise KafkaError(f"{len(failed)} sends were not acknowledged, first: {failed[0]}")
 
     def send(
         self,
@@ -183,14 +242,12 @@ class KafkaPythonProducer:
         self._pending.append(future)
 
     def flush(self) -> None:
-        pending, self._pending = self._pending, []
+        pending = self._take_pending()
         try:
             self._producer.flush()
         except kafka.errors.KafkaError as exc:
             raise KafkaError(f"flush failed: {exc}") from exc
-        failed = [f.exception for f in pending if f.failed()]
-        if failed:
-            raise KafkaError(f"{len(failed)} sends were not acknowledged, first: {failed[0]}")
+        self._check(pending)
 
     def close(self) -> None:
         try:

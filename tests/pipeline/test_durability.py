@@ -1,0 +1,323 @@
+"""Durable state against the real broker: crash and resume, rebalance, broker restart, fuzz.
+
+Every test compares scores per (stream, ts) with an uninterrupted reference run of the
+same input in a fresh group: restored state must reproduce them to 1e-5.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline.codec import encode_event
+from pipeline.config import KafkaConfig, ScorerConfig
+from pipeline.localkafka import LocalBroker
+from tests.kafka_helpers import ScorerThread, produce, read_all
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+T0 = 1_764_000_000
+
+
+def _events(streams: int, events: int, seed: int = 0) -> list[tuple[bytes, bytes]]:
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(10, 100, streams)
+    out = []
+    for t in range(events):
+        for s in range(streams):
+            sid = f"dev-{s:04d}"
+            v = base[s] * (1 + 0.1 * np.sin(t / 9 + s)) + rng.normal(0, 1)
+            out.append((sid.encode(), encode_event(sid, T0 + 60 * t, round(float(v), 4))))
+    return out
+
+
+def _scores(records: list[object]) -> dict[tuple[str, int], tuple[list[float], float]]:
+    """(stream, ts) → (forecast, anomaly_score); duplicates must agree with each other."""
+    out: dict[tuple[str, int], tuple[list[float], float]] = {}
+    for rec in records:
+        d = orjson.loads(rec.value)  # type: ignore[attr-defined]
+        key = (d["stream_id"], d["ts"])
+        val = (d["forecast"], d["anomaly_score"])
+        if key in out:
+            np.testing.assert_allclose(out[key][0], val[0], atol=1e-5)
+        out[key] = val
+    return out
+
+
+def _assert_same(
+    a: dict[tuple[str, int], tuple[list[float], float]],
+    b: dict[tuple[str, int], tuple[list[float], float]],
+) -> None:
+    assert a.keys() == b.keys()
+    keys = sorted(a)
+    fa = np.array([a[k][0] for k in keys])
+    fb = np.array([b[k][0] for k in keys])
+    np.testing.assert_allclose(fa, fb, atol=1e-5, rtol=1e-6)
+    np.testing.assert_allclose([a[k][1] for k in keys], [b[k][1] for k in keys], atol=1e-5)
+
+
+def _cfg(
+    kafka: KafkaConfig, registry: Path, inp: str, out: str, group: str, **kw: object
+) -> ScorerConfig:
+    return ScorerConfig(
+        kafka=kafka,
+        input_topic=inp,
+        output_topic=out,
+        dlq_topic=out + ".dlq",
+        group=group,
+        registry=registry,
+        model="tiny",
+        **{"until_idle": 4.0, **kw},  # type: ignore[arg-type]
+    )
+
+
+def _spawn(
+    kafka: KafkaConfig, registry: Path, inp: str, out: str, group: str, *extra: str
+) -> subprocess.Popen[bytes]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "score",
+        "--bootstrap",
+        kafka.bootstrap,
+        "--registry",
+        str(registry),
+        "--model",
+        "tiny",
+        "--input-topic",
+        inp,
+        "--output-topic",
+        out,
+        "--dlq-topic",
+        out + ".dlq",
+        "--group",
+        group,
+        "--max-poll-records",
+        "300",
+        *extra,
+    ]
+    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    if proc.stderr is not None:
+        proc.stderr.close()
+
+
+def _wait_outputs(kafka: KafkaConfig, topic: str, at_least: int, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if len(read_all(kafka, topic, timeout_s=2)) >= at_least:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"{topic} never reached {at_least} records")
+
+
+@pytest.fixture
+def reference(
+    kafka_config: KafkaConfig,
+    tiny_registry: Path,
+    topic_factory: Callable[..., str],
+    group_factory: Callable[[], str],
+) -> Callable[[str, int], dict[tuple[str, int], tuple[list[float], float]]]:
+    """Scores of an uninterrupted run over ``inp`` in a fresh group."""
+
+    def run(inp: str, expect: int) -> dict[tuple[str, int], tuple[list[float], float]]:
+        out = topic_factory("ref-out", partitions=4)
+        ScorerThread(_cfg(kafka_config, tiny_registry, inp, out, group_factory())).start().join()
+        return _scores(read_all(kafka_config, out, expect=expect))
+
+    return run
+
+
+@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
+def test_crash_and_resume_reproduces_the_uninterrupted_run(
+    kafka_config: KafkaConfig,
+    tiny_registry: Path,
+    topic_factory: Callable[..., str],
+    group_factory: Callable[[], str],
+    reference: Callable[..., dict[tuple[str, int], tuple[list[float], float]]],
+    guarantee: str,
+) -> None:
+    inp = topic_factory("in", partitions=4)
+    n = produce(kafka_config, inp, _events(200, 100))
+    expected = reference(inp, n)
+    assert len(expected) == n
+
+    out = topic_factory("out", partitions=4)
+    group = group_factory()
+    proc = _spawn(kafka_config, tiny_registry, inp, out, group, "--guarantee", guarantee)
+    _wait_outputs(kafka_config, out, n // 4)
+    _kill(proc)  # mid-stream, no goodbye
+    restart = _spawn(
+        kafka_config, tiny_registry, inp, out, group, "--guarantee", guarantee, "--until-idle", "5"
+    )
+    _, err = restart.communicate(timeout=180)
+    assert restart.returncode == 0, err.decode()[-2000:]
+    log = err.decode()
+    restored = re.search(r"restored (\d+) streams", log)
+    resumed = re.search(r"scorer stopped after (\d+) records", log)
+    assert restored and int(restored.group(1)) > 0, log[-2000:]  # state came from the changelog
+    assert resumed and int(resumed.group(1)) > 0, log[-2000:]  # the kill really was mid-stream
+
+    isolation = "read_committed" if guarantee == "exactly-once" else "read_uncommitted"
+    got = read_all(kafka_config, out, isolation_level=isolation, timeout_s=20)
+    if guarantee == "exactly-once":
+        assert len(got) == n  # no duplicates, nothing lost
+    else:
+        assert len(got) >= n
+    _assert_same(_scores(got), expected)
+
+
+def test_rebalance_moves_state_with_the_partitions(
+    kafka_config: KafkaConfig,
+    tiny_registry: Path,
+    topic_factory: Callable[..., str],
+    group_factory: Callable[[], str],
+    reference: Callable[..., dict[tuple[str, int], tuple[list[float], float]]],
+) -> None:
+    inp = topic_factory("in", partitions=4)
+    events = _events(100, 120, seed=4)
+    first, second = events[: len(events) // 2], events[len(events) // 2 :]
+    produce(kafka_config, inp, first)
+    out = topic_factory("out", partitions=4)
+    group = group_factory()
+    a = _spawn(kafka_config, tiny_registry, inp, out, group, "--until-idle", "25")
+    b = _spawn(kafka_config, tiny_registry, inp, out, group, "--until-idle", "25")
+    _wait_outputs(kafka_config, out, len(first))
+    _kill(a)
+    produce(kafka_config, inp, second)  # b must take over a's partitions and their state
+    _, err = b.communicate(timeout=180)
+    assert b.returncode == 0, err.decode()[-2000:]
+    got = _scores(read_all(kafka_config, out, timeout_s=20))
+    _assert_same(got, reference(inp, len(events)))
+
+
+def test_broker_restart_mid_run_loses_nothing(
+    broker: LocalBroker,
+    kafka_config: KafkaConfig,
+    tiny_registry: Path,
+    topic_factory: Callable[..., str],
+    group_factory: Callable[[], str],
+    reference: Callable[..., dict[tuple[str, int], tuple[list[float], float]]],
+) -> None:
+    inp = topic_factory("in", partitions=2)
+    n = produce(kafka_config, inp, _events(50, 200, seed=5))
+    out = topic_factory("out", partitions=2)
+    runner = ScorerThread(
+        _cfg(
+            kafka_config,
+            tiny_registry,
+            inp,
+            out,
+            group_factory(),
+            until_idle=30.0,
+            max_poll_records=100,
+        )
+    )
+    runner.start()
+    _wait_outputs(kafka_config, out, n // 5)
+    broker.down()
+    time.sleep(3)
+    broker.up()
+    runner.join(timeout=240)
+    got = _scores(read_all(kafka_config, out, timeout_s=20))
+    _assert_same(got, reference(inp, n))
+
+
+garbage = st.one_of(
+    st.binary(max_size=120),
+    st.text(max_size=80).map(str.encode),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "stream_id": st.one_of(st.just("dev-0001"), st.integers(), st.none()),
+            "ts": st.one_of(st.floats(), st.text(max_size=8), st.integers()),
+            "value": st.one_of(st.floats(), st.text(max_size=4), st.none()),
+            "values": st.dictionaries(st.text(max_size=3), st.floats(), max_size=2),
+        },
+    ).map(lambda d: __import__("json").dumps(d).encode()),
+)
+
+
+@settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(garbage, min_size=30, max_size=60))
+def test_fuzzed_garbage_goes_to_the_dlq_and_valid_records_score_as_without_it(
+    kafka_config: KafkaConfig,
+    tiny_registry: Path,
+    topic_factory: Callable[..., str],
+    group_factory: Callable[[], str],
+    blobs: list[bytes],
+) -> None:
+    valid = _events(10, 60, seed=6)
+    clean_in = topic_factory("clean", partitions=1)
+    dirty_in = topic_factory("dirty", partitions=1)
+    produce(kafka_config, clean_in, valid)
+    mixed: list[tuple[bytes | None, bytes]] = []
+    step = max(1, len(valid) // len(blobs))
+    bad = iter(blobs)
+    for i, item in enumerate(valid):
+        mixed.append(item)
+        if i % step == 0:
+            blob = next(bad, None)
+            if blob is not None:
+                mixed.append((None, blob))
+    produce(kafka_config, dirty_in, mixed)
+    results = []
+    for inp in (clean_in, dirty_in):
+        out = topic_factory("out", partitions=1)
+        ScorerThread(_cfg(kafka_config, tiny_registry, inp, out, group_factory())).start().join()
+        results.append(
+            (
+                read_all(kafka_config, out, timeout_s=10),
+                read_all(kafka_config, out + ".dlq", timeout_s=5),
+            )
+        )
+    (clean_out, clean_dlq), (dirty_out, dirty_dlq) = results
+    assert not clean_dlq
+    valid_extra = len(dirty_out) - len(clean_out)  # a fuzzed record can be a valid event
+    assert len(dirty_dlq) + len(clean_out) + valid_extra == len(mixed)
+    assert all(dict(r.headers)["statecast.reason"] for r in dirty_dlq)
+    clean = _scores(clean_out)
+    dirty = {k: v for k, v in _scores(dirty_out).items() if k in clean}
+    if valid_extra == 0:
+        _assert_same(dirty, clean)
+
+
+def test_state_snapshot_round_trip() -> None:
+    from pipeline.changelog import decode_snapshot, encode_snapshot
+    from pipeline.state import StateStore
+
+    store = StateStore(layers=2, hidden=4, features=2, horizon=3, capacity=2, ring=5)
+    (slot,) = store.slots_for(["s"], now=0.0).tolist()
+    rng = np.random.default_rng(0)
+    store.h[:, slot] = rng.normal(size=(2, 4))
+    store.mean[slot] = [1.5, -2]
+    store.fc[slot] = rng.normal(size=(3, 2))
+    for v in range(7):
+        store.push_inputs(np.array([slot]), np.array([[v, -v]], float))
+    snap = store.snapshot(slot, "m", "v1")
+    back = decode_snapshot(encode_snapshot(snap))
+    for name in ("h", "c", "mean", "var", "fc", "ring"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(snap, name))
+    assert (back.model, back.version, back.ring_len) == ("m", "v1", 7)
+    other = StateStore(layers=2, hidden=4, features=2, horizon=3, capacity=2, ring=5)
+    s2 = other.load("s", back, partition=3, now=0.0)
+    np.testing.assert_array_equal(other.recent_inputs(s2), store.recent_inputs(slot))
+    with pytest.raises(ValueError):
+        decode_snapshot(encode_snapshot(snap)[:-3])
