@@ -10,9 +10,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.statecast-installed
 PYTEST_ARGS ?=
 
-.PHONY: default-model setup demo test test-slow test-unit lint typecheck check-alerts bench bench-quick kafka-up kafka-down clean
+.PHONY: default-model check-alerts setup demo test test-slow test-unit lint typecheck check-alerts bench bench-quick kafka-up kafka-down clean
 
-setup: $(STAMP) .statecast/kafka/.fetched
+setup: $(STAMP) .statecast/kafka/.fetched .statecast/prometheus.installed
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,15 @@ $(STAMP): pyproject.toml
 # Apache Kafka broker jars from Maven Central (cached in .statecast/, git-ignored).
 .statecast/kafka/.fetched: $(STAMP)
 	$(BIN)/statecast kafka fetch
+	@touch $@
+
+# Prometheus (prometheus + promtool) from Debian's package, for the alerting tests.
+.statecast/prometheus.installed:
+	@mkdir -p .statecast
+	@command -v promtool >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus; }
+	@promtool --version | head -1
 	@touch $@
 
 demo: setup
@@ -38,8 +47,8 @@ test-slow: setup
 	$(BIN)/pytest -m slow $(PYTEST_ARGS)
 
 lint: setup
-	$(BIN)/ruff check pipeline training tests benchmarks
-	$(BIN)/ruff format --check pipeline training tests benchmarks
+	$(BIN)/ruff check pipeline training tests benchmarks grafana
+	$(BIN)/ruff format --check pipeline training tests benchmarks grafana
 	$(BIN)/mypy
 
 bench-quick: setup
@@ -58,3 +67,7 @@ clean:
 default-model: setup
 	$(BIN)/statecast generate --out .statecast/synthetic --streams 24 --length 4000 --seed 0
 	$(BIN)/statecast train --data .statecast/synthetic --registry exported_models --model default --promote always
+
+# Alerting: promtool rule checks and unit tests, dashboards, and the real-Prometheus test.
+check-alerts: setup
+	$(BIN)/pytest -m alerting $(PYTEST_ARGS)

@@ -43,7 +43,7 @@ def _kafka_flags(p: argparse.ArgumentParser) -> None:
 def _cmd_train(ns: argparse.Namespace) -> int:
     from pipeline.config import KafkaConfig, load
     from training.config import TrainConfig, load_train_config
-    from training.schedule import run_periodically
+    from training.schedule import TrainerMetrics, run_periodically
     from training.trainer import Trainer, TrainJob
 
     flags = _flags(ns)
@@ -64,8 +64,10 @@ def _cmd_train(ns: argparse.Namespace) -> int:
         publish_topic=ns.publish_topic,
     )
 
-    def once() -> int:
+    def once(metrics: TrainerMetrics | None = None) -> int:
         outcome = Trainer(job, cfg).run()
+        if metrics is not None:
+            metrics.record(outcome.doc["champion_comparison"])
         v = outcome.doc["validation"]
         print(
             f"model {job.model} version {outcome.version}: "
@@ -81,10 +83,13 @@ def _cmd_train(ns: argparse.Namespace) -> int:
         print(outcome.version)
         return 0
 
-    if ns.every:
-        return run_periodically(once, ns.every, metrics_file=ns.metrics_file)
-    if ns.metrics_file:
-        return run_periodically(once, None, metrics_file=ns.metrics_file)
+    if ns.every or ns.metrics_file or ns.metrics_port:
+        metrics = TrainerMetrics()
+        if ns.metrics_port:
+            from prometheus_client import start_http_server
+
+            start_http_server(ns.metrics_port, addr=ns.metrics_host, registry=metrics.registry)
+        return run_periodically(once, ns.every, metrics_file=ns.metrics_file, metrics=metrics)
     return once()
 
 

@@ -51,7 +51,7 @@ from pipeline.changelog import (
     read_partitions,
     topic_config,
 )
-from pipeline.codec import decode_batch
+from pipeline.codec import REASONS, decode_batch
 from pipeline.config import ScorerConfig
 from pipeline.errors import KafkaError, RegistryError
 from pipeline.kafka_io import (
@@ -103,6 +103,16 @@ class Scorer:
         }
         for m in self.models.values():
             self.metrics.model_info.labels(m.name).info({"version": m.version})
+            # Labelled series exist from the start (at 0), so rates and alerts see them.
+            for family in (
+                self.metrics.scored,
+                self.metrics.anomalies,
+                self.metrics.swaps,
+                self.metrics.refused,
+            ):
+                family.labels(m.name)
+        for reason in REASONS:
+            self.metrics.dead_lettered.labels(reason)
         self._route_cache: dict[bytes | None, str] = {}
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None

@@ -42,6 +42,27 @@ class TrainerMetrics:
             "Unix time of the last successful run",
             registry=r,
         )
+        self.champion_mae = Gauge(
+            "statecast_trainer_champion_mae",
+            "Validation MAE (scale-free) of the champion on the last run's window",
+            registry=r,
+        )
+        self.challenger_mae = Gauge(
+            "statecast_trainer_challenger_mae",
+            "Validation MAE (scale-free) of the last challenger",
+            registry=r,
+        )
+
+    def record(self, comparison: dict[str, object]) -> None:
+        """Champion and challenger MAE from a model.json ``champion_comparison``."""
+        challenger = comparison.get("challenger_mean_mae")
+        champion = comparison.get("champion_mean_mae")
+        if isinstance(challenger, float):
+            self.challenger_mae.set(challenger)
+            promoted = bool(comparison.get("promoted"))
+            # After a promotion the challenger is the champion.
+            best = challenger if promoted or not isinstance(champion, float) else champion
+            self.champion_mae.set(best)
 
     def write(self, path: str | None) -> None:
         if path:
@@ -49,14 +70,14 @@ class TrainerMetrics:
 
 
 def run_periodically(
-    once: Callable[[], int],
+    once: Callable[[TrainerMetrics], int],
     every: str | None,
     *,
     metrics_file: str | None = None,
     metrics: TrainerMetrics | None = None,
     max_runs: int | None = None,
 ) -> int:
-    """Run ``once`` now, then every ``every`` (forever, or ``max_runs`` times).
+    """Run ``once(metrics)`` now, then every ``every`` (forever, or ``max_runs`` times).
 
     Returns the exit code of the last run (0 ok, 1 failed).
     """
@@ -68,7 +89,7 @@ def run_periodically(
         started = time.monotonic()
         metrics.runs.inc()
         try:
-            code = once()
+            code = once(metrics)
             metrics.last_success.set(time.time())
         except StatecastError as exc:
             code = 1

@@ -102,7 +102,7 @@ def test_champion_challenger(
 def test_periodic_trainer_counts_failures_and_keeps_going(tmp_path: Path) -> None:
     calls = []
 
-    def once() -> int:
+    def once(_metrics: TrainerMetrics) -> int:
         calls.append(1)
         if len(calls) == 1:
             raise DataError("topic empty")

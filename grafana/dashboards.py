@@ -1,0 +1,269 @@
+"""Statecast's Grafana dashboards as code.
+
+``python grafana/dashboards.py`` writes ``grafana/dashboards/*.json``; a test checks the
+committed JSON is what this file generates, and runs every expression against a real
+Prometheus. Panels use the provisioned datasource uid ``statecast-prometheus``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+DATASOURCE = {"type": "prometheus", "uid": "statecast-prometheus"}
+OUT = Path(__file__).resolve().parent / "dashboards"
+
+# (title, kind, unit, [(expr, legend), ...])
+Panel = tuple[str, str, str, list[tuple[str, str]]]
+
+DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
+    "statecast-pipeline": (
+        "Statecast / Pipeline overview",
+        [
+            (
+                "Throughput",
+                "timeseries",
+                "ops",
+                [
+                    ("sum(rate(statecast_events_consumed_total[1m]))", "consumed/s"),
+                    (
+                        "sum by (model) (rate(statecast_events_scored_total[1m]))",
+                        "scored/s {{model}}",
+                    ),
+                ],
+            ),
+            (
+                "End-to-end latency (append → output acknowledged)",
+                "timeseries",
+                "s",
+                [
+                    (
+                        "histogram_quantile(0.5, sum by (le) (rate(statecast_end_to_end_latency_seconds_bucket[5m])))",
+                        "p50",
+                    ),
+                    (
+                        "histogram_quantile(0.99, sum by (le) (rate(statecast_end_to_end_latency_seconds_bucket[5m])))",
+                        "p99",
+                    ),
+                    (
+                        "histogram_quantile(0.999, sum by (le) (rate(statecast_end_to_end_latency_seconds_bucket[5m])))",
+                        "p99.9",
+                    ),
+                ],
+            ),
+            (
+                "Consumer lag",
+                "timeseries",
+                "short",
+                [
+                    (
+                        "sum by (topic, partition) (statecast_consumer_lag_events)",
+                        "{{topic}}/{{partition}}",
+                    ),
+                ],
+            ),
+            (
+                "Dead letters by reason",
+                "timeseries",
+                "ops",
+                [
+                    (
+                        "sum by (reason) (rate(statecast_events_dead_lettered_total[5m]))",
+                        "{{reason}}",
+                    ),
+                ],
+            ),
+            (
+                "ONNX step latency p99 and batch size p50",
+                "timeseries",
+                "s",
+                [
+                    (
+                        "histogram_quantile(0.99, sum by (le) (rate(statecast_inference_duration_seconds_bucket[5m])))",
+                        "step p99",
+                    ),
+                    (
+                        "histogram_quantile(0.5, sum by (le) (rate(statecast_batch_size_events_bucket[5m])))",
+                        "batch p50 (events)",
+                    ),
+                ],
+            ),
+            (
+                "Streams in memory and state bytes",
+                "timeseries",
+                "short",
+                [
+                    ("sum by (model) (statecast_active_streams)", "streams {{model}}"),
+                    ("sum by (model) (statecast_state_memory_bytes)", "bytes {{model}}"),
+                ],
+            ),
+            (
+                "Scorers up / ready",
+                "stat",
+                "short",
+                [
+                    ('sum(up{job="statecast-scorer"})', "up"),
+                    ("sum(statecast_ready)", "ready"),
+                ],
+            ),
+            (
+                "Commit failures (15m) and last restore",
+                "stat",
+                "short",
+                [
+                    ("sum(increase(statecast_commit_failures_total[15m]))", "commit failures"),
+                    ("max(statecast_state_restore_duration_seconds)", "restore s"),
+                ],
+            ),
+        ],
+    ),
+    "statecast-anomalies": (
+        "Statecast / Anomalies",
+        [
+            (
+                "Anomaly rate per model",
+                "timeseries",
+                "percentunit",
+                [
+                    (
+                        "sum by (model) (rate(statecast_anomalies_total[5m])) / sum by (model) (rate(statecast_events_scored_total[5m]))",
+                        "{{model}}",
+                    ),
+                ],
+            ),
+            (
+                "Anomalies per minute",
+                "timeseries",
+                "short",
+                [
+                    ("sum by (model) (increase(statecast_anomalies_total[1m]))", "{{model}}"),
+                ],
+            ),
+            (
+                "Firing Statecast alerts",
+                "table",
+                "short",
+                [
+                    ('ALERTS{alertname=~"Statecast.*"}', "{{alertname}}"),
+                ],
+            ),
+        ],
+    ),
+    "statecast-models": (
+        "Statecast / Models",
+        [
+            (
+                "Version in service",
+                "table",
+                "short",
+                [
+                    ("statecast_model_info", "{{model}} {{version}}"),
+                ],
+            ),
+            (
+                "Swaps and refused versions (1h)",
+                "timeseries",
+                "short",
+                [
+                    (
+                        "sum by (model) (increase(statecast_model_swaps_total[1h]))",
+                        "swaps {{model}}",
+                    ),
+                    (
+                        "sum by (model) (increase(statecast_models_refused_total[1h]))",
+                        "refused {{model}}",
+                    ),
+                ],
+            ),
+            (
+                "Trainer runs and failures (1d)",
+                "stat",
+                "short",
+                [
+                    ("sum(increase(statecast_trainer_runs_total[1d]))", "runs"),
+                    ("sum(increase(statecast_trainer_failures_total[1d]))", "failures"),
+                ],
+            ),
+            (
+                "Time since last successful refresh",
+                "stat",
+                "s",
+                [
+                    ("time() - max(statecast_trainer_last_success_timestamp_seconds)", "age"),
+                ],
+            ),
+            (
+                "Validation MAE: champion vs last challenger",
+                "timeseries",
+                "short",
+                [
+                    ("max(statecast_trainer_champion_mae)", "champion"),
+                    ("max(statecast_trainer_challenger_mae)", "challenger"),
+                ],
+            ),
+        ],
+    ),
+}
+
+
+def build(uid: str, title: str, panels: list[Panel]) -> dict[str, Any]:
+    out = []
+    for i, (ptitle, kind, unit, targets) in enumerate(panels):
+        out.append(
+            {
+                "id": i + 1,
+                "type": kind,
+                "title": ptitle,
+                "datasource": DATASOURCE,
+                "gridPos": {"h": 8, "w": 12, "x": 12 * (i % 2), "y": 8 * (i // 2)},
+                "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+                "targets": [
+                    {
+                        "refId": chr(ord("A") + j),
+                        "expr": expr,
+                        "legendFormat": legend,
+                        "datasource": DATASOURCE,
+                    }
+                    | ({"instant": True, "format": "table"} if kind == "table" else {})
+                    for j, (expr, legend) in enumerate(targets)
+                ],
+            }
+        )
+    return {
+        "uid": uid,
+        "title": title,
+        "tags": ["statecast"],
+        "schemaVersion": 39,
+        "version": 1,
+        "time": {"from": "now-1h", "to": "now"},
+        "refresh": "10s",
+        "panels": out,
+        "templating": {"list": []},
+        "annotations": {"list": []},
+    }
+
+
+def expressions() -> list[str]:
+    """Every PromQL expression the dashboards use."""
+    return [expr for _, (_, panels) in DASHBOARDS.items() for p in panels for expr, _ in p[3]]
+
+
+def render() -> dict[str, str]:
+    return {
+        f"{uid}.json": json.dumps(build(uid, title, panels), indent=2) + "\n"
+        for uid, (title, panels) in DASHBOARDS.items()
+    }
+
+
+def main() -> int:
+    OUT.mkdir(exist_ok=True)
+    for name, text in render().items():
+        (OUT / name).write_text(text)
+    print(f"wrote {len(DASHBOARDS)} dashboards to {OUT}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
