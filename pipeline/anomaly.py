@@ -14,10 +14,13 @@ The method, applied at every step t of a stream once it has a forecast from t-1:
    distribution (the normaliser's mean and spread before this step), as a two-sided
    Gaussian tail. Forecast errors alone miss slow departures that the model tracks
    step by step; on NAB this channel carries most of the signal (docs/quality.md).
-5. **Likelihood** (after Numenta's anomaly likelihood): the Gaussian tail
-   ``tail = min(P(Z > (s - mu) / sigma), level_tail ** value_weight)``, then the log
+5. **Stuck sensor**: a value repeated ``run`` times in a row, where the stream repeats
+   a value at the long-run rate ``p``, has probability ``p ** run``; a continuous sensor
+   that freezes is flagged within a few steps, a quantised one needs a long run.
+6. **Likelihood** (after Numenta's anomaly likelihood): the Gaussian tail
+   ``tail = min(P(Z > (s - mu) / sigma), level_tail ** value_weight, p ** run)``, then the log
    scale ``score = log(tail + 1e-10) / log(1e-10)`` in [0, 1], so 0.5 means a tail of 1e-5.
-6. **Decision**: ``is_anomaly = warm and score >= threshold``; the long-term statistics
+7. **Decision**: ``is_anomaly = warm and score >= threshold``; the long-term statistics
    are updated after scoring, so a surprise does not dilute itself.
 """
 
@@ -48,6 +51,9 @@ class AnomalyParams:
     min_sigma: float = 0.05
     value_weight: float = 1.0
     min_history: int = 10
+    stuck_alpha: float = 1.0 / 1000.0
+    min_rep_p: float = 1e-3
+    prior_rep: float = 0.1
     threshold: float = 0.5
 
     def to_json(self) -> dict[str, Any]:
@@ -100,8 +106,29 @@ def gaussian_tail(z: F64) -> F64:
     return out
 
 
+def stuck_tail(
+    p: AnomalyParams, repeated: npt.NDArray[np.bool_], n: F64, run: F64, rep_p: F64
+) -> tuple[F64, F64, F64]:
+    """Tail probability of the current run of unchanged values; returns ``(tail, run, rep_p)``.
+
+    ``repeated [B]``: the value equals the previous one; ``n [B]``: values seen before.
+    """
+    run = np.where(repeated, run + 1.0, 0.0)
+    tail = np.where(n >= p.min_history, np.maximum(rep_p, p.min_rep_p) ** run, 1.0)
+    a = np.maximum(1.0 / (n + 10.0), p.stuck_alpha)
+    rep_p = rep_p + a * (repeated.astype(np.float64) - rep_p)
+    return tail, run, rep_p
+
+
 def score_step(
-    p: AnomalyParams, e: F64, n: F64, short: F64, mu: F64, var: F64, z_level: F64 | None = None
+    p: AnomalyParams,
+    e: F64,
+    n: F64,
+    short: F64,
+    mu: F64,
+    var: F64,
+    z_level: F64 | None = None,
+    extra_tail: F64 | None = None,
 ) -> tuple[F64, F64, F64, F64, F64]:
     """Score one error per stream and advance the error statistics.
 
@@ -116,6 +143,8 @@ def score_step(
     if z_level is not None and p.value_weight > 0:
         level_tail = 2.0 * gaussian_tail(np.abs(np.nan_to_num(z_level, nan=0.0)))
         tail = np.minimum(tail, np.minimum(level_tail, 1.0) ** p.value_weight)
+    if extra_tail is not None:
+        tail = np.minimum(tail, extra_tail)
     score = np.clip(np.log(tail + 1e-10) / _LOG_FLOOR, 0.0, 1.0)
     n = n + 1.0
     # The priors count as `prior_weight` earlier observations, then the rate settles at long_alpha.

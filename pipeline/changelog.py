@@ -9,8 +9,9 @@ Record key: the stream id. Value: a versioned binary frame (never pickle)::
     b"SCS" | u8 format | u16 len + model name | u16 len + model version
     | i64 source offset (of the last input applied) | f64 last_ts
     | i64 steps, ring_len | u8 has_fc | u16 L, H, F, Z, R
-    | f64 n, en, es, emu, evar
-    | f32 h[L,H] | f32 c[L,H] | f64 mean[F] | f64 var[F] | f64 fc[Z,F] | f32 ring[R,F]
+    | f64 n, en, es, emu, evar, run, rep_p
+    | f32 h[L,H] | f32 c[L,H] | f64 mean[F] | f64 var[F] | f64 fc[Z,F] | f64 last_x[F]
+    | f32 ring[R,F]
 
 A tombstone (null value) marks an evicted stream.
 
@@ -45,7 +46,7 @@ __all__ = [
 
 MAGIC = b"SCS"
 FORMAT = 1
-_HEAD = struct.Struct(">qdqqBHHHHHddddd")
+_HEAD = struct.Struct(">qdqqBHHHHHddddddd")
 MAX_SNAPSHOT_BYTES = 4 * 1024 * 1024
 
 
@@ -78,6 +79,9 @@ class Snapshot:
     es: float
     emu: float
     evar: float
+    run: float
+    rep_p: float
+    last_x: npt.NDArray[np.float64]  # [F]
     h: npt.NDArray[np.float32]  # [L, H]
     c: npt.NDArray[np.float32]  # [L, H]
     mean: npt.NDArray[np.float64]  # [F]
@@ -116,12 +120,15 @@ def encode_snapshot(s: Snapshot) -> bytes:
                 s.es,
                 s.emu,
                 s.evar,
+                s.run,
+                s.rep_p,
             ),
             np.ascontiguousarray(s.h, "<f4").tobytes(),
             np.ascontiguousarray(s.c, "<f4").tobytes(),
             np.ascontiguousarray(s.mean, "<f8").tobytes(),
             np.ascontiguousarray(s.var, "<f8").tobytes(),
             np.ascontiguousarray(s.fc, "<f8").tobytes(),
+            np.ascontiguousarray(s.last_x, "<f8").tobytes(),
             np.ascontiguousarray(s.ring, "<f4").tobytes(),
         )
     )
@@ -139,7 +146,7 @@ def decode_snapshot(data: bytes) -> Snapshot:
         (n,) = struct.unpack_from(">H", data, pos)
         strings.append(data[pos + 2 : pos + 2 + n].decode())
         pos += 2 + n
-    (off, last_ts, steps, ring_len, has_fc, L, H, F, Z, R, n_, en, es, emu, evar) = (
+    (off, last_ts, steps, ring_len, has_fc, L, H, F, Z, R, n_, en, es, emu, evar, run, rep_p) = (
         _HEAD.unpack_from(data, pos)
     )
     pos += _HEAD.size
@@ -149,6 +156,7 @@ def decode_snapshot(data: bytes) -> Snapshot:
         (np.float64, (F,)),
         (np.float64, (F,)),
         (np.float64, (Z, F)),
+        (np.float64, (F,)),
         (np.float32, (R, F)),
     ]
     need = sum(int(np.prod(shape)) * np.dtype(dt).itemsize for dt, shape in sizes)
@@ -160,20 +168,29 @@ def decode_snapshot(data: bytes) -> Snapshot:
         arr = np.frombuffer(data, dtype=np.dtype(dt).newbyteorder("<"), count=count, offset=pos)
         arrays.append(arr.reshape(shape).astype(dt))
         pos += count * np.dtype(dt).itemsize
+    h, c, mean, var, fc, last_x, ring = arrays
     return Snapshot(
-        strings[0],
-        strings[1],
-        off,
-        last_ts,
-        steps,
-        ring_len,
-        bool(has_fc),
-        n_,
-        en,
-        es,
-        emu,
-        evar,
-        *arrays,
+        model=strings[0],
+        version=strings[1],
+        source_offset=off,
+        last_ts=last_ts,
+        steps=steps,
+        ring_len=ring_len,
+        has_fc=bool(has_fc),
+        n=n_,
+        en=en,
+        es=es,
+        emu=emu,
+        evar=evar,
+        run=run,
+        rep_p=rep_p,
+        last_x=last_x,
+        h=h,
+        c=c,
+        mean=mean,
+        var=var,
+        fc=fc,
+        ring=ring,
     )
 
 

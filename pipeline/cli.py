@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     _kafka_parser(sub)
+    if not _EXTRA_PARSERS:
+        _load_extra_parsers()
     for register in _EXTRA_PARSERS:
         register(sub)
     return parser
@@ -91,8 +93,6 @@ def _load_extra_parsers() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``statecast`` console script."""
-    if not _EXTRA_PARSERS:
-        _load_extra_parsers()
     ns = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if ns.verbose else logging.INFO,

@@ -118,6 +118,13 @@ def _train_parser(sub: Any) -> None:
         help="write trainer metrics in Prometheus textfile-collector format",
     )
     p.add_argument(
+        "--metrics-port",
+        dest="metrics_port",
+        type=int,
+        help="serve trainer metrics on this port while running (with --every)",
+    )
+    p.add_argument("--metrics-host", dest="metrics_host", default="127.0.0.1")
+    p.add_argument(
         "--publish-topic",
         dest="publish_topic",
         help="also publish promoted models to this compacted topic (e.g. statecast-models)",
@@ -357,3 +364,34 @@ def _detect_parser(sub: Any) -> None:
     p.add_argument("--no-progress", dest="no_progress", action="store_true")
     _kafka_flags(p)
     p.set_defaults(func=_cmd_detect)
+
+
+# -- demo -------------------------------------------------------------------------------
+
+
+def _cmd_demo(ns: argparse.Namespace) -> int:
+    from pipeline.demo import DemoOptions, run_demo
+
+    run_demo(
+        DemoOptions(
+            registry=Path(ns.registry),
+            model=ns.model,
+            metrics_port=ns.metrics_port,
+            rate=ns.rate,
+            sensors=ns.sensors,
+            points=ns.points,
+        )
+    )
+    return 0
+
+
+@_register
+def _demo_parser(sub: Any) -> None:
+    p = sub.add_parser("demo", help="end-to-end demo: broker, scorer, replayed feed, report")
+    p.add_argument("--registry", default="exported_models")
+    p.add_argument("--model", default="default")
+    p.add_argument("--metrics-port", dest="metrics_port", type=int, default=9108)
+    p.add_argument("--rate", type=float, default=120.0, help="events per second")
+    p.add_argument("--sensors", type=int, default=12)
+    p.add_argument("--points", type=int, default=600)
+    p.set_defaults(func=_cmd_demo)

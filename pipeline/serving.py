@@ -88,6 +88,7 @@ class ServedModel:
             ring=self.replay_steps,
             prior_mu=meta.anomaly.prior_mean,
             prior_var=meta.anomaly.prior_std**2,
+            prior_rep=meta.anomaly.prior_rep,
         )
 
     @property

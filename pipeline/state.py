@@ -54,6 +54,9 @@ class StepState:
     emu: F64  # [B] long-term error mean
     evar: F64  # [B] long-term error variance
     steps: I64  # [B] model steps since the last reset
+    last_x: F64  # [B, F] previous value (stuck-sensor check)
+    run: F64  # [B] consecutive steps with an unchanged value
+    rep_p: F64  # [B] long-run rate of unchanged values
 
 
 _FIELDS = [f.name for f in dataclasses.fields(StepState)]
@@ -68,6 +71,9 @@ _MODEL_INDEPENDENT = (
     "emu",
     "evar",
     "steps",
+    "last_x",
+    "run",
+    "rep_p",
     "last_ts",
     "last_seen",
     "ring_buf",
@@ -92,6 +98,9 @@ class StateStore:
     emu: F64
     evar: F64
     steps: I64
+    last_x: F64
+    run: F64
+    rep_p: F64
     last_ts: F64
     last_seen: F64
     ring_buf: F32
@@ -110,10 +119,11 @@ class StateStore:
         ring: int = 64,
         prior_mu: float = 1.0,
         prior_var: float = 1.0,
+        prior_rep: float = 0.1,
     ) -> None:
         self.layers, self.hidden, self.features, self.horizon = layers, hidden, features, horizon
         self.ring = ring
-        self.prior_mu, self.prior_var = prior_mu, prior_var
+        self.prior_mu, self.prior_var, self.prior_rep = prior_mu, prior_var, prior_rep
         self.capacity = 0
         self._slot: dict[str, int] = {}
         self._ids: list[str | None] = []
@@ -148,6 +158,9 @@ class StateStore:
         grow("emu", (capacity,), np.float64)
         grow("evar", (capacity,), np.float64)
         grow("steps", (capacity,), np.int64)
+        grow("last_x", (capacity, F), np.float64)
+        grow("run", (capacity,), np.float64)
+        grow("rep_p", (capacity,), np.float64)
         grow("last_ts", (capacity,), np.float64)
         grow("last_seen", (capacity,), np.float64)
         grow("ring_buf", (capacity, R, F), np.float32)
@@ -166,6 +179,8 @@ class StateStore:
             else:
                 arr[slots] = 0
         self.emu[slots] = self.prior_mu
+        self.last_x[slots] = np.nan
+        self.rep_p[slots] = self.prior_rep
         self.evar[slots] = self.prior_var
         self.last_ts[slots] = -np.inf
         self.ring_len[slots] = 0
@@ -302,6 +317,9 @@ class StateStore:
             es=float(self.es[slot]),
             emu=float(self.emu[slot]),
             evar=float(self.evar[slot]),
+            run=float(self.run[slot]),
+            rep_p=float(self.rep_p[slot]),
+            last_x=self.last_x[slot].copy(),
             h=self.h[:, slot].copy(),
             c=self.c[:, slot].copy(),
             mean=self.mean[slot].copy(),
@@ -322,6 +340,7 @@ class StateStore:
         self.c[:, slot] = snap.c
         self.n[slot], self.en[slot], self.es[slot] = snap.n, snap.en, snap.es
         self.emu[slot], self.evar[slot] = snap.emu, snap.evar
+        self.run[slot], self.rep_p[slot], self.last_x[slot] = snap.run, snap.rep_p, snap.last_x
         self.mean[slot], self.var[slot], self.fc[slot] = snap.mean, snap.var, snap.fc
         self.has_fc[slot], self.steps[slot], self.last_ts[slot] = (
             snap.has_fc,

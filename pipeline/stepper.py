@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.anomaly import AnomalyParams, error_of, score_step
+from pipeline.anomaly import AnomalyParams, error_of, score_step, stuck_tail
 from pipeline.inference import StepSession
 from pipeline.normalise import NormaliserParams, std_of, update
 from pipeline.state import StepState
@@ -36,7 +36,10 @@ def advance(
     std_prev = std_of(norm, st.mean, st.var)
     e = error_of(x, st.fc[:, 0, :], std_prev)
     z_level = np.where(st.n >= anom.min_history, error_of(x, st.mean, std_prev), np.nan)
-    score, en, es, emu, evar = score_step(anom, e, st.en, st.es, st.emu, st.evar, z_level)
+    repeated = np.all(x == st.last_x, axis=1)
+    stuck, st.run, st.rep_p = stuck_tail(anom, repeated, st.n, st.run, st.rep_p)
+    st.last_x = x.copy()
+    score, en, es, emu, evar = score_step(anom, e, st.en, st.es, st.emu, st.evar, z_level, stuck)
     has = st.has_fc
     st.en = np.where(has, en, st.en)
     st.es = np.where(has, es, st.es)

@@ -58,6 +58,7 @@ def replay(
         ring=0,
         prior_mu=anom.prior_mean,
         prior_var=anom.prior_std**2,
+        prior_rep=anom.prior_rep,
     )
     slots = store.slots_for([f"{i}:{s.name}" for i, s in enumerate(streams)], now=0.0)
     lengths = np.asarray([len(s.ts) for s in streams])
@@ -146,16 +147,28 @@ def calibrate(replayed: list[Replayed], val_fraction: float, base: AnomalyParams
     )
 
 
+def repeat_rate(values: list[F64]) -> float:
+    """Median over streams of how often a value repeats the previous one exactly."""
+    rates = [float(np.mean(np.all(v[1:] == v[:-1], axis=1))) for v in values if len(v) > 1]
+    return float(np.median(rates)) if rates else 0.1
+
+
 def threshold_from(
-    replayed: list[Replayed], val_fraction: float, quantile: float, floor: float
+    replayed: list[Replayed],
+    val_fraction: float,
+    quantile: float,
+    floor: float,
+    cap: float = 0.6,
 ) -> float:
     """Alarm threshold: the ``quantile`` of validation scores (most steps are normal),
-    never below ``floor``."""
+    within ``[floor, cap]``. The floor is a tail of 1e-5 under the stream's own error
+    distribution; the cap keeps a validation window full of anomalies from silencing
+    the detector."""
     scores = np.concatenate([r.score[int(len(r.values) * (1 - val_fraction)) :] for r in replayed])
     scores = scores[np.isfinite(scores)]
     if not len(scores):
         return floor
-    return float(max(floor, np.quantile(scores, quantile)))
+    return float(min(cap, max(floor, np.quantile(scores, quantile))))
 
 
 def plot_forecasts(

@@ -27,7 +27,14 @@ from pipeline.normalise import NormaliserParams
 from pipeline.registry import FORMAT_VERSION, ModelMeta, Registry, new_version
 from training.config import TrainConfig
 from training.data import Series, load_kafka, load_paths, parse_duration, prepare
-from training.evaluate import calibrate, forecast_metrics, plot_forecasts, replay, threshold_from
+from training.evaluate import (
+    calibrate,
+    forecast_metrics,
+    plot_forecasts,
+    repeat_rate,
+    replay,
+    threshold_from,
+)
 from training.export import export_step_model
 from training.loop import fit, seed_everything
 from training.model import LSTMForecaster
@@ -127,11 +134,14 @@ class Trainer:
             meta = ModelMeta.from_json({**doc, "sha256": ""}, onnx_path)
             # 4. Calibrate the anomaly scorer on the exported model, as the scorer will run it.
             first = replay(meta, prepared.streams, threads=cfg.threads)
-            anom = calibrate(first, cfg.val_fraction, self.anomaly)
+            anom = dataclasses.replace(
+                calibrate(first, cfg.val_fraction, self.anomaly),
+                prior_rep=repeat_rate([s.values for s in prepared.streams]),
+            )
             meta = dataclasses.replace(meta, anomaly=anom)
             rep = replay(meta, prepared.streams, threads=cfg.threads)
             anom = dataclasses.replace(
-                anom, threshold=threshold_from(rep, cfg.val_fraction, 0.999, self.anomaly.threshold)
+                anom, threshold=threshold_from(rep, cfg.val_fraction, 0.995, self.anomaly.threshold)
             )
             metrics = forecast_metrics(rep, cfg.val_fraction, cfg.horizon)
             doc["anomaly"] = anom.to_json()

@@ -49,3 +49,25 @@ def test_threshold_adapts_to_a_noisy_stream() -> None:
     late_noisy = _run(np.r_[noisy, 6.0], p)[-1]
     assert late_quiet > late_noisy
     assert np.mean(quiet > 0.5) < 0.01 and np.mean(noisy_scores > 0.5) < 0.1
+
+
+def test_a_frozen_continuous_sensor_is_flagged_but_a_quantised_one_is_not() -> None:
+    from pipeline.anomaly import stuck_tail
+
+    p = AnomalyParams()
+    rng = np.random.default_rng(2)
+    continuous = np.r_[rng.normal(0, 1, 300), np.full(6, 0.5)]
+    quantised = np.r_[np.round(rng.normal(0, 0.5, 300)), np.zeros(6)]  # repeats ~40% of the time
+    for series, expect_flag in ((continuous, True), (quantised, False)):
+        n = np.zeros(1)
+        run = np.zeros(1)
+        rep = np.full(1, 0.1)
+        last = np.nan
+        tails = []
+        for x in series:
+            tail, run, rep = stuck_tail(p, np.array([x == last]), n, run, rep)
+            n = n + 1
+            last = x
+            tails.append(tail[0])
+        assert bool(min(tails[-3:]) < 1e-5) is expect_flag
+        assert min(tails[20:300]) > 1e-5 or not expect_flag
