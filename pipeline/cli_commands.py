@@ -246,6 +246,18 @@ def _score_parser(sub: Any) -> None:
         help="exactly-once: outputs, changelog and offsets in one Kafka transaction",
     )
     p.add_argument(
+        "--instance-id",
+        dest="instance_id",
+        help="stable id of this scorer (exactly-once: one per process in the group; "
+        "default: the host name)",
+    )
+    p.add_argument(
+        "--commit-interval-s",
+        dest="commit_interval_s",
+        type=float,
+        help="seconds between checkpoints (changelog + flush + commit); 0: every batch",
+    )
+    p.add_argument(
         "--no-changelog",
         dest="changelog",
         action="store_const",
@@ -395,3 +407,57 @@ def _demo_parser(sub: Any) -> None:
     p.add_argument("--sensors", type=int, default=12)
     p.add_argument("--points", type=int, default=600)
     p.set_defaults(func=_cmd_demo)
+
+
+# -- bench ------------------------------------------------------------------------------
+
+
+def _cmd_bench(ns: argparse.Namespace) -> int:
+    from pipeline.bench import BenchOptions, print_table, run_bench
+    from pipeline.config import KafkaConfig, LocalKafkaConfig, load
+
+    broker = None
+    flags = _flags(ns)
+    if not ns.bootstrap:
+        from pipeline.localkafka import LocalBroker
+
+        broker = LocalBroker(load(LocalKafkaConfig, {}))
+        started = not broker.status().running
+        flags["bootstrap"] = broker.up().bootstrap
+    kafka = load(KafkaConfig, flags)
+    extra = {
+        k: v for k, v in (("events", ns.events), ("streams", ns.streams), ("runs", ns.runs)) if v
+    }
+    opts = (
+        BenchOptions.quick(kafka, registry=Path(ns.registry), model=ns.model)
+        if ns.quick
+        else BenchOptions(kafka=kafka, registry=Path(ns.registry), model=ns.model)
+    )
+    if extra:
+        import dataclasses
+
+        opts = dataclasses.replace(opts, **extra)
+    try:
+        report = run_bench(opts)
+    finally:
+        if broker is not None and started:
+            broker.down()
+    print_table(report)
+    if ns.json:
+        Path(ns.json).write_text(json.dumps(report, indent=1))
+        print(f"wrote {ns.json}")
+    return 0
+
+
+@_register
+def _bench_parser(sub: Any) -> None:
+    p = sub.add_parser("bench", help="scorer vs naive vs passthrough vs model-only, side by side")
+    p.add_argument("--quick", action="store_true", help="a small version (about a minute)")
+    p.add_argument("--json", help="write the results here")
+    p.add_argument("--events", type=int)
+    p.add_argument("--streams", type=int)
+    p.add_argument("--runs", type=int)
+    p.add_argument("--registry", default="exported_models")
+    p.add_argument("--model", default="default")
+    _kafka_flags(p)
+    p.set_defaults(func=_cmd_bench)

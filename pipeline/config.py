@@ -132,6 +132,8 @@ class ScorerConfig:
     late_tolerance_s: float = 0.0
     input_partitions: int = 4
     guarantee: str = "at-least-once"
+    commit_interval_s: float = 1.0
+    instance_id: str | None = None
     changelog: bool = True
     min_compaction_lag_ms: int = 3_600_000
     model_check_s: float = 5.0
@@ -160,6 +162,8 @@ class ScorerConfig:
             raise ConfigError(
                 f"metrics_port must be 0 (off) or a TCP port, got {self.metrics_port}"
             )
+        if self.commit_interval_s < 0:
+            raise ConfigError("commit_interval_s must be >= 0 (0: commit after every batch)")
         if self.guarantee not in ("at-least-once", "exactly-once"):
             raise ConfigError(
                 f"guarantee must be at-least-once or exactly-once, got {self.guarantee!r}"

@@ -9,12 +9,14 @@ Checkpoint protocol of one poll batch (the numbers recur in the code):
 2. route each record by its key (the stream id) to a served model and decode it;
    invalid records become dead-letter entries with a reason;
 3. score each model's events, batched across streams, sequential within a stream;
-4. produce one score record per accepted event, one DLQ record per rejected one,
-   and one changelog record per stream whose state changed (its partition is the
-   input partition, and it carries the offset of the last input applied);
-5. flush: wait until the broker acknowledged everything from step 4;
-6. commit the next offset of every partition in the batch.
-   Exactly-once: steps 5-6 are one transaction commit that includes the offsets.
+4. produce one score record per accepted event and one DLQ record per rejected one;
+   at a checkpoint (every ``commit_interval_s``, 0 = every batch), also one changelog
+   record per stream whose state changed since the last checkpoint (its partition is
+   the input partition, and it carries the offset of the last input applied);
+5. checkpoint: flush, i.e. wait until the broker acknowledged everything from step 4;
+6. checkpoint: commit the next offset of every partition processed.
+   Exactly-once: the transaction spans a checkpoint interval, and steps 5-6 are one
+   transaction commit that includes the offsets.
 
 Restore protocol (on start and on every partition assignment, right after the poll
 that delivers it and before any record of the partition is processed):
@@ -36,9 +38,9 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 import time
-import uuid
 from collections import defaultdict
 from types import FrameType
 
@@ -118,6 +120,13 @@ class Scorer:
         self.producer: Producer | None = None
         self.server: HealthServer | None = None
         self.processed = 0
+        self._pending_offsets: dict[TopicPartition, int] = {}
+        self._touched: dict[str, set[int]] = defaultdict(set)
+        self._pending_appends: list[int] = []
+        self._in_txn = False
+        self._last_checkpoint = time.monotonic()
+        self.first_batch_at: float | None = None  # monotonic, for benchmarks
+        self.last_batch_at: float | None = None
         self.restored_streams = 0
         self._evict_due = False
         self._pending_restore: set[TopicPartition] = set()
@@ -153,7 +162,11 @@ class Scorer:
 
     def _connect(self) -> None:
         cfg = self.config
-        txn_id = f"statecast-{cfg.group}-{uuid.uuid4().hex[:12]}" if self.exactly_once else None
+        # A stable transactional id per scorer instance: a restarted instance fences its
+        # dead predecessor and aborts its open transaction at once, instead of leaving it
+        # to block read_committed readers until the transaction timeout.
+        instance = cfg.instance_id or socket.gethostname()
+        txn_id = f"statecast-{cfg.group}-{instance}" if self.exactly_once else None
         self.producer = open_producer(cfg.kafka, transactional_id=txn_id)
         self.consumer = open_consumer(
             cfg.kafka,
@@ -182,8 +195,10 @@ class Scorer:
             backoff,
         )
         self.metrics.commit_failures.inc()
-        if self.exactly_once and self.producer is not None:
+        if self.exactly_once and self.producer is not None and self._in_txn:
             self.producer.abort()
+        self._in_txn = False
+        self._reset_pending()
         try:
             self._disconnect()
         except Exception as close_exc:  # the connection is already broken; closing is best effort
@@ -238,6 +253,10 @@ class Scorer:
         parts = {tp.partition for tp in revoked if tp.topic == self.config.input_topic}
         for served in self.models.values():
             served.store.release(served.store.streams_in(parts))
+        # Work on them since the last checkpoint is not committed: the new owner redoes it
+        # from the changelog state of that checkpoint.
+        for tp in revoked:
+            self._pending_offsets.pop(tp, None)
         log.info("partitions revoked: %s", sorted(parts))
 
     def _close(self) -> None:
@@ -270,8 +289,15 @@ class Scorer:
                     self._mark_ready()
                     if records:
                         last_input = now
+                        if self.first_batch_at is None:
+                            self.first_batch_at = now
                         self.process(records)
+                        self.last_batch_at = time.monotonic()
                         failures = 0
+                    elif (self._pending_offsets or self._in_txn) and (
+                        now - self._last_checkpoint >= cfg.commit_interval_s
+                    ):
+                        self.checkpoint()  # no new input: do not hold results back
                     elif cfg.until_idle is not None and self._idle_for(
                         now - last_input, now - started
                     ):
@@ -284,6 +310,8 @@ class Scorer:
                     self._recover(exc, failures)
                     failures += 1
                     last_input = time.monotonic()
+            if (self._pending_offsets or self._in_txn) and self.consumer is not None:
+                self.checkpoint()  # SIGTERM / idle exit: finish the batch, flush, commit
         finally:
             self._close()
         return 0
@@ -323,8 +351,9 @@ class Scorer:
         self.metrics.consumed.inc(len(records))
         self.metrics.batch_size.observe(len(records))
         now = time.time()
-        if self.exactly_once:
+        if self.exactly_once and not self._in_txn:
             producer.begin()
+            self._in_txn = True
         if self._evict_due:
             self._evict(producer, now)
         # 2. Route and decode.
@@ -370,36 +399,63 @@ class Scorer:
                     cfg.dlq_topic, rec.key, rec.value, dlq_headers(rec, rej.reason, rej.detail)
                 )
                 self.metrics.dead_lettered.labels(rej.reason).inc()
-            if self.changelog:
-                store = served.store
-                for slot in scored.touched.tolist():
-                    sid = store.id_of(slot)
-                    snap = store.snapshot(slot, served.name, served.version)
-                    producer.send(
-                        self.changelog,
-                        sid.encode() if sid else None,
-                        encode_snapshot(snap),
-                        partition=int(store.part[slot]),
-                    )
+            self._touched[name].update(scored.touched.tolist())
             self.metrics.scored.labels(name).inc(len(rows))
             flagged = int(((np.nan_to_num(scored.score) >= served.threshold) & scored.warm).sum())
             if flagged:
                 self.metrics.anomalies.labels(name).inc(flagged)
-        offsets: dict[TopicPartition, int] = {}
         for rec in records:
-            offsets[TopicPartition(rec.topic, rec.partition)] = rec.offset + 1
+            self._pending_offsets[TopicPartition(rec.topic, rec.partition)] = rec.offset + 1
+            self._pending_appends.append(rec.timestamp_ms)
+        if time.monotonic() - self._last_checkpoint >= cfg.commit_interval_s:
+            self.checkpoint()
+        self.processed += len(records)
+
+    def checkpoint(self) -> None:
+        """Steps 4 (changelog), 5 and 6 for everything processed since the last checkpoint.
+
+        Each stream touched since then gets one changelog record (its state now, which is
+        its state at the offsets about to be committed), so a stream updated many times
+        within ``commit_interval_s`` costs one changelog write.
+        """
+        producer, consumer = self.producer, self.consumer
+        assert producer is not None and consumer is not None
+        if self.changelog:
+            for name, slots in self._touched.items():
+                served = self.models[name]
+                store = served.store
+                for slot in slots:
+                    sid = store.id_of(slot)
+                    if sid is None:  # evicted or revoked since: nothing to persist
+                        continue
+                    snap = store.snapshot(slot, served.name, served.version)
+                    producer.send(
+                        self.changelog,
+                        sid.encode(),
+                        encode_snapshot(snap),
+                        partition=int(store.part[slot]),
+                    )
+        offsets = self._pending_offsets
         if self.exactly_once:
-            # 5.-6. One transaction: outputs, dead letters, changelog and offsets.
-            producer.commit(offsets, consumer.group_metadata())
+            if self._in_txn:
+                # 5.-6. One transaction: outputs, dead letters, changelog and offsets.
+                producer.commit(offsets, consumer.group_metadata())
+                self._in_txn = False
         else:
             # 5. Flush: every output acknowledged before the inputs are committed.
             producer.flush()
-            # 6. Commit the next offset of every partition in the batch.
+            # 6. Commit the next offset of every partition processed.
             consumer.commit(offsets)
         done = time.time()
-        for rec in records:
-            self.metrics.e2e.observe(max(0.0, done - rec.timestamp_ms / 1000.0))
-        self.processed += len(records)
+        for ts_ms in self._pending_appends:
+            self.metrics.e2e.observe(max(0.0, done - ts_ms / 1000.0))
+        self._reset_pending()
+
+    def _reset_pending(self) -> None:
+        self._pending_offsets = {}
+        self._touched = defaultdict(set)
+        self._pending_appends = []
+        self._last_checkpoint = time.monotonic()
 
     def _evict(self, producer: Producer, now: float) -> None:
         self._evict_due = False

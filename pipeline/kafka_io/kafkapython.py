@@ -176,6 +176,7 @@ class KafkaPythonProducer:
                 batch_size=256 * 1024,
                 max_request_size=max_request_size,
                 transactional_id=transactional_id,
+                transaction_timeout_ms=15000,
                 **client_settings(config),
             )
             if transactional_id:

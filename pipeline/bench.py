@@ -1,0 +1,362 @@
+"""``statecast bench``: the scorer side by side with the obvious alternatives, in one run.
+
+Systems, each in its own process (CPU time and peak RSS come from ``wait4``), all
+reading the same pre-filled input topic with a fresh consumer group:
+
+* ``statecast``   the real :class:`~pipeline.scorer.Scorer` (kafka-python backend);
+* ``naive``       benchmarks/naive_consumer.py: per-event loop, torch at batch 1, dict state;
+* ``passthrough`` consume → produce → flush → commit with the scorer's client and settings,
+  no decoding, no model: the I/O ceiling;
+* ``model-only``  the scorer's compute path (gather, batched ONNX step, scatter) at the
+  batch sizes the scorer sees: the compute ceiling.
+
+Then end-to-end latency of the scorer at a fixed offered load (50% of its measured
+maximum): broker append time of each input to broker append time of its output
+(both topics use LogAppendTime), joined through the input partition/offset that every
+output carries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.codec import encode_event
+from pipeline.config import KafkaConfig, ScorerConfig
+from pipeline.kafka_io import ensure_topic, open_producer
+
+__all__ = ["BenchOptions", "run_bench"]
+
+REPO = Path(__file__).resolve().parents[1]
+LOG_APPEND = {"message.timestamp.type": "LogAppendTime"}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BenchOptions:
+    kafka: KafkaConfig
+    registry: Path = Path("exported_models")
+    model: str = "default"
+    events: int = 1_000_000
+    streams: int = 10_000
+    partitions: int = 4
+    runs: int = 3
+    naive_events: int = 20_000
+    latency_seconds: float = 30.0
+
+    @classmethod
+    def quick(cls, kafka: KafkaConfig, **kw: Any) -> BenchOptions:
+        return cls(
+            kafka=kafka,
+            events=60_000,
+            streams=2_000,
+            runs=3,
+            naive_events=4_000,
+            latency_seconds=8.0,
+            **kw,
+        )
+
+
+def _fill(opts: BenchOptions, topic: str, events: int) -> None:
+    rng = np.random.default_rng(0)
+    base = rng.uniform(10, 100, opts.streams)
+    producer = open_producer(opts.kafka, linger_ms=20)
+    for i in range(events):
+        s = i % opts.streams
+        t = i // opts.streams
+        sid = f"sensor-{s:06d}"
+        v = float(base[s] * (1 + 0.1 * np.sin(t / 7 + s)) + rng.normal())
+        producer.send(topic, sid.encode(), encode_event(sid, 1_764_000_000 + 60 * t, round(v, 4)))
+    producer.flush()
+    producer.close()
+
+
+def _run_worker(system: str, args: dict[str, Any]) -> dict[str, Any]:
+    """One measured run in a child process; adds cpu_us_per_event and peak_rss_bytes."""
+    if system == "naive":
+        cmd = [
+            sys.executable,
+            str(REPO / "benchmarks/naive_consumer.py"),
+            args["bootstrap"],
+            args["input"],
+            args["output"],
+            args["group"],
+            str(args["events"]),
+        ]
+    else:
+        cmd = [sys.executable, "-m", "pipeline.bench", "worker", system, json.dumps(args)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err = proc.stdout.read(), proc.stderr.read()
+    proc.stdout.close()
+    proc.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{system} worker failed: {err.decode()[-1500:]}")
+    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    events = max(1, int(result["events"]))
+    result["events_per_s"] = events / max(result["seconds"], 1e-9)
+    result["cpu_us_per_event"] = (usage.ru_utime + usage.ru_stime) * 1e6 / events
+    result["peak_rss_bytes"] = usage.ru_maxrss * 1024
+    return result
+
+
+def _worker(system: str, args: dict[str, Any]) -> dict[str, Any]:
+    kafka = KafkaConfig(bootstrap=args["bootstrap"])
+    if system == "statecast":
+        from pipeline.scorer import Scorer
+
+        cfg = ScorerConfig(
+            kafka=kafka,
+            input_topic=args["input"],
+            output_topic=args["output"],
+            dlq_topic=args["output"] + ".dlq",
+            group=args["group"],
+            registry=Path(args["registry"]),
+            model=args["model"],
+            until_idle=3.0,
+            state_capacity=args["streams"],
+            changelog=args.get("changelog", True),
+        )
+        scorer = Scorer(cfg)
+        scorer.run()
+        seconds = (scorer.last_batch_at or 0) - (scorer.first_batch_at or 0)
+        return {"events": scorer.processed, "seconds": seconds}
+    if system == "passthrough":
+        from pipeline.kafka_io import TopicPartition, open_consumer
+
+        consumer = open_consumer(kafka, [args["input"]], args["group"], max_poll_records=2000)
+        producer = open_producer(kafka)
+        n, started, idle = 0, None, time.monotonic()
+        end = 0.0
+        while time.monotonic() - idle < 3.0:
+            records = consumer.poll(200, 2000)
+            if not records:
+                continue
+            started = started or time.monotonic()
+            for r in records:
+                producer.send(args["output"], r.key, r.value)
+            producer.flush()
+            offsets = {TopicPartition(r.topic, r.partition): r.offset + 1 for r in records}
+            consumer.commit(offsets)
+            n += len(records)
+            idle = end = time.monotonic()
+        consumer.close()
+        producer.close()
+        return {"events": n, "seconds": end - (started or end)}
+    if system == "model-only":
+        from pipeline.inference import StepSession
+        from pipeline.registry import Registry
+        from pipeline.state import StateStore
+        from pipeline.stepper import advance
+
+        meta = Registry(Path(args["registry"])).meta(args["model"])
+        session = StepSession(meta)
+        store = StateStore(
+            layers=meta.layers,
+            hidden=meta.hidden,
+            features=len(meta.features),
+            horizon=meta.horizon,
+            capacity=args["streams"],
+            ring=0,
+        )
+        slots_all = store.slots_for([f"s{i}" for i in range(args["streams"])], now=0.0)
+        batch = int(args["batch"])
+        rng = np.random.default_rng(0)
+        n, started = 0, time.monotonic()
+        while time.monotonic() - started < 2.0:
+            sl = rng.choice(slots_all, size=batch, replace=False)
+            st = store.gather(sl)
+            advance(session, meta.normalisation, meta.anomaly, st, rng.normal(50, 5, (batch, 1)))
+            store.scatter(sl, st)
+            n += batch
+        return {"events": n, "seconds": time.monotonic() - started}
+    raise ValueError(system)
+
+
+def _measure_latency(opts: BenchOptions, rate: float, run: str) -> dict[str, float]:
+    import kafka as kp
+
+    from pipeline.kafka_io.kafkapython import client_settings
+    from pipeline.scorer import Scorer
+
+    inp, out = f"bench-{run}-lat-in", f"bench-{run}-lat-out"
+    ensure_topic(opts.kafka, inp, opts.partitions, LOG_APPEND)
+    ensure_topic(opts.kafka, out, opts.partitions, LOG_APPEND)
+    cfg = ScorerConfig(
+        kafka=opts.kafka,
+        input_topic=inp,
+        output_topic=out,
+        dlq_topic=out + ".dlq",
+        group=f"bench-{run}-lat",
+        registry=opts.registry,
+        model=opts.model,
+        until_idle=3.0,
+        state_capacity=opts.streams,
+        poll_timeout_ms=5,
+        max_poll_records=2000,
+    )
+    scorer = Scorer(cfg)
+    thread = threading.Thread(target=scorer.run, daemon=True)
+    thread.start()
+    time.sleep(2.0)  # join the group before the load starts
+    producer = open_producer(opts.kafka, linger_ms=1)
+    total = int(rate * opts.latency_seconds)
+    started = time.monotonic()
+    rng = np.random.default_rng(1)
+    for i in range(total):
+        due = started + i / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        sid = f"sensor-{i % opts.streams:06d}"
+        producer.send(
+            inp,
+            sid.encode(),
+            encode_event(sid, 1_764_000_000 + 60 * (i // opts.streams), float(rng.normal(50, 5))),
+        )
+    producer.flush()
+    producer.close()
+    thread.join(120)
+
+    def read(topic: str) -> list[Any]:
+        consumer = kp.KafkaConsumer(enable_auto_commit=False, **client_settings(opts.kafka))
+        parts = [kp.TopicPartition(topic, p) for p in range(opts.partitions)]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends = consumer.end_offsets(parts)
+        recs: list[Any] = []
+        while any(consumer.position(tp) < ends[tp] for tp in parts):
+            for batch in consumer.poll(timeout_ms=500, max_records=10000).values():
+                recs.extend(batch)
+        consumer.close()
+        return recs
+
+    appended = {(r.partition, r.offset): r.timestamp for r in read(inp)}
+    lat = []
+    for r in read(out):
+        d = json.loads(r.value)
+        t_in = appended.get((d["partition"], d["offset"]))
+        if t_in is not None:
+            lat.append(r.timestamp - t_in)
+    if not lat:
+        raise RuntimeError(f"no scored outputs in {out}: the latency run failed")
+    arr = np.asarray(lat, float)
+    return {
+        "p50": float(np.percentile(arr, 50)),
+        "p99": float(np.percentile(arr, 99)),
+        "p999": float(np.percentile(arr, 99.9)),
+        "count": len(arr),
+        "offered_events_per_s": rate,
+    }
+
+
+def run_bench(opts: BenchOptions, progress: bool = True) -> dict[str, Any]:
+    run = uuid.uuid4().hex[:8]
+    inp = f"bench-{run}-in"
+    naive_in = f"bench-{run}-naive-in"
+    say = print if progress else (lambda *a, **k: None)
+    ensure_topic(opts.kafka, inp, opts.partitions)
+    ensure_topic(opts.kafka, naive_in, opts.partitions)
+    t0 = time.monotonic()
+    _fill(opts, inp, opts.events)
+    _fill(opts, naive_in, opts.naive_events)
+    say(f"pre-filled {opts.events} events ({opts.streams} streams) in {time.monotonic() - t0:.1f}s")
+    base = {
+        "bootstrap": opts.kafka.bootstrap,
+        "registry": str(opts.registry),
+        "model": opts.model,
+        "streams": opts.streams,
+    }
+    runs: list[dict[str, Any]] = []
+
+    def measure(system: str, topic: str, events: int, repeats: int, **extra: Any) -> dict[str, Any]:
+        results = []
+        for i in range(repeats):
+            args = {
+                **base,
+                **extra,
+                "input": topic,
+                "output": f"bench-{run}-{system}-{i}-out",
+                "group": f"bench-{run}-{system}-{i}",
+                "events": events,
+            }
+            r = _run_worker(system, args)
+            say(
+                f"  {system:<12} run {i + 1}: {r['events_per_s']:>9.0f} events/s "
+                f"{r['cpu_us_per_event']:6.1f} CPU us/event  RSS {r['peak_rss_bytes'] / 2**20:.0f} MiB"
+            )
+            results.append(r)
+        med = sorted(results, key=lambda r: r["events_per_s"])[len(results) // 2]
+        return {
+            "system": system,
+            "backend": "kafka-python" if system != "model-only" else "onnxruntime",
+            "events_per_s": statistics.median(r["events_per_s"] for r in results),
+            "cpu_us_per_event": med["cpu_us_per_event"],
+            "peak_rss_bytes": med["peak_rss_bytes"],
+            "streams": opts.streams,
+            "events": med["events"],
+            "runs": len(results),
+            **extra,
+        }
+
+    say("measuring (each run in its own process):")
+    runs.append(measure("statecast", inp, opts.events, opts.runs))
+    no_log = measure("statecast", inp, opts.events, opts.runs, changelog=False)
+    no_log["variant"] = "no-changelog"
+    runs.append(no_log)
+    runs.append(measure("passthrough", inp, opts.events, opts.runs))
+    runs.append(measure("naive", naive_in, opts.naive_events, 1))
+    for batch in (1, 256, 2000):
+        r = measure("model-only", inp, 0, 1, batch=batch)
+        runs.append(r)
+    sc = runs[0]
+    rate = 0.5 * sc["events_per_s"]
+    say(f"latency at 50% of max ({rate:.0f} events/s for {opts.latency_seconds:.0f}s)...")
+    sc["latency_ms"] = _measure_latency(opts, rate, run)
+    by = {r["system"]: r for r in runs}
+    summary = {
+        "speedup_vs_naive": sc["events_per_s"] / by["naive"]["events_per_s"],
+        "fraction_of_passthrough": sc["events_per_s"] / by["passthrough"]["events_per_s"],
+    }
+    return {
+        "runs": runs,
+        "summary": summary,
+        "options": {k: str(v) for k, v in dataclasses.asdict(opts).items()},
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+    }
+
+
+def print_table(report: dict[str, Any]) -> None:
+    print(
+        f"\n{'system':<12} {'backend':<13} {'events/s':>10} {'CPU us/ev':>10} {'peak RSS MiB':>13} "
+        f"{'p50 ms':>8} {'p99 ms':>8} {'p999 ms':>8}"
+    )
+    for r in report["runs"]:
+        lat = r.get("latency_ms", {})
+        name = r["system"] + (f"[B={r['batch']}]" if "batch" in r else "")
+        name += " (no changelog)" if r.get("variant") == "no-changelog" else ""
+        print(
+            f"{name:<12} {r['backend']:<13} {r['events_per_s']:>10.0f} {r['cpu_us_per_event']:>10.1f} "
+            f"{r['peak_rss_bytes'] / 2**20:>13.0f} {lat.get('p50', float('nan')):>8.1f} "
+            f"{lat.get('p99', float('nan')):>8.1f} {lat.get('p999', float('nan')):>8.1f}"
+        )
+    s = report["summary"]
+    print(
+        f"\nstatecast vs naive: {s['speedup_vs_naive']:.1f}x (target >= 4x with kafka-python); "
+        f"vs passthrough: {100 * s['fraction_of_passthrough']:.0f}% (target >= 70%)"
+    )
+
+
+if __name__ == "__main__" and len(sys.argv) > 2 and sys.argv[1] == "worker":
+    print(json.dumps(_worker(sys.argv[2], json.loads(sys.argv[3]))))
