@@ -119,6 +119,26 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
         proc.stderr.close()
 
 
+def _wait_committed(
+    kafka: KafkaConfig, group: str, topic: str, at_least: int, timeout_s: float = 60
+) -> None:
+    from kafka import KafkaConsumer, TopicPartition
+
+    probe = KafkaConsumer(
+        bootstrap_servers=kafka.bootstrap, group_id=group, enable_auto_commit=False
+    )
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(probe.partitions_for_topic(topic) or [])]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if sum(probe.committed(tp) or 0 for tp in parts) >= at_least:
+                return
+            time.sleep(0.1)
+    finally:
+        probe.close(autocommit=False)
+    raise AssertionError(f"group {group} never committed {at_least} offsets of {topic}")
+
+
 def _wait_outputs(kafka: KafkaConfig, topic: str, at_least: int, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -163,7 +183,7 @@ def test_crash_and_resume_reproduces_the_uninterrupted_run(
     out = topic_factory("out", partitions=4)
     group = group_factory()
     proc = _spawn(kafka_config, tiny_registry, inp, out, group, "--guarantee", guarantee)
-    _wait_outputs(kafka_config, out, half // 4)
+    _wait_committed(kafka_config, group, inp, half // 4)  # at least one checkpoint happened
     _kill(proc)  # mid-stream, no goodbye
     produce(
         kafka_config, inp, events[half:]
