@@ -24,7 +24,6 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -188,28 +187,40 @@ def _measure_latency(opts: BenchOptions, rate: float, run: str) -> dict[str, flo
     import kafka as kp
 
     from pipeline.kafka_io.kafkapython import client_settings
-    from pipeline.scorer import Scorer
 
     inp, out = f"bench-{run}-lat-in", f"bench-{run}-lat-out"
     ensure_topic(opts.kafka, inp, opts.partitions, LOG_APPEND)
     ensure_topic(opts.kafka, out, opts.partitions, LOG_APPEND)
-    cfg = ScorerConfig(
-        kafka=opts.kafka,
-        input_topic=inp,
-        output_topic=out,
-        dlq_topic=out + ".dlq",
-        group=f"bench-{run}-lat",
-        registry=opts.registry,
-        model=opts.model,
-        until_idle=3.0,
-        state_capacity=opts.streams,
-        poll_timeout_ms=5,
-        max_poll_records=2000,
+    # The scorer runs in its own process: a load generator in the same interpreter would
+    # compete with it for the GIL and inflate the latency it measures.
+    scorer = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "score",
+            "--bootstrap",
+            opts.kafka.bootstrap,
+            "--input-topic",
+            inp,
+            "--output-topic",
+            out,
+            "--dlq-topic",
+            out + ".dlq",
+            "--group",
+            f"bench-{run}-lat",
+            "--registry",
+            str(opts.registry),
+            "--model",
+            opts.model,
+            "--until-idle",
+            "5",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
     )
-    scorer = Scorer(cfg)
-    thread = threading.Thread(target=scorer.run, daemon=True)
-    thread.start()
-    time.sleep(2.0)  # join the group before the load starts
+    time.sleep(4.0)  # start up and join the group before the load starts
     producer = open_producer(opts.kafka, linger_ms=1)
     total = int(rate * opts.latency_seconds)
     started = time.monotonic()
@@ -227,7 +238,7 @@ def _measure_latency(opts: BenchOptions, rate: float, run: str) -> dict[str, flo
         )
     producer.flush()
     producer.close()
-    thread.join(120)
+    scorer.wait(180)
 
     def read(topic: str) -> list[Any]:
         consumer = kp.KafkaConsumer(enable_auto_commit=False, **client_settings(opts.kafka))
@@ -283,12 +294,13 @@ def run_bench(opts: BenchOptions, progress: bool = True) -> dict[str, Any]:
     def measure(system: str, topic: str, events: int, repeats: int, **extra: Any) -> dict[str, Any]:
         results = []
         for i in range(repeats):
+            tag = "-".join([system, *(str(v) for v in extra.values()), str(i)])
             args = {
                 **base,
                 **extra,
                 "input": topic,
-                "output": f"bench-{run}-{system}-{i}-out",
-                "group": f"bench-{run}-{system}-{i}",
+                "output": f"bench-{run}-{tag}-out",
+                "group": f"bench-{run}-{tag}",
                 "events": events,
             }
             r = _run_worker(system, args)
