@@ -52,7 +52,9 @@ def main() -> int:
             break
     producer.flush()
     elapsed = time.monotonic() - (started or time.monotonic())
-    print(json.dumps({"events": n, "seconds": elapsed}))
+    with open("/proc/self/status") as status:
+        hwm = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+    print(json.dumps({"events": n, "seconds": elapsed, "peak_rss_bytes": hwm}))
     consumer.close()
     producer.close()
     return 0

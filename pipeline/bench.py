@@ -106,7 +106,9 @@ def _run_worker(system: str, args: dict[str, Any]) -> dict[str, Any]:
     events = max(1, int(result["events"]))
     result["events_per_s"] = events / max(result["seconds"], 1e-9)
     result["cpu_us_per_event"] = (usage.ru_utime + usage.ru_stime) * 1e6 / events
-    result["peak_rss_bytes"] = usage.ru_maxrss * 1024
+    # The worker reports its own VmHWM: wait4's ru_maxrss would include the pages of
+    # this (forked) parent before the exec.
+    result["peak_rss_bytes"] = result.get("peak_rss_bytes") or usage.ru_maxrss * 1024
     return result
 
 
@@ -370,5 +372,17 @@ def print_table(report: dict[str, Any]) -> None:
     )
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak resident set (VmHWM), reset by exec unlike ru_maxrss."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 if __name__ == "__main__" and len(sys.argv) > 2 and sys.argv[1] == "worker":
-    print(json.dumps(_worker(sys.argv[2], json.loads(sys.argv[3]))))
+    print(
+        json.dumps(
+            {**_worker(sys.argv[2], json.loads(sys.argv[3])), "peak_rss_bytes": peak_rss_bytes()}
+        )
+    )

@@ -246,6 +246,11 @@ def _score_parser(sub: Any) -> None:
         help="exactly-once: outputs, changelog and offsets in one Kafka transaction",
     )
     p.add_argument(
+        "--model-topic",
+        dest="model_topic",
+        help="also follow models published on this compacted topic (e.g. statecast-models)",
+    )
+    p.add_argument(
         "--instance-id",
         dest="instance_id",
         help="stable id of this scorer (exactly-once: one per process in the group; "

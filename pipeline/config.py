@@ -134,6 +134,8 @@ class ScorerConfig:
     guarantee: str = "at-least-once"
     commit_interval_s: float = 1.0
     instance_id: str | None = None
+    model_topic: str | None = None
+    model_topic_check_s: float = 30.0
     changelog: bool = True
     min_compaction_lag_ms: int = 3_600_000
     model_check_s: float = 5.0

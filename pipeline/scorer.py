@@ -67,6 +67,7 @@ from pipeline.kafka_io import (
     partitions_for,
 )
 from pipeline.metrics import HealthServer, ScorerMetrics
+from pipeline.model_topic import install_latest
 from pipeline.outputs import dlq_headers, encode_scores
 from pipeline.registry import Registry
 from pipeline.serving import ServedModel
@@ -121,6 +122,7 @@ class Scorer:
         self.server: HealthServer | None = None
         self.processed = 0
         self._pending_offsets: dict[TopicPartition, int] = {}
+        self._next_topic_sync = 0.0
         self._touched: dict[str, set[int]] = defaultdict(set)
         self._pending_appends: list[int] = []
         self._in_txn = False
@@ -474,8 +476,26 @@ class Scorer:
 
     # -- periodic work ----------------------------------------------------------------
 
+    def _sync_model_topic(self) -> None:
+        """Install versions published on the model topic into the local registry, so
+        scorers without a shared disk follow promotions too (then ``maybe_swap`` sees them)."""
+        topic = self.config.model_topic
+        if not topic or time.monotonic() < self._next_topic_sync:
+            return
+        self._next_topic_sync = time.monotonic() + self.config.model_topic_check_s
+        try:
+            installed = install_latest(self.config.kafka, topic, self.registry, timeout_s=5.0)
+        except (KafkaError, RegistryError) as exc:
+            log.error("cannot install models from %s: %s", topic, exc)
+            for served in self.models.values():
+                self.metrics.refused.labels(served.name).inc()
+            return
+        if installed:
+            log.info("installed %s from %s", installed, topic)
+
     def housekeeping(self) -> None:
         """Model swaps, gauges, and scheduling idle-stream eviction; runs between batches."""
+        self._sync_model_topic()
         for served in self.models.values():
             try:
                 new = served.maybe_swap()

@@ -24,6 +24,7 @@ from pipeline.kafka_io.interface import AssignmentCallback, Header, Record, Topi
 __all__ = ["KafkaPythonConsumer", "KafkaPythonProducer", "client_settings"]
 
 log = logging.getLogger(__name__)
+PRUNE_EVERY = 20_000
 
 
 def client_settings(config: KafkaConfig) -> dict[str, Any]:
@@ -183,6 +184,9 @@ class KafkaPythonProducer:
                 self._producer.init_transactions()
         except kafka.errors.KafkaError as exc:
             raise KafkaError(f"cannot connect producer to {config.bootstrap}: {exc}") from exc
+        # Futures of sends not yet known to have succeeded; settled ones are pruned every
+        # PRUNE_EVERY sends, so memory does not grow with the number of sends between
+        # flushes (an errback per send costs more CPU than this sweep).
         self._pending: list[Any] = []
 
     def begin(self) -> None:
@@ -203,7 +207,7 @@ class KafkaPythonProducer:
             self._producer.commit_transaction()
         except kafka.errors.KafkaError as exc:
             raise KafkaError(f"transaction commit failed: {exc}") from exc
-        self._check(self._take_pending())
+        self._check()
 
     def abort(self) -> None:
         self._pending = []
@@ -212,12 +216,8 @@ class KafkaPythonProducer:
         except kafka.errors.KafkaError as exc:
             log.warning("transaction abort: %s", exc)
 
-    def _take_pending(self) -> list[Any]:
+    def _check(self) -> None:
         pending, self._pending = self._pending, []
-        return pending
-
-    @staticmethod
-    def _check(pending: list[Any]) -> None:
         failed = [f.exception for f in pending if f.failed()]
         if failed:
             raise KafkaError(f"{len(failed)} sends were not acknowledged, first: {failed[0]}")
@@ -241,14 +241,15 @@ class KafkaPythonProducer:
         except kafka.errors.KafkaError as exc:
             raise KafkaError(f"send to {topic} failed: {exc}") from exc
         self._pending.append(future)
+        if len(self._pending) >= PRUNE_EVERY:
+            self._pending = [f for f in self._pending if not f.succeeded()]
 
     def flush(self) -> None:
-        pending = self._take_pending()
         try:
             self._producer.flush()
         except kafka.errors.KafkaError as exc:
             raise KafkaError(f"flush failed: {exc}") from exc
-        self._check(pending)
+        self._check()
 
     def close(self) -> None:
         try:

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +83,22 @@ def _cfg(
     )
 
 
+_SPAWNED: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_scorers() -> Iterator[None]:
+    """A failing test must not leave a scorer process behind."""
+    yield
+    while _SPAWNED:
+        proc = _SPAWNED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
 def _spawn(
     kafka: KafkaConfig, registry: Path, inp: str, out: str, group: str, *extra: str
 ) -> subprocess.Popen[bytes]:
@@ -109,7 +125,9 @@ def _spawn(
         "300",
         *extra,
     ]
-    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _SPAWNED.append(proc)
+    return proc
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:

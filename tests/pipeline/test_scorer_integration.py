@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -225,3 +226,48 @@ def test_a_corrupted_model_is_refused_and_the_old_one_keeps_serving(
     assert len(outputs) == 200
     assert {o["model_version"] for o in outputs} == {v1}
     assert runner.scorer.metrics.refused.labels("tiny")._value.get() == 1
+
+
+def test_scorer_follows_models_published_on_the_model_topic(
+    kafka_config: KafkaConfig,
+    tiny_registry: Path,
+    topic_factory: Callable[..., str],
+    group_factory: Callable[[], str],
+    tmp_path: Path,
+) -> None:
+    from pipeline.model_topic import publish_model
+
+    # The scorer's machine has only the first version on disk.
+    local = tmp_path / "local"
+    shutil.copytree(tiny_registry, local)
+    reg = Registry(local)
+    v1 = reg.current("tiny")
+    assert v1 is not None
+    doc = json.loads((local / "tiny" / v1 / "model.json").read_text())
+    # The trainer's machine promotes v2 and publishes it.
+    remote = Registry(tmp_path / "remote")
+    shutil.copytree(tiny_registry, tmp_path / "remote")
+    v2 = v1 + "-pub"
+    remote.write_version(
+        "tiny", v2, tmp_path / "remote" / "tiny" / v1 / "model.onnx", {**doc, "version": v2}
+    )
+    remote.promote("tiny", v2)
+    models_topic = topic_factory("models", config={"cleanup.policy": "compact"})
+
+    inp = topic_factory("in")
+    cfg = dataclasses.replace(
+        _config(kafka_config, local, inp, group_factory()),
+        until_idle=6.0,
+        model_topic=models_topic,
+        model_topic_check_s=0.5,
+    )
+    runner = ScorerThread(cfg).start()
+    publish_model(kafka_config, models_topic, remote.meta("tiny"))
+    time.sleep(3)
+    produce(kafka_config, inp, _interleaved(_feed(np.random.default_rng(4)))[:100])
+    runner.join()
+    outputs = [
+        orjson.loads(r.value or b"") for r in read_all(kafka_config, inp + ".scores", expect=100)
+    ]
+    assert {o["model_version"] for o in outputs} == {v2}
+    assert reg.current("tiny") == v2
