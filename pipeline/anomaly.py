@@ -14,9 +14,11 @@ The method, applied at every step t of a stream once it has a forecast from t-1:
    distribution (the normaliser's mean and spread before this step), as a two-sided
    Gaussian tail. Forecast errors alone miss slow departures that the model tracks
    step by step; on NAB this channel carries most of the signal (docs/quality.md).
-5. **Stuck sensor**: a value repeated ``run`` times in a row, where the stream repeats
-   a value at the long-run rate ``p``, has probability ``p ** run``; a continuous sensor
-   that freezes is flagged within a few steps, a quantised one needs a long run.
+5. **Stuck sensor**: for a stream that (after ``stuck_history`` values) repeats a value
+   at a long-run rate ``p`` below ``stuck_max_rate``, a run of ``run`` unchanged values
+   has probability ``p ** run``, so a continuous sensor that freezes is flagged within a
+   few steps. Streams that repeat values routinely (counts, quantised readings) do so in
+   clusters, where ``p ** run`` would be far too confident; for them this channel is off.
 6. **Likelihood** (after Numenta's anomaly likelihood): the Gaussian tail
    ``tail = min(P(Z > (s - mu) / sigma), level_tail ** value_weight, p ** run)``, then the log
    scale ``score = log(tail + 1e-10) / log(1e-10)`` in [0, 1], so 0.5 means a tail of 1e-5.
@@ -53,6 +55,8 @@ class AnomalyParams:
     min_history: int = 10
     stuck_alpha: float = 1.0 / 1000.0
     min_rep_p: float = 1e-3
+    stuck_max_rate: float = 0.01
+    stuck_history: int = 100
     prior_rep: float = 0.1
     threshold: float = 0.5
 
@@ -114,7 +118,8 @@ def stuck_tail(
     ``repeated [B]``: the value equals the previous one; ``n [B]``: values seen before.
     """
     run = np.where(repeated, run + 1.0, 0.0)
-    tail = np.where(n >= p.min_history, np.maximum(rep_p, p.min_rep_p) ** run, 1.0)
+    active = (n >= p.stuck_history) & (rep_p < p.stuck_max_rate)
+    tail = np.where(active, np.maximum(rep_p, p.min_rep_p) ** run, 1.0)
     a = np.maximum(1.0 / (n + 10.0), p.stuck_alpha)
     rep_p = rep_p + a * (repeated.astype(np.float64) - rep_p)
     return tail, run, rep_p
