@@ -6,13 +6,17 @@ Handlers import their modules lazily so that ``statecast score`` never imports t
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from pipeline.config import KafkaConfig
 
 __all__ = ["PARSERS"]
 
@@ -22,6 +26,27 @@ PARSERS: list[Callable[[Any], None]] = []
 
 def _flags(ns: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(ns).items() if k not in ("func", "command", "action", "verbose")}
+
+
+@contextlib.contextmanager
+def _kafka_for(ns: argparse.Namespace) -> Iterator[KafkaConfig]:
+    """The broker named by ``--bootstrap``, else the managed local one, which is stopped
+    again afterwards if this command started it."""
+    from pipeline.config import LocalKafkaConfig, load
+    from pipeline.localkafka import LocalBroker
+
+    flags = _flags(ns)
+    if getattr(ns, "bootstrap", None):
+        yield load(KafkaConfig, flags)
+        return
+    broker = LocalBroker(load(LocalKafkaConfig, {}))
+    started = not broker.status().running
+    flags["bootstrap"] = broker.up().bootstrap
+    try:
+        yield load(KafkaConfig, flags)
+    finally:
+        if started:
+            broker.down()
 
 
 def _register(fn: Callable[[Any], None]) -> Callable[[Any], None]:
@@ -342,29 +367,18 @@ def _replay_parser(sub: Any) -> None:
 
 
 def _cmd_detect(ns: argparse.Namespace) -> int:
-    from pipeline.config import KafkaConfig, LocalKafkaConfig, load
     from pipeline.detect import DetectJob, detect
-    from pipeline.localkafka import LocalBroker
 
-    flags = _flags(ns)
-    broker = None
-    if not ns.bootstrap:
-        broker = LocalBroker(load(LocalKafkaConfig, {}))
-        started = not broker.status().running
-        flags["bootstrap"] = broker.up().bootstrap
-    job = DetectJob(
-        inputs=tuple(Path(p) for p in ns.inputs),
-        output=Path(ns.output),
-        registry=Path(ns.registry),
-        model=ns.model,
-        kafka=load(KafkaConfig, flags),
-        progress=not ns.no_progress,
-    )
-    try:
+    with _kafka_for(ns) as kafka:
+        job = DetectJob(
+            inputs=tuple(Path(p) for p in ns.inputs),
+            output=Path(ns.output),
+            registry=Path(ns.registry),
+            model=ns.model,
+            kafka=kafka,
+            progress=not ns.no_progress,
+        )
         written = detect(job)
-    finally:
-        if broker is not None and started:
-            broker.down()
     print(f"wrote {len(written)} result files ({sum(written.values())} rows) to {ns.output}")
     return 0
 
@@ -419,34 +433,15 @@ def _demo_parser(sub: Any) -> None:
 
 def _cmd_bench(ns: argparse.Namespace) -> int:
     from pipeline.bench import BenchOptions, print_table, run_bench
-    from pipeline.config import KafkaConfig, LocalKafkaConfig, load
 
-    broker = None
-    flags = _flags(ns)
-    if not ns.bootstrap:
-        from pipeline.localkafka import LocalBroker
-
-        broker = LocalBroker(load(LocalKafkaConfig, {}))
-        started = not broker.status().running
-        flags["bootstrap"] = broker.up().bootstrap
-    kafka = load(KafkaConfig, flags)
-    extra = {
-        k: v for k, v in (("events", ns.events), ("streams", ns.streams), ("runs", ns.runs)) if v
-    }
-    opts = (
-        BenchOptions.quick(kafka, registry=Path(ns.registry), model=ns.model)
-        if ns.quick
-        else BenchOptions(kafka=kafka, registry=Path(ns.registry), model=ns.model)
-    )
-    if extra:
-        import dataclasses
-
-        opts = dataclasses.replace(opts, **extra)
-    try:
+    with _kafka_for(ns) as kafka:
+        where = {"registry": Path(ns.registry), "model": ns.model}
+        opts = (
+            BenchOptions.quick(kafka, **where) if ns.quick else BenchOptions(kafka=kafka, **where)
+        )
+        sizes = {"events": ns.events, "streams": ns.streams, "runs": ns.runs}
+        opts = dataclasses.replace(opts, **{k: v for k, v in sizes.items() if v})
         report = run_bench(opts)
-    finally:
-        if broker is not None and started:
-            broker.down()
     print_table(report)
     if ns.json:
         Path(ns.json).write_text(json.dumps(report, indent=1))

@@ -90,34 +90,36 @@ def run_demo(opts: DemoOptions) -> Path:
     print(f"model: {opts.model}/{version}")
     run = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:4]
     inp, out, dlq = f"demo-{run}.readings", f"demo-{run}.scores", f"demo-{run}.dlq"
-    scorer = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pipeline.cli",
-            "score",
-            "--bootstrap",
-            status.bootstrap,
-            "--input-topic",
-            inp,
-            "--output-topic",
-            out,
-            "--dlq-topic",
-            dlq,
-            "--group",
-            f"demo-{run}",
-            "--registry",
-            str(opts.registry),
-            "--model",
-            opts.model,
-            "--metrics-port",
-            str(opts.metrics_port),
-            "--max-poll-records",
-            "500",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=open(Path(".statecast") / f"demo-scorer-{run}.log", "wb"),  # noqa: SIM115
-    )
+    scorer_log = Path(".statecast") / f"demo-scorer-{run}.log"
+    with open(scorer_log, "wb") as log:  # the child keeps its own descriptor
+        scorer = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pipeline.cli",
+                "score",
+                "--bootstrap",
+                status.bootstrap,
+                "--input-topic",
+                inp,
+                "--output-topic",
+                out,
+                "--dlq-topic",
+                dlq,
+                "--group",
+                f"demo-{run}",
+                "--registry",
+                str(opts.registry),
+                "--model",
+                opts.model,
+                "--metrics-port",
+                str(opts.metrics_port),
+                "--max-poll-records",
+                "500",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
     feed = generate(
         streams=opts.sensors,
         length=opts.points,

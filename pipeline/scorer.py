@@ -76,6 +76,7 @@ __all__ = ["Scorer"]
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 30.0
+ROUTE_CACHE_SIZE = 100_000
 
 
 class Scorer:
@@ -335,14 +336,17 @@ class Scorer:
     # -- one batch --------------------------------------------------------------------
 
     def _model_for(self, key: bytes | None) -> str:
+        if not self._routes:
+            return self.config.model
         name = self._route_cache.get(key)
         if name is None:
             sid = key.decode("utf-8", "replace") if key else ""
             name = next(
                 (m for prefix, m in self._routes if sid.startswith(prefix)), self.config.model
             )
-            if len(self._route_cache) < 1_000_000:
-                self._route_cache[key] = name
+            if len(self._route_cache) >= ROUTE_CACHE_SIZE:
+                self._route_cache.clear()  # bounded: streams come and go
+            self._route_cache[key] = name
         return name
 
     def process(self, records: list[Record]) -> None:
