@@ -23,7 +23,12 @@ from pipeline.codec import encode_event
 from pipeline.config import KafkaConfig
 from pipeline.kafka_io import open_producer
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+SOAK_SECONDS = float(os.environ.get("STATECAST_SOAK_SECONDS", "900"))
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.timeout(int(SOAK_SECONDS) + 600),
+]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,7 +45,7 @@ def test_memory_stays_flat_under_churn(
     topic_factory: Callable[..., str],
     group_factory: Callable[[], str],
 ) -> None:
-    seconds = float(os.environ.get("STATECAST_SOAK_SECONDS", "900"))
+    seconds = SOAK_SECONDS
     streams, rate = 100_000, 4000.0
     inp = topic_factory("soak-in", partitions=4)
     out = topic_factory("soak-out", partitions=4)
