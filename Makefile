@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.statecast-installed
 PYTEST_ARGS ?=
 
-.PHONY: default-model check-alerts setup demo test test-slow test-unit lint typecheck check-alerts bench bench-quick kafka-up kafka-down clean
+.PHONY: setup demo test test-unit test-slow lint check-alerts bench-quick default-model kafka-up kafka-down clean
 
 setup: $(STAMP) .statecast/kafka/.fetched .statecast/prometheus.installed
 
