@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,35 @@ REPO = Path(__file__).resolve().parents[1]
 TEST_PORT = int(os.environ.get("STATECAST_TEST_KAFKA_PORT", "19092"))
 
 
+def _test_config(port: int) -> LocalKafkaConfig:
+    return LocalKafkaConfig(
+        home=REPO / ".statecast",
+        port=port,
+        controller_port=port + 1,
+        data_dir=REPO / ".statecast" / f"kafka-test-{port}",
+    )
+
+
+def _ports_free(port: int) -> bool:
+    for p in (port, port + 1):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", p))
+            except OSError:
+                return False
+    return True
+
+
+def _free_port_pair() -> int:
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port < 65000 and _ports_free(port):
+            return port
+    raise RuntimeError("no free pair of TCP ports for the test broker")
+
+
 @pytest.fixture(scope="session")
 def broker() -> Iterator[LocalBroker]:
     """The real Apache Kafka broker (KRaft) the integration suite talks to.
@@ -24,13 +54,13 @@ def broker() -> Iterator[LocalBroker]:
     Started from the project's own Maven-fetched jars on a test port, reused if it
     already runs, stopped at the end of the session if this session started it.
     """
-    config = LocalKafkaConfig(
-        home=REPO / ".statecast",
-        port=TEST_PORT,
-        controller_port=TEST_PORT + 1,
-        data_dir=REPO / ".statecast" / f"kafka-test-{TEST_PORT}",
-    )
-    local = LocalBroker(config)
+    port = TEST_PORT
+    local = LocalBroker(_test_config(port))
+    if not local.status().running and not _ports_free(port):
+        # Another broker (another checkout's test run, say) holds the default test port:
+        # use a free pair rather than fail.
+        port = _free_port_pair()
+        local = LocalBroker(_test_config(port))
     was_running = local.status().running
     local.up()
     yield local
