@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.cli_commands import score_argv
 from pipeline.codec import encode_event
 from pipeline.config import KafkaConfig, ScorerConfig
 from pipeline.kafka_io import ensure_topic, open_producer
@@ -196,20 +197,10 @@ def _measure_latency(opts: BenchOptions, rate: float, run: str) -> dict[str, flo
     # The scorer runs in its own process: a load generator in the same interpreter would
     # compete with it for the GIL and inflate the latency it measures.
     scorer = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pipeline.cli",
-            "score",
-            "--bootstrap",
+        score_argv(
             opts.kafka.bootstrap,
-            "--input-topic",
             inp,
-            "--output-topic",
             out,
-            "--dlq-topic",
-            out + ".dlq",
-            "--group",
             f"bench-{run}-lat",
             "--registry",
             str(opts.registry),
@@ -217,7 +208,7 @@ def _measure_latency(opts: BenchOptions, rate: float, run: str) -> dict[str, flo
             opts.model,
             "--until-idle",
             "5",
-        ],
+        ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=REPO,

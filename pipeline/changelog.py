@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import struct
 import time
-from collections.abc import Iterable
 
 import numpy as np
 import numpy.typing as npt
@@ -253,7 +252,3 @@ def read_partitions(
     except kafka.errors.KafkaError as exc:
         raise KafkaError(f"cannot restore state from {topic}: {exc}") from exc
     return {k: v for k, v in best.items() if v is not None}, count
-
-
-def tombstones(stream_ids: Iterable[str]) -> list[bytes]:
-    return [s.encode() for s in stream_ids]

@@ -11,14 +11,13 @@ import dataclasses
 import json
 import logging
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from pipeline.config import KafkaConfig
 
-__all__ = ["PARSERS"]
+__all__ = ["PARSERS", "score_argv"]
 
 log = logging.getLogger("statecast")
 PARSERS: list[Callable[[Any], None]] = []
@@ -210,12 +209,36 @@ def _models_parser(sub: Any) -> None:
     p.set_defaults(func=_cmd_models)
 
 
-def _sleep_until(deadline: float) -> None:
-    while time.monotonic() < deadline:
-        time.sleep(min(1.0, deadline - time.monotonic()))
-
-
 # -- score ------------------------------------------------------------------------------
+
+
+def score_argv(
+    bootstrap: str,
+    input_topic: str,
+    output_topic: str,
+    group: str,
+    *extra: str,
+    dlq_topic: str | None = None,
+) -> list[str]:
+    """The command line of a `statecast score` child process (bench, demo, tests):
+    this interpreter, the given topics and group (DLQ: ``<output>.dlq``), then ``extra``."""
+    return [
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "score",
+        "--bootstrap",
+        bootstrap,
+        "--input-topic",
+        input_topic,
+        "--output-topic",
+        output_topic,
+        "--dlq-topic",
+        dlq_topic or output_topic + ".dlq",
+        "--group",
+        group,
+        *extra,
+    ]
 
 
 def _cmd_score(ns: argparse.Namespace) -> int:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -28,6 +27,7 @@ import kafka as kp
 import numpy as np
 import orjson
 
+from pipeline.cli_commands import score_argv
 from pipeline.config import KafkaConfig, LocalKafkaConfig, load
 from pipeline.csvdata import Series
 from pipeline.kafka_io.kafkapython import client_settings
@@ -93,20 +93,10 @@ def run_demo(opts: DemoOptions) -> Path:
     scorer_log = Path(".statecast") / f"demo-scorer-{run}.log"
     with open(scorer_log, "wb") as log:  # the child keeps its own descriptor
         scorer = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pipeline.cli",
-                "score",
-                "--bootstrap",
+            score_argv(
                 status.bootstrap,
-                "--input-topic",
                 inp,
-                "--output-topic",
                 out,
-                "--dlq-topic",
-                dlq,
-                "--group",
                 f"demo-{run}",
                 "--registry",
                 str(opts.registry),
@@ -116,7 +106,8 @@ def run_demo(opts: DemoOptions) -> Path:
                 str(opts.metrics_port),
                 "--max-poll-records",
                 "500",
-            ],
+                dlq_topic=dlq,
+            ),
             stdout=subprocess.DEVNULL,
             stderr=log,
         )

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipeline.cli_commands import score_argv
 from pipeline.codec import encode_event
 from pipeline.config import KafkaConfig, ScorerConfig
 from pipeline.localkafka import LocalBroker
@@ -102,29 +102,19 @@ def _no_leftover_scorers() -> Iterator[None]:
 def _spawn(
     kafka: KafkaConfig, registry: Path, inp: str, out: str, group: str, *extra: str
 ) -> subprocess.Popen[bytes]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "pipeline.cli",
-        "score",
-        "--bootstrap",
+    cmd = score_argv(
         kafka.bootstrap,
+        inp,
+        out,
+        group,
         "--registry",
         str(registry),
         "--model",
         "tiny",
-        "--input-topic",
-        inp,
-        "--output-topic",
-        out,
-        "--dlq-topic",
-        out + ".dlq",
-        "--group",
-        group,
         "--max-poll-records",
         "300",
         *extra,
-    ]
+    )
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _SPAWNED.append(proc)
     return proc

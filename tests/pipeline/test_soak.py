@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.cli_commands import score_argv
 from pipeline.codec import encode_event
 from pipeline.config import KafkaConfig
 from pipeline.kafka_io import open_producer
@@ -50,26 +50,16 @@ def test_memory_stays_flat_under_churn(
     inp = topic_factory("soak-in", partitions=4)
     out = topic_factory("soak-out", partitions=4)
     scorer = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pipeline.cli",
-            "score",
-            "--bootstrap",
+        score_argv(
             kafka_config.bootstrap,
-            "--input-topic",
             inp,
-            "--output-topic",
             out,
-            "--dlq-topic",
-            out + ".dlq",
-            "--group",
             group_factory(),
             "--state-ttl-s",
             str(seconds / 6),
             "--until-idle",
             "15",
-        ],
+        ),
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
