@@ -20,11 +20,6 @@ def _flags(ns: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(ns).items() if k not in ("func", "command", "action")}
 
 
-def _add_kafka_client_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bootstrap", help="HOST:PORT of the broker (env STATECAST_BOOTSTRAP)")
-    p.add_argument("--backend", help="Kafka client backend (kafka-python)")
-
-
 # -- kafka -----------------------------------------------------------------------------
 
 

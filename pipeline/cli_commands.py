@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import KafkaConfig
+from pipeline.config import BACKENDS, KafkaConfig
 
 __all__ = ["PARSERS", "score_argv"]
 
@@ -55,6 +55,11 @@ def _register(fn: Callable[[Any], None]) -> Callable[[Any], None]:
 
 def _kafka_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bootstrap", help="HOST:PORT of the broker (env STATECAST_BOOTSTRAP)")
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="Kafka client library (default kafka-python; env STATECAST_BACKEND)",
+    )
     p.add_argument("--security-protocol", dest="security_protocol")
     p.add_argument("--sasl-mechanism", dest="sasl_mechanism")
     p.add_argument("--sasl-username", dest="sasl_username")
@@ -219,9 +224,11 @@ def score_argv(
     group: str,
     *extra: str,
     dlq_topic: str | None = None,
+    backend: str | None = None,
 ) -> list[str]:
     """The command line of a `statecast score` child process (bench, demo, tests):
-    this interpreter, the given topics and group (DLQ: ``<output>.dlq``), then ``extra``."""
+    this interpreter, the given topics and group (DLQ: ``<output>.dlq``), the Kafka
+    backend if given, then ``extra``."""
     return [
         sys.executable,
         "-m",
@@ -237,6 +244,7 @@ def score_argv(
         dlq_topic or output_topic + ".dlq",
         "--group",
         group,
+        *(("--backend", backend) if backend else ()),
         *extra,
     ]
 

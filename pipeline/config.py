@@ -17,6 +17,7 @@ to Kafka. Nothing else in Statecast reads ``os.environ``.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import types
 import typing
@@ -27,6 +28,7 @@ from typing import Any, TypeVar
 from pipeline.errors import ConfigError
 
 __all__ = [
+    "BACKENDS",
     "DEFAULT_BOOTSTRAP",
     "ENV_PREFIX",
     "KafkaConfig",
@@ -36,6 +38,7 @@ __all__ = [
 ]
 
 ENV_PREFIX = "STATECAST_"
+BACKENDS = ("kafka-python", "confluent-kafka")
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
 T = TypeVar("T")
@@ -64,8 +67,16 @@ class KafkaConfig:
     def __post_init__(self) -> None:
         if not self.bootstrap or ":" not in self.bootstrap:
             raise ConfigError(f"bootstrap must be HOST:PORT[,HOST:PORT...], got {self.bootstrap!r}")
-        if self.backend not in ("kafka-python",):
-            raise ConfigError(f"backend must be 'kafka-python', got {self.backend!r}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if (
+            self.backend == "confluent-kafka"
+            and importlib.util.find_spec("confluent_kafka") is None
+        ):
+            raise ConfigError(
+                "backend 'confluent-kafka' needs the confluent extra: "
+                "pip install 'statecast[confluent]' (or use --kafka-backend kafka-python)"
+            )
         allowed = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
         if self.security_protocol not in allowed:
             raise ConfigError(f"security_protocol must be one of {allowed}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import KafkaConfig, LocalKafkaConfig
+from pipeline.config import BACKENDS, KafkaConfig, LocalKafkaConfig
 from pipeline.kafka_io import ensure_topic
 from pipeline.localkafka import LocalBroker
 
@@ -71,6 +71,13 @@ def broker() -> Iterator[LocalBroker]:
 @pytest.fixture(scope="session")
 def kafka_config(broker: LocalBroker) -> KafkaConfig:
     return KafkaConfig(bootstrap=broker.config.bootstrap)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_config(request: pytest.FixtureRequest, broker: LocalBroker) -> KafkaConfig:
+    """The test broker through each Kafka client backend in turn: modules that test the
+    scorer's Kafka path rebind ``kafka_config`` to this, so they run against both."""
+    return KafkaConfig(bootstrap=broker.config.bootstrap, backend=request.param)
 
 
 @pytest.fixture

@@ -26,13 +26,21 @@ __all__ = [
 
 def open_consumer(config: KafkaConfig, topics: list[str], group: str, **options: Any) -> Consumer:
     """A group consumer with manual commits on the configured backend."""
+    if config.backend == "confluent-kafka":
+        from pipeline.kafka_io.confluent import ConfluentConsumer
+
+        return ConfluentConsumer(config, topics, group, **options)
     from pipeline.kafka_io.kafkapython import KafkaPythonConsumer
 
     return KafkaPythonConsumer(config, topics, group, **options)
 
 
 def open_producer(config: KafkaConfig, **options: Any) -> Producer:
-    """An acks=all producer on the configured backend."""
+    """An acks=all, idempotent producer on the configured backend."""
+    if config.backend == "confluent-kafka":
+        from pipeline.kafka_io.confluent import ConfluentProducer
+
+        return ConfluentProducer(config, **options)
     from pipeline.kafka_io.kafkapython import KafkaPythonProducer
 
     return KafkaPythonProducer(config, **options)

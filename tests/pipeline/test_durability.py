@@ -27,6 +27,13 @@ from tests.kafka_helpers import ScorerThread, produce, read_all
 
 pytestmark = pytest.mark.integration
 
+
+@pytest.fixture
+def kafka_config(backend_config: KafkaConfig) -> KafkaConfig:
+    """Every test here runs once per Kafka client backend."""
+    return backend_config
+
+
 REPO = Path(__file__).resolve().parents[2]
 T0 = 1_764_000_000
 
@@ -114,6 +121,7 @@ def _spawn(
         "--max-poll-records",
         "300",
         *extra,
+        backend=kafka.backend,
     )
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _SPAWNED.append(proc)

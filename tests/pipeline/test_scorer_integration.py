@@ -22,6 +22,13 @@ from tests.kafka_helpers import ScorerThread, produce, read_all
 
 pytestmark = pytest.mark.integration
 
+
+@pytest.fixture
+def kafka_config(backend_config: KafkaConfig) -> KafkaConfig:
+    """Every test here runs once per Kafka client backend."""
+    return backend_config
+
+
 STREAMS, EVENTS = 20, 100
 T0 = 1_764_000_000
 
@@ -97,9 +104,8 @@ def _config(
         group=group,
         registry=registry,
         model="tiny",
-        until_idle=4.0,
         model_check_s=0.5,
-        **kw,  # type: ignore[arg-type]
+        **{"until_idle": 4.0, **kw},  # type: ignore[arg-type]
     )
 
 
@@ -170,7 +176,7 @@ def test_live_model_swap_under_load_skips_nothing(
     feed = _feed(np.random.default_rng(2))
     events = _interleaved(feed)
     runner = ScorerThread(
-        _config(kafka_config, registry, inp, group_factory(), max_poll_records=100)
+        _config(kafka_config, registry, inp, group_factory(), max_poll_records=100, until_idle=8.0)
     )
     runner.start()
     produce(kafka_config, inp, events[: len(events) // 2])

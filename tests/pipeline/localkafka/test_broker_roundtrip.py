@@ -14,6 +14,12 @@ from pipeline.kafka_io import TopicPartition, open_consumer, open_producer
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture
+def kafka_config(backend_config: KafkaConfig) -> KafkaConfig:
+    """Every test here runs once per Kafka client backend."""
+    return backend_config
+
+
 def test_keyed_events_come_back_in_per_key_order(
     kafka_config: KafkaConfig, topic_factory: Callable[..., str], group_factory: Callable[[], str]
 ) -> None:
