@@ -3,10 +3,12 @@
 Systems, each in its own process (CPU time and peak RSS come from ``wait4``), all
 reading the same pre-filled input topic with a fresh consumer group:
 
-* ``statecast``   the real :class:`~pipeline.scorer.Scorer` (kafka-python backend);
+* ``statecast``   the real :class:`~pipeline.scorer.Scorer`, once per installed Kafka
+  backend (kafka-python, confluent-kafka), with and without its changelog, and once
+  over ``memory_streams`` streams: the RSS slope between the two is the cost of a stream;
 * ``naive``       benchmarks/naive_consumer.py: per-event loop, torch at batch 1, dict state;
-* ``passthrough`` consume → produce → flush → commit with the scorer's client and settings,
-  no decoding, no model: the I/O ceiling;
+* ``passthrough`` consume → produce, flush and commit every second as the scorer does, with
+  the scorer's client and settings, no decoding, no model: the I/O ceiling per backend;
 * ``model-only``  the scorer's compute path (gather, batched ONNX step, scatter) at the
   batch sizes the scorer sees: the compute ceiling.
 
@@ -19,6 +21,7 @@ output carries.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import statistics
@@ -33,13 +36,24 @@ import numpy as np
 
 from pipeline.cli_commands import score_argv
 from pipeline.codec import encode_event
-from pipeline.config import KafkaConfig, ScorerConfig
+from pipeline.config import BACKENDS, KafkaConfig, ScorerConfig
 from pipeline.kafka_io import ensure_topic, open_producer
 
 __all__ = ["BenchOptions", "run_bench"]
 
 REPO = Path(__file__).resolve().parents[1]
 LOG_APPEND = {"message.timestamp.type": "LogAppendTime"}
+_MODULES = {"kafka-python": "kafka", "confluent-kafka": "confluent_kafka"}
+TARGETS = {  # issue #8: goals for the numbers, printed beside them
+    "kafka-python": {"speedup_vs_naive": 4.0, "fraction_of_passthrough": 0.7},
+    "confluent-kafka": {
+        "speedup_vs_naive": 20.0,
+        "fraction_of_passthrough": 0.7,
+        "events_per_s": 150_000.0,
+        "p99_ms": 50.0,
+    },
+}
+MEMORY_TARGET_BYTES_PER_STREAM = 1024
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -53,6 +67,8 @@ class BenchOptions:
     runs: int = 3
     naive_events: int = 20_000
     latency_seconds: float = 30.0
+    backends: tuple[str, ...] = ()  # empty: every installed backend
+    memory_streams: int = 100_000  # second statecast run: RSS per stream from the slope
 
     @classmethod
     def quick(cls, kafka: KafkaConfig, **kw: Any) -> BenchOptions:
@@ -63,17 +79,26 @@ class BenchOptions:
             runs=3,
             naive_events=4_000,
             latency_seconds=8.0,
+            memory_streams=20_000,
             **kw,
         )
 
 
-def _fill(opts: BenchOptions, topic: str, events: int) -> None:
+def installed_backends() -> tuple[str, ...]:
+    """The Kafka backends importable here (confluent-kafka is an optional extra)."""
+    return tuple(b for b in BACKENDS if importlib.util.find_spec(_MODULES[b]) is not None)
+
+
+def _fill(opts: BenchOptions, topic: str, events: int, streams: int | None = None) -> None:
+    streams = streams or opts.streams
     rng = np.random.default_rng(0)
-    base = rng.uniform(10, 100, opts.streams)
-    producer = open_producer(opts.kafka, linger_ms=20)
+    base = rng.uniform(10, 100, streams)
+    # The fastest installed client fills the topic: the fill is not measured.
+    fill = dataclasses.replace(opts.kafka, backend=installed_backends()[-1])
+    producer = open_producer(fill, linger_ms=20)
     for i in range(events):
-        s = i % opts.streams
-        t = i // opts.streams
+        s = i % streams
+        t = i // streams
         sid = f"sensor-{s:06d}"
         v = float(base[s] * (1 + 0.1 * np.sin(t / 7 + s)) + rng.normal())
         producer.send(topic, sid.encode(), encode_event(sid, 1_764_000_000 + 60 * t, round(v, 4)))
@@ -114,7 +139,10 @@ def _run_worker(system: str, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _worker(system: str, args: dict[str, Any]) -> dict[str, Any]:
-    kafka = KafkaConfig(bootstrap=args["bootstrap"])
+    backend = args.get("backend", "kafka-python")
+    kafka = KafkaConfig(
+        bootstrap=args["bootstrap"], backend=backend if backend in BACKENDS else "kafka-python"
+    )
     if system == "statecast":
         from pipeline.scorer import Scorer
 
@@ -140,7 +168,8 @@ def _worker(system: str, args: dict[str, Any]) -> dict[str, Any]:
         consumer = open_consumer(kafka, [args["input"]], args["group"], max_poll_records=2000)
         producer = open_producer(kafka)
         n, started, idle = 0, None, time.monotonic()
-        end = 0.0
+        end = last_checkpoint = 0.0
+        offsets: dict[TopicPartition, int] = {}
         while time.monotonic() - idle < 3.0:
             records = consumer.poll(200, 2000)
             if not records:
@@ -148,11 +177,16 @@ def _worker(system: str, args: dict[str, Any]) -> dict[str, Any]:
             started = started or time.monotonic()
             for r in records:
                 producer.send(args["output"], r.key, r.value)
-            producer.flush()
-            offsets = {TopicPartition(r.topic, r.partition): r.offset + 1 for r in records}
-            consumer.commit(offsets)
+                offsets[TopicPartition(r.topic, r.partition)] = r.offset + 1
             n += len(records)
             idle = end = time.monotonic()
+            # Checkpoints as the scorer's (every commit_interval_s = 1 s): flush, commit.
+            if end - last_checkpoint >= ScorerConfig.commit_interval_s:
+                producer.flush()
+                consumer.commit(offsets)
+                offsets, last_checkpoint = {}, time.monotonic()
+        producer.flush()
+        consumer.commit(offsets)
         consumer.close()
         producer.close()
         return {"events": n, "seconds": end - (started or end)}
@@ -186,12 +220,12 @@ def _worker(system: str, args: dict[str, Any]) -> dict[str, Any]:
     raise ValueError(system)
 
 
-def _measure_latency(opts: BenchOptions, rate: float, run: str) -> dict[str, float]:
+def _measure_latency(opts: BenchOptions, rate: float, run: str, backend: str) -> dict[str, float]:
     import kafka as kp
 
     from pipeline.kafka_io.kafkapython import client_settings
 
-    inp, out = f"bench-{run}-lat-in", f"bench-{run}-lat-out"
+    inp, out = f"bench-{run}-{backend}-lat-in", f"bench-{run}-{backend}-lat-out"
     ensure_topic(opts.kafka, inp, opts.partitions, LOG_APPEND)
     ensure_topic(opts.kafka, out, opts.partitions, LOG_APPEND)
     # The scorer runs in its own process: a load generator in the same interpreter would
@@ -201,20 +235,21 @@ def _measure_latency(opts: BenchOptions, rate: float, run: str) -> dict[str, flo
             opts.kafka.bootstrap,
             inp,
             out,
-            f"bench-{run}-lat",
+            f"bench-{run}-{backend}-lat",
             "--registry",
             str(opts.registry),
             "--model",
             opts.model,
             "--until-idle",
             "5",
+            backend=backend,
         ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=REPO,
     )
     time.sleep(4.0)  # start up and join the group before the load starts
-    producer = open_producer(opts.kafka, linger_ms=1)
+    producer = open_producer(dataclasses.replace(opts.kafka, backend=backend), linger_ms=1)
     total = int(rate * opts.latency_seconds)
     started = time.monotonic()
     rng = np.random.default_rng(1)
@@ -267,14 +302,17 @@ def _measure_latency(opts: BenchOptions, rate: float, run: str) -> dict[str, flo
 
 def run_bench(opts: BenchOptions, progress: bool = True) -> dict[str, Any]:
     run = uuid.uuid4().hex[:8]
+    backends = opts.backends or installed_backends()
     inp = f"bench-{run}-in"
     naive_in = f"bench-{run}-naive-in"
+    wide_in = f"bench-{run}-wide-in"
     say = print if progress else (lambda *a, **k: None)
-    ensure_topic(opts.kafka, inp, opts.partitions)
-    ensure_topic(opts.kafka, naive_in, opts.partitions)
+    for topic in (inp, naive_in, wide_in):
+        ensure_topic(opts.kafka, topic, opts.partitions)
     t0 = time.monotonic()
     _fill(opts, inp, opts.events)
     _fill(opts, naive_in, opts.naive_events)
+    _fill(opts, wide_in, opts.events, streams=opts.memory_streams)
     say(f"pre-filled {opts.events} events ({opts.streams} streams) in {time.monotonic() - t0:.1f}s")
     base = {
         "bootstrap": opts.kafka.bootstrap,
@@ -284,13 +322,16 @@ def run_bench(opts: BenchOptions, progress: bool = True) -> dict[str, Any]:
     }
     runs: list[dict[str, Any]] = []
 
-    def measure(system: str, topic: str, events: int, repeats: int, **extra: Any) -> dict[str, Any]:
+    def measure(
+        system: str, topic: str, events: int, repeats: int, backend: str, **extra: Any
+    ) -> dict[str, Any]:
         results = []
         for i in range(repeats):
-            tag = "-".join([system, *(str(v) for v in extra.values()), str(i)])
+            tag = "-".join([system, backend, *(str(v) for v in extra.values()), str(i)])
             args = {
                 **base,
                 **extra,
+                "backend": backend,
                 "input": topic,
                 "output": f"bench-{run}-{tag}-out",
                 "group": f"bench-{run}-{tag}",
@@ -298,45 +339,65 @@ def run_bench(opts: BenchOptions, progress: bool = True) -> dict[str, Any]:
             }
             r = _run_worker(system, args)
             say(
-                f"  {system:<12} run {i + 1}: {r['events_per_s']:>9.0f} events/s "
+                f"  {system:<12} {backend:<15} run {i + 1}: {r['events_per_s']:>9.0f} events/s "
                 f"{r['cpu_us_per_event']:6.1f} CPU us/event  RSS {r['peak_rss_bytes'] / 2**20:.0f} MiB"
             )
             results.append(r)
         med = sorted(results, key=lambda r: r["events_per_s"])[len(results) // 2]
         return {
             "system": system,
-            "backend": "kafka-python" if system != "model-only" else "onnxruntime",
+            "backend": backend,
             "events_per_s": statistics.median(r["events_per_s"] for r in results),
             "cpu_us_per_event": med["cpu_us_per_event"],
             "peak_rss_bytes": med["peak_rss_bytes"],
-            "streams": opts.streams,
+            "streams": extra.get("streams", opts.streams),
             "events": med["events"],
             "runs": len(results),
-            **extra,
+            **{k: v for k, v in extra.items() if k != "streams"},
         }
 
     say("measuring (each run in its own process):")
-    runs.append(measure("statecast", inp, opts.events, opts.runs))
-    no_log = measure("statecast", inp, opts.events, opts.runs, changelog=False)
-    no_log["variant"] = "no-changelog"
-    runs.append(no_log)
-    runs.append(measure("passthrough", inp, opts.events, opts.runs))
-    runs.append(measure("naive", naive_in, opts.naive_events, 1))
+    scorers: dict[str, dict[str, Any]] = {}
+    passthrough: dict[str, dict[str, Any]] = {}
+    for backend in backends:
+        scorers[backend] = measure("statecast", inp, opts.events, opts.runs, backend)
+        runs.append(scorers[backend])
+        no_log = measure("statecast", inp, opts.events, opts.runs, backend, changelog=False)
+        no_log["variant"] = "no-changelog"
+        runs.append(no_log)
+        passthrough[backend] = measure("passthrough", inp, opts.events, opts.runs, backend)
+        runs.append(passthrough[backend])
+    naive = measure("naive", naive_in, opts.naive_events, 1, "kafka-python")
+    runs.append(naive)
     for batch in (1, 256, 2000):
-        r = measure("model-only", inp, 0, 1, batch=batch)
+        r = measure("model-only", inp, 0, 1, "onnxruntime", batch=batch)
         runs.append(r)
-    sc = runs[0]
-    rate = 0.5 * sc["events_per_s"]
-    say(f"latency at 50% of max ({rate:.0f} events/s for {opts.latency_seconds:.0f}s)...")
-    sc["latency_ms"] = _measure_latency(opts, rate, run)
-    by = {r["system"]: r for r in runs}
-    summary = {
-        "speedup_vs_naive": sc["events_per_s"] / by["naive"]["events_per_s"],
-        "fraction_of_passthrough": sc["events_per_s"] / by["passthrough"]["events_per_s"],
-    }
+    # Memory: the same scorer over many more streams; the RSS slope is the cost of a stream.
+    fastest = backends[-1]
+    wide = measure("statecast", wide_in, opts.events, 1, fastest, streams=opts.memory_streams)
+    wide["variant"] = "many-streams"
+    runs.append(wide)
+    per_stream = (wide["peak_rss_bytes"] - scorers[fastest]["peak_rss_bytes"]) / max(
+        1, opts.memory_streams - opts.streams
+    )
+    summary: dict[str, Any] = {"rss_bytes_per_stream": per_stream, "by_backend": {}}
+    for backend in backends:
+        sc = scorers[backend]
+        rate = 0.5 * sc["events_per_s"]
+        say(
+            f"latency with {backend} at 50% of max ({rate:.0f} events/s for {opts.latency_seconds:.0f}s)..."
+        )
+        sc["latency_ms"] = _measure_latency(opts, rate, run, backend)
+        summary["by_backend"][backend] = {
+            "events_per_s": sc["events_per_s"],
+            "speedup_vs_naive": sc["events_per_s"] / naive["events_per_s"],
+            "fraction_of_passthrough": sc["events_per_s"] / passthrough[backend]["events_per_s"],
+            "p99_ms": sc["latency_ms"]["p99"],
+        }
     return {
         "runs": runs,
         "summary": summary,
+        "targets": {"by_backend": TARGETS, "rss_bytes_per_stream": MEMORY_TARGET_BYTES_PER_STREAM},
         "options": {k: str(v) for k, v in dataclasses.asdict(opts).items()},
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
     }
@@ -344,22 +405,37 @@ def run_bench(opts: BenchOptions, progress: bool = True) -> dict[str, Any]:
 
 def print_table(report: dict[str, Any]) -> None:
     print(
-        f"\n{'system':<12} {'backend':<13} {'events/s':>10} {'CPU us/ev':>10} {'peak RSS MiB':>13} "
-        f"{'p50 ms':>8} {'p99 ms':>8} {'p999 ms':>8}"
+        f"\n{'system':<28} {'backend':<15} {'streams':>8} {'events/s':>10} {'CPU us/ev':>10} "
+        f"{'peak RSS MiB':>13} {'p50 ms':>8} {'p99 ms':>8} {'p999 ms':>8}"
     )
     for r in report["runs"]:
         lat = r.get("latency_ms", {})
         name = r["system"] + (f"[B={r['batch']}]" if "batch" in r else "")
-        name += " (no changelog)" if r.get("variant") == "no-changelog" else ""
+        name += f" ({r['variant']})" if r.get("variant") else ""
         print(
-            f"{name:<12} {r['backend']:<13} {r['events_per_s']:>10.0f} {r['cpu_us_per_event']:>10.1f} "
-            f"{r['peak_rss_bytes'] / 2**20:>13.0f} {lat.get('p50', float('nan')):>8.1f} "
-            f"{lat.get('p99', float('nan')):>8.1f} {lat.get('p999', float('nan')):>8.1f}"
+            f"{name:<28} {r['backend']:<15} {r['streams']:>8} {r['events_per_s']:>10.0f} "
+            f"{r['cpu_us_per_event']:>10.1f} {r['peak_rss_bytes'] / 2**20:>13.0f} "
+            f"{lat.get('p50', float('nan')):>8.1f} {lat.get('p99', float('nan')):>8.1f} "
+            f"{lat.get('p999', float('nan')):>8.1f}"
         )
     s = report["summary"]
+    print()
+    for backend, got in s["by_backend"].items():
+        want = TARGETS.get(backend, {})
+        parts = [
+            f"{got['speedup_vs_naive']:.1f}x naive (target >= {want.get('speedup_vs_naive', 0):.0f}x)",
+            f"{100 * got['fraction_of_passthrough']:.0f}% of passthrough (target >= 70%)",
+        ]
+        if "events_per_s" in want:
+            parts.append(
+                f"{got['events_per_s']:.0f} events/s (target >= {want['events_per_s']:.0f})"
+            )
+        if "p99_ms" in want:
+            parts.append(f"p99 {got['p99_ms']:.0f} ms (target <= {want['p99_ms']:.0f})")
+        print(f"statecast {backend}: " + "; ".join(parts))
     print(
-        f"\nstatecast vs naive: {s['speedup_vs_naive']:.1f}x (target >= 4x with kafka-python); "
-        f"vs passthrough: {100 * s['fraction_of_passthrough']:.0f}% (target >= 70%)"
+        f"scorer RSS per stream beyond the base: {s['rss_bytes_per_stream']:.0f} bytes "
+        f"(target <= {MEMORY_TARGET_BYTES_PER_STREAM})"
     )
 
 

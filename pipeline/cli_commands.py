@@ -472,6 +472,8 @@ def _cmd_bench(ns: argparse.Namespace) -> int:
         )
         sizes = {"events": ns.events, "streams": ns.streams, "runs": ns.runs}
         opts = dataclasses.replace(opts, **{k: v for k, v in sizes.items() if v})
+        if ns.backend:  # measure this backend only (default: every installed one)
+            opts = dataclasses.replace(opts, backends=(ns.backend,))
         report = run_bench(opts)
     print_table(report)
     if ns.json:

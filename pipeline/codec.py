@@ -70,14 +70,26 @@ class DecodedBatch:
     rejections: list[Rejection]
 
 
+def _as_float(name: str, raw: int | float) -> float:
+    try:
+        return float(raw)
+    except OverflowError:  # an integer beyond float range: JSON allows any size
+        raise EventRejected("non_finite", f"{name} is too large for a float") from None
+
+
 def parse_ts(raw: Any) -> float:
     """Epoch seconds from a number or an ISO-8601 string (naive means UTC)."""
+    if type(raw) is float and math.isfinite(raw):  # the common cases first
+        return raw
+    if type(raw) is int:
+        return _as_float("ts", raw)
     if isinstance(raw, bool):
         raise EventRejected("wrong_type", "ts must be a number or an ISO-8601 string, got bool")
     if isinstance(raw, int | float):
-        if not math.isfinite(raw):
+        value = _as_float("ts", raw)
+        if not math.isfinite(value):
             raise EventRejected("non_finite", f"ts is {raw}")
-        return float(raw)
+        return value
     if isinstance(raw, str):
         try:
             dt = datetime.fromisoformat(raw)
@@ -92,9 +104,11 @@ def parse_ts(raw: Any) -> float:
 
 
 def _number(name: str, raw: Any) -> float:
+    if type(raw) is float and math.isfinite(raw):  # the common case
+        return raw
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise EventRejected("wrong_type", f"{name} must be a number, got {type(raw).__name__}")
-    value = float(raw)
+    value = _as_float(name, raw)
     if not math.isfinite(value):
         raise EventRejected("non_finite", f"{name} is {raw}")
     return value
@@ -124,9 +138,10 @@ def decode_event(
         raise EventRejected("missing_field", "stream_id is missing")
     if not isinstance(sid, str) or not sid:
         raise EventRejected("wrong_type", "stream_id must be a non-empty string")
-    if len(sid.encode()) > MAX_STREAM_ID_BYTES:
+    sid_bytes = sid.encode()
+    if len(sid_bytes) > MAX_STREAM_ID_BYTES:
         raise EventRejected("oversized", f"stream_id longer than {MAX_STREAM_ID_BYTES} bytes")
-    if key is not None and key != sid.encode():
+    if key is not None and key != sid_bytes:
         raise EventRejected("key_mismatch", "record key differs from stream_id")
     if "ts" not in doc:
         raise EventRejected("missing_field", "ts is missing")
@@ -168,6 +183,7 @@ def decode_batch(
         except EventRejected as exc:
             rejections.append(Rejection(i, exc.reason, exc.detail))
             continue
+
         index.append(i)
         sids.append(sid)
         tss.append(ts)

@@ -8,9 +8,12 @@ labels (a label per sensor would explode cardinality).
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -20,12 +23,54 @@ from prometheus_client import (
     Info,
     generate_latest,
 )
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
 
-__all__ = ["HealthServer", "ScorerMetrics"]
+__all__ = ["BulkHistogram", "HealthServer", "ScorerMetrics"]
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _INFER_BUCKETS = (5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1)
 _BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000)
+
+
+class BulkHistogram(Collector):  # type: ignore[misc]
+    """A histogram fed a whole array at a time (one observation per scored event).
+
+    prometheus-client's Histogram takes one value per call, which costs ~1 µs of
+    Python per event on the scorer's hot path; here a checkpoint's latencies are
+    bucketed with one numpy call. Exposed exactly like a Histogram.
+    """
+
+    def __init__(
+        self, name: str, documentation: str, buckets: Sequence[float], registry: CollectorRegistry
+    ) -> None:
+        self._name = name
+        self._doc = documentation
+        self._bounds = np.asarray(buckets, np.float64)
+        self._counts = np.zeros(len(buckets) + 1, np.int64)  # last: above every bound
+        self._sum = 0.0
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def observe_many(self, values: npt.NDArray[np.float64]) -> None:
+        # side="left": a value equal to a bound falls in that bound's bucket (le).
+        idx = np.searchsorted(self._bounds, values, side="left")
+        counts = np.bincount(idx, minlength=len(self._counts))
+        with self._lock:
+            self._counts += counts
+            self._sum += float(values.sum())
+
+    def observe(self, value: float) -> None:
+        self.observe_many(np.asarray([value], np.float64))
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        with self._lock:
+            cumulative = np.cumsum(self._counts).tolist()
+            total = self._sum
+        labels = [*(repr(float(b)) for b in self._bounds), "+Inf"]
+        family = HistogramMetricFamily(self._name, self._doc)
+        family.add_metric([], list(zip(labels, cumulative, strict=True)), total)
+        yield family
 
 
 class ScorerMetrics:
@@ -58,7 +103,7 @@ class ScorerMetrics:
             buckets=_INFER_BUCKETS,
             registry=r,
         )
-        self.e2e = Histogram(
+        self.e2e = BulkHistogram(
             "statecast_end_to_end_latency_seconds",
             "Broker append time of the input to output acknowledged",
             buckets=_LATENCY_BUCKETS,

@@ -39,33 +39,46 @@ def encode_scores(
     version: str,
     records: list[Record],
 ) -> list[bytes]:
-    """One JSON document per scored event (arrays in, bytes out)."""
+    """One JSON document per scored event (arrays in, bytes out).
+
+    The hot path of the scorer's output: arrays become Python lists in one call each,
+    and the fields every document of the batch shares are serialised once and appended.
+    """
     score = np.nan_to_num(score, nan=0.0)
-    flagged = (score >= threshold) & warm
+    flagged = ((score >= threshold) & warm).tolist()
+    warm_l = warm.tolist()
+    score_l = score.round(6).tolist()
+    rounded = forecast.round(6)
     multi = len(features) > 1
-    fc_list = forecast.round(6).tolist()
-    val_list = values.tolist()
+    if multi:
+        val_list: list[Any] = [dict(zip(features, row, strict=True)) for row in values.tolist()]
+        fc_list: list[Any] = [
+            [dict(zip(features, step, strict=True)) for step in steps] for steps in rounded.tolist()
+        ]
+    else:
+        val_list = values[:, 0].tolist()
+        fc_list = rounded[:, :, 0].tolist()
+    value_key = "values" if multi else "value"
+    # Shared by the whole batch: '"threshold":..,"model":..,"model_version":..}'.
+    tail = (
+        b"," + orjson.dumps({"threshold": threshold, "model": model, "model_version": version})[1:]
+    )
+    dumps = orjson.dumps
     out = []
     for i, sid in enumerate(stream_ids):
-        doc: dict[str, Any] = {"stream_id": sid, "ts": ts_raw[i]}
-        if multi:
-            doc["values"] = dict(zip(features, val_list[i], strict=True))
-            doc["forecast"] = [dict(zip(features, step, strict=True)) for step in fc_list[i]]
-        else:
-            doc["value"] = val_list[i][0]
-            doc["forecast"] = [step[0] for step in fc_list[i]]
         rec = records[i]
-        doc.update(
-            anomaly_score=round(float(score[i]), 6),
-            is_anomaly=bool(flagged[i]),
-            threshold=threshold,
-            warm=bool(warm[i]),
-            model=model,
-            model_version=version,
-            partition=rec.partition,
-            offset=rec.offset,
-        )
-        out.append(orjson.dumps(doc))
+        doc = {
+            "stream_id": sid,
+            "ts": ts_raw[i],
+            value_key: val_list[i],
+            "forecast": fc_list[i],
+            "anomaly_score": score_l[i],
+            "is_anomaly": flagged[i],
+            "warm": warm_l[i],
+            "partition": rec.partition,
+            "offset": rec.offset,
+        }
+        out.append(dumps(doc)[:-1] + tail)
     return out
 
 

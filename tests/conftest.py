@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 from pipeline.config import BACKENDS, KafkaConfig, LocalKafkaConfig
 from pipeline.kafka_io import ensure_topic
 from pipeline.localkafka import LocalBroker
+from tests.kafka_helpers import free_port_pair, ports_free
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_PORT = int(os.environ.get("STATECAST_TEST_KAFKA_PORT", "19092"))
@@ -27,26 +27,6 @@ def _test_config(port: int) -> LocalKafkaConfig:
     )
 
 
-def _ports_free(port: int) -> bool:
-    for p in (port, port + 1):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", p))
-            except OSError:
-                return False
-    return True
-
-
-def _free_port_pair() -> int:
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port: int = s.getsockname()[1]
-        if port < 65000 and _ports_free(port):
-            return port
-    raise RuntimeError("no free pair of TCP ports for the test broker")
-
-
 @pytest.fixture(scope="session")
 def broker() -> Iterator[LocalBroker]:
     """The real Apache Kafka broker (KRaft) the integration suite talks to.
@@ -56,10 +36,10 @@ def broker() -> Iterator[LocalBroker]:
     """
     port = TEST_PORT
     local = LocalBroker(_test_config(port))
-    if not local.status().running and not _ports_free(port):
+    if not local.status().running and not ports_free(port):
         # Another broker (another checkout's test run, say) holds the default test port:
         # use a free pair rather than fail.
-        port = _free_port_pair()
+        port = free_port_pair()
         local = LocalBroker(_test_config(port))
     was_running = local.status().running
     local.up()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterable
@@ -88,3 +89,25 @@ class ScorerThread:
     def stop(self) -> None:
         self.scorer.stop()
         self.join()
+
+
+def ports_free(port: int) -> bool:
+    """Both ``port`` and ``port + 1`` (a broker's client and controller ports) are free."""
+    for p in (port, port + 1):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", p))
+            except OSError:
+                return False
+    return True
+
+
+def free_port_pair() -> int:
+    """A port whose successor is free too."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port < 65000 and ports_free(port):
+            return port
+    raise RuntimeError("no free pair of TCP ports for the test broker")

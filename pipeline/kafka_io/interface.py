@@ -75,6 +75,11 @@ class Producer(Protocol):
         partition: int | None = None,
     ) -> None: ...
 
+    def send_many(self, topic: str, keys: Sequence[bytes | None], values: Sequence[bytes]) -> None:
+        """:meth:`send` of each ``(key, value)`` pair in order, key-partitioned; one call
+        per batch so the per-record cost is the client's, not this interface's."""
+        ...
+
     def flush(self) -> None:
         """Block until every send so far is acknowledged; raises KafkaError if any failed."""
         ...

@@ -6,7 +6,7 @@ kafka-python errors are translated here into :class:`pipeline.errors.KafkaError`
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import kafka
@@ -243,6 +243,10 @@ class KafkaPythonProducer:
         self._pending.append(future)
         if len(self._pending) >= PRUNE_EVERY:
             self._pending = [f for f in self._pending if not f.succeeded()]
+
+    def send_many(self, topic: str, keys: Sequence[bytes | None], values: Sequence[bytes]) -> None:
+        for key, value in zip(keys, values, strict=True):
+            self.send(topic, key, value)
 
     def flush(self) -> None:
         try:

@@ -40,14 +40,16 @@ def test_valid_single_and_multivariate_events() -> None:
         (b'{"stream_id": "p", "ts": 1, "value": NaN}', "non_finite"),
         (b'{"stream_id": "p", "ts": 1, "value": 1e999}', "non_finite"),
         (b'{"stream_id": "p", "ts": Infinity, "value": 1}', "non_finite"),
+        (b'{"stream_id": "p", "ts": 1' + b"0" * 400 + b', "value": 1}', "non_finite"),
+        (b'{"stream_id": "p", "ts": 1, "value": -1' + b"0" * 400 + b"}", "non_finite"),
         (b'{"stream_id": "p", "ts": 1, "values": {"x": 1}}', "wrong_features"),
         (b'{"stream_id": "q", "ts": 1, "value": 1}', "key_mismatch"),
-        (b'{"stream_id": "p", "ts": 1, "value": 1, "pad": "' + b"x" * 300 + b'"}', "oversized"),
+        (b'{"stream_id": "p", "ts": 1, "value": 1, "pad": "' + b"x" * 600 + b'"}', "oversized"),
     ],
 )
 def test_each_bad_kind_gets_its_reason(value: bytes, reason: str) -> None:
     with pytest.raises(EventRejected) as info:
-        decode_event(b"p", value, FEATURES, 200)
+        decode_event(b"p", value, FEATURES, 500)
     assert info.value.reason == reason
     assert reason in REASONS
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.localkafka.broker import _is_broker_pid
+from tests.kafka_helpers import free_port_pair
 
 pytestmark = pytest.mark.integration
 
@@ -35,15 +36,8 @@ def _statecast(*args: str, env_port: int, data_dir: Path) -> subprocess.Complete
     return subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=REPO, check=False)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
 def test_up_twice_starts_one_broker_and_down_leaves_none(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port_pair()
     first = _statecast("up", env_port=port, data_dir=tmp_path)
     assert first.returncode == 0, first.stderr
     assert f"bootstrap=127.0.0.1:{port}" in first.stdout
