@@ -50,7 +50,7 @@ import numpy as np
 from pipeline.changelog import (
     Snapshot,
     changelog_topic,
-    encode_snapshot,
+    encode_snapshots,
     read_partitions,
     topic_config,
 )
@@ -439,20 +439,20 @@ class Scorer:
         producer, consumer = self.producer, self.consumer
         assert producer is not None and consumer is not None
         if self.changelog:
-            for name, slots in self._touched.items():
+            for name, touched in self._touched.items():
                 served = self.models[name]
                 store = served.store
-                for slot in slots:
-                    sid = store.id_of(slot)
-                    if sid is None:  # evicted or revoked since: nothing to persist
-                        continue
-                    snap = store.snapshot(slot, served.name, served.version)
-                    producer.send(
-                        self.changelog,
-                        sid.encode(),
-                        encode_snapshot(snap),
-                        partition=int(store.part[slot]),
-                    )
+                # Evicted or revoked since: nothing to persist.
+                live = [(slot, sid) for slot in touched if (sid := store.id_of(slot)) is not None]
+                if not live:
+                    continue
+                slots = np.fromiter((slot for slot, _ in live), np.int64, len(live))
+                producer.send_many(
+                    self.changelog,
+                    [sid.encode() for _, sid in live],
+                    encode_snapshots(store, slots, served.name, served.version),
+                    store.part[slots].tolist(),
+                )
         offsets = self._pending_offsets
         if self.exactly_once:
             if self._in_txn:

@@ -49,6 +49,20 @@ class Scored:
     touched: npt.NDArray[np.int64]  # slots whose state changed
 
 
+def _rank_within_stream(slots: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Rank of each event within its stream in this batch (0, 1, 2, ... in record order):
+    events of equal rank go to the model together, and ranks run in order."""
+    N = len(slots)
+    order = np.argsort(slots, kind="stable")  # stable: record order within a stream
+    ordered = slots[order]
+    first = np.ones(N, np.bool_)
+    first[1:] = ordered[1:] != ordered[:-1]
+    group_start = np.maximum.accumulate(np.where(first, np.arange(N), 0)) if N else first
+    rank = np.empty(N, np.int64)
+    rank[order] = np.arange(N) - group_start
+    return rank
+
+
 class ServedModel:
     """A model name, the version it serves, and the state of the streams routed to it."""
 
@@ -118,12 +132,7 @@ class ServedModel:
         F, Z = len(self.meta.features), self.meta.horizon
         sids = [batch.stream_ids[r] for r in rows.tolist()]
         slots = self.store.slots_for(sids, now) if N else np.empty(0, np.int64)
-        # Rank of each event within its stream in this batch: 0, 1, 2, ...
-        seen: dict[int, int] = {}
-        rank = np.empty(N, np.int64)
-        for i, s in enumerate(slots.tolist()):
-            rank[i] = seen.get(s, 0)
-            seen[s] = rank[i] + 1
+        rank = _rank_within_stream(slots)
         out_score = np.full(N, np.nan)
         out_warm = np.zeros(N, np.bool_)
         out_fc = np.zeros((N, Z, F))

@@ -153,7 +153,15 @@ class ConfluentConsumer:
     def poll(self, timeout_ms: int, max_records: int) -> list[Record]:
         self._errors.check()
         try:
-            messages = self._consumer.consume(max_records, timeout_ms / 1000.0)
+            # consume(n, timeout) waits for n messages or the timeout; the interface
+            # returns what is there as soon as anything is (kafka-python's semantics), so
+            # take what is queued, else wait for one message and add what came with it.
+            messages = self._consumer.consume(max_records, 0)
+            if not messages:
+                first = self._consumer.poll(timeout_ms / 1000.0)
+                if first is None:
+                    return []
+                messages = [first, *self._consumer.consume(max_records - 1, 0)]
         except (ck.KafkaException, RuntimeError) as exc:
             raise KafkaError(f"poll failed: {_describe(exc)}") from exc
         out: list[Record] = []
@@ -360,15 +368,29 @@ class ConfluentProducer:
             self._since_poll = 0
             self._producer.poll(0)
 
-    def send_many(self, topic: str, keys: Sequence[bytes | None], values: Sequence[bytes]) -> None:
+    def send_many(
+        self,
+        topic: str,
+        keys: Sequence[bytes | None],
+        values: Sequence[bytes],
+        partitions: Sequence[int] | None = None,
+    ) -> None:
         produce = self._producer.produce
-        for key, value in zip(keys, values, strict=True):
-            try:
-                produce(topic, value, key)
-            except BufferError:
-                self.send(topic, key, value)  # drains the queue, then retries once
-            except ck.KafkaException as exc:
-                raise KafkaError(f"send to {topic} failed: {_describe(exc)}") from exc
+        try:
+            if partitions is None:
+                for key, value in zip(keys, values, strict=True):
+                    try:
+                        produce(topic, value, key)
+                    except BufferError:
+                        self.send(topic, key, value)  # drains the queue, then retries once
+            else:
+                for key, value, part in zip(keys, values, partitions, strict=True):
+                    try:
+                        produce(topic, value, key, part)
+                    except BufferError:
+                        self.send(topic, key, value, partition=part)
+        except ck.KafkaException as exc:
+            raise KafkaError(f"send to {topic} failed: {_describe(exc)}") from exc
         self._since_poll += len(values)
         if self._since_poll >= POLL_EVERY:
             self._since_poll = 0

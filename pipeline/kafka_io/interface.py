@@ -75,9 +75,15 @@ class Producer(Protocol):
         partition: int | None = None,
     ) -> None: ...
 
-    def send_many(self, topic: str, keys: Sequence[bytes | None], values: Sequence[bytes]) -> None:
-        """:meth:`send` of each ``(key, value)`` pair in order, key-partitioned; one call
-        per batch so the per-record cost is the client's, not this interface's."""
+    def send_many(
+        self,
+        topic: str,
+        keys: Sequence[bytes | None],
+        values: Sequence[bytes],
+        partitions: Sequence[int] | None = None,
+    ) -> None:
+        """:meth:`send` of each ``(key, value)`` pair in order (to ``partitions[i]`` if
+        given, else by key); one call per batch so the per-record cost is the client's."""
         ...
 
     def flush(self) -> None:

@@ -244,9 +244,16 @@ class KafkaPythonProducer:
         if len(self._pending) >= PRUNE_EVERY:
             self._pending = [f for f in self._pending if not f.succeeded()]
 
-    def send_many(self, topic: str, keys: Sequence[bytes | None], values: Sequence[bytes]) -> None:
-        for key, value in zip(keys, values, strict=True):
-            self.send(topic, key, value)
+    def send_many(
+        self,
+        topic: str,
+        keys: Sequence[bytes | None],
+        values: Sequence[bytes],
+        partitions: Sequence[int] | None = None,
+    ) -> None:
+        parts = partitions if partitions is not None else [None] * len(values)
+        for key, value, part in zip(keys, values, parts, strict=True):
+            self.send(topic, key, value, partition=part)
 
     def flush(self) -> None:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -48,11 +49,27 @@ def test_types_are_converted_from_strings() -> None:
         ({"output_topic": "sensor-readings"}, "three different topics"),
         ({"routes": ("nope",)}, "PREFIX=MODEL"),
         ({"bootstrap": "nohostport"}, "HOST:PORT"),
+        ({"backend": "aiokafka"}, "backend must be one of"),
     ],
 )
 def test_bad_values_name_the_field(flags: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load(ScorerConfig, flags, {})
+
+
+def test_backend_comes_from_the_environment_and_names_the_extra_when_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cfg = load(ScorerConfig, {}, {"STATECAST_BACKEND": "confluent-kafka"})
+    assert cfg.kafka.backend == "confluent-kafka"
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "confluent_kafka" else real(name, *a),
+    )
+    with pytest.raises(ConfigError, match=r"statecast\[confluent\]"):
+        KafkaConfig(backend="confluent-kafka")
 
 
 def test_configs_are_frozen() -> None:
