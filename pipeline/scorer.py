@@ -78,6 +78,7 @@ __all__ = ["Scorer"]
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 30.0
 ROUTE_CACHE_SIZE = 100_000
+CHANGELOG_CHUNK = 2048  # streams per batch of changelog frames
 
 
 def _tune_gc() -> None:
@@ -446,13 +447,17 @@ class Scorer:
                 live = [(slot, sid) for slot in touched if (sid := store.id_of(slot)) is not None]
                 if not live:
                     continue
-                slots = np.fromiter((slot for slot, _ in live), np.int64, len(live))
-                producer.send_many(
-                    self.changelog,
-                    [sid.encode() for _, sid in live],
-                    encode_snapshots(store, slots, served.name, served.version),
-                    store.part[slots].tolist(),
-                )
+                # In chunks: the frames of a chunk exist twice (array and records) only
+                # until the client has copied them, so the transient memory stays small.
+                for at in range(0, len(live), CHANGELOG_CHUNK):
+                    chunk = live[at : at + CHANGELOG_CHUNK]
+                    slots = np.fromiter((slot for slot, _ in chunk), np.int64, len(chunk))
+                    producer.send_many(
+                        self.changelog,
+                        [sid.encode() for _, sid in chunk],
+                        encode_snapshots(store, slots, served.name, served.version),
+                        store.part[slots].tolist(),
+                    )
         offsets = self._pending_offsets
         if self.exactly_once:
             if self._in_txn:
