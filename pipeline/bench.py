@@ -144,7 +144,7 @@ def _worker(system: str, args: dict[str, Any]) -> dict[str, Any]:
         bootstrap=args["bootstrap"], backend=backend if backend in BACKENDS else "kafka-python"
     )
     if system == "statecast":
-        from pipeline.scorer import Scorer
+        from pipeline.scorer import Scorer, tune_gc
 
         cfg = ScorerConfig(
             kafka=kafka,
@@ -159,6 +159,7 @@ def _worker(system: str, args: dict[str, Any]) -> dict[str, Any]:
             changelog=args.get("changelog", True),
         )
         scorer = Scorer(cfg)
+        tune_gc()
         scorer.run()
         seconds = (scorer.last_batch_at or 0) - (scorer.first_batch_at or 0)
         return {"events": scorer.processed, "seconds": seconds}

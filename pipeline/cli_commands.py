@@ -251,10 +251,11 @@ def score_argv(
 
 def _cmd_score(ns: argparse.Namespace) -> int:
     from pipeline.config import ScorerConfig, load
-    from pipeline.scorer import Scorer
+    from pipeline.scorer import Scorer, tune_gc
 
     config = load(ScorerConfig, _flags(ns))
     scorer = Scorer(config)
+    tune_gc()
     log.info(
         "scoring %s -> %s (group %s, models %s)",
         config.input_topic,

@@ -73,7 +73,7 @@ from pipeline.outputs import dlq_headers, encode_scores
 from pipeline.registry import Registry
 from pipeline.serving import ServedModel
 
-__all__ = ["Scorer"]
+__all__ = ["Scorer", "tune_gc"]
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 30.0
@@ -81,12 +81,16 @@ ROUTE_CACHE_SIZE = 100_000
 CHANGELOG_CHUNK = 2048  # streams per batch of changelog frames
 
 
-def _tune_gc() -> None:
-    """The hot path allocates and frees a few dozen short-lived, acyclic objects per
-    event; at CPython's default threshold (700) the cyclic collector then runs every few
-    dozen events and rescans the long-lived ones (models, state index). Moving what
-    exists after start-up out of its reach and collecting less often measured ~10%
-    more throughput (docs/benchmarks.md); reference counting still frees the garbage."""
+def tune_gc() -> None:
+    """Tune the garbage collector of a process that runs a scorer (the CLI and the bench
+    call it; it is process-wide, so the Scorer object does not do it to its host).
+
+    The hot path allocates and frees a few dozen short-lived, acyclic objects per event;
+    at CPython's default threshold (700) the cyclic collector then runs every few dozen
+    events and rescans the long-lived objects (models, state index). Moving what exists
+    after start-up out of its reach and collecting less often measured ~10% more
+    throughput (docs/benchmarks.md); reference counting still frees the garbage.
+    """
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
 
@@ -284,7 +288,6 @@ class Scorer:
         cfg = self.config
         self._install_signals()
         self._open()
-        _tune_gc()
         started = last_input = time.monotonic()
         next_housekeeping = time.monotonic() + cfg.model_check_s
         failures = 0
