@@ -24,7 +24,13 @@ import confluent_kafka as ck
 
 from pipeline.config import KafkaConfig
 from pipeline.errors import KafkaError
-from pipeline.kafka_io.interface import AssignmentCallback, Header, Record, TopicPartition
+from pipeline.kafka_io.interface import (
+    AssignmentCallback,
+    Header,
+    Record,
+    TopicPartition,
+    topic_partitions,
+)
 
 __all__ = ["ConfluentConsumer", "ConfluentProducer", "client_settings"]
 
@@ -85,10 +91,6 @@ class _Errors:
             raise KafkaError(f"{self.what}: fatal Kafka error: {self.fatal.str()}")
 
 
-def _tps(partitions: Iterable[Any]) -> set[TopicPartition]:
-    return {TopicPartition(p.topic, p.partition) for p in partitions}
-
-
 class ConfluentConsumer:
     """A group consumer with manual commits and cooperative-sticky assignment."""
 
@@ -144,11 +146,11 @@ class ConfluentConsumer:
     # without assigning, confluent-kafka applies the (incremental) assignment itself.
     def _assigned(self, _consumer: Any, partitions: list[Any]) -> None:
         if self._on_assign and partitions:
-            self._on_assign(_tps(partitions))
+            self._on_assign(topic_partitions(partitions))
 
     def _revoked(self, _consumer: Any, partitions: list[Any]) -> None:
         if self._on_revoke and partitions:
-            self._on_revoke(_tps(partitions))
+            self._on_revoke(topic_partitions(partitions))
 
     def poll(self, timeout_ms: int, max_records: int) -> list[Record]:
         self._errors.check()
@@ -210,7 +212,7 @@ class ConfluentConsumer:
 
     def assignment(self) -> set[TopicPartition]:
         try:
-            return _tps(self._consumer.assignment())
+            return topic_partitions(self._consumer.assignment())
         except (ck.KafkaException, RuntimeError) as exc:
             raise KafkaError(f"cannot read the assignment: {_describe(exc)}") from exc
 

@@ -8,9 +8,9 @@ added beside ``kafkapython`` without touching the scorer.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
-__all__ = ["Consumer", "Header", "Producer", "Record", "TopicPartition"]
+__all__ = ["Consumer", "Header", "Producer", "Record", "TopicPartition", "topic_partitions"]
 
 Header = tuple[str, bytes]
 
@@ -18,6 +18,11 @@ Header = tuple[str, bytes]
 class TopicPartition(NamedTuple):
     topic: str
     partition: int
+
+
+def topic_partitions(partitions: Iterable[Any]) -> set[TopicPartition]:
+    """Ours from any client's topic-partition objects (anything with topic and partition)."""
+    return {TopicPartition(p.topic, p.partition) for p in partitions}
 
 
 class Record(NamedTuple):

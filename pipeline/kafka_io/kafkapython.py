@@ -19,7 +19,13 @@ from kafka.structs import TopicPartition as KTP
 
 from pipeline.config import KafkaConfig
 from pipeline.errors import KafkaError
-from pipeline.kafka_io.interface import AssignmentCallback, Header, Record, TopicPartition
+from pipeline.kafka_io.interface import (
+    AssignmentCallback,
+    Header,
+    Record,
+    TopicPartition,
+    topic_partitions,
+)
 
 __all__ = ["KafkaPythonConsumer", "KafkaPythonProducer", "client_settings"]
 
@@ -54,11 +60,11 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def on_partitions_revoked(self, revoked: Any) -> None:
         if self._on_revoke and revoked:
-            self._on_revoke({TopicPartition(tp.topic, tp.partition) for tp in revoked})
+            self._on_revoke(topic_partitions(revoked))
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         if self._on_assign and assigned:
-            self._on_assign({TopicPartition(tp.topic, tp.partition) for tp in assigned})
+            self._on_assign(topic_partitions(assigned))
 
 
 class KafkaPythonConsumer:
@@ -123,7 +129,7 @@ class KafkaPythonConsumer:
             raise KafkaError(f"offset commit failed: {exc}") from exc
 
     def assignment(self) -> set[TopicPartition]:
-        return {TopicPartition(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+        return topic_partitions(self._consumer.assignment())
 
     def lag(self) -> dict[TopicPartition, int]:
         parts = list(self._consumer.assignment())
