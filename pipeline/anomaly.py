@@ -1,29 +1,49 @@
-"""Forecast errors → anomaly scores in [0, 1], per stream and vectorised over a batch.
+"""Forecast errors and values → anomaly scores in [0, 1), per stream and vectorised over a batch.
 
-The method, applied at every step t of a stream once it has a forecast from t-1:
+Every channel measures *surprise* in nats, ``S = -ln P`` for the probability ``P`` of
+seeing something at least this unusual; the most surprising channel wins. At every
+step t of a stream once it has a forecast from t-1:
 
-1. **Normalised error** ``e = rms_f((x_f - forecast_f) / std_f)``: the surprise of the
-   observed value in units of the stream's own spread (statistics before step t).
-2. **Short-term surprise** ``s = EW mean of e`` with a fast rate (a handful of steps),
-   so one spike and a sustained shift both register.
-3. **Long-term error distribution** ``(mu, sigma)``: EW mean and variance of e with a
-   slow rate, seeded from the calibration on validation data so a new stream is
-   usable early. This is what makes the threshold adaptive per stream: a noisy
-   sensor has a wide error distribution and needs a larger surprise to alarm.
-4. **Level novelty**: how far the value itself lies from the stream's long-run
-   distribution (the normaliser's mean and spread before this step), as a two-sided
-   Gaussian tail. Forecast errors alone miss slow departures that the model tracks
-   step by step; on NAB this channel carries most of the signal (docs/quality.md).
+1. **Forecast surprise**: the normalised error ``e = rms_f((x_f - forecast_f) / std_f)``
+   (in units of the stream's spread before step t), optionally smoothed
+   (``short_alpha`` < 1), against the stream's long-run error distribution
+   ``(mu, sigma)`` (EW mean and variance of e with rate ``long_alpha``, seeded from
+   calibration so a new stream is usable early; the first ``min_history`` errors of a
+   stream, made while its normaliser barely started, are not learnt from): the
+   Gaussian tail of ``(e - mu) / sigma``, after Numenta's anomaly likelihood. A noisy
+   sensor has a wide error distribution and needs a larger error to alarm.
+2. **Level novelty**: how far the value lies from the stream's long-run mean (the
+   normaliser's statistics before this step), as a two-sided Gaussian tail, times
+   ``value_weight``. The forecaster tracks slow departures step by step, so forecast
+   errors alone miss them.
+3. **Tail calibration** of 1 and 2: Gaussian tails are far too thin for spiky sensors
+   (counts, traffic, network bytes), which throw 8-sigma values every day. A stream
+   whose surprise exceeds ``L = tail_level`` nats at the EW rate ``r`` instead of
+   ``e^-L`` has both surprises scaled by ``min(1, -ln r / L)``
+   (:func:`calibrate_tail`), so one threshold fits quiet and spiky streams alike.
+4. **Range novelty**: a value beyond everything the stream has shown (its running
+   minimum and maximum, relaxing towards the mean at ``range_decay`` per step so one old
+   outlier does not blind it for ever) by at least ``range_min_std`` standard
+   deviations and a fraction ``r`` of the range's width scores ``range_rate * r``
+   (exceeding the range by 1% is as surprising as a tail of e^-30). A spiky stream's
+   routine spikes stay inside its range; the incident that breaks records does not.
+   The channel is off for the first ``range_history`` values and while the stream sets
+   records at a long-run rate above ``range_max_rate`` (a trend, or a season not seen
+   in full yet, where records are routine).
 5. **Stuck sensor**: for a stream that (after ``stuck_history`` values) repeats a value
    at a long-run rate ``p`` below ``stuck_max_rate``, a run of ``run`` unchanged values
    has probability ``p ** run``, so a continuous sensor that freezes is flagged within a
    few steps. Streams that repeat values routinely (counts, quantised readings) do so in
    clusters, where ``p ** run`` would be far too confident; for them this channel is off.
-6. **Likelihood** (after Numenta's anomaly likelihood): the Gaussian tail
-   ``tail = min(P(Z > (s - mu) / sigma), level_tail ** value_weight, p ** run)``, then the log
-   scale ``score = log(tail + 1e-10) / log(1e-10)`` in [0, 1], so 0.5 means a tail of 1e-5.
-7. **Decision**: ``is_anomaly = warm and score >= threshold``; the long-term statistics
-   are updated after scoring, so a surprise does not dilute itself.
+6. **Novelty**: one incident should raise one alarm, not one per step while it lasts.
+   ``peak`` is the stream's recent largest surprise, decaying by ``novelty_decay`` per
+   step; a surprise that does not exceed it is multiplied by ``novelty_damp``.
+7. **Score** ``S / (S + ln 1e5)`` in [0, 1): 0.5 is a tail of 1e-5, 0.6 of 3e-8, 0.75
+   of 1e-15. It never saturates, so strong surprises keep their order.
+8. **Decision**: ``is_anomaly = warm and score >= threshold``; every long-run statistic
+   is updated after scoring, so a surprise does not dilute itself.
+
+Why these channels, and what each moved on NAB: docs/quality.md.
 """
 
 from __future__ import annotations
@@ -35,17 +55,28 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["AnomalyParams", "error_of", "gaussian_tail", "score_step"]
+__all__ = [
+    "AnomalyParams",
+    "calibrate_tail",
+    "error_of",
+    "gaussian_tail",
+    "log_tail",
+    "novelty",
+    "range_surprise",
+    "score_of",
+    "score_step",
+    "stuck_surprise",
+]
 
 F64 = npt.NDArray[np.float64]
-_LOG_FLOOR = math.log(1e-10)
+SCORE_HALF_NATS = math.log(1e5)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class AnomalyParams:
     """Stored in every model.json under ``anomaly``; the threshold comes from calibration."""
 
-    short_alpha: float = 0.3
+    short_alpha: float = 1.0
     long_alpha: float = 1.0 / 1000.0
     prior_mean: float = 1.0
     prior_std: float = 1.0
@@ -53,12 +84,22 @@ class AnomalyParams:
     min_sigma: float = 0.05
     value_weight: float = 1.0
     min_history: int = 10
+    tail_level: float = 9.2
+    tail_alpha: float = 1.0 / 1000.0
+    range_rate: float = 3000.0
+    range_min_std: float = 0.5
+    range_decay: float = 1e-5
+    range_history: int = 100
+    range_max_rate: float = 0.05
+    range_alpha: float = 1.0 / 1000.0
     stuck_alpha: float = 1.0 / 1000.0
     min_rep_p: float = 1e-3
     stuck_max_rate: float = 0.01
     stuck_history: int = 100
     prior_rep: float = 0.1
-    threshold: float = 0.5
+    novelty_decay: float = 0.95
+    novelty_damp: float = 0.5
+    threshold: float = 0.6
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -75,13 +116,9 @@ def error_of(x: F64, forecast: F64, std: F64) -> F64:
     return out
 
 
-def gaussian_tail(z: F64) -> F64:
-    """P(Z > z) for standard normal Z, vectorised.
-
-    erfc by the Chebyshev fit of Numerical Recipes (``erfcc``): *relative* error below
-    1.2e-7 everywhere, which the log-scale score needs deep in the tail.
-    """
-    u = z / math.sqrt(2.0)
+def _log_erfc_abs(u: F64) -> F64:
+    """ln erfc(|u|) by the Chebyshev fit of Numerical Recipes (``erfcc``), in log space so
+    it stays exact where erfc itself underflows (|u| > 26)."""
     a = np.abs(u)
     t = 1.0 / (1.0 + 0.5 * a)
     poly = -1.26551223 + t * (
@@ -104,25 +141,77 @@ def gaussian_tail(z: F64) -> F64:
             )
         )
     )
-    erfc_a = t * np.exp(-a * a + poly)
-    erfc_u = np.where(u >= 0, erfc_a, 2.0 - erfc_a)
-    out: F64 = 0.5 * erfc_u
+    out: F64 = np.log(t) - a * a + poly
     return out
 
 
-def stuck_tail(
+def log_tail(z: F64) -> F64:
+    """ln P(Z > z) for standard normal Z, vectorised; *relative* error of P below 1.2e-7."""
+    u = np.asarray(z, np.float64) / math.sqrt(2.0)
+    le = _log_erfc_abs(u)
+    out: F64 = np.where(u >= 0, math.log(0.5) + le, np.log1p(-0.5 * np.exp(le)))
+    return out
+
+
+def gaussian_tail(z: F64) -> F64:
+    """P(Z > z) for standard normal Z, vectorised."""
+    out: F64 = np.exp(log_tail(z))
+    return out
+
+
+def score_of(surprise: F64) -> F64:
+    """Surprise in nats → score in [0, 1) (0.5 at a tail of 1e-5); NaN stays NaN."""
+    s = np.maximum(surprise, 0.0)
+    out: F64 = s / (s + SCORE_HALF_NATS)
+    return out
+
+
+def stuck_surprise(
     p: AnomalyParams, repeated: npt.NDArray[np.bool_], n: F64, run: F64, rep_p: F64
 ) -> tuple[F64, F64, F64]:
-    """Tail probability of the current run of unchanged values; returns ``(tail, run, rep_p)``.
+    """Surprise of the current run of unchanged values; returns ``(surprise, run, rep_p)``.
 
     ``repeated [B]``: the value equals the previous one; ``n [B]``: values seen before.
     """
     run = np.where(repeated, run + 1.0, 0.0)
     active = (n >= p.stuck_history) & (rep_p < p.stuck_max_rate)
-    tail = np.where(active, np.maximum(rep_p, p.min_rep_p) ** run, 1.0)
+    surprise = np.where(active, -run * np.log(np.maximum(rep_p, p.min_rep_p)), 0.0)
     a = np.maximum(1.0 / (n + 10.0), p.stuck_alpha)
     rep_p = rep_p + a * (repeated.astype(np.float64) - rep_p)
-    return tail, run, rep_p
+    return surprise, run, rep_p
+
+
+def range_surprise(
+    p: AnomalyParams, x: F64, n: F64, lo: F64, hi: F64, mean: F64, rec: F64, std: F64
+) -> tuple[F64, F64, F64, F64]:
+    """Surprise of a value beyond the stream's running range; returns ``(surprise, lo, hi, rec)``.
+
+    ``x, lo, hi, mean [B, F]`` (``lo, hi`` NaN for a new stream; ``mean`` the long-run
+    mean before this step, which the range relaxes towards); ``n [B]`` values seen
+    before; ``rec [B]`` the long-run rate of new records.
+    """
+    width = hi - lo
+    margin = np.maximum(x - hi, lo - x)
+    record = np.any(margin > 0, axis=1)
+    margin = np.where(margin > p.range_min_std * std, margin, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        beyond = margin / np.where(width > 0, width, np.nan)
+    beyond = np.nan_to_num(beyond, nan=0.0, posinf=0.0, neginf=0.0).max(axis=1)
+    active = (n >= p.range_history) & (rec < p.range_max_rate)
+    surprise = np.where(active, p.range_rate * np.maximum(beyond, 0.0), 0.0)
+    a = np.maximum(1.0 / (n + 10.0), p.range_alpha)
+    rec = rec + a * (record.astype(np.float64) - rec)
+    centre = np.where(np.isfinite(mean), mean, x)
+    hi = np.fmax(x, hi - p.range_decay * (hi - centre))
+    lo = np.fmin(x, lo + p.range_decay * (centre - lo))
+    return surprise, lo, hi, rec
+
+
+def novelty(p: AnomalyParams, surprise: F64, peak: F64) -> tuple[F64, F64]:
+    """Damp a surprise that does not exceed the stream's recent peak; returns ``(surprise, peak)``."""
+    damped = np.where(surprise > peak, surprise, p.novelty_damp * surprise)
+    peak = np.maximum(surprise, p.novelty_decay * peak)
+    return damped, peak
 
 
 def score_step(
@@ -133,28 +222,42 @@ def score_step(
     mu: F64,
     var: F64,
     z_level: F64 | None = None,
-    extra_tail: F64 | None = None,
 ) -> tuple[F64, F64, F64, F64, F64]:
-    """Score one error per stream and advance the error statistics.
+    """Gaussian surprise of one error per stream (forecast and level channels), and the
+    advanced error statistics.
 
     ``e, n, short, mu, var [B]`` (``n`` counts errors seen, 0 for a new stream, whose
     ``mu, var`` the caller seeds with the priors); ``z_level [B]`` is the value's distance
     from the stream's long-run mean in standard deviations (NaN: not known yet).
-    Returns ``(score, n, short, mu, var)``.
+    Returns ``(surprise, n, short, mu, var)``.
     """
     short = np.where(n == 0, e, short + p.short_alpha * (e - short))
     sigma = np.maximum(np.sqrt(np.maximum(var, 0.0)), p.min_sigma)
-    tail = gaussian_tail((short - mu) / sigma)
+    surprise = -log_tail((short - mu) / sigma)
     if z_level is not None and p.value_weight > 0:
-        level_tail = 2.0 * gaussian_tail(np.abs(np.nan_to_num(z_level, nan=0.0)))
-        tail = np.minimum(tail, np.minimum(level_tail, 1.0) ** p.value_weight)
-    if extra_tail is not None:
-        tail = np.minimum(tail, extra_tail)
-    score = np.clip(np.log(tail + 1e-10) / _LOG_FLOOR, 0.0, 1.0)
+        level = -(math.log(2.0) + log_tail(np.abs(np.nan_to_num(z_level, nan=0.0))))
+        surprise = np.maximum(surprise, p.value_weight * np.maximum(level, 0.0))
     n = n + 1.0
     # The priors count as `prior_weight` earlier observations, then the rate settles at long_alpha.
     a = np.maximum(1.0 / (n + p.prior_weight), p.long_alpha)
     d = e - mu
     mu = mu + a * d
     var = (1.0 - a) * (var + a * d * d)
-    return score, n, short, mu, var
+    return surprise, n, short, mu, var
+
+
+def calibrate_tail(p: AnomalyParams, surprise: F64, n: F64, rate: F64) -> tuple[F64, F64]:
+    """Shrink the Gaussian surprise of a stream whose tails are heavier than Gaussian.
+
+    Were the stream Gaussian, surprises above ``L = tail_level`` nats would come at the
+    rate ``e^-L``; a stream that shows them at the rate ``r`` (EW, ``rate [B]``) gets its
+    surprise scaled by ``min(1, -ln r / L)``. ``n [B]``: errors seen (the rate starts as
+    if ``1 / tail_alpha`` calm steps had been seen). Returns ``(surprise, rate)``.
+    """
+    if p.tail_level <= 0:
+        return surprise, rate
+    scale = np.minimum(1.0, -np.log(np.maximum(rate, math.exp(-p.tail_level))) / p.tail_level)
+    a = np.maximum(1.0 / (n + 1.0 + 1.0 / p.tail_alpha), p.tail_alpha)
+    rate = rate + a * ((surprise > p.tail_level).astype(np.float64) - rate)
+    out: F64 = surprise * scale
+    return out, rate

@@ -9,11 +9,13 @@ Record key: the stream id. Value: a versioned binary frame (never pickle)::
     b"SCS" | u8 format | u16 len + model name | u16 len + model version
     | i64 source offset (of the last input applied) | f64 last_ts
     | i64 steps, ring_len | u8 has_fc | u16 L, H, F, Z, R
-    | f64 n, en, es, emu, evar, run, rep_p
+    | f64 n, en, es, emu, evar, run, rep_p, peak, rec, trate
     | f32 h[L,H] | f32 c[L,H] | f64 mean[F] | f64 var[F] | f64 fc[Z,F] | f64 last_x[F]
-    | f32 ring[R,F]
+    | f64 lo[F] | f64 hi[F] | f32 ring[R,F]
 
-A tombstone (null value) marks an evicted stream.
+A tombstone (null value) marks an evicted stream. Format 1 (before range novelty and tail
+calibration: no ``peak``, ``rec``, ``trate``, ``lo``, ``hi``) still restores, so an upgrade keeps every stream's state: its
+range is taken as the normaliser's mean ± 6 standard deviations and widens with the data.
 
 Restore rule: for each key, the newest record whose source offset is *below* the
 committed offset of its input partition wins; newer records describe inputs that
@@ -49,8 +51,10 @@ __all__ = [
 ]
 
 MAGIC = b"SCS"
-FORMAT = 1
-_HEAD = struct.Struct(">qdqqBHHHHHddddddd")
+FORMAT = 2
+_HEAD = struct.Struct(">qdqqBHHHHHdddddddddd")
+_HEAD_V1 = struct.Struct(">qdqqBHHHHHddddddd")
+LEGACY_RANGE_STDS = 6.0
 MAX_SNAPSHOT_BYTES = 4 * 1024 * 1024
 
 
@@ -85,7 +89,12 @@ class Snapshot:
     evar: float
     run: float
     rep_p: float
+    peak: float
+    rec: float
+    trate: float
     last_x: npt.NDArray[np.float64]  # [F]
+    lo: npt.NDArray[np.float64]  # [F]
+    hi: npt.NDArray[np.float64]  # [F]
     h: npt.NDArray[np.float32]  # [L, H]
     c: npt.NDArray[np.float32]  # [L, H]
     mean: npt.NDArray[np.float64]  # [F]
@@ -126,6 +135,9 @@ def encode_snapshot(s: Snapshot) -> bytes:
                 s.evar,
                 s.run,
                 s.rep_p,
+                s.peak,
+                s.rec,
+                s.trate,
             ),
             np.ascontiguousarray(s.h, "<f4").tobytes(),
             np.ascontiguousarray(s.c, "<f4").tobytes(),
@@ -133,6 +145,8 @@ def encode_snapshot(s: Snapshot) -> bytes:
             np.ascontiguousarray(s.var, "<f8").tobytes(),
             np.ascontiguousarray(s.fc, "<f8").tobytes(),
             np.ascontiguousarray(s.last_x, "<f8").tobytes(),
+            np.ascontiguousarray(s.lo, "<f8").tobytes(),
+            np.ascontiguousarray(s.hi, "<f8").tobytes(),
             np.ascontiguousarray(s.ring, "<f4").tobytes(),
         )
     )
@@ -163,13 +177,15 @@ def encode_snapshots(
                 ("ring_len", ">i8"),
                 ("has_fc", "u1"),
                 ("dims", ">u2", (5,)),
-                ("stats", ">f8", (7,)),
+                ("stats", ">f8", (10,)),
                 ("h", "<f4", (L * H,)),
                 ("c", "<f4", (L * H,)),
                 ("mean", "<f8", (F,)),
                 ("var", "<f8", (F,)),
                 ("fc", "<f8", (Z * F,)),
                 ("last_x", "<f8", (F,)),
+                ("lo", "<f8", (F,)),
+                ("hi", "<f8", (F,)),
                 ("ring", "<f4", (r * F,)),
             ]
         )
@@ -190,6 +206,9 @@ def encode_snapshots(
                 store.evar[sl],
                 store.run[sl],
                 store.rep_p[sl],
+                store.peak[sl],
+                store.rec[sl],
+                store.trate[sl],
             ],
             axis=1,
         )
@@ -199,6 +218,8 @@ def encode_snapshots(
         rec["var"] = store.var[sl]
         rec["fc"] = store.fc[sl].reshape(len(sl), Z * F)
         rec["last_x"] = store.last_x[sl]
+        rec["lo"] = store.lo[sl]
+        rec["hi"] = store.hi[sl]
         if r:
             # Oldest first: a full ring starts at ring_len % R (see StateStore.push_inputs).
             start = np.where(store.ring_len[sl] > R, store.ring_len[sl] % max(R, 1), 0)
@@ -215,18 +236,22 @@ def decode_snapshot(data: bytes) -> Snapshot:
     """Parse a frame; raises ValueError on anything malformed (never trusts sizes blindly)."""
     if len(data) > MAX_SNAPSHOT_BYTES or data[:3] != MAGIC:
         raise ValueError("not a Statecast state frame")
-    if data[3] != FORMAT:
-        raise ValueError(f"state frame format {data[3]} is not {FORMAT}")
+    version = data[3]
+    if version not in (1, FORMAT):
+        raise ValueError(f"state frame format {version} is neither 1 nor {FORMAT}")
     pos = 4
     strings = []
     for _ in range(2):
         (n,) = struct.unpack_from(">H", data, pos)
         strings.append(data[pos + 2 : pos + 2 + n].decode())
         pos += 2 + n
+    head = _HEAD if version == FORMAT else _HEAD_V1
+    fields = head.unpack_from(data, pos)
     (off, last_ts, steps, ring_len, has_fc, L, H, F, Z, R, n_, en, es, emu, evar, run, rep_p) = (
-        _HEAD.unpack_from(data, pos)
+        fields[:17]
     )
-    pos += _HEAD.size
+    peak, rec, trate = fields[17:20] if version == FORMAT else (0.0, 0.0, 0.0)
+    pos += head.size
     sizes = [
         (np.float32, (L, H)),
         (np.float32, (L, H)),
@@ -234,6 +259,7 @@ def decode_snapshot(data: bytes) -> Snapshot:
         (np.float64, (F,)),
         (np.float64, (Z, F)),
         (np.float64, (F,)),
+        *([(np.float64, (F,)), (np.float64, (F,))] if version == FORMAT else []),
         (np.float32, (R, F)),
     ]
     need = sum(int(np.prod(shape)) * np.dtype(dt).itemsize for dt, shape in sizes)
@@ -245,7 +271,12 @@ def decode_snapshot(data: bytes) -> Snapshot:
         arr = np.frombuffer(data, dtype=np.dtype(dt).newbyteorder("<"), count=count, offset=pos)
         arrays.append(arr.reshape(shape).astype(dt))
         pos += count * np.dtype(dt).itemsize
-    h, c, mean, var, fc, last_x, ring = arrays
+    if version == FORMAT:
+        h, c, mean, var, fc, last_x, lo, hi, ring = arrays
+    else:
+        h, c, mean, var, fc, last_x, ring = arrays
+        spread = LEGACY_RANGE_STDS * np.sqrt(np.maximum(var, 0.0))
+        lo, hi = mean - spread, mean + spread
     return Snapshot(
         model=strings[0],
         version=strings[1],
@@ -261,7 +292,12 @@ def decode_snapshot(data: bytes) -> Snapshot:
         evar=evar,
         run=run,
         rep_p=rep_p,
+        peak=peak,
+        rec=rec,
+        trate=trate,
         last_x=last_x,
+        lo=lo,
+        hi=hi,
         h=h,
         c=c,
         mean=mean,

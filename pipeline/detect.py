@@ -115,7 +115,7 @@ def detect(job: DetectJob) -> dict[str, int]:
                     [
                         s.ts_text[i] if s.ts_text else d["ts"],
                         s.values[i, 0],
-                        f"{score:.6f}",
+                        f"{score:.9f}",
                         fc,
                         int(bool(d["is_anomaly"])),
                     ]

@@ -57,6 +57,11 @@ class StepState:
     last_x: F64  # [B, F] previous value (stuck-sensor check)
     run: F64  # [B] consecutive steps with an unchanged value
     rep_p: F64  # [B] long-run rate of unchanged values
+    lo: F64  # [B, F] running minimum (range novelty), NaN until the first value
+    hi: F64  # [B, F] running maximum
+    peak: F64  # [B] recent largest surprise, decaying (novelty)
+    rec: F64  # [B] long-run rate of new records (range novelty)
+    trate: F64  # [B] long-run rate of Gaussian surprises above calib_level
 
 
 _FIELDS = [f.name for f in dataclasses.fields(StepState)]
@@ -74,6 +79,11 @@ _MODEL_INDEPENDENT = (
     "last_x",
     "run",
     "rep_p",
+    "lo",
+    "hi",
+    "peak",
+    "rec",
+    "trate",
     "last_ts",
     "last_seen",
     "ring_buf",
@@ -101,6 +111,11 @@ class StateStore:
     last_x: F64
     run: F64
     rep_p: F64
+    lo: F64
+    hi: F64
+    peak: F64
+    rec: F64
+    trate: F64
     last_ts: F64
     last_seen: F64
     ring_buf: F32
@@ -161,6 +176,11 @@ class StateStore:
         grow("last_x", (capacity, F), np.float64)
         grow("run", (capacity,), np.float64)
         grow("rep_p", (capacity,), np.float64)
+        grow("lo", (capacity, F), np.float64)
+        grow("hi", (capacity, F), np.float64)
+        grow("peak", (capacity,), np.float64)
+        grow("rec", (capacity,), np.float64)
+        grow("trate", (capacity,), np.float64)
         grow("last_ts", (capacity,), np.float64)
         grow("last_seen", (capacity,), np.float64)
         grow("ring_buf", (capacity, R, F), np.float32)
@@ -181,6 +201,8 @@ class StateStore:
         self.emu[slots] = self.prior_mu
         self.last_x[slots] = np.nan
         self.rep_p[slots] = self.prior_rep
+        self.lo[slots] = np.nan
+        self.hi[slots] = np.nan
         self.evar[slots] = self.prior_var
         self.last_ts[slots] = -np.inf
         self.ring_len[slots] = 0
@@ -319,6 +341,11 @@ class StateStore:
             evar=float(self.evar[slot]),
             run=float(self.run[slot]),
             rep_p=float(self.rep_p[slot]),
+            peak=float(self.peak[slot]),
+            rec=float(self.rec[slot]),
+            trate=float(self.trate[slot]),
+            lo=self.lo[slot].copy(),
+            hi=self.hi[slot].copy(),
             last_x=self.last_x[slot].copy(),
             h=self.h[:, slot].copy(),
             c=self.c[:, slot].copy(),
@@ -341,6 +368,8 @@ class StateStore:
         self.n[slot], self.en[slot], self.es[slot] = snap.n, snap.en, snap.es
         self.emu[slot], self.evar[slot] = snap.emu, snap.evar
         self.run[slot], self.rep_p[slot], self.last_x[slot] = snap.run, snap.rep_p, snap.last_x
+        self.lo[slot], self.hi[slot], self.peak[slot] = snap.lo, snap.hi, snap.peak
+        self.rec[slot], self.trate[slot] = snap.rec, snap.trate
         self.mean[slot], self.var[slot], self.fc[slot] = snap.mean, snap.var, snap.fc
         self.has_fc[slot], self.steps[slot], self.last_ts[slot] = (
             snap.has_fc,
@@ -354,4 +383,4 @@ class StateStore:
         return int(slot)
 
     def memory_bytes(self) -> int:
-        return int(sum(getattr(self, n).nbytes for n in (*_FIELDS, *_MODEL_INDEPENDENT)))
+        return int(sum(getattr(self, n).nbytes for n in {*_FIELDS, *_MODEL_INDEPENDENT}))

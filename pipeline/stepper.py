@@ -3,7 +3,8 @@
 For each stream in the batch, with value ``x`` arriving (all vectorised over streams):
 
 1. score ``x`` against the forecast made at the previous step (if any), in units of the
-   stream's spread before this step (:mod:`pipeline.anomaly`);
+   stream's spread before this step, and against the stream's level and range
+   (:mod:`pipeline.anomaly`);
 2. update the online normaliser with ``x`` (:mod:`pipeline.normalise`);
 3. run one LSTM step on the normalised input with the stream's (h, c);
 4. turn the new forecast back into sensor units with the step's statistics.
@@ -14,7 +15,16 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.anomaly import AnomalyParams, error_of, score_step, stuck_tail
+from pipeline.anomaly import (
+    AnomalyParams,
+    calibrate_tail,
+    error_of,
+    novelty,
+    range_surprise,
+    score_of,
+    score_step,
+    stuck_surprise,
+)
 from pipeline.inference import StepSession
 from pipeline.normalise import NormaliserParams, std_of, update
 from pipeline.state import StepState
@@ -32,20 +42,30 @@ def advance(
     Returns ``(score, error)`` per stream: the anomaly score and the normalised forecast
     error, both NaN where the stream had no forecast yet.
     """
-    # 1. Score against the previous forecast, in the spread known before this value.
+    # 1. Score against the previous forecast, in the spread known before this value,
+    #    and against the stream's level, range and repeat rate (pipeline.anomaly).
     std_prev = std_of(norm, st.mean, st.var)
     e = error_of(x, st.fc[:, 0, :], std_prev)
     z_level = np.where(st.n >= anom.min_history, error_of(x, st.mean, std_prev), np.nan)
+    gauss, en, es, emu, evar = score_step(anom, e, st.en, st.es, st.emu, st.evar, z_level)
+    gauss, trate = calibrate_tail(anom, gauss, st.en, st.trate)
     repeated = np.all(x == st.last_x, axis=1)
-    stuck, st.run, st.rep_p = stuck_tail(anom, repeated, st.n, st.run, st.rep_p)
+    stuck, st.run, st.rep_p = stuck_surprise(anom, repeated, st.n, st.run, st.rep_p)
+    beyond, st.lo, st.hi, st.rec = range_surprise(
+        anom, x, st.n, st.lo, st.hi, st.mean, st.rec, std_prev
+    )
     st.last_x = x.copy()
-    score, en, es, emu, evar = score_step(anom, e, st.en, st.es, st.emu, st.evar, z_level, stuck)
     has = st.has_fc
-    st.en = np.where(has, en, st.en)
-    st.es = np.where(has, es, st.es)
-    st.emu = np.where(has, emu, st.emu)
-    st.evar = np.where(has, evar, st.evar)
-    score = np.where(has, score, np.nan)
+    surprise, peak = novelty(anom, np.maximum(gauss, np.maximum(stuck, beyond)), st.peak)
+    st.peak = np.where(has, peak, st.peak)
+    # The first errors of a stream (its normaliser barely started) are no guide to later ones.
+    learn = has & (st.n >= anom.min_history)
+    st.en = np.where(learn, en, st.en)
+    st.es = np.where(learn, es, st.es)
+    st.emu = np.where(learn, emu, st.emu)
+    st.evar = np.where(learn, evar, st.evar)
+    st.trate = np.where(learn, trate, st.trate)
+    score = np.where(has, score_of(surprise), np.nan)
     e = np.where(has, e, np.nan)
     # 2. Normaliser.
     st.n, st.mean, st.var = update(norm, st.n, st.mean, st.var, x)

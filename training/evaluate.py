@@ -129,11 +129,12 @@ def forecast_metrics(replayed: list[Replayed], val_fraction: float, horizon: int
 
 def calibrate(replayed: list[Replayed], val_fraction: float, base: AnomalyParams) -> AnomalyParams:
     """Priors of the error distribution from the training parts (median across streams,
-    robust to a few wild streams)."""
+    robust to a few wild streams), without each stream's first ``min_history`` errors,
+    which the scorer does not learn from either."""
     means, stds = [], []
     for r in replayed:
         split = int(len(r.values) * (1.0 - val_fraction))
-        e = r.error[:split]
+        e = r.error[base.min_history : split]
         e = e[np.isfinite(e)]
         if len(e) > 10:
             means.append(float(np.mean(e)))

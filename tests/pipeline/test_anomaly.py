@@ -6,13 +6,42 @@ import math
 
 import numpy as np
 
-from pipeline.anomaly import AnomalyParams, gaussian_tail, score_step
+from pipeline.anomaly import (
+    AnomalyParams,
+    calibrate_tail,
+    gaussian_tail,
+    log_tail,
+    novelty,
+    range_surprise,
+    score_of,
+    score_step,
+    stuck_surprise,
+)
 
 
 def test_gaussian_tail_matches_erfc() -> None:
     z = np.linspace(-6, 9, 61)
     ref = np.array([0.5 * math.erfc(v / math.sqrt(2)) for v in z])
     np.testing.assert_allclose(gaussian_tail(z), ref, rtol=3e-7, atol=0)
+
+
+def test_log_tail_stays_exact_where_the_tail_underflows() -> None:
+    z = np.array([10.0, 20.0, 30.0])
+    ref = np.array([math.log(0.5 * math.erfc(v / math.sqrt(2))) for v in z])
+    np.testing.assert_allclose(log_tail(z), ref, rtol=1e-9)
+    # Beyond float range the asymptote -z^2/2 - ln(z sqrt(2 pi)) takes over.
+    big = np.array([50.0, 400.0])
+    asym = -(big**2) / 2 - np.log(big * math.sqrt(2 * math.pi))
+    np.testing.assert_allclose(log_tail(big), asym, rtol=1e-6)
+    assert np.all(np.isfinite(log_tail(big)))
+
+
+def test_score_is_bounded_monotone_and_half_at_a_tail_of_1e_5() -> None:
+    s = np.array([0.0, 1.0, math.log(1e5), 36.0, 3000.0, 1e9])
+    score = score_of(s)
+    assert np.all(np.diff(score) > 0)
+    assert score[0] == 0.0 and score[-1] < 1.0
+    assert abs(score[2] - 0.5) < 1e-12
 
 
 def _run(errors: np.ndarray, p: AnomalyParams) -> np.ndarray:
@@ -23,7 +52,7 @@ def _run(errors: np.ndarray, p: AnomalyParams) -> np.ndarray:
     out = []
     for e in errors:
         s, n, short, mu, var = score_step(p, np.array([e]), n, short, mu, var)
-        out.append(s[0])
+        out.append(score_of(s)[0])
     return np.array(out)
 
 
@@ -33,8 +62,8 @@ def test_scores_stay_in_unit_interval_and_a_spike_scores_high() -> None:
     errors = np.abs(rng.normal(0, 1, 600))
     errors[500] = 12.0
     scores = _run(errors, p)
-    assert np.all((scores >= 0) & (scores <= 1))
-    assert scores[500] > 0.7
+    assert np.all((scores >= 0) & (scores < 1))
+    assert scores[500] > 0.75
     assert np.quantile(scores[100:500], 0.99) < 0.5
 
 
@@ -52,22 +81,119 @@ def test_threshold_adapts_to_a_noisy_stream() -> None:
 
 
 def test_a_frozen_continuous_sensor_is_flagged_but_a_quantised_one_is_not() -> None:
-    from pipeline.anomaly import stuck_tail
-
     p = AnomalyParams()
     rng = np.random.default_rng(2)
     continuous = np.r_[rng.normal(0, 1, 300), np.full(6, 0.5)]
     quantised = np.r_[np.round(rng.normal(0, 0.5, 300)), np.zeros(6)]  # repeats ~40% of the time
+    tail_1e5 = math.log(1e5)
     for series, expect_flag in ((continuous, True), (quantised, False)):
         n = np.zeros(1)
         run = np.zeros(1)
         rep = np.full(1, 0.1)
         last = np.nan
-        tails = []
+        surprises = []
         for x in series:
-            tail, run, rep = stuck_tail(p, np.array([x == last]), n, run, rep)
+            s, run, rep = stuck_surprise(p, np.array([x == last]), n, run, rep)
             n = n + 1
             last = x
-            tails.append(tail[0])
-        assert bool(min(tails[-3:]) < 1e-5) is expect_flag
-        assert min(tails[20:300]) > 1e-5 or not expect_flag
+            surprises.append(s[0])
+        assert bool(max(surprises[-3:]) > tail_1e5) is expect_flag
+        assert max(surprises[20:300]) < tail_1e5 or not expect_flag
+
+
+def _range_run(series: np.ndarray, p: AnomalyParams, std: float = 1.0) -> np.ndarray:
+    lo = np.full((1, 1), np.nan)
+    hi = np.full((1, 1), np.nan)
+    rec = np.zeros(1)
+    out = []
+    for i, x in enumerate(series):
+        s, lo, hi, rec = range_surprise(
+            p,
+            np.array([[x]]),
+            np.array([float(i)]),
+            lo,
+            hi,
+            np.zeros((1, 1)),
+            rec,
+            np.full((1, 1), std),
+        )
+        out.append(s[0])
+    return np.array(out)
+
+
+def test_a_new_record_is_surprising_but_a_routine_spike_is_not() -> None:
+    """Heavy tails: spikes to 10 happen all the time; only going beyond them is news."""
+    p = AnomalyParams(range_history=50)
+    rng = np.random.default_rng(3)
+    base = rng.normal(0, 1, 2000)
+    base[rng.random(2000) < 0.02] = 10.0
+    base[1990] = 13.0
+    s = _range_run(base, p)
+    assert s[1990] > 36.0  # 3 beyond a width of ~13.5: a tail far below 1e-15
+    routine = s[200:1990][base[200:1990] == 10.0]
+    assert len(routine) > 10 and np.all(routine == 0.0)
+    assert np.all(s[:50] == 0.0)  # not before range_history values
+    # A record by less than range_min_std standard deviations is not news either.
+    nudged = base.copy()
+    nudged[1990] = 10.0 + 0.4
+    assert _range_run(nudged, p)[1990] == 0.0
+
+
+def test_records_are_not_news_on_a_trending_stream() -> None:
+    p = AnomalyParams(range_history=50)
+    rng = np.random.default_rng(4)
+    trend = np.linspace(0, 400, 3000) + rng.normal(0, 1, 3000)
+    trend[2500] += 8.0
+    s = _range_run(trend, p)
+    assert np.all(s[100:] == 0.0)
+    flat = rng.normal(0, 1, 3000)
+    flat[2500] += 8.0
+    assert _range_run(flat, p)[2500] > 36.0
+
+
+def test_the_range_relaxes_so_one_old_outlier_does_not_blind_it_for_ever() -> None:
+    p = AnomalyParams(range_history=10, range_decay=1e-4)
+    rng = np.random.default_rng(6)
+    series = np.r_[rng.normal(0, 1, 500), [100.0], rng.normal(0, 1, 60000), [20.0]]
+    s = _range_run(series, p)
+    assert s[-1] > 36.0
+    frozen = _range_run(series, AnomalyParams(range_history=10, range_decay=0.0))
+    assert frozen[-1] == 0.0
+
+
+def _calibrated(surprises: np.ndarray, p: AnomalyParams) -> np.ndarray:
+    rate = np.zeros(1)
+    out = []
+    for i, v in enumerate(surprises):
+        s, rate = calibrate_tail(p, np.array([v]), np.array([float(i)]), rate)
+        out.append(s[0])
+    return np.array(out)
+
+
+def test_tail_calibration_shrinks_a_spiky_stream_and_leaves_a_gaussian_one_alone() -> None:
+    p = AnomalyParams()
+    rng = np.random.default_rng(5)
+    z = rng.normal(0, 1, 20000)
+    gaussian = -(math.log(2.0) + log_tail(np.abs(z)))
+    spiky = gaussian.copy()
+    spiky[rng.random(20000) < 0.01] = 40.0  # an 8.6-sigma value once in a hundred steps
+    g = _calibrated(np.r_[gaussian, 40.0], p)
+    k = _calibrated(np.r_[spiky, 40.0], p)
+    # A Gaussian stream keeps (nearly) its surprise: its rare 9.2-nat exceedances move the
+    # rate estimate a little.
+    assert g[-1] > 0.9 * 40.0
+    assert k[-1] < 40.0 * 0.6  # routine on the spiky one: -ln(0.01) / 9.2 = 0.5
+    assert np.all(g <= np.r_[gaussian, 40.0] + 1e-12)
+
+
+def test_novelty_keeps_the_first_and_rising_surprises_and_damps_the_rest() -> None:
+    p = AnomalyParams(novelty_decay=0.9, novelty_damp=0.5)
+    raw = np.array([0.0, 40.0, 40.0, 41.0, 30.0, 0.0] + [0.0] * 40 + [40.0])
+    peak = np.zeros(1)
+    out = []
+    for s in raw:
+        d, peak = novelty(p, np.array([s]), peak)
+        out.append(d[0])
+    assert out[1] == 40.0 and out[3] == 41.0  # first, and rising
+    assert out[2] == 20.0 and out[4] == 15.0  # repeated, falling
+    assert out[-1] == 40.0  # the peak has decayed: a new incident alarms again
