@@ -89,7 +89,7 @@ class AnomalyParams:
     range_rate: float = 3000.0
     range_min_std: float = 0.5
     range_decay: float = 1e-5
-    range_history: int = 100
+    range_history: int = 300
     range_max_rate: float = 0.05
     range_alpha: float = 1.0 / 1000.0
     stuck_alpha: float = 1.0 / 1000.0
@@ -186,9 +186,10 @@ def range_surprise(
 ) -> tuple[F64, F64, F64, F64]:
     """Surprise of a value beyond the stream's running range; returns ``(surprise, lo, hi, rec)``.
 
-    ``x, lo, hi, mean [B, F]`` (``lo, hi`` NaN for a new stream; ``mean`` the long-run
-    mean before this step, which the range relaxes towards); ``n [B]`` values seen
-    before; ``rec [B]`` the long-run rate of new records.
+    ``x, lo, hi, mean, std [B, F]`` (``lo, hi`` NaN for a new stream; ``mean, std`` the
+    normaliser's before this step: the range relaxes towards the mean, and a record must
+    beat it by ``range_min_std`` standard deviations); ``n [B]`` values seen before;
+    ``rec [B]`` the long-run rate of new records.
     """
     width = hi - lo
     margin = np.maximum(x - hi, lo - x)
