@@ -9,6 +9,8 @@
 * Scores with NAB's three profiles, once with the threshold optimised as NAB does and
   once at the threshold the model itself uses (``anomaly.threshold`` in model.json).
 * Reports forecast skill vs persistence per file (horizon 1, scale-free MAE).
+* ``--plot out.png``: every file's values with NAB's label windows shaded and the
+  detections at the optimised threshold marked (first in a window green, others red).
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ def main() -> int:
     ap.add_argument("--model", default="bench")
     ap.add_argument("--max-epochs", default="30")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--plot", type=Path, help="PNG of every file with windows and detections")
     a = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="statecast-nab-"))
@@ -156,7 +159,50 @@ def main() -> int:
     report["skill"] = skill
     if a.json:
         a.json.write_text(json.dumps(report, indent=1))
+    if a.plot:
+        _plot(results, a.data, optimised["standard"]["threshold"], a.plot)
+        print(f"plot: {a.plot}")
     return 0
+
+
+def _plot(results: Path, data: Path, threshold: float, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    windows = json.loads((data / "combined_windows.json").read_text())
+    files = sorted(results.rglob("*.csv"))
+    fig, axes = plt.subplots(len(files), 1, figsize=(14, 1.6 * len(files)), squeeze=False)
+    for ax, f in zip(axes[:, 0], files, strict=True):
+        rel = str(f.relative_to(results))
+        rows = np.genfromtxt(f, delimiter=",", names=True, dtype=None, encoding="utf-8")
+        ts = np.asarray(rows["timestamp"], "datetime64[s]")
+        v = np.asarray(rows["value"], float)
+        flagged = np.asarray(rows["anomaly_score"], float) >= threshold
+        flagged[: min(int(0.15 * len(v)), 750)] = False  # NAB's probationary period
+        ax.plot(ts, v, lw=0.5, color="black")
+        inside = np.zeros(len(v), bool)
+        for a, b in windows.get(rel, []):
+            lo, hi = np.datetime64(a[:19]), np.datetime64(b[:19])
+            ax.axvspan(lo, hi, color="orange", alpha=0.3, lw=0)
+            hit = np.flatnonzero(flagged & (ts >= lo) & (ts <= hi))
+            if len(hit):
+                ax.plot(ts[hit[0]], v[hit[0]], "o", color="green", ms=5)
+            inside |= (ts >= lo) & (ts <= hi)
+        fp = flagged & ~inside
+        ax.plot(ts[fp], v[fp], "x", color="red", ms=5)
+        ax.set_title(rel, fontsize=8, loc="left")
+        ax.tick_params(labelsize=6)
+    fig.suptitle(
+        f"NAB windows (orange), first detection per window (green), false positives (red x) "
+        f"at threshold {threshold:.4f}",
+        fontsize=9,
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.985))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=70)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Score record value (key = stream id)::
 
     {"stream_id", "ts" (as received), "value" | "values", "forecast" (horizon steps;
      per step a number, or an object of feature -> number for multivariate models),
-     "anomaly_score" in [0, 1], "is_anomaly", "threshold", "warm", "model",
+     "anomaly_score" in [0, 1), "is_anomaly", "threshold", "warm", "model",
      "model_version", "partition", "offset"}
 
 Dead-letter record: the original key and bytes, with headers ``statecast.reason``,

@@ -2,9 +2,10 @@
 
 Everything a stream carries between events lives in column ``slot`` of a few
 arrays (not in a dict of small arrays): LSTM ``h``/``c`` for every layer, the
-online normaliser, the anomaly error statistics, the last forecast, the last
-event time, the steps seen, and a short ring buffer of recent inputs used to
-rebuild the LSTM state when the model is swapped. The scorer touches streams
+online normaliser, the anomaly statistics (:mod:`pipeline.anomaly`: error mean and
+variance, running range, record / repeat / tail-surprise rates, recent peak), the
+last forecast, the last event time, the steps seen, and a short ring buffer of recent
+inputs used to rebuild the LSTM state when the model is swapped. The scorer touches streams
 only through :meth:`StateStore.slots_for`, :meth:`gather` and :meth:`scatter`.
 
 Policies:
