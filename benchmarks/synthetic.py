@@ -11,6 +11,8 @@ promoted model exactly as the scorer steps it (:func:`training.evaluate.replay`)
 
 * **detected**: the model flags (score >= threshold, after the 48-step warm-up) at
   least once from the anomaly's first point to 10 points after its last;
+* **alarms per detection**: flags inside the anomalies per anomaly detected (how many
+  alerts one incident raises);
 * **false alarms**: flags anywhere else (after a level shift or a drift the new level
   counts as part of the anomaly: it persists to the end of the feed).
 
@@ -46,7 +48,7 @@ def evaluate(
     meta: Any, anom: Any, length: int, step_s: float, clean: float, seeds: int
 ) -> dict[str, Any]:
     found = {k: [0, 0] for k in KINDS}
-    alarms = events = 0
+    alarms = events = inside = 0
     for seed in range(1, seeds + 1):
         feed = generate(
             streams=12,
@@ -68,8 +70,15 @@ def evaluate(
                 if a.kind in ("level_shift", "drift"):
                     expected[a.start :] = True
             alarms += int((flag & ~expected).sum())
+            inside += int((flag & expected).sum())
             events += len(flag)
-    return {"detected": found, "false_alarms": alarms, "events": events}
+    detected = sum(d for d, _ in found.values())
+    return {
+        "detected": found,
+        "false_alarms": alarms,
+        "events": events,
+        "alarms_per_detection": inside / max(detected, 1),
+    }
 
 
 def main() -> int:
@@ -90,13 +99,17 @@ def main() -> int:
         over["threshold"] = a.threshold
     anom = dataclasses.replace(meta.anomaly, **over)
     print(f"model {a.model}, threshold {anom.threshold}, overrides {over or 'none'}")
-    print(f"{'feeds':<22}" + "".join(f"{k:>14}" for k in KINDS) + f"{'false alarms':>22}")
+    print(
+        f"{'feeds':<22}"
+        + "".join(f"{k:>14}" for k in KINDS)
+        + f"{'false alarms':>22}{'alarms/detection':>18}"
+    )
     report = {}
     for label, (length, step_s, clean) in SHAPES.items():
         res = evaluate(meta, anom, length, step_s, clean, a.seeds)
         cells = "".join(f"{f'{d}/{n}':>14}" for d, n in res["detected"].values())
         fa = f"{res['false_alarms']} / {res['events']:,}"
-        print(f"{label:<22}{cells}{fa:>22}")
+        print(f"{label:<22}{cells}{fa:>22}{res['alarms_per_detection']:>18.1f}")
         report[label] = res
     if a.json:
         a.json.write_text(

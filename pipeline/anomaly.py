@@ -37,7 +37,9 @@ step t of a stream once it has a forecast from t-1:
    clusters, where ``p ** run`` would be far too confident; for them this channel is off.
 6. **Novelty**: one incident should raise one alarm, not one per step while it lasts.
    ``peak`` is the stream's recent largest surprise, decaying by ``novelty_decay`` per
-   step; a surprise that does not exceed it is multiplied by ``novelty_damp``.
+   step; a surprise that does not exceed it is multiplied by ``novelty_damp``. A frozen
+   sensor's surprise grows with every unchanged reading, so it stays flagged for as
+   long as it is stuck: those readings are not data.
 7. **Score** ``S / (S + ln 1e5)`` in [0, 1): 0.5 is a tail of 1e-5, 0.6 of 3e-8, 0.75
    of 1e-15. It never saturates, so strong surprises keep their order.
 8. **Decision**: ``is_anomaly = warm and score >= threshold``; every long-run statistic
@@ -176,7 +178,9 @@ def stuck_surprise(
     run = np.where(repeated, run + 1.0, 0.0)
     active = (n >= p.stuck_history) & (rep_p < p.stuck_max_rate)
     surprise = np.where(active, -run * np.log(np.maximum(rep_p, p.min_rep_p)), 0.0)
-    a = np.maximum(1.0 / (n + 10.0), p.stuck_alpha)
+    # A run already surprising (a tail below 1e-5) is not learnt from, or a frozen sensor
+    # would teach the channel that freezing is normal and switch it off within a few steps.
+    a = np.maximum(1.0 / (n + 10.0), p.stuck_alpha) * (surprise < SCORE_HALF_NATS)
     rep_p = rep_p + a * (repeated.astype(np.float64) - rep_p)
     return surprise, run, rep_p
 

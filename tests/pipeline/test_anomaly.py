@@ -197,3 +197,20 @@ def test_novelty_keeps_the_first_and_rising_surprises_and_damps_the_rest() -> No
     assert out[1] == 40.0 and out[3] == 41.0  # first, and rising
     assert out[2] == 20.0 and out[4] == 15.0  # repeated, falling
     assert out[-1] == 40.0  # the peak has decayed: a new incident alarms again
+
+
+def test_a_sensor_frozen_for_long_stays_flagged() -> None:
+    """The frozen run does not teach the channel that repeats are normal."""
+    p = AnomalyParams()
+    rng = np.random.default_rng(7)
+    series = np.r_[rng.normal(0, 1, 250), np.full(60, 0.25)]
+    n, run, rep = np.zeros(1), np.zeros(1), np.zeros(1)
+    last = np.nan
+    surprises = []
+    for x in series:
+        s, run, rep = stuck_surprise(p, np.array([x == last]), n, run, rep)
+        n, last = n + 1, x
+        surprises.append(s[0])
+    frozen = np.array(surprises[253:])
+    assert np.all(frozen > math.log(1e5)) and np.all(np.diff(frozen) > 0)
+    assert rep[0] < p.stuck_max_rate
