@@ -62,7 +62,7 @@ class StepState:
     hi: F64  # [B, F] running maximum
     peak: F64  # [B] recent largest surprise, decaying (novelty)
     rec: F64  # [B] long-run rate of new records (range novelty)
-    trate: F64  # [B] long-run rate of Gaussian surprises above calib_level
+    trate: F64  # [B] long-run rate of Gaussian surprises above tail_level
 
 
 _FIELDS = [f.name for f in dataclasses.fields(StepState)]
