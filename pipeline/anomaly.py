@@ -76,7 +76,8 @@ SCORE_HALF_NATS = math.log(1e5)
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class AnomalyParams:
-    """Stored in every model.json under ``anomaly``; the threshold comes from calibration."""
+    """Stored in every model.json under ``anomaly``. Training calibrates the error priors
+    and the repeat rate; the threshold is configured (see :func:`training.evaluate.alarm_rate`)."""
 
     short_alpha: float = 1.0
     long_alpha: float = 1.0 / 1000.0

@@ -28,12 +28,12 @@ from pipeline.registry import FORMAT_VERSION, ModelMeta, Registry, new_version
 from training.config import TrainConfig
 from training.data import Series, load_kafka, load_paths, parse_duration, prepare
 from training.evaluate import (
+    alarm_rate,
     calibrate,
     forecast_metrics,
     plot_forecasts,
     repeat_rate,
     replay,
-    threshold_from,
 )
 from training.export import export_step_model
 from training.loop import fit, seed_everything
@@ -140,10 +140,8 @@ class Trainer:
             )
             meta = dataclasses.replace(meta, anomaly=anom)
             rep = replay(meta, prepared.streams, threads=cfg.threads)
-            anom = dataclasses.replace(
-                anom, threshold=threshold_from(rep, cfg.val_fraction, 0.995, self.anomaly.threshold)
-            )
             metrics = forecast_metrics(rep, cfg.val_fraction, cfg.horizon)
+            metrics["alarm_rate"] = alarm_rate(rep, cfg.val_fraction, anom.threshold)
             doc["anomaly"] = anom.to_json()
             doc["validation"] = metrics
             # 5. Champion / challenger on the same recent validation window.
