@@ -1,10 +1,12 @@
 """Kafka I/O behind a narrow interface (see :mod:`.interface`).
 
-``open_consumer`` and ``open_producer`` pick the backend named by ``KafkaConfig.backend``.
+``open_consumer``, ``open_producer`` and ``read_to_end`` pick the backend named by
+``KafkaConfig.backend``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from pipeline.config import KafkaConfig
@@ -21,6 +23,7 @@ __all__ = [
     "open_consumer",
     "open_producer",
     "partitions_for",
+    "read_to_end",
 ]
 
 
@@ -44,3 +47,28 @@ def open_producer(config: KafkaConfig, **options: Any) -> Producer:
     from pipeline.kafka_io.kafkapython import KafkaPythonProducer
 
     return KafkaPythonProducer(config, **options)
+
+
+def read_to_end(
+    config: KafkaConfig,
+    topic: str,
+    partitions: Iterable[int],
+    *,
+    read_committed: bool = False,
+    max_message_bytes: int = 1 << 20,
+    timeout_s: float = 120.0,
+) -> Iterator[tuple[int, bytes | None, bytes | None]]:
+    """``(partition, key, value)`` of every record of the given partitions, from their
+    start to their end as of the call, on the configured backend (no consumer group)."""
+    if config.backend == "confluent-kafka":
+        from pipeline.kafka_io.confluent import read_to_end as read
+    else:
+        from pipeline.kafka_io.kafkapython import read_to_end as read
+    return read(
+        config,
+        topic,
+        partitions,
+        read_committed=read_committed,
+        max_message_bytes=max_message_bytes,
+        timeout_s=timeout_s,
+    )

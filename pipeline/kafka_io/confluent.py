@@ -17,7 +17,8 @@ stalls a consumer whose local queue ran full.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import confluent_kafka as ck
@@ -413,3 +414,55 @@ class ConfluentProducer:
             self._producer.close()
         except (ck.KafkaException, RuntimeError) as exc:
             log.warning("producer close: %s", _describe(exc))
+
+
+def read_to_end(
+    config: KafkaConfig,
+    topic: str,
+    partitions: Iterable[int],
+    *,
+    read_committed: bool,
+    max_message_bytes: int,
+    timeout_s: float,
+) -> Iterator[tuple[int, bytes | None, bytes | None]]:
+    """``(partition, key, value)`` of every record from the start of the given partitions
+    to their end (librdkafka's partition-EOF event; the last stable offset when
+    ``read_committed``)."""
+    pending = set(partitions)
+    if not pending:
+        return
+    errors = _Errors("reader")
+    try:
+        consumer = ck.Consumer(
+            {
+                **client_settings(config),
+                # Required by librdkafka; nothing joins or commits: partitions are assigned.
+                "group.id": f"statecast-reader-{topic}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "isolation.level": "read_committed" if read_committed else "read_uncommitted",
+                "max.partition.fetch.bytes": max_message_bytes,
+                "fetch.max.bytes": 64 * 1024 * 1024,
+                "error_cb": errors,
+            }
+        )
+        consumer.assign([ck.TopicPartition(topic, p, ck.OFFSET_BEGINNING) for p in sorted(pending)])
+        deadline = time.monotonic() + timeout_s
+        m: Any
+        while pending:
+            errors.check()
+            if time.monotonic() > deadline:
+                raise KafkaError(f"reading {topic} to its end took longer than {timeout_s:.0f}s")
+            for m in consumer.consume(10_000, 0.5):
+                err = m.error()
+                if err is None:
+                    yield m.partition(), m.key(), m.value()
+                elif err.code() == ck.KafkaError._PARTITION_EOF:
+                    pending.discard(m.partition())
+                elif err.fatal():
+                    raise KafkaError(f"cannot read {topic}: {err.str()}")
+                else:
+                    log.warning("reader: %s", err.str())
+        consumer.close()
+    except (ck.KafkaException, RuntimeError) as exc:
+        raise KafkaError(f"cannot read {topic}: {_describe(exc)}") from exc

@@ -6,7 +6,8 @@ kafka-python errors are translated here into :class:`pipeline.errors.KafkaError`
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import kafka
@@ -315,3 +316,38 @@ def partitions_for(config: KafkaConfig, topic: str) -> int:
     if not meta or meta[0].get("error_code", 0) != 0:
         return 0
     return len(meta[0]["partitions"])
+
+
+def read_to_end(
+    config: KafkaConfig,
+    topic: str,
+    partitions: Iterable[int],
+    *,
+    read_committed: bool,
+    max_message_bytes: int,
+    timeout_s: float,
+) -> Iterator[tuple[int, bytes | None, bytes | None]]:
+    """``(partition, key, value)`` of every record from the start of the given partitions
+    to their end as of the call (the last stable offset when ``read_committed``)."""
+    try:
+        consumer = kafka.KafkaConsumer(
+            enable_auto_commit=False,
+            isolation_level="read_committed" if read_committed else "read_uncommitted",
+            max_partition_fetch_bytes=max_message_bytes,
+            fetch_max_bytes=64 * 1024 * 1024,
+            **client_settings(config),
+        )
+        parts = [KTP(topic, p) for p in sorted(set(partitions))]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends = consumer.end_offsets(parts)
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < ends[tp] for tp in parts):
+            if time.monotonic() > deadline:
+                raise KafkaError(f"reading {topic} to its end took longer than {timeout_s:.0f}s")
+            for tp, recs in consumer.poll(timeout_ms=500, max_records=10000).items():
+                for r in recs:
+                    yield tp.partition, r.key, r.value
+        consumer.close()
+    except kafka.errors.KafkaError as exc:
+        raise KafkaError(f"cannot read {topic}: {exc}") from exc

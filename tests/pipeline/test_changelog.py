@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
-from pipeline.changelog import decode_snapshot, encode_snapshot, encode_snapshots
+from pipeline.changelog import (
+    decode_snapshot,
+    decode_snapshots,
+    encode_snapshot,
+    encode_snapshots,
+    source_offset_of,
+)
 from pipeline.state import StateStore
 
 
@@ -126,3 +134,54 @@ def test_a_format_1_frame_from_before_the_upgrade_still_restores() -> None:
     assert (old.peak, old.rec, old.trate) == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="format 9"):
         decode_snapshot(frame[:3] + bytes([9]) + frame[4:])
+
+
+def _same(a: object, b: object) -> bool:
+    import dataclasses
+
+    da, db = dataclasses.asdict(a), dataclasses.asdict(b)  # type: ignore[call-overload]
+    return da.keys() == db.keys() and all(
+        np.array_equal(da[k], db[k], equal_nan=True)
+        if isinstance(da[k], np.ndarray)
+        else da[k] == db[k]
+        for k in da
+    )
+
+
+def test_batched_decoding_equals_one_by_one_across_layouts_and_skips_bad_frames() -> None:
+    frames: list[bytes] = []
+    for features, ring in ((1, 5), (2, 4), (1, 0)):
+        store = StateStore(layers=1, hidden=3, features=features, horizon=2, capacity=4, ring=ring)
+        slots = store.slots_for(["a", "b", "c"], now=0.0)
+        for i, slot in enumerate(slots.tolist()):
+            for _ in range(i * 3):
+                store.push_inputs(np.asarray([slot]), np.full((1, features), float(i)))
+        store.lo[slots] = -1.0
+        store.hi[slots] = 2.0
+        store.src_offset[slots] = [7, 8, 9]
+        frames += encode_snapshots(store, slots, "m", "v1")
+    frames.insert(2, b"SCS\x02garbage")
+    frames.insert(5, frames[0][:-3])
+    decoded = decode_snapshots(frames)
+    assert decoded[2] is None and decoded[5] is None
+    for frame, snap in zip(frames, decoded, strict=True):
+        if snap is not None:
+            assert _same(snap, decode_snapshot(frame))
+            assert source_offset_of(frame) == snap.source_offset
+    assert sum(s is not None for s in decoded) == 9
+
+
+def test_a_damaged_frame_is_a_value_error_never_anything_else() -> None:
+    """A restore skips frames that raise ValueError; any other exception would stop it."""
+    frame = encode_snapshots(_filled_store(), np.asarray([0]), "model", "v")[0]
+    rng = np.random.default_rng(11)
+    damaged = [frame[:n] for n in range(0, len(frame), 7)]
+    for _ in range(300):
+        b = bytearray(frame)
+        for pos in rng.integers(0, len(b), 3):
+            b[pos] = int(rng.integers(0, 256))
+        damaged.append(bytes(b))
+    for bad in damaged:
+        for parse in (decode_snapshot, source_offset_of):
+            with contextlib.suppress(ValueError):
+                parse(bad)
