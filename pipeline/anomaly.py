@@ -207,9 +207,8 @@ def range_surprise(
     surprise = np.where(active, p.range_rate * np.maximum(beyond, 0.0), 0.0)
     a = np.maximum(1.0 / (n + 10.0), p.range_alpha)
     rec = rec + a * (record.astype(np.float64) - rec)
-    centre = np.where(np.isfinite(mean), mean, x)
-    hi = np.fmax(x, hi - p.range_decay * (hi - centre))
-    lo = np.fmin(x, lo + p.range_decay * (centre - lo))
+    hi = np.fmax(x, hi - p.range_decay * (hi - mean))
+    lo = np.fmin(x, lo + p.range_decay * (mean - lo))
     return surprise, lo, hi, rec
 
 

@@ -56,6 +56,8 @@ FORMAT = 2
 _HEAD = struct.Struct(">qdqqBHHHHHdddddddddd")
 _HEAD_V1 = struct.Struct(">qdqqBHHHHHddddddd")
 LEGACY_RANGE_STDS = 6.0
+# The f64 statistics of a format-2 header, in order (format 1: the first seven).
+_STATS = ("n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate")
 MAX_SNAPSHOT_BYTES = 4 * 1024 * 1024
 
 
@@ -169,27 +171,7 @@ def encode_snapshots(
     for r in np.unique(kept).tolist():
         pick = np.nonzero(kept == r)[0]
         sl = slots[pick]
-        dtype = np.dtype(
-            [
-                ("prefix", f"V{len(prefix)}"),
-                ("off", ">i8"),
-                ("last_ts", ">f8"),
-                ("steps", ">i8"),
-                ("ring_len", ">i8"),
-                ("has_fc", "u1"),
-                ("dims", ">u2", (5,)),
-                ("stats", ">f8", (10,)),
-                ("h", "<f4", (L * H,)),
-                ("c", "<f4", (L * H,)),
-                ("mean", "<f8", (F,)),
-                ("var", "<f8", (F,)),
-                ("fc", "<f8", (Z * F,)),
-                ("last_x", "<f8", (F,)),
-                ("lo", "<f8", (F,)),
-                ("hi", "<f8", (F,)),
-                ("ring", "<f4", (r * F,)),
-            ]
-        )
+        dtype = _layout(FORMAT, len(prefix), (L, H, F, Z, r))
         rec = np.zeros(len(sl), dtype)
         rec["prefix"] = np.frombuffer(prefix, f"V{len(prefix)}")[0]
         rec["off"] = store.src_offset[sl]
@@ -198,26 +180,12 @@ def encode_snapshots(
         rec["ring_len"] = store.ring_len[sl]
         rec["has_fc"] = store.has_fc[sl]
         rec["dims"] = (L, H, F, Z, r)
-        rec["stats"] = np.stack(
-            [
-                store.n[sl],
-                store.en[sl],
-                store.es[sl],
-                store.emu[sl],
-                store.evar[sl],
-                store.run[sl],
-                store.rep_p[sl],
-                store.peak[sl],
-                store.rec[sl],
-                store.trate[sl],
-            ],
-            axis=1,
-        )
-        rec["h"] = store.h[:, sl].transpose(1, 0, 2).reshape(len(sl), L * H)
-        rec["c"] = store.c[:, sl].transpose(1, 0, 2).reshape(len(sl), L * H)
+        rec["stats"] = np.stack([getattr(store, name)[sl] for name in _STATS], axis=1)
+        rec["h"] = store.h[:, sl].transpose(1, 0, 2)
+        rec["c"] = store.c[:, sl].transpose(1, 0, 2)
         rec["mean"] = store.mean[sl]
         rec["var"] = store.var[sl]
-        rec["fc"] = store.fc[sl].reshape(len(sl), Z * F)
+        rec["fc"] = store.fc[sl]
         rec["last_x"] = store.last_x[sl]
         rec["lo"] = store.lo[sl]
         rec["hi"] = store.hi[sl]
@@ -225,15 +193,12 @@ def encode_snapshots(
             # Oldest first: a full ring starts at ring_len % R (see StateStore.push_inputs).
             start = np.where(store.ring_len[sl] > R, store.ring_len[sl] % max(R, 1), 0)
             cols = (start[:, None] + np.arange(r)) % max(R, 1)
-            rec["ring"] = store.ring_buf[sl[:, None], cols].reshape(len(sl), r * F)
+            rec["ring"] = store.ring_buf[sl[:, None], cols]
         data = rec.tobytes()
         size = dtype.itemsize
         for j, i in enumerate(pick.tolist()):
             out[i] = data[j * size : (j + 1) * size]
     return [b for b in out if b is not None]
-
-
-_STATS = ("n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate")
 
 
 def _header(data: bytes) -> tuple[int, str, str, int, tuple[int, int, int, int, int]]:
@@ -356,8 +321,9 @@ def decode_snapshots(frames: list[bytes]) -> list[Snapshot | None]:
 
 def decode_snapshot(data: bytes) -> Snapshot:
     """Parse a frame; raises ValueError on anything malformed (never trusts sizes blindly)."""
-    _header(data)  # raises with the reason
     snap = decode_snapshots([data])[0]
+    if snap is None:
+        _header(data)  # raises with the reason
     assert snap is not None
     return snap
 
