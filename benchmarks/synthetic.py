@@ -34,8 +34,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.csvdata import Series  # noqa: E402
-from pipeline.registry import Registry  # noqa: E402
+from pipeline.engine.csvdata import Series  # noqa: E402
+from pipeline.engine.registry import Registry  # noqa: E402
 from training.evaluate import replay  # noqa: E402
 from training.synthetic import KINDS, generate  # noqa: E402
 

@@ -168,7 +168,7 @@ def _train_parser(sub: Any) -> None:
 
 
 def _cmd_models(ns: argparse.Namespace) -> int:
-    from pipeline.registry import Registry
+    from pipeline.engine.registry import Registry
 
     reg = Registry(Path(ns.registry))
     if ns.action == "list":
@@ -369,8 +369,8 @@ def _generate_parser(sub: Any) -> None:
 
 
 def _cmd_replay(ns: argparse.Namespace) -> int:
+    from pipeline.commands.replay import collect_streams, replay
     from pipeline.config import KafkaConfig, load
-    from pipeline.replay import collect_streams, replay
 
     streams = collect_streams([Path(p) for p in ns.paths])
     n = replay(
@@ -399,7 +399,7 @@ def _replay_parser(sub: Any) -> None:
 
 
 def _cmd_detect(ns: argparse.Namespace) -> int:
-    from pipeline.detect import DetectJob, detect
+    from pipeline.commands.detect import DetectJob, detect
 
     with _kafka_for(ns) as kafka:
         job = DetectJob(
@@ -433,7 +433,7 @@ def _detect_parser(sub: Any) -> None:
 
 
 def _cmd_demo(ns: argparse.Namespace) -> int:
-    from pipeline.demo import DemoOptions, run_demo
+    from pipeline.commands.demo import DemoOptions, run_demo
 
     run_demo(
         DemoOptions(
@@ -464,7 +464,7 @@ def _demo_parser(sub: Any) -> None:
 
 
 def _cmd_bench(ns: argparse.Namespace) -> int:
-    from pipeline.bench import BenchOptions, print_table, run_bench
+    from pipeline.commands.bench import BenchOptions, print_table, run_bench
 
     with _kafka_for(ns) as kafka:
         where = {"registry": Path(ns.registry), "model": ns.model}

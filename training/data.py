@@ -1,7 +1,7 @@
 """Training data: CSV files or folders, or a time range of the live input topic.
 
 Many streams train one model. Each stream is normalised causally with the
-scorer's own normaliser (:mod:`pipeline.normalise`), split in time (the first
+scorer's own normaliser (:mod:`pipeline.engine.normalise`), split in time (the first
 ``1 - val_fraction`` of every stream trains, the rest validates; nothing is
 shuffled across the split and no training target looks into the validation
 part), and cut into segments that the loop walks with truncated BPTT.
@@ -17,11 +17,11 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.codec import decode_event
 from pipeline.config import KafkaConfig
-from pipeline.csvdata import Series, load_csv, load_paths
+from pipeline.engine.csvdata import Series, load_csv, load_paths
+from pipeline.engine.normalise import NormaliserParams, normalise_series
 from pipeline.errors import DataError, EventRejected
-from pipeline.normalise import NormaliserParams, normalise_series
+from pipeline.kafka_io.codec import decode_event
 
 __all__ = [
     "Prepared",

@@ -1,6 +1,6 @@
 """Evaluation through the exported ONNX model, stepped exactly as the scorer steps it.
 
-:func:`replay` runs every stream through :func:`pipeline.stepper.advance` (batched
+:func:`replay` runs every stream through :func:`pipeline.engine.stepper.advance` (batched
 across streams), so validation metrics, anomaly calibration and the champion /
 challenger comparison all measure the artifact that will serve, with the
 scorer's own normaliser and anomaly code.
@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.anomaly import AnomalyParams
-from pipeline.inference import StepSession
-from pipeline.registry import ModelMeta
-from pipeline.state import StateStore
-from pipeline.stepper import advance
+from pipeline.engine.anomaly import AnomalyParams
+from pipeline.engine.inference import StepSession
+from pipeline.engine.registry import ModelMeta
+from pipeline.engine.state import StateStore
+from pipeline.engine.stepper import advance
 from training.data import Series
 
 __all__ = ["Replayed", "alarm_rate", "calibrate", "forecast_metrics", "plot_forecasts", "replay"]

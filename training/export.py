@@ -18,8 +18,8 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from pipeline.engine.inference import INPUTS, OUTPUTS
 from pipeline.errors import TrainingError
-from pipeline.inference import INPUTS, OUTPUTS
 from training.model import LSTMForecaster, StepModel
 
 __all__ = ["ExportReport", "export_step_model", "parity_max_diff"]

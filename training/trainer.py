@@ -20,11 +20,11 @@ import onnx
 import onnxruntime
 import torch
 
-from pipeline.anomaly import AnomalyParams
 from pipeline.config import KafkaConfig
+from pipeline.engine.anomaly import AnomalyParams
+from pipeline.engine.normalise import NormaliserParams
+from pipeline.engine.registry import FORMAT_VERSION, ModelMeta, Registry, new_version
 from pipeline.errors import DataError, RegistryError
-from pipeline.normalise import NormaliserParams
-from pipeline.registry import FORMAT_VERSION, ModelMeta, Registry, new_version
 from training.config import TrainConfig
 from training.data import Series, load_kafka, load_paths, parse_duration, prepare
 from training.evaluate import (
@@ -162,7 +162,7 @@ class Trainer:
         if promote:
             self.registry.promote(self.job.model, version)
             if self.job.publish_topic:
-                from pipeline.model_topic import publish_model
+                from pipeline.kafka_io.model_topic import publish_model
 
                 publish_model(
                     self.job.kafka,

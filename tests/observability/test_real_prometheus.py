@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline.codec import encode_event
 from pipeline.config import KafkaConfig, ScorerConfig
+from pipeline.kafka_io.codec import encode_event
 from tests.kafka_helpers import ScorerThread, produce
 from training.config import TrainConfig
 from training.schedule import TrainerMetrics, run_periodically

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.engine.normalise import NormaliserParams, normalise_series
 from pipeline.errors import DataError
-from pipeline.normalise import NormaliserParams, normalise_series
 from training.data import Series, load_paths, parse_duration, prepare
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.engine.registry import Registry
 from pipeline.errors import DataError, ModelRejected, RegistryError
-from pipeline.registry import Registry
 from training.schedule import TrainerMetrics, run_periodically
 from training.trainer import decide_promotion
 

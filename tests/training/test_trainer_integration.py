@@ -10,10 +10,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from pipeline.codec import encode_event
 from pipeline.config import KafkaConfig
-from pipeline.model_topic import install_latest
-from pipeline.registry import Registry, sha256_of
+from pipeline.engine.registry import Registry, sha256_of
+from pipeline.kafka_io.codec import encode_event
+from pipeline.kafka_io.model_topic import install_latest
 from tests.kafka_helpers import produce
 from training.config import TrainConfig
 from training.synthetic import generate

@@ -47,15 +47,9 @@ from types import FrameType
 
 import numpy as np
 
-from pipeline.changelog import (
-    Snapshot,
-    changelog_topic,
-    encode_snapshots,
-    read_partitions,
-    topic_config,
-)
-from pipeline.codec import REASONS, decode_batch
 from pipeline.config import ScorerConfig
+from pipeline.engine.registry import Registry
+from pipeline.engine.serving import ServedModel
 from pipeline.errors import KafkaError, RegistryError
 from pipeline.kafka_io import (
     Consumer,
@@ -67,11 +61,17 @@ from pipeline.kafka_io import (
     open_producer,
     partitions_for,
 )
+from pipeline.kafka_io.changelog import (
+    Snapshot,
+    changelog_topic,
+    encode_snapshots,
+    read_partitions,
+    topic_config,
+)
+from pipeline.kafka_io.codec import REASONS, decode_batch
+from pipeline.kafka_io.model_topic import install_latest
+from pipeline.kafka_io.outputs import dlq_headers, encode_scores
 from pipeline.metrics import HealthServer, ScorerMetrics
-from pipeline.model_topic import install_latest
-from pipeline.outputs import dlq_headers, encode_scores
-from pipeline.registry import Registry
-from pipeline.serving import ServedModel
 
 __all__ = ["Scorer", "tune_gc"]
 

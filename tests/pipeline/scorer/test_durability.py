@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.cli_commands import score_argv
-from pipeline.codec import encode_event
 from pipeline.config import KafkaConfig, ScorerConfig
+from pipeline.kafka_io.codec import encode_event
 from pipeline.localkafka import LocalBroker
 from tests.kafka_helpers import ScorerThread, produce, read_all
 
@@ -340,8 +340,8 @@ def test_fuzzed_garbage_goes_to_the_dlq_and_valid_records_score_as_without_it(
 
 
 def test_state_snapshot_round_trip() -> None:
-    from pipeline.changelog import decode_snapshot, encode_snapshot
-    from pipeline.state import StateStore
+    from pipeline.engine.state import StateStore
+    from pipeline.kafka_io.changelog import decode_snapshot, encode_snapshot
 
     store = StateStore(layers=2, hidden=4, features=2, horizon=3, capacity=2, ring=5)
     (slot,) = store.slots_for(["s"], now=0.0).tolist()

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from pipeline.anomaly import (
+from pipeline.engine.anomaly import (
     AnomalyParams,
     calibrate_tail,
     gaussian_tail,

@@ -14,11 +14,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pipeline.codec import encode_event
 from pipeline.config import KafkaConfig
-from pipeline.csvdata import Series, load_csv
+from pipeline.engine.csvdata import Series, load_csv
 from pipeline.errors import ConfigError, DataError
 from pipeline.kafka_io import ensure_topic, open_producer
+from pipeline.kafka_io.codec import encode_event
 
 __all__ = ["collect_streams", "merged_events", "replay"]
 

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 
 from pipeline.cli_commands import score_argv
-from pipeline.codec import encode_event
 from pipeline.config import KafkaConfig
 from pipeline.kafka_io import open_producer
+from pipeline.kafka_io.codec import encode_event
 
 SOAK_SECONDS = float(os.environ.get("STATECAST_SOAK_SECONDS", "900"))
 pytestmark = [

@@ -15,9 +15,9 @@ import onnxruntime as ort
 import orjson
 import pytest
 
-from pipeline.codec import encode_event
 from pipeline.config import KafkaConfig, ScorerConfig
-from pipeline.registry import Registry
+from pipeline.engine.registry import Registry
+from pipeline.kafka_io.codec import encode_event
 from tests.kafka_helpers import ScorerThread, produce, read_all
 
 pytestmark = pytest.mark.integration
@@ -241,7 +241,7 @@ def test_scorer_follows_models_published_on_the_model_topic(
     group_factory: Callable[[], str],
     tmp_path: Path,
 ) -> None:
-    from pipeline.model_topic import publish_model
+    from pipeline.kafka_io.model_topic import publish_model
 
     # The scorer's machine has only the first version on disk.
     local = tmp_path / "local"

@@ -4,8 +4,8 @@ For each stream in the batch, with value ``x`` arriving (all vectorised over str
 
 1. score ``x`` against the forecast made at the previous step (if any), in units of the
    stream's spread before this step, and against the stream's level and range
-   (:mod:`pipeline.anomaly`);
-2. update the online normaliser with ``x`` (:mod:`pipeline.normalise`);
+   (:mod:`pipeline.engine.anomaly`);
+2. update the online normaliser with ``x`` (:mod:`pipeline.engine.normalise`);
 3. run one LSTM step on the normalised input with the stream's (h, c);
 4. turn the new forecast back into sensor units with the step's statistics.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.anomaly import (
+from pipeline.engine.anomaly import (
     AnomalyParams,
     calibrate_tail,
     error_of,
@@ -25,9 +25,9 @@ from pipeline.anomaly import (
     score_step,
     stuck_surprise,
 )
-from pipeline.inference import StepSession
-from pipeline.normalise import NormaliserParams, std_of, update
-from pipeline.state import StepState
+from pipeline.engine.inference import StepSession
+from pipeline.engine.normalise import NormaliserParams, std_of, update
+from pipeline.engine.state import StepState
 
 __all__ = ["advance", "rebuild"]
 
@@ -43,7 +43,7 @@ def advance(
     error, both NaN where the stream had no forecast yet.
     """
     # 1. Score against the previous forecast, in the spread known before this value,
-    #    and against the stream's level, range and repeat rate (pipeline.anomaly).
+    #    and against the stream's level, range and repeat rate (pipeline.engine.anomaly).
     std_prev = std_of(norm, st.mean, st.var)
     e = error_of(x, st.fc[:, 0, :], std_prev)
     z_level = np.where(st.n >= anom.min_history, error_of(x, st.mean, std_prev), np.nan)

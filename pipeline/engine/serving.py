@@ -23,13 +23,13 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.changelog import Snapshot
-from pipeline.codec import DecodedBatch, Rejection
+from pipeline.engine.inference import StepSession
+from pipeline.engine.registry import ModelMeta, Registry
+from pipeline.engine.state import StateStore
+from pipeline.engine.stepper import advance, rebuild
 from pipeline.errors import RegistryError
-from pipeline.inference import StepSession
-from pipeline.registry import ModelMeta, Registry
-from pipeline.state import StateStore
-from pipeline.stepper import advance, rebuild
+from pipeline.kafka_io.changelog import Snapshot
+from pipeline.kafka_io.codec import DecodedBatch, Rejection
 
 __all__ = ["Scored", "ServedModel"]
 

@@ -7,14 +7,14 @@ import contextlib
 import numpy as np
 import pytest
 
-from pipeline.changelog import (
+from pipeline.engine.state import StateStore
+from pipeline.kafka_io.changelog import (
     decode_snapshot,
     decode_snapshots,
     encode_snapshot,
     encode_snapshots,
     source_offset_of,
 )
-from pipeline.state import StateStore
 
 
 @pytest.mark.parametrize(("features", "ring"), [(1, 5), (2, 4), (1, 0)])
@@ -101,7 +101,7 @@ def test_a_format_1_frame_from_before_the_upgrade_still_restores() -> None:
     estimated from the normaliser (mean +- 6 std), the rates start afresh."""
     import struct
 
-    from pipeline.changelog import _HEAD_V1, LEGACY_RANGE_STDS, MAGIC
+    from pipeline.kafka_io.changelog import _HEAD_V1, LEGACY_RANGE_STDS, MAGIC
 
     store = _filled_store(features=1)
     s = store.snapshot(0, "m", "v")

@@ -12,8 +12,8 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
+from pipeline.engine.registry import ModelMeta
 from pipeline.errors import ModelRejected
-from pipeline.registry import ModelMeta
 
 __all__ = ["INPUTS", "OUTPUTS", "StepSession"]
 

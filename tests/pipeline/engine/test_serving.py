@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.serving import _rank_within_stream
+from pipeline.engine.serving import _rank_within_stream
 
 
 @given(st.lists(st.integers(0, 12), max_size=200))

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.codec import REASONS, decode_batch, decode_event, encode_event, parse_ts
 from pipeline.errors import EventRejected
+from pipeline.kafka_io.codec import REASONS, decode_batch, decode_event, encode_event, parse_ts
 
 FEATURES = ("value",)
 

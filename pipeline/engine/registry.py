@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.anomaly import AnomalyParams
+from pipeline.engine.anomaly import AnomalyParams
+from pipeline.engine.normalise import NormaliserParams
 from pipeline.errors import ModelRejected, RegistryError
-from pipeline.normalise import NormaliserParams
 
 __all__ = ["FORMAT_VERSION", "ModelMeta", "Registry", "new_version", "sha256_of"]
 

@@ -36,7 +36,7 @@ from pipeline.config import KafkaConfig
 from pipeline.kafka_io import read_to_end
 
 if TYPE_CHECKING:
-    from pipeline.state import StateStore
+    from pipeline.engine.state import StateStore
 
 __all__ = [
     "FORMAT",

@@ -28,12 +28,12 @@ import numpy as np
 import orjson
 
 from pipeline.cli_commands import score_argv
+from pipeline.commands.replay import replay
 from pipeline.config import KafkaConfig, LocalKafkaConfig, load
-from pipeline.csvdata import Series
+from pipeline.engine.csvdata import Series
+from pipeline.engine.registry import Registry
 from pipeline.kafka_io.kafkapython import client_settings
 from pipeline.localkafka import LocalBroker
-from pipeline.registry import Registry
-from pipeline.replay import replay
 from training.synthetic import SyntheticStream, generate
 
 __all__ = ["DemoOptions", "run_demo"]

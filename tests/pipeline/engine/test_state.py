@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.state import StateStore
+from pipeline.engine.state import StateStore
 
 
 def _store(capacity: int = 4, ring: int = 3) -> StateStore:

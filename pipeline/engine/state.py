@@ -2,7 +2,7 @@
 
 Everything a stream carries between events lives in column ``slot`` of a few
 arrays (not in a dict of small arrays): LSTM ``h``/``c`` for every layer, the
-online normaliser, the anomaly statistics (:mod:`pipeline.anomaly`: error mean and
+online normaliser, the anomaly statistics (:mod:`pipeline.engine.anomaly`: error mean and
 variance, running range, record / repeat / tail-surprise rates, recent peak), the
 last forecast, the last event time, the steps seen, and a short ring buffer of recent
 inputs used to rebuild the LSTM state when the model is swapped. The scorer touches streams
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.changelog import Snapshot
+from pipeline.kafka_io.changelog import Snapshot
 
 __all__ = ["StateStore", "StepState"]
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import orjson
 
+from pipeline.commands.replay import collect_streams, replay
 from pipeline.config import KafkaConfig, ScorerConfig
 from pipeline.errors import KafkaError
-from pipeline.replay import collect_streams, replay
 from pipeline.scorer import Scorer
 
 __all__ = ["DetectJob", "detect"]

@@ -17,9 +17,9 @@ import tempfile
 from pathlib import Path
 
 from pipeline.config import KafkaConfig
+from pipeline.engine.registry import ModelMeta, Registry, sha256_of
 from pipeline.errors import ModelRejected
 from pipeline.kafka_io import ensure_topic, open_producer
-from pipeline.registry import ModelMeta, Registry, sha256_of
 
 __all__ = ["DEFAULT_MODEL_TOPIC", "decode_frame", "encode_frame", "install_latest", "publish_model"]
 

@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 
 from pipeline.cli_commands import score_argv
-from pipeline.codec import encode_event
 from pipeline.config import BACKENDS, KafkaConfig, ScorerConfig
 from pipeline.kafka_io import ensure_topic, open_producer
+from pipeline.kafka_io.codec import encode_event
 
 __all__ = ["BenchOptions", "run_bench"]
 
@@ -119,7 +119,7 @@ def _run_worker(system: str, args: dict[str, Any]) -> dict[str, Any]:
             str(args["events"]),
         ]
     else:
-        cmd = [sys.executable, "-m", "pipeline.bench", "worker", system, json.dumps(args)]
+        cmd = [sys.executable, "-m", "pipeline.commands.bench", "worker", system, json.dumps(args)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
     _pid, status, usage = os.wait4(proc.pid, 0)
     assert proc.stdout is not None and proc.stderr is not None
@@ -192,10 +192,10 @@ def _worker(system: str, args: dict[str, Any]) -> dict[str, Any]:
         producer.close()
         return {"events": n, "seconds": end - (started or end)}
     if system == "model-only":
-        from pipeline.inference import StepSession
-        from pipeline.registry import Registry
-        from pipeline.state import StateStore
-        from pipeline.stepper import advance
+        from pipeline.engine.inference import StepSession
+        from pipeline.engine.registry import Registry
+        from pipeline.engine.state import StateStore
+        from pipeline.engine.stepper import advance
 
         meta = Registry(Path(args["registry"])).meta(args["model"])
         session = StepSession(meta)

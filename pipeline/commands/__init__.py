@@ -1,0 +1,1 @@
+"""One module per ``statecast`` subcommand: its parser and its handler together."""
