@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.engine.events import parse_ts
 from pipeline.errors import DataError, EventRejected
-from pipeline.kafka_io.codec import parse_ts
 
 __all__ = ["Series", "load_csv", "load_paths"]
 

@@ -23,13 +23,12 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.engine.events import DecodedBatch, Rejection
 from pipeline.engine.inference import StepSession
 from pipeline.engine.registry import ModelMeta, Registry
-from pipeline.engine.state import StateStore
+from pipeline.engine.state import Snapshot, StateStore
 from pipeline.engine.stepper import advance, rebuild
 from pipeline.errors import RegistryError
-from pipeline.kafka_io.changelog import Snapshot
-from pipeline.kafka_io.codec import DecodedBatch, Rejection
 
 __all__ = ["Scored", "ServedModel"]
 

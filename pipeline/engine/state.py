@@ -30,13 +30,43 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.kafka_io.changelog import Snapshot
-
-__all__ = ["StateStore", "StepState"]
+__all__ = ["Snapshot", "StateStore", "StepState"]
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+
+
+@dataclasses.dataclass
+class Snapshot:
+    """One stream's state as stored in the changelog (an immutable copy)."""
+
+    model: str
+    version: str
+    source_offset: int
+    last_ts: float
+    steps: int
+    ring_len: int
+    has_fc: bool
+    n: float
+    en: float
+    es: float
+    emu: float
+    evar: float
+    run: float
+    rep_p: float
+    peak: float
+    rec: float
+    trate: float
+    last_x: npt.NDArray[np.float64]  # [F]
+    lo: npt.NDArray[np.float64]  # [F]
+    hi: npt.NDArray[np.float64]  # [F]
+    h: npt.NDArray[np.float32]  # [L, H]
+    c: npt.NDArray[np.float32]  # [L, H]
+    mean: npt.NDArray[np.float64]  # [F]
+    var: npt.NDArray[np.float64]  # [F]
+    fc: npt.NDArray[np.float64]  # [Z, F]
+    ring: npt.NDArray[np.float32]  # [R, F], oldest first
 
 
 @dataclasses.dataclass

@@ -25,22 +25,17 @@ records long enough for that rule to find the older state after a crash.
 
 from __future__ import annotations
 
-import dataclasses
 import struct
-from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from pipeline.config import KafkaConfig
+from pipeline.engine.state import Snapshot, StateStore
 from pipeline.kafka_io import read_to_end
-
-if TYPE_CHECKING:
-    from pipeline.engine.state import StateStore
 
 __all__ = [
     "FORMAT",
-    "Snapshot",
     "changelog_topic",
     "decode_snapshot",
     "decode_snapshots",
@@ -72,38 +67,6 @@ def topic_config(min_compaction_lag_ms: int = 3_600_000) -> dict[str, str]:
         "segment.ms": str(6 * 3_600_000),
         "max.message.bytes": str(MAX_SNAPSHOT_BYTES),
     }
-
-
-@dataclasses.dataclass
-class Snapshot:
-    """One stream's state as stored in the changelog (an immutable copy)."""
-
-    model: str
-    version: str
-    source_offset: int
-    last_ts: float
-    steps: int
-    ring_len: int
-    has_fc: bool
-    n: float
-    en: float
-    es: float
-    emu: float
-    evar: float
-    run: float
-    rep_p: float
-    peak: float
-    rec: float
-    trate: float
-    last_x: npt.NDArray[np.float64]  # [F]
-    lo: npt.NDArray[np.float64]  # [F]
-    hi: npt.NDArray[np.float64]  # [F]
-    h: npt.NDArray[np.float32]  # [L, H]
-    c: npt.NDArray[np.float32]  # [L, H]
-    mean: npt.NDArray[np.float64]  # [F]
-    var: npt.NDArray[np.float64]  # [F]
-    fc: npt.NDArray[np.float64]  # [Z, F]
-    ring: npt.NDArray[np.float32]  # [R, F], oldest first
 
 
 def _str(b: bytes) -> bytes:

@@ -13,94 +13,24 @@ applies it after decoding.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import orjson
 
+from pipeline.engine.events import DecodedBatch, Rejection, as_float, parse_ts
 from pipeline.errors import EventRejected
 
 __all__ = [
-    "REASONS",
-    "DecodedBatch",
-    "Rejection",
     "decode_batch",
     "decode_event",
     "encode_event",
-    "parse_ts",
 ]
 
-REASONS = (
-    "oversized",
-    "malformed_json",
-    "missing_field",
-    "wrong_type",
-    "non_finite",
-    "wrong_features",
-    "key_mismatch",
-    "out_of_order",
-)
 MAX_STREAM_ID_BYTES = 256
-
-
-@dataclasses.dataclass(frozen=True)
-class Rejection:
-    """One record that goes to the dead-letter topic."""
-
-    index: int
-    reason: str
-    detail: str
-
-
-@dataclasses.dataclass
-class DecodedBatch:
-    """Valid events of a batch, in record order: ``index[i]`` is the record position."""
-
-    index: npt.NDArray[np.int64]
-    stream_ids: list[str]
-    ts: npt.NDArray[np.float64]
-    values: npt.NDArray[np.float64]
-    ts_raw: list[Any]
-    rejections: list[Rejection]
-
-
-def _as_float(name: str, raw: int | float) -> float:
-    try:
-        return float(raw)
-    except OverflowError:  # an integer beyond float range: JSON allows any size
-        raise EventRejected("non_finite", f"{name} is too large for a float") from None
-
-
-def parse_ts(raw: Any) -> float:
-    """Epoch seconds from a number or an ISO-8601 string (naive means UTC)."""
-    if type(raw) is float and math.isfinite(raw):  # the common cases first
-        return raw
-    if type(raw) is int:
-        return _as_float("ts", raw)
-    if isinstance(raw, bool):
-        raise EventRejected("wrong_type", "ts must be a number or an ISO-8601 string, got bool")
-    if isinstance(raw, int | float):
-        value = _as_float("ts", raw)
-        if not math.isfinite(value):
-            raise EventRejected("non_finite", f"ts is {raw}")
-        return value
-    if isinstance(raw, str):
-        try:
-            dt = datetime.fromisoformat(raw)
-        except ValueError as exc:
-            raise EventRejected("wrong_type", f"ts {raw[:40]!r} is not ISO-8601") from exc
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
-        return dt.timestamp()
-    raise EventRejected(
-        "wrong_type", f"ts must be a number or an ISO-8601 string, got {type(raw).__name__}"
-    )
 
 
 def _number(name: str, raw: Any) -> float:
@@ -108,7 +38,7 @@ def _number(name: str, raw: Any) -> float:
         return raw
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise EventRejected("wrong_type", f"{name} must be a number, got {type(raw).__name__}")
-    value = _as_float(name, raw)
+    value = as_float(name, raw)
     if not math.isfinite(value):
         raise EventRejected("non_finite", f"{name} is {raw}")
     return value

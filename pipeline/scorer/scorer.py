@@ -48,8 +48,10 @@ from types import FrameType
 import numpy as np
 
 from pipeline.config import ScorerConfig
+from pipeline.engine.events import REASONS
 from pipeline.engine.registry import Registry
 from pipeline.engine.serving import ServedModel
+from pipeline.engine.state import Snapshot
 from pipeline.errors import KafkaError, RegistryError
 from pipeline.kafka_io import (
     Consumer,
@@ -62,13 +64,12 @@ from pipeline.kafka_io import (
     partitions_for,
 )
 from pipeline.kafka_io.changelog import (
-    Snapshot,
     changelog_topic,
     encode_snapshots,
     read_partitions,
     topic_config,
 )
-from pipeline.kafka_io.codec import REASONS, decode_batch
+from pipeline.kafka_io.codec import decode_batch
 from pipeline.kafka_io.model_topic import install_latest
 from pipeline.kafka_io.outputs import dlq_headers, encode_scores
 from pipeline.metrics import HealthServer, ScorerMetrics

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.engine.events import REASONS, parse_ts
 from pipeline.errors import EventRejected
-from pipeline.kafka_io.codec import REASONS, decode_batch, decode_event, encode_event, parse_ts
+from pipeline.kafka_io.codec import decode_batch, decode_event, encode_event
 
 FEATURES = ("value",)
 
