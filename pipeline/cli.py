@@ -1,5 +1,5 @@
-"""The ``statecast`` command: a thin argparse layer that builds one config and hands it
-to an entry object. No logic lives here beyond parsing and exit codes."""
+"""The ``statecast`` command: parses the command line, dispatches to the subcommand's
+handler (:mod:`pipeline.commands`) and turns errors into exit codes. Nothing else."""
 
 from __future__ import annotations
 
@@ -7,57 +7,13 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
+from pipeline.commands import add_parsers
 from pipeline.errors import StatecastError
 
 __all__ = ["build_parser", "main"]
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-def _flags(ns: argparse.Namespace) -> dict[str, Any]:
-    return {k: v for k, v in vars(ns).items() if k not in ("func", "command", "action")}
-
-
-# -- kafka -----------------------------------------------------------------------------
-
-
-def _cmd_kafka(ns: argparse.Namespace) -> int:
-    from pipeline.config import LocalKafkaConfig, load
-    from pipeline.localkafka import LocalBroker
-
-    broker = LocalBroker(load(LocalKafkaConfig, _flags(ns)))
-    if ns.action == "up":
-        status = broker.up()
-        print(f"bootstrap={status.bootstrap}")
-        print(f"log={status.log_path}", file=sys.stderr)
-    elif ns.action == "down":
-        stopped = broker.down()
-        print("kafka stopped" if stopped else "kafka was not running")
-    elif ns.action == "wipe":
-        broker.wipe()
-        print(f"kafka stopped and {broker.data_dir} deleted")
-    elif ns.action == "fetch":
-        from pipeline.localkafka import fetch_jars
-
-        print(fetch_jars(broker.config.home.resolve(), broker.config.kafka_version))
-    else:
-        status = broker.status()
-        print(status.describe())
-        return 0 if status.running else 3
-    return 0
-
-
-def _kafka_parser(sub: Any) -> None:
-    p = sub.add_parser("kafka", help="run a local single-node KRaft broker (no Docker)")
-    p.add_argument("action", choices=["up", "down", "status", "wipe", "fetch"])
-    p.add_argument("--port", type=int, help="client port (default 9092)")
-    p.add_argument("--controller-port", dest="controller_port", type=int, help="default 9093")
-    p.add_argument("--data-dir", dest="data_dir", help="default .statecast/kafka-<port>")
-    p.add_argument("--home", help="cache folder for jars and data (default .statecast)")
-    p.add_argument("--heap-mb", dest="heap_mb", type=int)
-    p.set_defaults(func=_cmd_kafka)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,24 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Stateful streaming inference for sensor data (LSTM on Kafka).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
-    _kafka_parser(sub)
-    if not _EXTRA_PARSERS:
-        _load_extra_parsers()
-    for register in _EXTRA_PARSERS:
-        register(sub)
+    add_parsers(parser.add_subparsers(dest="command", required=True))
     return parser
-
-
-# Subcommands defined in other modules register themselves here (kept import-light:
-# the training subcommands import torch only when run).
-_EXTRA_PARSERS: list[Callable[[Any], None]] = []
-
-
-def _load_extra_parsers() -> None:
-    from pipeline import cli_commands
-
-    _EXTRA_PARSERS.extend(cli_commands.PARSERS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

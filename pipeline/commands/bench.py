@@ -20,6 +20,7 @@ output carries.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import importlib.util
 import json
@@ -34,14 +35,15 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.cli_commands import score_argv
+from pipeline.commands.flags import add_kafka_flags, kafka_for
+from pipeline.commands.score import score_argv
 from pipeline.config import BACKENDS, KafkaConfig, ScorerConfig
 from pipeline.kafka_io import ensure_topic, open_producer
 from pipeline.kafka_io.codec import encode_event
 
-__all__ = ["BenchOptions", "run_bench"]
+__all__ = ["BenchOptions", "add_parser", "run", "run_bench"]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LOG_APPEND = {"message.timestamp.type": "LogAppendTime"}
 _MODULES = {"kafka-python": "kafka", "confluent-kafka": "confluent_kafka"}
 TARGETS = {  # issue #8: goals for the numbers, printed beside them
@@ -454,3 +456,39 @@ if __name__ == "__main__" and len(sys.argv) > 2 and sys.argv[1] == "worker":
             {**_worker(sys.argv[2], json.loads(sys.argv[3])), "peak_rss_bytes": peak_rss_bytes()}
         )
     )
+
+
+# -- the subcommand ------------------------------------------------------------
+
+
+def run(ns: argparse.Namespace) -> int:
+    from pipeline.commands.bench import BenchOptions, print_table, run_bench
+
+    with kafka_for(ns) as kafka:
+        where = {"registry": Path(ns.registry), "model": ns.model}
+        opts = (
+            BenchOptions.quick(kafka, **where) if ns.quick else BenchOptions(kafka=kafka, **where)
+        )
+        sizes = {"events": ns.events, "streams": ns.streams, "runs": ns.runs}
+        opts = dataclasses.replace(opts, **{k: v for k, v in sizes.items() if v})
+        if ns.backend:  # measure this backend only (default: every installed one)
+            opts = dataclasses.replace(opts, backends=(ns.backend,))
+        report = run_bench(opts)
+    print_table(report)
+    if ns.json:
+        Path(ns.json).write_text(json.dumps(report, indent=1))
+        print(f"wrote {ns.json}")
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("bench", help="scorer vs naive vs passthrough vs model-only, side by side")
+    p.add_argument("--quick", action="store_true", help="a small version (about a minute)")
+    p.add_argument("--json", help="write the results here")
+    p.add_argument("--events", type=int)
+    p.add_argument("--streams", type=int)
+    p.add_argument("--runs", type=int)
+    p.add_argument("--registry", default="exported_models")
+    p.add_argument("--model", default="default")
+    add_kafka_flags(p)
+    p.set_defaults(func=run)

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import signal
 import subprocess
@@ -27,8 +28,8 @@ import kafka as kp
 import numpy as np
 import orjson
 
-from pipeline.cli_commands import score_argv
 from pipeline.commands.replay import replay
+from pipeline.commands.score import score_argv
 from pipeline.config import KafkaConfig, LocalKafkaConfig, load
 from pipeline.engine.csvdata import Series
 from pipeline.engine.registry import Registry
@@ -36,7 +37,7 @@ from pipeline.kafka_io.kafkapython import client_settings
 from pipeline.localkafka import LocalBroker
 from training.synthetic import SyntheticStream, generate
 
-__all__ = ["DemoOptions", "run_demo"]
+__all__ = ["DemoOptions", "add_parser", "run", "run_demo"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -270,3 +271,33 @@ def _report(
     lines += ["", *[f"![{s.name}]({s.name}.png)" for s in feed]]
     (folder / "report.md").write_text("\n".join(lines) + "\n")
     return folder / "report.md"
+
+
+# -- the subcommand ------------------------------------------------------------
+
+
+def run(ns: argparse.Namespace) -> int:
+    from pipeline.commands.demo import DemoOptions, run_demo
+
+    run_demo(
+        DemoOptions(
+            registry=Path(ns.registry),
+            model=ns.model,
+            metrics_port=ns.metrics_port,
+            rate=ns.rate,
+            sensors=ns.sensors,
+            points=ns.points,
+        )
+    )
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("demo", help="end-to-end demo: broker, scorer, replayed feed, report")
+    p.add_argument("--registry", default="exported_models")
+    p.add_argument("--model", default="default")
+    p.add_argument("--metrics-port", dest="metrics_port", type=int, default=9108)
+    p.add_argument("--rate", type=float, default=120.0, help="events per second")
+    p.add_argument("--sensors", type=int, default=12)
+    p.add_argument("--points", type=int, default=600)
+    p.set_defaults(func=run)

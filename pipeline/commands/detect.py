@@ -12,21 +12,24 @@ scores a row before it learns from it. Scores are 0 while a stream warms up.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import dataclasses
 import logging
 import uuid
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import orjson
 
+from pipeline.commands.flags import add_kafka_flags, kafka_for
 from pipeline.commands.replay import collect_streams, replay
 from pipeline.config import KafkaConfig, ScorerConfig
 from pipeline.errors import KafkaError
 from pipeline.scorer import Scorer
 
-__all__ = ["DetectJob", "detect"]
+__all__ = ["DetectJob", "add_parser", "detect", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -122,3 +125,36 @@ def detect(job: DetectJob) -> dict[str, int]:
                 )
         written[s.name] = len(docs)
     return written
+
+
+# -- the subcommand ------------------------------------------------------------
+
+
+def run(ns: argparse.Namespace) -> int:
+    from pipeline.commands.detect import DetectJob, detect
+
+    with kafka_for(ns) as kafka:
+        job = DetectJob(
+            inputs=tuple(Path(p) for p in ns.inputs),
+            output=Path(ns.output),
+            registry=Path(ns.registry),
+            model=ns.model,
+            kafka=kafka,
+            progress=not ns.no_progress,
+        )
+        written = detect(job)
+    print(f"wrote {len(written)} result files ({sum(written.values())} rows) to {ns.output}")
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "detect", help="score CSV files through the real pipeline (NAB results format)"
+    )
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("--output", required=True)
+    p.add_argument("--registry", default="exported_models")
+    p.add_argument("--model", default="default")
+    p.add_argument("--no-progress", dest="no_progress", action="store_true")
+    add_kafka_flags(p)
+    p.set_defaults(func=run)

@@ -7,20 +7,23 @@ file's timestamps step back, as NAB's DST rows do). Pacing: as fast as possible,
 
 from __future__ import annotations
 
+import argparse
 import heapq
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
+from pipeline.commands.flags import add_kafka_flags, flags
 from pipeline.config import KafkaConfig
 from pipeline.engine.csvdata import Series, load_csv
 from pipeline.errors import ConfigError, DataError
 from pipeline.kafka_io import ensure_topic, open_producer
 from pipeline.kafka_io.codec import encode_event
 
-__all__ = ["collect_streams", "merged_events", "replay"]
+__all__ = ["add_parser", "collect_streams", "merged_events", "replay", "run"]
 
 
 def collect_streams(paths: Sequence[Path]) -> list[Series]:
@@ -103,3 +106,35 @@ def replay(
         bar.close()
         producer.close()
     return sent
+
+
+# -- the subcommand ------------------------------------------------------------
+
+
+def run(ns: argparse.Namespace) -> int:
+    from pipeline.commands.replay import collect_streams, replay
+    from pipeline.config import KafkaConfig, load
+
+    streams = collect_streams([Path(p) for p in ns.paths])
+    n = replay(
+        load(KafkaConfig, flags(ns)),
+        ns.topic,
+        streams,
+        rate=ns.rate,
+        speedup=ns.speedup,
+        progress=not ns.no_progress,
+    )
+    print(f"replayed {n} events from {len(streams)} streams into {ns.topic}")
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("replay", help="produce CSV rows as sensor events")
+    p.add_argument("paths", nargs="+", help="CSV files or folders")
+    p.add_argument("--topic", default="sensor-readings")
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument("--rate", type=float, help="events per second")
+    pace.add_argument("--speedup", type=float, help="times real time, by the timestamps")
+    p.add_argument("--no-progress", dest="no_progress", action="store_true")
+    add_kafka_flags(p)
+    p.set_defaults(func=run)

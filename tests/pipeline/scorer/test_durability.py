@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.cli_commands import score_argv
+from pipeline.commands.score import score_argv
 from pipeline.config import KafkaConfig, ScorerConfig
 from pipeline.kafka_io.codec import encode_event
 from pipeline.localkafka import LocalBroker
@@ -34,7 +34,7 @@ def kafka_config(backend_config: KafkaConfig) -> KafkaConfig:
     return backend_config
 
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 T0 = 1_764_000_000
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.cli_commands import score_argv
+from pipeline.commands.score import score_argv
 from pipeline.config import KafkaConfig
 from pipeline.kafka_io import open_producer
 from pipeline.kafka_io.codec import encode_event
@@ -30,7 +30,7 @@ pytestmark = [
     pytest.mark.timeout(int(SOAK_SECONDS) + 600),
 ]
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _rss(pid: int) -> int:

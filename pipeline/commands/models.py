@@ -1,0 +1,57 @@
+"""``statecast models``: list, show, promote or roll back registered models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_parser", "run"]
+
+
+def run(ns: argparse.Namespace) -> int:
+    from pipeline.engine.registry import Registry
+
+    reg = Registry(Path(ns.registry))
+    if ns.action == "list":
+        for model in reg.models():
+            current = reg.current(model)
+            for v in reg.versions(model):
+                mark = "*" if v == current else " "
+                try:
+                    meta = reg.meta(model, v, verify=False)
+                    mae = meta.raw.get("validation", {}).get("mean_mae", float("nan"))
+                    print(
+                        f"{mark} {model}/{v}  features={','.join(meta.features)} "
+                        f"L={meta.layers} H={meta.hidden} horizon={meta.horizon} mean_mae={mae:.4f}"
+                    )
+                except Exception as exc:  # a broken version is listed, not fatal
+                    print(f"{mark} {model}/{v}  (unreadable: {exc})")
+        return 0
+    if ns.action == "show":
+        meta = reg.meta(ns.model, ns.version)
+        doc = dict(meta.raw)
+        doc.get("fit", {}).pop("history", None)
+        print(json.dumps(doc, indent=2, sort_keys=True))
+        return 0
+    if ns.action == "promote":
+        if not ns.version:
+            print("statecast: error: promote needs a VERSION", file=sys.stderr)
+            return 2
+        reg.promote(ns.model, ns.version)
+        print(f"{ns.model} now serves {ns.version}")
+        return 0
+    target = reg.rollback(ns.model)
+    print(f"{ns.model} rolled back to {target}")
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("models", help="list, show, promote or roll back registered models")
+    p.add_argument("action", choices=["list", "show", "promote", "rollback"])
+    p.add_argument("version", nargs="?")
+    p.add_argument("--registry", default="exported_models")
+    p.add_argument("--model", default="default")
+    p.set_defaults(func=run)

@@ -1,0 +1,125 @@
+"""``statecast score``: run the stateful scorer; ``score_argv`` builds its command line for child processes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from pipeline.commands.flags import add_kafka_flags, flags
+
+__all__ = ["add_parser", "run", "score_argv"]
+
+log = logging.getLogger("statecast")
+
+
+def score_argv(
+    bootstrap: str,
+    input_topic: str,
+    output_topic: str,
+    group: str,
+    *extra: str,
+    dlq_topic: str | None = None,
+    backend: str | None = None,
+) -> list[str]:
+    """The command line of a `statecast score` child process (bench, demo, tests):
+    this interpreter, the given topics and group (DLQ: ``<output>.dlq``), the Kafka
+    backend if given, then ``extra``."""
+    return [
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "score",
+        "--bootstrap",
+        bootstrap,
+        "--input-topic",
+        input_topic,
+        "--output-topic",
+        output_topic,
+        "--dlq-topic",
+        dlq_topic or output_topic + ".dlq",
+        "--group",
+        group,
+        *(("--backend", backend) if backend else ()),
+        *extra,
+    ]
+
+
+def run(ns: argparse.Namespace) -> int:
+    from pipeline.config import ScorerConfig, load
+    from pipeline.scorer import Scorer, tune_gc
+
+    config = load(ScorerConfig, flags(ns))
+    scorer = Scorer(config)
+    tune_gc()
+    log.info(
+        "scoring %s -> %s (group %s, models %s)",
+        config.input_topic,
+        config.output_topic,
+        config.group,
+        {m.name: m.version for m in scorer.models.values()},
+    )
+    code = scorer.run()
+    log.info("scorer stopped after %d records", scorer.processed)
+    return code
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("score", help="run the stateful scorer (Kafka consumer)")
+    add_kafka_flags(p)
+    p.add_argument("--input-topic", dest="input_topic")
+    p.add_argument("--output-topic", dest="output_topic")
+    p.add_argument("--dlq-topic", dest="dlq_topic")
+    p.add_argument("--group")
+    p.add_argument("--registry")
+    p.add_argument("--model", help="default model (env STATECAST_MODEL)")
+    p.add_argument(
+        "--route",
+        dest="routes",
+        action="append",
+        help="PREFIX=MODEL: streams whose id starts with PREFIX use MODEL (repeatable)",
+    )
+    p.add_argument("--metrics-port", dest="metrics_port", type=int)
+    p.add_argument("--metrics-host", dest="metrics_host")
+    p.add_argument(
+        "--until-idle",
+        dest="until_idle",
+        type=float,
+        help="exit 0 after this many seconds without input",
+    )
+    p.add_argument("--max-poll-records", dest="max_poll_records", type=int)
+    p.add_argument("--state-ttl-s", dest="state_ttl_s", type=float)
+    p.add_argument("--gap-reset-s", dest="gap_reset_s", type=float)
+    p.add_argument("--late-tolerance-s", dest="late_tolerance_s", type=float)
+    p.add_argument("--warmup-steps", dest="warmup_steps", type=int)
+    p.add_argument(
+        "--guarantee",
+        choices=["at-least-once", "exactly-once"],
+        help="exactly-once: outputs, changelog and offsets in one Kafka transaction",
+    )
+    p.add_argument(
+        "--model-topic",
+        dest="model_topic",
+        help="also follow models published on this compacted topic (e.g. statecast-models)",
+    )
+    p.add_argument(
+        "--instance-id",
+        dest="instance_id",
+        help="stable id of this scorer (exactly-once: one per process in the group; "
+        "default: the host name)",
+    )
+    p.add_argument(
+        "--commit-interval-s",
+        dest="commit_interval_s",
+        type=float,
+        help="seconds between checkpoints (changelog + flush + commit); 0: every batch",
+    )
+    p.add_argument(
+        "--no-changelog",
+        dest="changelog",
+        action="store_const",
+        const=False,
+        help="keep state in memory only (it is lost on restart)",
+    )
+    p.set_defaults(func=run)
