@@ -1,0 +1,140 @@
+"""The checkpoint: what has been processed since the last one, and steps 4-6 of the
+checkpoint protocol that make it durable.
+
+Protocol (the numbers continue those of :mod:`pipeline.scorer.scorer`):
+
+4. one changelog record per stream whose state changed since the last checkpoint: its
+   state now, which is its state at the offsets about to be committed (its partition is
+   the input partition; it carries the offset of the last input applied), so a stream
+   updated many times within ``commit_interval_s`` costs one changelog write;
+5. flush: wait until the broker acknowledged every output, dead letter and changelog
+   record of the interval;
+6. commit the next offset of every partition processed.
+
+At-least-once: 5 is ``producer.flush()``, 6 ``consumer.commit()``; a crash between them
+replays the interval, which the restore rule makes exact. Exactly-once: the interval is
+one transaction, begun at its first batch, and 5-6 are one transaction commit that
+includes the offsets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import numpy as np
+import numpy.typing as npt
+
+from pipeline.engine.serving import ServedModel
+from pipeline.kafka_io import Consumer, Producer, Record, TopicPartition
+from pipeline.kafka_io.changelog import encode_snapshots
+from pipeline.metrics import ScorerMetrics
+
+__all__ = ["Checkpointer"]
+
+CHANGELOG_CHUNK = 2048  # streams per batch of changelog frames
+
+
+class Checkpointer:
+    """Pending work of one checkpoint interval, and the protocol that commits it."""
+
+    def __init__(
+        self,
+        models: dict[str, ServedModel],
+        metrics: ScorerMetrics,
+        *,
+        changelog: str | None,
+        exactly_once: bool,
+        interval_s: float,
+    ) -> None:
+        self.models = models
+        self.metrics = metrics
+        self.changelog = changelog
+        self.exactly_once = exactly_once
+        self.interval_s = interval_s
+        self.in_txn = False
+        self._offsets: dict[TopicPartition, int] = {}
+        self._touched: dict[str, set[int]] = defaultdict(set)
+        self._appends: list[npt.NDArray[np.float64]] = []  # broker append times (ms)
+        self._last = time.monotonic()
+
+    # -- the interval -----------------------------------------------------------------
+
+    def begin_batch(self, producer: Producer) -> None:
+        """Exactly-once: the interval's transaction starts with its first batch."""
+        if self.exactly_once and not self.in_txn:
+            producer.begin()
+            self.in_txn = True
+
+    def add_batch(self, records: list[Record], touched: dict[str, npt.NDArray[np.int64]]) -> None:
+        """Remember what a processed batch changed: its offsets and its streams' slots."""
+        for name, slots in touched.items():
+            self._touched[name].update(slots.tolist())
+        for rec in records:  # the last offset per partition wins
+            self._offsets[TopicPartition(rec.topic, rec.partition)] = rec.offset + 1
+        self._appends.append(np.fromiter((r.timestamp_ms for r in records), np.float64))
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._offsets) or self.in_txn
+
+    def due(self) -> bool:
+        return time.monotonic() - self._last >= self.interval_s
+
+    def forget_partitions(self, revoked: set[TopicPartition]) -> None:
+        """Revoked partitions' uncommitted work is redone by their new owner."""
+        for tp in revoked:
+            self._offsets.pop(tp, None)
+
+    def abandon(self, producer: Producer | None) -> None:
+        """Give up the interval (after a Kafka failure): abort its transaction, if any."""
+        if self.exactly_once and producer is not None and self.in_txn:
+            producer.abort()
+        self.in_txn = False
+        self._reset()
+
+    # -- the protocol -----------------------------------------------------------------
+
+    def checkpoint(self, producer: Producer, consumer: Consumer) -> None:
+        """Steps 4 (changelog), 5 and 6 for everything processed since the last checkpoint."""
+        # 4. One changelog record per touched stream.
+        if self.changelog:
+            self._send_changelog(producer, self.changelog)
+        if self.exactly_once:
+            if self.in_txn:
+                # 5.-6. One transaction: outputs, dead letters, changelog and offsets.
+                producer.commit(self._offsets, consumer.group_metadata())
+                self.in_txn = False
+        else:
+            # 5. Flush: every output acknowledged before the inputs are committed.
+            producer.flush()
+            # 6. Commit the next offset of every partition processed.
+            consumer.commit(self._offsets)
+        done_ms = time.time() * 1000.0
+        appended = np.concatenate(self._appends) if self._appends else np.empty(0)
+        self.metrics.e2e.observe_many(np.maximum(0.0, done_ms - appended) / 1000.0)
+        self._reset()
+
+    def _send_changelog(self, producer: Producer, topic: str) -> None:
+        for name, touched in self._touched.items():
+            served = self.models[name]
+            store = served.store
+            # Evicted or revoked since: nothing to persist.
+            live = [(slot, sid) for slot in touched if (sid := store.id_of(slot)) is not None]
+            # In chunks: the frames of a chunk exist twice (array and records) only until
+            # the client has copied them, so the transient memory stays small.
+            for at in range(0, len(live), CHANGELOG_CHUNK):
+                chunk = live[at : at + CHANGELOG_CHUNK]
+                slots = np.fromiter((slot for slot, _ in chunk), np.int64, len(chunk))
+                producer.send_many(
+                    topic,
+                    [sid.encode() for _, sid in chunk],
+                    encode_snapshots(store, slots, served.name, served.version),
+                    store.part[slots].tolist(),
+                )
+
+    def _reset(self) -> None:
+        self._offsets = {}
+        self._touched = defaultdict(set)
+        self._appends = []
+        self._last = time.monotonic()

@@ -1,0 +1,92 @@
+"""Work between batches: follow the model topic, swap models, update gauges and lag,
+and evict idle streams (with a changelog tombstone each)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from pipeline.config import ScorerConfig
+from pipeline.engine.registry import Registry
+from pipeline.engine.serving import ServedModel
+from pipeline.errors import KafkaError, RegistryError
+from pipeline.kafka_io import Consumer, Producer
+from pipeline.kafka_io.model_topic import install_latest
+from pipeline.metrics import ScorerMetrics
+
+__all__ = ["Housekeeper"]
+
+log = logging.getLogger(__name__)
+
+
+class Housekeeper:
+    def __init__(
+        self,
+        config: ScorerConfig,
+        registry: Registry,
+        models: dict[str, ServedModel],
+        metrics: ScorerMetrics,
+        changelog: str | None,
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.models = models
+        self.metrics = metrics
+        self.changelog = changelog
+        self.evict_due = False
+        self._next_topic_sync = 0.0
+
+    def run(self, consumer: Consumer | None) -> None:
+        """Model swaps, gauges, lag, and scheduling idle-stream eviction."""
+        self._sync_model_topic()
+        for served in self.models.values():
+            try:
+                new = served.maybe_swap()
+            except RegistryError:
+                self.metrics.refused.labels(served.name).inc()
+                new = None
+            if new:
+                self.metrics.swaps.labels(served.name).inc()
+                self.metrics.model_info.labels(served.name).info({"version": new})
+            self.metrics.active_streams.labels(served.name).set(len(served.store))
+            self.metrics.state_bytes.labels(served.name).set(served.store.memory_bytes())
+        # Eviction writes tombstones, so it runs inside the next batch (and transaction).
+        self.evict_due = True
+        if consumer is not None:
+            for tp, lag in consumer.lag().items():
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
+
+    def evict(self, producer: Producer, now: float) -> None:
+        """Evict streams idle for longer than ``state_ttl_s``, if scheduled."""
+        if not self.evict_due:
+            return
+        self.evict_due = False
+        for served in self.models.values():
+            gone = served.store.evict_idle(now, self.config.state_ttl_s)
+            if gone:
+                self.metrics.evicted.inc(len(gone))
+                if self.changelog:
+                    for sid, part in gone:
+                        producer.send(
+                            self.changelog,
+                            sid.encode(),
+                            None,
+                            partition=part if part >= 0 else None,
+                        )
+
+    def _sync_model_topic(self) -> None:
+        """Install versions published on the model topic into the local registry, so
+        scorers without a shared disk follow promotions too (then ``maybe_swap`` sees them)."""
+        topic = self.config.model_topic
+        if not topic or time.monotonic() < self._next_topic_sync:
+            return
+        self._next_topic_sync = time.monotonic() + self.config.model_topic_check_s
+        try:
+            installed = install_latest(self.config.kafka, topic, self.registry, timeout_s=5.0)
+        except (KafkaError, RegistryError) as exc:
+            log.error("cannot install models from %s: %s", topic, exc)
+            for served in self.models.values():
+                self.metrics.refused.labels(served.name).inc()
+            return
+        if installed:
+            log.info("installed %s from %s", installed, topic)
