@@ -147,10 +147,15 @@ class ScorerConfig:
     instance_id: str | None = None
     model_topic: str | None = None
     model_topic_check_s: float = 30.0
+    model_verify_key: Path | None = None  # Ed25519 public key (PEM): refuse unsigned models
     changelog: bool = True
     min_compaction_lag_ms: int = 3_600_000
     model_check_s: float = 5.0
     intra_op_threads: int = 1
+    # Bounds that keep one producer's records from stopping or poisoning the scorer.
+    max_abs_value: float = 1e12  # |value| beyond this: dead letter `out_of_range`
+    max_future_skew_s: float = 24 * 3600.0  # ts later than now + this: `implausible_ts`
+    max_streams: int = 2_000_000  # per served model; new streams beyond: `capacity`
 
     def __post_init__(self) -> None:
         for name in ("input_topic", "output_topic", "dlq_topic", "group", "model"):
@@ -167,6 +172,9 @@ class ScorerConfig:
             "state_ttl_s",
             "gap_reset_s",
             "poll_timeout_ms",
+            "max_abs_value",
+            "max_future_skew_s",
+            "max_streams",
         ):
             _positive(name, getattr(self, name))
         if self.until_idle is not None:

@@ -132,6 +132,11 @@ class ScorerMetrics:
             "Duration of the last state restore",
             registry=r,
         )
+        self.restore_skipped = Counter(
+            "statecast_restore_skipped",
+            "Changelog states skipped at restore (damaged or mismatched): the stream cold-starts",
+            registry=r,
+        )
         self.model_info = Info("statecast_model", "Model version in service", ["model"], registry=r)
         self.swaps = Counter("statecast_model_swaps", "Live model swaps", ["model"], registry=r)
         self.refused = Counter(
@@ -141,7 +146,32 @@ class ScorerMetrics:
             registry=r,
         )
         self.commit_failures = Counter(
-            "statecast_commit_failures", "Failed offset commits or flushes", registry=r
+            "statecast_commit_failures",
+            "Checkpoints that failed (flush, offset commit or transaction commit)",
+            registry=r,
+        )
+        self.kafka_errors = Counter(
+            "statecast_kafka_errors",
+            "Kafka failures that made the scorer rejoin the group (any step)",
+            registry=r,
+        )
+        self.state_resets = Counter(
+            "statecast_state_resets",
+            "Streams cold-started because a step would have made their state non-finite",
+            ["model"],
+            registry=r,
+        )
+        self.max_streams = Gauge(
+            "statecast_max_streams",
+            "Streams a served model may hold (max_streams); new ones beyond are dead-lettered",
+            ["model"],
+            registry=r,
+        )
+        self.model_topic_errors = Counter(
+            "statecast_model_topic_errors",
+            "Model-topic reads that failed, or records on it that were skipped as malformed",
+            ["kind"],
+            registry=r,
         )
         self.ready = Gauge(
             "statecast_ready", "1 once state is restored and the scorer consumes", registry=r

@@ -59,6 +59,7 @@ class TrainJob:
     progress: bool = True
     kafka: KafkaConfig = dataclasses.field(default_factory=KafkaConfig)
     publish_topic: str | None = None
+    sign_key: Path | None = None  # Ed25519 private key (PEM) to sign published models
 
     def __post_init__(self) -> None:
         if bool(self.data) == bool(self.from_kafka):
@@ -168,6 +169,7 @@ class Trainer:
                     self.job.kafka,
                     self.job.publish_topic,
                     self.registry.meta(self.job.model, version),
+                    sign_key=self.job.sign_key,
                 )
         log.info("registered %s/%s (%s)", self.job.model, version, reason)
         return TrainOutcome(version, promote, reason, folder, doc)

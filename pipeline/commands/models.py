@@ -36,6 +36,13 @@ def run(ns: argparse.Namespace) -> int:
         doc.get("fit", {}).pop("history", None)
         print(json.dumps(doc, indent=2, sort_keys=True))
         return 0
+    if ns.action == "keygen":
+        from pipeline.kafka_io.model_topic import generate_keypair
+
+        private = Path(ns.version or "statecast-signing.key")
+        public = generate_keypair(private)
+        print(f"wrote {private} (train --sign-key) and {public} (score --model-verify-key)")
+        return 0
     if ns.action == "promote":
         if not ns.version:
             print("statecast: error: promote needs a VERSION", file=sys.stderr)
@@ -50,8 +57,8 @@ def run(ns: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("models", help="list, show, promote or roll back registered models")
-    p.add_argument("action", choices=["list", "show", "promote", "rollback"])
-    p.add_argument("version", nargs="?")
+    p.add_argument("action", choices=["list", "show", "promote", "rollback", "keygen"])
+    p.add_argument("version", nargs="?", help="the version (promote, show); keygen: key file")
     p.add_argument("--registry", default="exported_models")
     p.add_argument("--model", default="default")
     p.set_defaults(func=run)

@@ -104,6 +104,29 @@ def add_parser(sub: Any) -> None:
         help="also follow models published on this compacted topic (e.g. statecast-models)",
     )
     p.add_argument(
+        "--model-verify-key",
+        dest="model_verify_key",
+        help="Ed25519 public key (PEM): refuse models on the model topic not signed with it",
+    )
+    p.add_argument(
+        "--max-streams",
+        dest="max_streams",
+        type=int,
+        help="streams one served model may hold; new ones beyond go to the DLQ (capacity)",
+    )
+    p.add_argument(
+        "--max-abs-value",
+        dest="max_abs_value",
+        type=float,
+        help="values beyond +-this go to the DLQ (out_of_range); default 1e12",
+    )
+    p.add_argument(
+        "--max-future-skew-s",
+        dest="max_future_skew_s",
+        type=float,
+        help="events this far ahead of the clock go to the DLQ (implausible_ts); default 1 day",
+    )
+    p.add_argument(
         "--instance-id",
         dest="instance_id",
         help="stable id of this scorer (exactly-once: one per process in the group; "

@@ -36,6 +36,7 @@ def run(ns: argparse.Namespace) -> int:
         progress=sys.stderr.isatty() or ns.progress,
         kafka=load(KafkaConfig, given),
         publish_topic=ns.publish_topic,
+        sign_key=Path(ns.sign_key) if ns.sign_key else None,
     )
 
     def once(metrics: TrainerMetrics | None = None) -> int:
@@ -101,6 +102,11 @@ def add_parser(sub: Any) -> None:
         "--publish-topic",
         dest="publish_topic",
         help="also publish promoted models to this compacted topic (e.g. statecast-models)",
+    )
+    p.add_argument(
+        "--sign-key",
+        dest="sign_key",
+        help="Ed25519 private key (PEM, `statecast models keygen`) to sign published models",
     )
     p.add_argument("--no-plot", dest="no_plot", action="store_true")
     p.add_argument("--progress", action="store_true", help="progress bar even without a terminal")

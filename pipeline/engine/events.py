@@ -28,6 +28,11 @@ REASONS = (
     "wrong_features",
     "key_mismatch",
     "out_of_order",
+    "out_of_range",  # a value beyond the configured magnitude bound
+    "implausible_ts",  # an event time too far ahead of the clock, or before 1970
+    "capacity",  # a new stream while the scorer holds max_streams streams
+    "state_reset",  # the step would have made the stream's state non-finite
+    "internal_error",  # an unexpected exception while handling this one record
 )
 
 

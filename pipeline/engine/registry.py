@@ -29,7 +29,7 @@ from pipeline.engine.anomaly import AnomalyParams
 from pipeline.engine.normalise import NormaliserParams
 from pipeline.errors import ModelRejected, RegistryError
 
-__all__ = ["FORMAT_VERSION", "ModelMeta", "Registry", "new_version", "sha256_of"]
+__all__ = ["FORMAT_VERSION", "ModelMeta", "Registry", "check_name", "new_version", "sha256_of"]
 
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -48,7 +48,7 @@ def new_version() -> str:
     return time.strftime("v%Y%m%dT%H%M%SZ", time.gmtime())
 
 
-def _check_name(kind: str, name: str) -> None:
+def check_name(kind: str, name: str) -> None:
     if not _NAME.match(name):
         raise RegistryError(f"{kind} name {name!r} must match {_NAME.pattern}")
 
@@ -164,8 +164,8 @@ class Registry:
         Steps: 1. write model.onnx and model.json into ``<model>/.tmp-<version>``;
         2. fsync both; 3. rename the folder to ``<model>/<version>`` in one step.
         """
-        _check_name("model", model)
-        _check_name("version", version)
+        check_name("model", model)
+        check_name("version", version)
         folder = self.root / model
         final = folder / version
         if final.exists():

@@ -37,6 +37,36 @@ F64 = npt.NDArray[np.float64]
 
 
 @dataclasses.dataclass
+class _Out:
+    """Per-event results of one ``score`` call, filled rank by rank."""
+
+    score: F64
+    warm: npt.NDArray[np.bool_]
+    fc: F64
+    accepted: npt.NDArray[np.bool_]
+
+
+def _unusable(snap: Snapshot, features: int) -> str | None:
+    """Why a restored snapshot cannot become a stream of a model with ``features``, if so."""
+    if snap.mean.shape != (features,) or snap.ring.ndim != 2 or snap.ring.shape[1] != features:
+        return (
+            f"it has {snap.mean.shape[0] if snap.mean.ndim else 0} features, the model {features}"
+        )
+    stats = (snap.n, snap.en, snap.es, snap.emu, snap.evar, snap.peak, snap.rec, snap.trate)
+    if not (
+        np.isfinite(stats).all() and np.isfinite(snap.mean).all() and np.isfinite(snap.var).all()
+    ):
+        return "its statistics are not finite"
+    if not (np.isfinite(snap.h).all() and np.isfinite(snap.c).all()):
+        return "its LSTM state is not finite"
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+@dataclasses.dataclass
 class Scored:
     """Results for the accepted events, aligned with ``DecodedBatch`` rows ``rows``."""
 
@@ -76,6 +106,9 @@ class ServedModel:
         warmup_steps: int = 48,
         gap_reset_s: float = 86400.0,
         late_tolerance_s: float = 0.0,
+        max_abs_value: float = 1e12,
+        max_future_skew_s: float = 86400.0,
+        max_streams: int = 2_000_000,
         on_infer: Callable[[float], None] | None = None,
     ) -> None:
         self.name = name
@@ -85,6 +118,9 @@ class ServedModel:
         self.warmup_steps = warmup_steps
         self.gap_reset_s = gap_reset_s
         self.late_tolerance_s = late_tolerance_s
+        self.max_abs_value = max_abs_value
+        self.max_future_skew_s = max_future_skew_s
+        self.max_streams = max_streams
         self.on_infer = on_infer
         self.meta = registry.meta(name)
         self.session = StepSession(self.meta, threads=threads)
@@ -126,63 +162,182 @@ class ServedModel:
 
         ``partitions`` and ``offsets`` (aligned with ``rows``) record where each stream's
         input comes from and the last input applied, for the changelog.
+
+        Every row ends accepted or rejected with a reason, never raising: values and times
+        that would poison a stream are screened out first; a new stream beyond
+        ``max_streams`` is refused; a step that would make a stream's state non-finite
+        resets that stream instead; an unexpected exception in a batched step is narrowed
+        down by stepping its events one at a time, and only the event that still fails is
+        rejected (``internal_error``).
         """
+        rejections: list[Rejection] = []
+        ts_all, x_all = batch.ts[rows], batch.values[rows]
+        ok = self._screen(batch, rows, ts_all, x_all, now, rejections)
+        sids_all = [batch.stream_ids[r] for r in rows.tolist()]
+        ok &= self._admit(batch, rows, sids_all, ok, rejections)
+        if not ok.all():
+            sel = np.nonzero(ok)[0]
+            rows, ts_all, x_all = rows[sel], ts_all[sel], x_all[sel]
+            sids_all = [sids_all[i] for i in sel.tolist()]
+            if partitions is not None and offsets is not None:
+                partitions, offsets = partitions[sel], offsets[sel]
         N = len(rows)
         F, Z = len(self.meta.features), self.meta.horizon
-        sids = [batch.stream_ids[r] for r in rows.tolist()]
-        slots = self.store.slots_for(sids, now) if N else np.empty(0, np.int64)
+        slots = self.store.slots_for(sids_all, now, touch=False) if N else np.empty(0, np.int64)
         rank = _rank_within_stream(slots)
-        out_score = np.full(N, np.nan)
-        out_warm = np.zeros(N, np.bool_)
-        out_fc = np.zeros((N, Z, F))
-        accepted = np.zeros(N, np.bool_)
-        rejections: list[Rejection] = []
-        ts_all = batch.ts[rows]
-        x_all = batch.values[rows]
+        out = _Out(
+            score=np.full(N, np.nan),
+            warm=np.zeros(N, np.bool_),
+            fc=np.zeros((N, Z, F)),
+            accepted=np.zeros(N, np.bool_),
+        )
         store = self.store
+        record_of = batch.index[rows]
         for r in range(int(rank.max()) + 1 if N else 0):
             idx = np.nonzero(rank == r)[0]
-            sl = slots[idx]
-            ts = ts_all[idx]
-            last = store.last_ts[sl]
-            late = ts < last - self.late_tolerance_s
+            last = store.last_ts[slots[idx]]
+            late = ts_all[idx] < last - self.late_tolerance_s
             for i in idx[late].tolist():
                 rejections.append(
                     Rejection(
-                        int(batch.index[rows[i]]),
+                        int(record_of[i]),
                         "out_of_order",
                         f"ts {ts_all[i]:.3f} is older than the stream's last event {store.last_ts[slots[i]]:.3f}",
                     )
                 )
-            idx, sl, ts, last = idx[~late], sl[~late], ts[~late], last[~late]
+            idx = idx[~late]
             if not len(idx):
                 continue
-            gap = np.isfinite(last) & (ts - last > self.gap_reset_s)
-            if gap.any():
-                store.reset_dynamics(sl[gap])
-            warm = store.steps[sl] >= self.warmup_steps
-            st = store.gather(sl)
-            t0 = time.perf_counter()
-            score, _err = advance(
-                self.session, self.meta.normalisation, self.meta.anomaly, st, x_all[idx]
-            )
-            if self.on_infer:
-                self.on_infer(time.perf_counter() - t0)
-            store.scatter(sl, st)
-            store.push_inputs(sl, x_all[idx])
-            store.last_ts[sl] = np.maximum(last, ts)
-            if partitions is not None and offsets is not None:
-                store.part[sl] = partitions[idx]
-                store.src_offset[sl] = offsets[idx]
-            out_score[idx] = score
-            out_warm[idx] = warm
-            out_fc[idx] = st.fc
-            accepted[idx] = True
-        keep = np.nonzero(accepted)[0]
+            where = None if partitions is None or offsets is None else (partitions, offsets)
+            try:
+                self._step(idx, slots, ts_all, x_all, now, where, out, rejections, record_of)
+            except Exception:  # narrow it down: one event at a time
+                log.exception(
+                    "model %s: a batched step failed; stepping its events singly", self.name
+                )
+                for i in idx.tolist():
+                    one = np.asarray([i], np.int64)
+                    try:
+                        self._step(
+                            one, slots, ts_all, x_all, now, where, out, rejections, record_of
+                        )
+                    except Exception as exc:
+                        rejections.append(
+                            Rejection(int(record_of[i]), "internal_error", _describe(exc))
+                        )
+        keep = np.nonzero(out.accepted)[0]
         touched = np.unique(slots[keep]) if len(keep) else np.empty(0, np.int64)
         return Scored(
-            rows[keep], out_score[keep], out_warm[keep], out_fc[keep], rejections, touched
+            rows[keep], out.score[keep], out.warm[keep], out.fc[keep], rejections, touched
         )
+
+    def _screen(
+        self,
+        batch: DecodedBatch,
+        rows: npt.NDArray[np.int64],
+        ts: F64,
+        x: F64,
+        now: float,
+        rejections: list[Rejection],
+    ) -> npt.NDArray[np.bool_]:
+        """Values beyond the magnitude bound and implausible times never reach a stream."""
+        bad_x = ~(np.abs(x) <= self.max_abs_value).all(axis=1)
+        ahead = ts > now + self.max_future_skew_s
+        bad_ts = ahead | (ts < 0)
+        for i in np.nonzero(bad_x | bad_ts)[0].tolist():
+            at = int(batch.index[rows[i]])
+            if ahead[i]:
+                why = (
+                    f"ts {ts[i]:.0f} is more than {self.max_future_skew_s:.0f}s ahead of the "
+                    f"scorer's clock ({now:.0f}); raise max_future_skew_s if this is expected"
+                )
+                rejections.append(Rejection(at, "implausible_ts", why))
+            elif bad_ts[i]:
+                rejections.append(Rejection(at, "implausible_ts", f"ts {ts[i]:.0f} is before 1970"))
+            else:
+                why = f"a value beyond +-{self.max_abs_value:g} (max_abs_value)"
+                rejections.append(Rejection(at, "out_of_range", why))
+        return ~(bad_x | bad_ts)
+
+    def _admit(
+        self,
+        batch: DecodedBatch,
+        rows: npt.NDArray[np.int64],
+        sids: list[str],
+        ok: npt.NDArray[np.bool_],
+        rejections: list[Rejection],
+    ) -> npt.NDArray[np.bool_]:
+        """New streams only while fewer than ``max_streams`` are held (policy: refuse the
+        newcomer to the dead-letter topic, keep the streams already held)."""
+        admitted = np.ones(len(sids), np.bool_)
+        room = self.max_streams - len(self.store)
+        if len(sids) <= room:  # the common case: no per-record work
+            return admitted
+        fresh: set[str] = set()
+        for i, sid in enumerate(sids):
+            if not ok[i] or sid in self.store or sid in fresh:
+                continue
+            if len(fresh) < room:
+                fresh.add(sid)
+                continue
+            admitted[i] = False
+            why = f"the scorer holds max_streams={self.max_streams} streams of model {self.name}"
+            rejections.append(Rejection(int(batch.index[rows[i]]), "capacity", why))
+        return admitted
+
+    def _step(
+        self,
+        idx: npt.NDArray[np.int64],
+        slots: npt.NDArray[np.int64],
+        ts_all: F64,
+        x_all: F64,
+        now: float,
+        where: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None,
+        out: _Out,
+        rejections: list[Rejection],
+        record_of: npt.NDArray[np.int64],
+    ) -> None:
+        """One batched step for events ``idx`` (at most one per stream)."""
+        store = self.store
+        sl, ts, x = slots[idx], ts_all[idx], x_all[idx]
+        last = store.last_ts[sl]
+        gap = np.isfinite(last) & (ts - last > self.gap_reset_s)
+        if gap.any():
+            store.reset_dynamics(sl[gap])
+        warm = store.steps[sl] >= self.warmup_steps
+        st = store.gather(sl)
+        t0 = time.perf_counter()
+        score, _err = advance(self.session, self.meta.normalisation, self.meta.anomaly, st, x)
+        if self.on_infer:
+            self.on_infer(time.perf_counter() - t0)
+        finite = st.finite_rows()
+        store.scatter(sl, st)
+        store.push_inputs(sl, x)
+        store.last_ts[sl] = np.maximum(last, ts)
+        store.last_seen[sl] = now
+        if where is not None:
+            store.part[sl] = where[0][idx]
+            store.src_offset[sl] = where[1][idx]
+        if not finite.all():
+            # The state would have turned non-finite: cold-start those streams instead,
+            # and dead-letter the event that did it.
+            store.reset(sl[~finite])
+            for i in idx[~finite].tolist():
+                rejections.append(
+                    Rejection(
+                        int(record_of[i]),
+                        "state_reset",
+                        "this event would have made the stream's state non-finite; "
+                        "the stream was reset",
+                    )
+                )
+            idx, score, warm, st_fc = idx[finite], score[finite], warm[finite], st.fc[finite]
+        else:
+            st_fc = st.fc
+        out.score[idx] = score
+        out.warm[idx] = warm
+        out.fc[idx] = st_fc
+        out.accepted[idx] = True
 
     # -- live swaps -----------------------------------------------------------------
 
@@ -227,24 +382,35 @@ class ServedModel:
         self.meta, self.session, self.refused_version = meta, session, None
         return current
 
-    def restore(self, snapshots: dict[str, tuple[Snapshot, int]], now: float) -> int:
+    def restore(self, snapshots: dict[str, tuple[Snapshot, int]], now: float) -> tuple[int, int]:
         """Install restored snapshots (stream id → (snapshot, partition)).
 
         A snapshot made under another model version keeps its sensor statistics but gets
-        its LSTM state rebuilt from its recent inputs, as after a live swap. Returns how
-        many streams were restored.
+        its LSTM state rebuilt from its recent inputs, as after a live swap. A snapshot
+        that cannot describe a stream of this model (another feature count, non-finite
+        statistics) is skipped: that stream cold-starts with its next event. Returns
+        ``(restored, skipped)``.
         """
         stale: list[int] = []
+        skipped = 0
+        F = len(self.meta.features)
         for sid, (snap, part) in snapshots.items():
+            why = _unusable(snap, F)
+            if why:
+                log.warning(
+                    "model %s: stream %r not restored (%s); it cold-starts", self.name, sid, why
+                )
+                skipped += 1
+                continue
             if snap.h.shape != (self.meta.layers, self.meta.hidden) or snap.fc.shape != (
                 self.meta.horizon,
-                len(self.meta.features),
+                F,
             ):
                 snap = dataclasses.replace(
                     snap,
                     h=np.zeros((self.meta.layers, self.meta.hidden), np.float32),
                     c=np.zeros((self.meta.layers, self.meta.hidden), np.float32),
-                    fc=np.zeros((self.meta.horizon, len(self.meta.features))),
+                    fc=np.zeros((self.meta.horizon, F)),
                 )
             slot = self.store.load(sid, snap, part, now)
             if snap.version != self.version:
@@ -259,7 +425,7 @@ class ServedModel:
                 [self.store.recent_inputs(s) for s in stale],
             )
             self.store.scatter(sl, st)
-        return len(snapshots)
+        return len(snapshots) - skipped, skipped
 
     def _carry_over(self, meta: ModelMeta, session: StepSession) -> None:
         """Rebuild each stream's LSTM state in the new model from its recent inputs."""

@@ -94,7 +94,19 @@ class StepState:
     rec: F64  # [B] long-run rate of new records (range novelty)
     trate: F64  # [B] long-run rate of Gaussian surprises above tail_level
 
+    def finite_rows(self) -> npt.NDArray[np.bool_]:
+        """Per stream: is every statistic finite? (``lo``/``hi``/``last_x`` start as NaN
+        by design and follow the inputs, which are finite, so they are not checked.)"""
+        ok = np.asarray(np.isfinite(self.h).all(axis=(0, 2)), np.bool_)
+        ok &= np.isfinite(self.c).all(axis=(0, 2))
+        ok &= np.isfinite(self.fc).all(axis=(1, 2))
+        ok &= np.isfinite(self.mean).all(axis=1) & np.isfinite(self.var).all(axis=1)
+        for name in _CHECKED_SCALARS:
+            ok &= np.isfinite(getattr(self, name))
+        return ok
 
+
+_CHECKED_SCALARS = ("n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate")
 _FIELDS = [f.name for f in dataclasses.fields(StepState)]
 _STATE_AXIS1 = ("h", "c")  # arrays whose stream axis is 1
 # What describes the sensor rather than the model: kept across a model swap.
@@ -257,8 +269,10 @@ class StateStore:
     def stream_ids(self) -> list[str]:
         return list(self._slot)
 
-    def slots_for(self, stream_ids: Sequence[str], now: float) -> I64:
-        """Slots of the given streams, allocating (and initialising) new ones."""
+    def slots_for(self, stream_ids: Sequence[str], now: float, *, touch: bool = True) -> I64:
+        """Slots of the given streams, allocating (and initialising) new ones. New slots are
+        seen at ``now``; existing ones too unless ``touch`` is false (the caller then
+        touches only the streams whose events it accepted)."""
         out = np.empty(len(stream_ids), np.int64)
         new: list[int] = []
         for i, sid in enumerate(stream_ids):
@@ -272,9 +286,18 @@ class StateStore:
                 new.append(slot)
             out[i] = slot
         if new:
-            self._init_slots(np.asarray(new, np.int64))
-        self.last_seen[out] = now
+            fresh = np.asarray(new, np.int64)
+            self._init_slots(fresh)
+            self.last_seen[fresh] = now
+        if touch:
+            self.last_seen[out] = now
         return out
+
+    def reset(self, slots: I64) -> None:
+        """Cold-start streams in place (they keep their slot, partition and last-seen time)."""
+        part, seen = self.part[slots].copy(), self.last_seen[slots].copy()
+        self._init_slots(slots)
+        self.part[slots], self.last_seen[slots] = part, seen
 
     def release(self, stream_ids: Sequence[str]) -> None:
         """Forget streams (e.g. when their partition is revoked)."""

@@ -167,7 +167,7 @@ def encode_snapshots(
 def _header(data: bytes) -> tuple[int, str, str, int, tuple[int, int, int, int, int]]:
     """``(format, model, version, header end, (L, H, F, Z, R))`` of a frame whose size
     matches its dimensions; ValueError on anything malformed."""
-    if len(data) > MAX_SNAPSHOT_BYTES or data[:3] != MAGIC:
+    if len(data) > MAX_SNAPSHOT_BYTES or len(data) < 4 or data[:3] != MAGIC:
         raise ValueError("not a Statecast state frame")
     fmt = data[3]
     if fmt not in (1, FORMAT):

@@ -1,8 +1,18 @@
 """Steps 2-4 of the checkpoint protocol for one poll batch: route, decode, score, and
-produce one output or one dead-letter record per input record."""
+produce one output or one dead-letter record per input record.
+
+Poison-pill rule: nothing a producer sends may stop the scorer. Decoding never raises,
+the engine screens what would poison a stream and isolates a failing step to its event
+(:meth:`~pipeline.engine.serving.ServedModel.score`), and here an output that cannot
+be encoded, or any other unexpected exception while handling a record, sends that
+record (only it) to the dead-letter topic as ``internal_error`` with the exception in
+its ``statecast.error`` header; the batch goes on. Kafka errors are not caught here:
+they are the scorer's to recover from.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 
 import numpy as np
@@ -17,6 +27,8 @@ from pipeline.metrics import ScorerMetrics
 from pipeline.scorer.routing import Router
 
 __all__ = ["BatchScorer"]
+
+log = logging.getLogger(__name__)
 
 
 class BatchScorer:
@@ -67,28 +79,52 @@ class BatchScorer:
         # 4. One output per accepted event, one dead letter per rejected record.
         rows = scored.rows.tolist()
         out_recs = [src[r] for r in rows]
-        values = encode_scores(
-            stream_ids=[batch.stream_ids[r] for r in rows],
-            ts_raw=[batch.ts_raw[r] for r in rows],
-            values=batch.values[scored.rows],
-            forecast=scored.forecast,
-            score=scored.score,
-            warm=scored.warm,
-            threshold=served.threshold,
-            features=served.meta.features,
-            model=served.name,
-            version=served.version,
-            records=out_recs,
-        )
-        producer.send_many(cfg.output_topic, [r.key for r in out_recs], values)
-        for rej in batch.rejections + scored.rejections:
-            rec = recs[rej.index]
-            producer.send(
-                cfg.dlq_topic, rec.key, rec.value, dlq_headers(rec, rej.reason, rej.detail)
+
+        def encode(at: slice) -> list[bytes]:
+            return encode_scores(
+                stream_ids=[batch.stream_ids[r] for r in rows[at]],
+                ts_raw=[batch.ts_raw[r] for r in rows[at]],
+                values=batch.values[scored.rows[at]],
+                forecast=scored.forecast[at],
+                score=scored.score[at],
+                warm=scored.warm[at],
+                threshold=served.threshold,
+                features=served.meta.features,
+                model=served.name,
+                version=served.version,
+                records=out_recs[at],
             )
-            self.metrics.dead_lettered.labels(rej.reason).inc()
-        self.metrics.scored.labels(served.name).inc(len(rows))
+
+        failed: list[tuple[int, str]] = []
+        try:
+            values = encode(slice(None))
+            sent = out_recs
+        except Exception:  # one row cannot be encoded: find it, keep the others
+            values, sent = [], []
+            for j in range(len(rows)):
+                try:
+                    values.extend(encode(slice(j, j + 1)))
+                    sent.append(out_recs[j])
+                except Exception as exc:
+                    failed.append((j, _describe(exc)))
+        producer.send_many(cfg.output_topic, [r.key for r in sent], values)
+        for rej in batch.rejections + scored.rejections:
+            self._dead_letter(producer, recs[rej.index], rej.reason, rej.detail)
+        for j, why in failed:
+            self._dead_letter(producer, out_recs[j], "internal_error", why)
+        resets = sum(1 for rej in scored.rejections if rej.reason == "state_reset")
+        if resets:
+            self.metrics.state_resets.labels(served.name).inc(resets)
+        self.metrics.scored.labels(served.name).inc(len(sent))
         flagged = int(((np.nan_to_num(scored.score) >= served.threshold) & scored.warm).sum())
         if flagged:
             self.metrics.anomalies.labels(served.name).inc(flagged)
         return scored.touched
+
+    def _dead_letter(self, producer: Producer, rec: Record, reason: str, detail: str) -> None:
+        producer.send(self.config.dlq_topic, rec.key, rec.value, dlq_headers(rec, reason, detail))
+        self.metrics.dead_lettered.labels(reason).inc()
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]

@@ -82,11 +82,22 @@ class Housekeeper:
             return
         self._next_topic_sync = time.monotonic() + self.config.model_topic_check_s
         try:
-            installed = install_latest(self.config.kafka, topic, self.registry, timeout_s=5.0)
-        except (KafkaError, RegistryError) as exc:
-            log.error("cannot install models from %s: %s", topic, exc)
-            for served in self.models.values():
-                self.metrics.refused.labels(served.name).inc()
+            report = install_latest(
+                self.config.kafka,
+                topic,
+                self.registry,
+                timeout_s=5.0,
+                verify_key=self.config.model_verify_key,
+            )
+        except KafkaError as exc:
+            log.error("cannot read models from %s (will retry): %s", topic, exc)
+            self.metrics.model_topic_errors.labels("read").inc()
             return
-        if installed:
-            log.info("installed %s from %s", installed, topic)
+        for why in report.malformed:
+            log.error("skipped a malformed record on %s: %s", topic, why)
+            self.metrics.model_topic_errors.labels("malformed").inc()
+        for name, why in report.refused:
+            log.error("refused model %s from %s: %s", name, topic, why)
+            self.metrics.refused.labels(name).inc()
+        if report.installed:
+            log.info("installed %s from %s", report.installed, topic)

@@ -7,7 +7,8 @@ and before any record of those partitions is processed:
 2. read the changelog partition from the beginning (read_committed in exactly-once);
 3. for each stream keep the newest state whose source offset is below C;
 4. install those states; a state from another model version gets its LSTM state
-   rebuilt from its recent inputs.
+   rebuilt from its recent inputs. A damaged or mismatched frame never stops a restore:
+   it is skipped and counted, and its stream cold-starts (``statecast_restore_skipped``).
 """
 
 from __future__ import annotations
@@ -63,8 +64,13 @@ class Restorer:
             name = snap.model if snap.model in self.models else self.router.model_for(sid.encode())
             by_model[name][sid] = (snap, part)
         now = time.time()
-        restored = sum(self.models[m].restore(s, now) for m, s in by_model.items())
+        restored = skipped = 0
+        for m, s in by_model.items():
+            done, bad = self.models[m].restore(s, now)
+            restored, skipped = restored + done, skipped + bad
         self.restored_streams += restored
+        if skipped:
+            self.metrics.restore_skipped.inc(skipped)
         elapsed = time.monotonic() - started
         self.metrics.restore.set(elapsed)
         log.info(

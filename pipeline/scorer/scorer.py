@@ -107,6 +107,9 @@ class Scorer:
                 warmup_steps=config.warmup_steps,
                 gap_reset_s=config.gap_reset_s,
                 late_tolerance_s=config.late_tolerance_s,
+                max_abs_value=config.max_abs_value,
+                max_future_skew_s=config.max_future_skew_s,
+                max_streams=config.max_streams,
                 on_infer=self.metrics.inference.observe,
             )
             for name in sorted(names)
@@ -136,16 +139,19 @@ class Scorer:
         self.first_batch_at: float | None = None  # monotonic, for benchmarks
         self.last_batch_at: float | None = None
         self._pending_restore: set[TopicPartition] = set()
+        self._failure: KafkaError | None = None  # from a rebalance callback
 
     def _init_metrics(self) -> None:
         for m in self.models.values():
             self.metrics.model_info.labels(m.name).info({"version": m.version})
+            self.metrics.max_streams.labels(m.name).set(m.max_streams)
             # Labelled series exist from the start (at 0), so rates and alerts see them.
             for family in (
                 self.metrics.scored,
                 self.metrics.anomalies,
                 self.metrics.swaps,
                 self.metrics.refused,
+                self.metrics.state_resets,
             ):
                 family.labels(m.name)
         for reason in REASONS:
@@ -218,7 +224,8 @@ class Scorer:
             exc,
             backoff,
         )
-        self.metrics.commit_failures.inc()
+        self.metrics.kafka_errors.inc()
+        self._mark_unready()
         self.checkpointer.abandon(self.producer)
         try:
             self._disconnect()
@@ -233,16 +240,29 @@ class Scorer:
     def _on_assign(self, assigned: set[TopicPartition]) -> None:
         # kafka-python runs this on its I/O thread, where no blocking client call may run;
         # the restore happens right after the poll returns, before any record is processed.
+        # Not ready until it is done.
         self._pending_restore |= assigned
+        self._mark_unready()
 
     def _on_revoke(self, revoked: set[TopicPartition]) -> None:
-        # The streams of revoked partitions now belong to another member, which restores
-        # them from the changelog, so they are dropped here.
+        """Hand revoked partitions over.
+
+        Exactly-once: the open transaction holds outputs of the revoked partitions, so it
+        is committed now, with their offsets and their streams' changelog records, before
+        they are released (as Kafka Streams commits its tasks when they are revoked); else
+        the new owner would redo that work and read_committed readers would see it twice.
+        If that commit fails, the scorer recovers as from any Kafka failure (abort, drop
+        state, rejoin, restore). At-least-once: the uncommitted work on them is redone by
+        the new owner from its last checkpoint (duplicates are allowed, loss is not).
+        """
+        if self.exactly_once and self.checkpointer.in_txn and self._failure is None:
+            try:
+                self.checkpoint()
+            except KafkaError as exc:
+                self._failure = exc  # raised from the loop, after the poll returns
         parts = {tp.partition for tp in revoked if tp.topic == self.config.input_topic}
         for served in self.models.values():
             served.store.release(served.store.streams_in(parts))
-        # Work on them since the last checkpoint is not committed: the new owner redoes it
-        # from the changelog state of that checkpoint.
         self.checkpointer.forget_partitions(revoked)
         log.info("partitions revoked: %s", sorted(parts))
 
@@ -268,6 +288,9 @@ class Scorer:
                     # 1. Poll (bounded: backpressure). New assignments are restored before
                     # any of their records is processed.
                     records = self.consumer.poll(cfg.poll_timeout_ms, cfg.max_poll_records)
+                    if self._failure is not None:
+                        failure, self._failure = self._failure, None
+                        raise failure
                     now = time.monotonic()
                     if self._pending_restore:
                         pending, self._pending_restore = self._pending_restore, set()
@@ -312,9 +335,17 @@ class Scorer:
         return idle_s >= limit if assigned else running_s >= max(3 * limit, limit + 30.0)
 
     def _mark_ready(self) -> None:
+        """Ready: connected, and every assigned partition's state restored."""
+        if self._pending_restore:
+            return
         if self.server is not None and not self.server.ready.is_set():
             self.server.ready.set()
         self.metrics.ready.set(1)
+
+    def _mark_unready(self) -> None:
+        if self.server is not None:
+            self.server.ready.clear()
+        self.metrics.ready.set(0)
 
     # -- one batch --------------------------------------------------------------------
 
@@ -338,7 +369,11 @@ class Scorer:
     def checkpoint(self) -> None:
         """Steps 4 (changelog), 5 and 6 for everything processed since the last checkpoint."""
         assert self.producer is not None and self.consumer is not None
-        self.checkpointer.checkpoint(self.producer, self.consumer)
+        try:
+            self.checkpointer.checkpoint(self.producer, self.consumer)
+        except KafkaError:
+            self.metrics.commit_failures.inc()
+            raise
 
     def housekeeping(self) -> None:
         """Model swaps, gauges, and scheduling idle-stream eviction; runs between batches."""
