@@ -17,7 +17,7 @@ setup: $(STAMP) .statecast/kafka/.fetched .statecast/prometheus.installed
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/pip install -q --disable-pip-version-check uv
-	$(BIN)/uv pip install --python $(PY) -q -e '.[train,dev,confluent]'
+	$(BIN)/uv pip install --python $(PY) -q -e '.[train,dev,confluent,signing]'
 	@touch $@
 
 # Apache Kafka broker jars from Maven Central (cached in .statecast/, git-ignored).

@@ -33,7 +33,9 @@ __all__ = [
     "ENV_PREFIX",
     "KafkaConfig",
     "LocalKafkaConfig",
+    "ModelsConfig",
     "ScorerConfig",
+    "explicit_bootstrap",
     "load",
 ]
 
@@ -75,7 +77,7 @@ class KafkaConfig:
         ):
             raise ConfigError(
                 "backend 'confluent-kafka' needs the confluent extra: "
-                "pip install 'statecast[confluent]' (or use --kafka-backend kafka-python)"
+                "pip install 'statecast[confluent]' (or use --backend kafka-python)"
             )
         allowed = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
         if self.security_protocol not in allowed:
@@ -201,6 +203,29 @@ class ScorerConfig:
     def route_map(self) -> dict[str, str]:
         """Stream-id prefix → model name; the longest matching prefix wins."""
         return dict(r.split("=", 1) for r in self.routes)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelsConfig:
+    """Where the commands that are not the scorer (train, models, detect, demo, bench)
+    find models: the same ``STATECAST_REGISTRY`` / ``STATECAST_MODEL`` as the scorer."""
+
+    registry: Path = Path("exported_models")
+    model: str = "default"
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ConfigError("model must not be empty")
+
+
+def explicit_bootstrap(
+    flags: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> str | None:
+    """The broker the user named (flag, else ``STATECAST_BOOTSTRAP``), or None: commands
+    that can run a managed local broker start one only when none was named."""
+    environ = os.environ if environ is None else environ
+    named = flags.get("bootstrap") or environ.get(ENV_PREFIX + "BOOTSTRAP")
+    return str(named) if named else None
 
 
 def _convert(name: str, raw: Any, hint: Any) -> Any:

@@ -37,6 +37,13 @@ class TrainerMetrics:
         self.duration = Gauge(
             "statecast_trainer_last_run_duration_seconds", "Duration of the last run", registry=r
         )
+        self.started = Gauge(
+            "statecast_trainer_started_timestamp_seconds",
+            "Unix time the trainer process started (the model-stale alert counts from it "
+            "until the first success)",
+            registry=r,
+        )
+        self.started.set(time.time())
         self.last_success = Gauge(
             "statecast_trainer_last_success_timestamp_seconds",
             "Unix time of the last successful run",
@@ -76,12 +83,16 @@ def run_periodically(
     metrics_file: str | None = None,
     metrics: TrainerMetrics | None = None,
     max_runs: int | None = None,
+    retry: str | None = None,
 ) -> int:
     """Run ``once(metrics)`` now, then every ``every`` (forever, or ``max_runs`` times).
+    After a failed run the next one comes after ``retry`` instead, if that is sooner (a
+    first run that found no data yet does not wait a whole day).
 
     Returns the exit code of the last run (0 ok, 1 failed).
     """
     interval = parse_duration(every) if every else None
+    retry_s = parse_duration(retry) if retry else None
     metrics = metrics or TrainerMetrics()
     runs = 0
     code = 0
@@ -104,7 +115,8 @@ def run_periodically(
         runs += 1
         if interval is None or (max_runs is not None and runs >= max_runs):
             return code
-        next_at = started + interval
+        wait = interval if code == 0 or retry_s is None else min(interval, retry_s)
+        next_at = started + wait
         log.info("next training run in %.0fs", max(0.0, next_at - time.monotonic()))
         while time.monotonic() < next_at:
             time.sleep(min(5.0, max(0.0, next_at - time.monotonic())))

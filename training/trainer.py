@@ -117,6 +117,9 @@ class Trainer:
         started = time.monotonic()
         cfg = self.config
         seed_everything(cfg.seed)
+        # A run killed mid-write leaves a temporary folder behind; nothing else writes
+        # this model's versions (one trainer per model), so it can go.
+        self.registry.cleanup_tmp(self.job.model)
         # 1. Data.
         streams = self.load_streams()
         prepared = prepare(

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.commands.flags import add_kafka_flags, kafka_for
+from pipeline.commands.flags import add_kafka_flags, add_model_flags, kafka_for, models_config
 from pipeline.commands.score import score_argv
 from pipeline.config import BACKENDS, KafkaConfig, ScorerConfig
 from pipeline.kafka_io import ensure_topic, open_producer
@@ -462,12 +462,12 @@ if __name__ == "__main__" and len(sys.argv) > 2 and sys.argv[1] == "worker":
 
 
 def run(ns: argparse.Namespace) -> int:
-    from pipeline.commands.bench import BenchOptions, print_table, run_bench
-
     with kafka_for(ns) as kafka:
-        where = {"registry": Path(ns.registry), "model": ns.model}
+        m = models_config(ns)
         opts = (
-            BenchOptions.quick(kafka, **where) if ns.quick else BenchOptions(kafka=kafka, **where)
+            BenchOptions.quick(kafka, registry=m.registry, model=m.model)
+            if ns.quick
+            else BenchOptions(kafka=kafka, registry=m.registry, model=m.model)
         )
         sizes = {"events": ns.events, "streams": ns.streams, "runs": ns.runs}
         opts = dataclasses.replace(opts, **{k: v for k, v in sizes.items() if v})
@@ -488,7 +488,6 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--events", type=int)
     p.add_argument("--streams", type=int)
     p.add_argument("--runs", type=int)
-    p.add_argument("--registry", default="exported_models")
-    p.add_argument("--model", default="default")
+    add_model_flags(p)
     add_kafka_flags(p)
     p.set_defaults(func=run)

@@ -28,6 +28,7 @@ import kafka as kp
 import numpy as np
 import orjson
 
+from pipeline.commands.flags import add_model_flags, models_config
 from pipeline.commands.replay import replay
 from pipeline.commands.score import score_argv
 from pipeline.config import KafkaConfig, LocalKafkaConfig, load
@@ -281,8 +282,8 @@ def run(ns: argparse.Namespace) -> int:
 
     run_demo(
         DemoOptions(
-            registry=Path(ns.registry),
-            model=ns.model,
+            registry=models_config(ns).registry,
+            model=models_config(ns).model,
             metrics_port=ns.metrics_port,
             rate=ns.rate,
             sensors=ns.sensors,
@@ -294,8 +295,7 @@ def run(ns: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("demo", help="end-to-end demo: broker, scorer, replayed feed, report")
-    p.add_argument("--registry", default="exported_models")
-    p.add_argument("--model", default="default")
+    add_model_flags(p)
     p.add_argument("--metrics-port", dest="metrics_port", type=int, default=9108)
     p.add_argument("--rate", type=float, default=120.0, help="events per second")
     p.add_argument("--sensors", type=int, default=12)

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.commands.flags import add_kafka_flags, kafka_for
+from pipeline.commands.flags import add_kafka_flags, add_model_flags, kafka_for, models_config
 from pipeline.commands.replay import collect_streams, replay
 from pipeline.config import KafkaConfig, ScorerConfig
 from pipeline.errors import KafkaError
@@ -137,8 +137,8 @@ def run(ns: argparse.Namespace) -> int:
         job = DetectJob(
             inputs=tuple(Path(p) for p in ns.inputs),
             output=Path(ns.output),
-            registry=Path(ns.registry),
-            model=ns.model,
+            registry=models_config(ns).registry,
+            model=models_config(ns).model,
             kafka=kafka,
             progress=not ns.no_progress,
         )
@@ -153,8 +153,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("inputs", nargs="+")
     p.add_argument("--output", required=True)
-    p.add_argument("--registry", default="exported_models")
-    p.add_argument("--model", default="default")
+    add_model_flags(p)
     p.add_argument("--no-progress", dest="no_progress", action="store_true")
     add_kafka_flags(p)
     p.set_defaults(func=run)

@@ -7,9 +7,9 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from pipeline.config import BACKENDS, KafkaConfig
+from pipeline.config import BACKENDS, KafkaConfig, ModelsConfig, explicit_bootstrap, load
 
-__all__ = ["add_kafka_flags", "flags", "kafka_for"]
+__all__ = ["add_kafka_flags", "add_model_flags", "flags", "kafka_for", "models_config"]
 
 
 def flags(ns: argparse.Namespace) -> dict[str, Any]:
@@ -20,11 +20,11 @@ def flags(ns: argparse.Namespace) -> dict[str, Any]:
 def kafka_for(ns: argparse.Namespace) -> Iterator[KafkaConfig]:
     """The broker named by ``--bootstrap``, else the managed local one, which is stopped
     again afterwards if this command started it."""
-    from pipeline.config import LocalKafkaConfig, load
+    from pipeline.config import LocalKafkaConfig
     from pipeline.localkafka import LocalBroker
 
     given = flags(ns)
-    if getattr(ns, "bootstrap", None):
+    if explicit_bootstrap(given):
         yield load(KafkaConfig, given)
         return
     broker = LocalBroker(load(LocalKafkaConfig, {}))
@@ -48,3 +48,12 @@ def add_kafka_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sasl-mechanism", dest="sasl_mechanism")
     p.add_argument("--sasl-username", dest="sasl_username")
     p.add_argument("--ssl-cafile", dest="ssl_cafile")
+
+
+def add_model_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--registry", help="model registry folder (env STATECAST_REGISTRY)")
+    p.add_argument("--model", help="model name (env STATECAST_MODEL; default: default)")
+
+
+def models_config(ns: argparse.Namespace) -> ModelsConfig:
+    return load(ModelsConfig, flags(ns))

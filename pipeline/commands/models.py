@@ -8,13 +8,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pipeline.commands.flags import add_model_flags, models_config
+
 __all__ = ["add_parser", "run"]
 
 
 def run(ns: argparse.Namespace) -> int:
     from pipeline.engine.registry import Registry
 
-    reg = Registry(Path(ns.registry))
+    where = models_config(ns)
+    reg = Registry(where.registry)
     if ns.action == "list":
         for model in reg.models():
             current = reg.current(model)
@@ -31,7 +34,7 @@ def run(ns: argparse.Namespace) -> int:
                     print(f"{mark} {model}/{v}  (unreadable: {exc})")
         return 0
     if ns.action == "show":
-        meta = reg.meta(ns.model, ns.version)
+        meta = reg.meta(where.model, ns.version)
         doc = dict(meta.raw)
         doc.get("fit", {}).pop("history", None)
         print(json.dumps(doc, indent=2, sort_keys=True))
@@ -47,11 +50,11 @@ def run(ns: argparse.Namespace) -> int:
         if not ns.version:
             print("statecast: error: promote needs a VERSION", file=sys.stderr)
             return 2
-        reg.promote(ns.model, ns.version)
-        print(f"{ns.model} now serves {ns.version}")
+        reg.promote(where.model, ns.version)
+        print(f"{where.model} now serves {ns.version}")
         return 0
-    target = reg.rollback(ns.model)
-    print(f"{ns.model} rolled back to {target}")
+    target = reg.rollback(where.model)
+    print(f"{where.model} rolled back to {target}")
     return 0
 
 
@@ -59,6 +62,5 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("models", help="list, show, promote or roll back registered models")
     p.add_argument("action", choices=["list", "show", "promote", "rollback", "keygen"])
     p.add_argument("version", nargs="?", help="the version (promote, show); keygen: key file")
-    p.add_argument("--registry", default="exported_models")
-    p.add_argument("--model", default="default")
+    add_model_flags(p)
     p.set_defaults(func=run)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.commands.flags import add_kafka_flags, flags
+from pipeline.commands.flags import add_kafka_flags, add_model_flags, flags, models_config
 
 __all__ = ["add_parser", "run"]
 
@@ -29,8 +29,8 @@ def run(ns: argparse.Namespace) -> int:
         data=tuple(Path(p) for p in (ns.data or [])),
         from_kafka=ns.from_kafka,
         since=ns.since,
-        registry=Path(ns.registry),
-        model=ns.model,
+        registry=models_config(ns).registry,
+        model=models_config(ns).model,
         promote=ns.promote,
         plot=not ns.no_plot,
         progress=sys.stderr.isatty() or ns.progress,
@@ -64,7 +64,9 @@ def run(ns: argparse.Namespace) -> int:
             from prometheus_client import start_http_server
 
             start_http_server(ns.metrics_port, addr=ns.metrics_host, registry=metrics.registry)
-        return run_periodically(once, ns.every, metrics_file=ns.metrics_file, metrics=metrics)
+        return run_periodically(
+            once, ns.every, metrics_file=ns.metrics_file, metrics=metrics, retry=ns.retry
+        )
     return once()
 
 
@@ -76,8 +78,7 @@ def add_parser(sub: Any) -> None:
         "--from-kafka", dest="from_kafka", metavar="TOPIC", help="read the input topic"
     )
     p.add_argument("--since", default="7d", help="with --from-kafka: how far back (e.g. 7d)")
-    p.add_argument("--registry", default="exported_models")
-    p.add_argument("--model", default="default")
+    add_model_flags(p)
     p.add_argument("--max-epochs", dest="max_epochs", type=int)
     p.add_argument("--hidden", type=int)
     p.add_argument("--layers", type=int)
@@ -86,6 +87,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--promote", choices=["auto", "always", "never"], default="auto")
     p.add_argument("--config", help="JSON file with TrainConfig fields")
     p.add_argument("--every", help="retrain on a schedule, e.g. 24h (default: once)")
+    p.add_argument(
+        "--retry", help="with --every: after a failed run, try again after this (e.g. 10m)"
+    )
     p.add_argument(
         "--metrics-file",
         dest="metrics_file",

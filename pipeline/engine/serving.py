@@ -307,12 +307,16 @@ class ServedModel:
         warm = store.steps[sl] >= self.warmup_steps
         st = store.gather(sl)
         t0 = time.perf_counter()
-        score, _err = advance(self.session, self.meta.normalisation, self.meta.anomaly, st, x)
+        # Overflow is not an error here: a non-finite result is caught per stream below.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            score, _err = advance(self.session, self.meta.normalisation, self.meta.anomaly, st, x)
         if self.on_infer:
             self.on_infer(time.perf_counter() - t0)
-        finite = st.finite_rows()
+        with np.errstate(over="ignore"):
+            # The replay ring holds float32: a value beyond its range would turn inf there.
+            finite = st.finite_rows() & np.isfinite(x.astype(np.float32)).all(axis=1)
         store.scatter(sl, st)
-        store.push_inputs(sl, x)
+        store.push_inputs(sl[finite], x[finite])
         store.last_ts[sl] = np.maximum(last, ts)
         store.last_seen[sl] = now
         if where is not None:

@@ -1,7 +1,7 @@
 """The confluent-kafka (librdkafka) backend of :mod:`pipeline.kafka_io.interface`.
 
 An optional extra (``pip install 'statecast[confluent]'``), selected with
-``--kafka-backend confluent-kafka`` / ``STATECAST_BACKEND``. librdkafka does the network
+``--backend confluent-kafka`` / ``STATECAST_BACKEND``. librdkafka does the network
 I/O, batching and retries on its own threads, so a produce costs ~1 µs of the calling
 thread instead of kafka-python's ~23 µs. confluent-kafka errors are translated here into
 :class:`pipeline.errors.KafkaError`.

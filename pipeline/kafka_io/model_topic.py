@@ -30,7 +30,7 @@ from typing import Any
 
 from pipeline.config import KafkaConfig
 from pipeline.engine.registry import ModelMeta, Registry, check_name, sha256_of
-from pipeline.errors import ModelRejected, RegistryError
+from pipeline.errors import KafkaError, ModelRejected, RegistryError
 from pipeline.kafka_io import ensure_topic, open_producer
 
 __all__ = [
@@ -203,13 +203,16 @@ def _latest_frames(
 
     from pipeline.kafka_io.kafkapython import client_settings
 
-    consumer = kafka.KafkaConsumer(
-        enable_auto_commit=False,
-        fetch_max_bytes=MAX_FRAME_BYTES,
-        max_partition_fetch_bytes=MAX_FRAME_BYTES,
-        **client_settings(config),
-    )
     latest: dict[str, bytes] = {}
+    try:
+        consumer = kafka.KafkaConsumer(
+            enable_auto_commit=False,
+            fetch_max_bytes=MAX_FRAME_BYTES,
+            max_partition_fetch_bytes=MAX_FRAME_BYTES,
+            **client_settings(config),
+        )
+    except kafka.errors.KafkaError as exc:
+        raise KafkaError(f"cannot read the model topic {topic}: {exc}") from exc
     try:
         parts = [KTP(topic, p) for p in (consumer.partitions_for_topic(topic) or [])]
         if not parts:
@@ -230,6 +233,8 @@ def _latest_frames(
                         report.malformed.append(f"offset {r.offset}: key is not a model name")
                         continue
                     latest[name] = r.value
+    except kafka.errors.KafkaError as exc:
+        raise KafkaError(f"cannot read the model topic {topic}: {exc}") from exc
     finally:
         consumer.close()
     return latest
