@@ -35,7 +35,7 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
                 ],
             ),
             (
-                "End-to-end latency (append → output acknowledged)",
+                "End-to-end latency (input record timestamp → output acknowledged)",
                 "timeseries",
                 "s",
                 [
@@ -109,12 +109,41 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
                 ],
             ),
             (
-                "Commit failures (15m) and last restore",
+                "Commit failures, Kafka rejoins (15m) and last restore",
                 "stat",
                 "short",
                 [
                     ("sum(increase(statecast_commit_failures_total[15m]))", "commit failures"),
+                    ("sum(increase(statecast_kafka_errors_total[15m]))", "rejoins"),
                     ("max(statecast_state_restore_duration_seconds)", "restore s"),
+                ],
+            ),
+            (
+                "Poison records, state resets, skipped restores (15m)",
+                "stat",
+                "short",
+                [
+                    (
+                        'sum(increase(statecast_events_dead_lettered_total{reason="internal_error"}[15m]))',
+                        "internal errors",
+                    ),
+                    ("sum(increase(statecast_state_resets_total[15m]))", "state resets"),
+                    ("sum(increase(statecast_restore_skipped_total[15m]))", "restore skipped"),
+                    (
+                        "sum(increase(statecast_model_topic_errors_total[15m]))",
+                        "model topic errors",
+                    ),
+                ],
+            ),
+            (
+                "Stream capacity used",
+                "timeseries",
+                "percentunit",
+                [
+                    (
+                        "sum by (model) (statecast_active_streams) / sum by (model) (statecast_max_streams)",
+                        "{{model}}",
+                    ),
                 ],
             ),
         ],

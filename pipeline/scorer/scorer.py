@@ -156,6 +156,8 @@ class Scorer:
                 family.labels(m.name)
         for reason in REASONS:
             self.metrics.dead_lettered.labels(reason)
+        for kind in ("read", "malformed"):
+            self.metrics.model_topic_errors.labels(kind)
 
     @property
     def restored_streams(self) -> int:

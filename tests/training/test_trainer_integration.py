@@ -100,10 +100,10 @@ def test_train_from_kafka_topic_and_publish_to_model_topic(
 
     # A scorer machine without the shared disk installs it from the topic.
     remote = Registry(tmp_path / "remote")
-    assert install_latest(kafka_config, models_topic, remote) == [f"k/{outcome.version}"]
+    assert install_latest(kafka_config, models_topic, remote).installed == [f"k/{outcome.version}"]
     assert remote.current("k") == outcome.version
     assert remote.meta("k").sha256 == Registry(tmp_path / "r").meta("k").sha256
-    assert install_latest(kafka_config, models_topic, remote) == []
+    assert install_latest(kafka_config, models_topic, remote).installed == []
 
 
 def test_promote_never_registers_without_promoting(tiny_registry: Path, tmp_path: Path) -> None:

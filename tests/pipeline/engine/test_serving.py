@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,3 +19,29 @@ def test_rank_counts_earlier_events_of_the_same_stream(slots: list[int]) -> None
         expected.append(seen.get(s, 0))
         seen[s] = expected[-1] + 1
     assert _rank_within_stream(np.asarray(slots, np.int64)).tolist() == expected
+
+
+def test_restore_skips_a_state_with_another_feature_count(tiny_registry: Path) -> None:
+    from pipeline.engine.registry import Registry
+    from pipeline.engine.serving import ServedModel
+    from pipeline.engine.state import StateStore
+
+    served = ServedModel("tiny", Registry(tiny_registry))
+    meta = served.meta
+    F = len(meta.features)
+
+    def snapshot_with(features: int) -> tuple[object, int]:
+        store = StateStore(
+            layers=meta.layers, hidden=meta.hidden, features=features, horizon=meta.horizon
+        )
+        (slot,) = store.slots_for(["x"], now=0.0).tolist()
+        store.mean[slot] = 1.0
+        store.var[slot] = 1.0
+        return store.snapshot(slot, "tiny", meta.version), 0
+
+    restored, skipped = served.restore(
+        {"ok": snapshot_with(F), "wrong": snapshot_with(F + 2)},  # type: ignore[dict-item]
+        now=0.0,
+    )
+    assert (restored, skipped) == (1, 1)
+    assert "ok" in served.store and "wrong" not in served.store

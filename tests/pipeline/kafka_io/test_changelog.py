@@ -185,3 +185,12 @@ def test_a_damaged_frame_is_a_value_error_never_anything_else() -> None:
         for parse in (decode_snapshot, source_offset_of):
             with contextlib.suppress(ValueError):
                 parse(bad)
+
+
+def test_frames_too_short_to_have_a_format_byte_are_skipped_not_an_index_error() -> None:
+    from pipeline.kafka_io.changelog import source_offset_of
+
+    assert decode_snapshots([b"SCS", b"", b"S", b"SCS\x02"]) == [None, None, None, None]
+    for frame in (b"SCS", b""):
+        with pytest.raises(ValueError):
+            source_offset_of(frame)

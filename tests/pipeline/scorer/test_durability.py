@@ -6,9 +6,11 @@ same input in a fresh group: restored state must reproduce them to 1e-5.
 
 from __future__ import annotations
 
+import collections
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -361,3 +363,76 @@ def test_state_snapshot_round_trip() -> None:
     np.testing.assert_array_equal(other.recent_inputs(s2), store.recent_inputs(slot))
     with pytest.raises(ValueError):
         decode_snapshot(encode_snapshot(snap)[:-3])
+
+
+def _produce_paced(
+    kafka: KafkaConfig, topic: str, items: list[tuple[bytes, bytes]], seconds: float
+) -> threading.Thread:
+    """Produce ``items`` evenly over ``seconds`` on a background thread."""
+
+    def run() -> None:
+        chunks = 40
+        size = -(-len(items) // chunks)
+        for i in range(chunks):
+            produce(kafka, topic, items[i * size : (i + 1) * size])
+            time.sleep(seconds / chunks)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """A clean leave: SIGTERM, the scorer finishes its batch, commits and leaves the group."""
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+
+
+def test_exactly_once_holds_while_members_join_and_leave(
+    kafka_config: KafkaConfig,
+    tiny_registry: Path,
+    topic_factory: Callable[..., str],
+    group_factory: Callable[[], str],
+    reference: Callable[..., dict[tuple[str, int], tuple[list[float], float]]],
+) -> None:
+    """Three scorers join and leave one group mid-stream (clean leaves, no crash): a
+    read_committed reader sees exactly one output per input. Before the revoke handler
+    committed the open transaction, revoked partitions' outputs stayed in it and were
+    committed later without their offsets, so the new owner produced them again."""
+    inp = topic_factory("in", partitions=4)
+    events = _events(60, 400, seed=8)
+    out = topic_factory("out", partitions=4)
+    group = group_factory()
+    eos = ("--guarantee", "exactly-once", "--commit-interval-s", "2")
+    feeder = _produce_paced(kafka_config, inp, events, seconds=12)
+    a = _spawn(kafka_config, tiny_registry, inp, out, group, *eos, "--instance-id", "a")
+    time.sleep(4)
+    b = _spawn(kafka_config, tiny_registry, inp, out, group, *eos, "--instance-id", "b")
+    time.sleep(3)
+    _stop(a)
+    c = _spawn(
+        kafka_config,
+        tiny_registry,
+        inp,
+        out,
+        group,
+        *eos,
+        "--instance-id",
+        "c",
+        "--until-idle",
+        "8",
+    )
+    time.sleep(3)
+    _stop(b)
+    feeder.join(60)
+    _, err = c.communicate(timeout=180)
+    assert c.returncode == 0, err.decode()[-2000:]
+    got = read_all(kafka_config, out, isolation_level="read_committed", timeout_s=20)
+    per_input = collections.Counter(
+        (d["partition"], d["offset"]) for d in (orjson.loads(r.value) for r in got)
+    )
+    duplicates = sum(n - 1 for n in per_input.values())
+    assert duplicates == 0, f"{duplicates} duplicate outputs"
+    assert len(per_input) == len(events)
+    _assert_same(_scores(got), reference(inp, len(events)))
