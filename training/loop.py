@@ -25,7 +25,7 @@ from training.config import TrainConfig
 from training.data import Prepared
 from training.model import LSTMForecaster
 
-__all__ = ["FitResult", "fit", "masked_loss", "seed_everything"]
+__all__ = ["FitResult", "fit", "masked_loss", "seed_everything", "tbptt_chunk", "validation_loss"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,37 @@ class FitResult:
     history: list[dict[str, float]]
     stopped_early: bool
     seconds: float
+    max_grad_norm: float = 0.0  # the largest gradient norm before clipping
+    max_applied_grad_norm: float = 0.0  # ... and after: never above clip_norm
+
+
+State = tuple[torch.Tensor, torch.Tensor]
+
+
+def tbptt_chunk(
+    model: LSTMForecaster,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    m: torch.Tensor,
+    state: State | None,
+    clip_norm: float,
+) -> tuple[float, State, float, float]:
+    """One truncated-BPTT chunk: forward from the carried state, masked loss, backward
+    through this chunk only, clip the gradient norm, Adam step.
+
+    Returns ``(loss, detached state for the next chunk, gradient norm before clipping,
+    gradient norm applied)``. The state is detached: the next chunk's gradients stop here.
+    """
+    pred, (h, c) = model(x, state)
+    loss = masked_loss(pred, y, m)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()  # type: ignore[no-untyped-call]
+    before = float(nn.utils.clip_grad_norm_(model.parameters(), clip_norm))
+    grads = [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]
+    applied = float(torch.norm(torch.stack(grads))) if grads else 0.0
+    opt.step()
+    return float(loss.detach()), (h.detach(), c.detach()), before, applied
 
 
 def seed_everything(seed: int) -> None:
@@ -84,6 +115,7 @@ def fit(
     started = time.monotonic()
     stale = 0
     epochs = 0
+    max_norm = max_applied = 0.0
     bar = tqdm(range(1, config.max_epochs + 1), desc="train", unit="epoch", disable=not progress)
     for epoch in bar:
         epochs = epoch
@@ -101,14 +133,12 @@ def fit(
                     with torch.no_grad():
                         _, state = model(x[:, sl], state)
                     continue
-                pred, (h, c) = model(x[:, sl], state)
-                loss = masked_loss(pred, y[:, sl], m[:, sl])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()  # type: ignore[no-untyped-call]
-                nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
-                opt.step()
-                state = (h.detach(), c.detach())
-                run_loss += float(loss.detach())
+                loss, state, before, applied = tbptt_chunk(
+                    model, opt, x[:, sl], y[:, sl], m[:, sl], state, config.clip_norm
+                )
+                max_norm = max(max_norm, before)
+                max_applied = max(max_applied, applied)
+                run_loss += loss
                 run_n += 1
         val = validation_loss(model, prepared)
         train_loss = run_loss / max(run_n, 1)
@@ -132,4 +162,6 @@ def fit(
         history=history,
         stopped_early=epochs < config.max_epochs,
         seconds=time.monotonic() - started,
+        max_grad_norm=max_norm,
+        max_applied_grad_norm=max_applied,
     )

@@ -46,7 +46,26 @@ def test_parity_detects_a_model_that_differs(tmp_path: Path) -> None:
     assert parity_max_diff(model, tmp_path / "model.onnx") > 1e-3
 
 
+class _ExportsSomethingElse(LSTMForecaster):
+    """Differs from itself under export: the ONNX graph adds 0.01 to every forecast that
+    eager torch does not, as a broken exporter or an unsupported op would."""
+
+    def forward(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        forecast, new_state = super().forward(x, state)
+        if torch.onnx.is_in_onnx_export():
+            forecast = forecast + 0.01
+        return forecast, new_state
+
+
 def test_export_fails_above_tolerance(tmp_path: Path) -> None:
-    model = LSTMForecaster(1, TrainConfig(hidden=8))
+    torch.manual_seed(0)
+    model = _ExportsSomethingElse(1, TrainConfig(hidden=8))
     with pytest.raises(TrainingError, match="parity"):
-        export_step_model(model, tmp_path / "model.onnx", tolerance=0.0 - 1.0)
+        export_step_model(model, tmp_path / "model.onnx")  # the default tolerance
+
+
+def test_a_faithful_export_passes_the_default_tolerance(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    export_step_model(LSTMForecaster(1, TrainConfig(hidden=8)), tmp_path / "model.onnx")
