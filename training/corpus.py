@@ -38,7 +38,8 @@ def _times(rng: np.random.Generator, n: int, step: float, t0: float) -> F64:
     if rng.random() < 0.2:  # a few gaps of many steps
         for at in rng.integers(1, n, 3):
             steps[at] *= rng.integers(5, 60)
-    return t0 + np.cumsum(steps) - steps[0]
+    out: F64 = t0 + np.cumsum(steps) - steps[0]
+    return out
 
 
 def _season(rng: np.random.Generator, t: F64) -> F64:
