@@ -1,0 +1,359 @@
+"""Chaos: scorers in one group under random faults, checked against an uninterrupted run.
+
+A run is a history plus invariants checked at the end (as Jepsen does). The workload is a
+paced feed on a 4-partition topic with poison records mixed in; 2-3 scorer processes
+share one group while a schedule drawn from a seed injects faults:
+
+- ``kill``: SIGKILL a member, start a new one;
+- ``pause``: SIGSTOP a member past the session timeout (10 s), then SIGCONT (a zombie
+  that wakes up after its partitions moved);
+- ``leave``: SIGTERM (a clean leave), start a new one;
+- ``join``: one more member (at most three);
+- ``broker``: restart the broker.
+
+Invariants, against a reference run of the same input by one undisturbed scorer:
+at-least-once, every input offset has at least one result (output, or dead letter for a
+poison record) and its last output equals the reference's; exactly-once, a read_committed
+reader sees exactly one result per input offset; scores equal within 1e-5; no scorer
+exits non-zero except those we killed. A JSON summary (faults by kind, events, lost,
+duplicates, max score difference) goes to ``reports/chaos-<guarantee>-<backend>.json``.
+
+``make test`` runs two short runs (at-least-once on kafka-python, exactly-once on
+confluent-kafka, 30 s of faults each, every kind at least once); ``make test-slow`` all
+four for 7.5 minutes each.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import random
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from pipeline.commands.score import score_argv
+from pipeline.config import KafkaConfig, ScorerConfig
+from pipeline.kafka_io.codec import encode_event
+from pipeline.localkafka import LocalBroker
+from tests.kafka_helpers import ScorerThread, produce, read_all
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[3]
+T0 = 1_764_000_000
+POISON = [
+    b'{"stream_id":"dev-0000","ts":18446744073709551616,"value":1.0,"x":NaN}',
+    b'{"stream_id":"dev-0001","ts":1764000000,"value":1e308}',
+    b'{"stream_id":"dev-0002","ts":4102444800,"value":1.0}',
+    b"\xff\xfe not json",
+]
+KINDS = ("kill", "pause", "leave", "join", "broker")
+LOGS = REPO / "reports" / "chaos-logs"  # each member's log, for a failing run
+
+
+def _workload(streams: int, steps: int, seed: int) -> list[tuple[bytes, bytes]]:
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(10, 100, streams)
+    out: list[tuple[bytes, bytes]] = []
+    for t in range(steps):
+        for s in range(streams):
+            sid = f"dev-{s:04d}"
+            v = base[s] * (1 + 0.1 * np.sin(t / 9 + s)) + rng.normal(0, 1)
+            out.append((sid.encode(), encode_event(sid, T0 + 60 * t, round(float(v), 4))))
+        if t % 25 == 7:
+            sid = f"dev-{t % streams:04d}"
+            out.append((sid.encode(), POISON[t % len(POISON)]))
+    return out
+
+
+class Group:
+    """Scorer processes of one group, started and faulted by the schedule."""
+
+    def __init__(
+        self, kafka: KafkaConfig, registry: Path, inp: str, out: str, group: str, guarantee: str
+    ) -> None:
+        self.args = (kafka, registry, inp, out, group, guarantee)
+        self.members: list[subprocess.Popen[bytes]] = []
+        self.killed: set[int] = set()
+        self.exits: list[tuple[int, int, str]] = []
+        self.seq = 0
+
+    def start(self, *extra: str) -> subprocess.Popen[bytes]:
+        kafka, registry, inp, out, group, guarantee = self.args
+        self.seq += 1
+        cmd = score_argv(
+            kafka.bootstrap,
+            inp,
+            out,
+            group,
+            "--registry",
+            str(registry),
+            "--model",
+            "tiny",
+            "--max-poll-records",
+            "200",
+            "--guarantee",
+            guarantee,
+            "--instance-id",
+            f"m{self.seq}",
+            *extra,
+            backend=kafka.backend,
+        )
+        LOGS.mkdir(parents=True, exist_ok=True)
+        log = LOGS / f"{group}-m{self.seq}.log"
+        with open(log, "wb") as sink:  # the child keeps its own descriptor
+            proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=sink)
+        self.members.append(proc)
+        threading.Thread(target=self._reap, args=(proc, log), daemon=True).start()
+        return proc
+
+    def _reap(self, proc: subprocess.Popen[bytes], log: Path) -> None:
+        code = proc.wait()
+        self.exits.append((proc.pid, code, log.read_text(errors="replace")[-3000:]))
+
+    def live(self) -> list[subprocess.Popen[bytes]]:
+        return [p for p in self.members if p.poll() is None]
+
+    def stop_all(self) -> None:
+        for p in self.live():
+            p.send_signal(signal.SIGCONT)
+            p.send_signal(signal.SIGTERM)
+        for p in self.members:
+            try:
+                p.wait(60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                self.killed.add(p.pid)
+
+
+def _wait_caught_up(kafka: KafkaConfig, group: str, topic: str, timeout_s: float) -> None:
+    from kafka import KafkaConsumer, TopicPartition
+
+    probe = KafkaConsumer(
+        bootstrap_servers=kafka.bootstrap, group_id=group, enable_auto_commit=False
+    )
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(probe.partitions_for_topic(topic) or [])]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            ends = probe.end_offsets(parts)
+            if all((probe.committed(tp) or 0) >= ends[tp] for tp in parts):
+                return
+            time.sleep(0.5)
+    finally:
+        probe.close(autocommit=False)
+    raise AssertionError(f"group {group} did not catch up with {topic}")
+
+
+def _fault(kind: str, group: Group, broker: LocalBroker, rng: random.Random) -> None:
+    live = group.live()
+    if kind == "join" and len(live) < 3:
+        group.start()
+    elif kind == "broker":
+        broker.down()
+        time.sleep(2)
+        broker.up()
+    elif kind in ("kill", "leave", "pause") and live:
+        victim = rng.choice(live)
+        if kind == "kill":
+            group.killed.add(victim.pid)
+            victim.kill()
+            group.start()
+        elif kind == "leave":
+            victim.send_signal(signal.SIGTERM)
+            group.start()
+        else:
+            victim.send_signal(signal.SIGSTOP)
+            time.sleep(11)  # past the 10 s session timeout: its partitions move
+            victim.send_signal(signal.SIGCONT)
+
+
+def run_chaos(
+    *,
+    broker: LocalBroker,
+    kafka: KafkaConfig,
+    registry: Path,
+    topic: Callable[..., str],
+    group_name: str,
+    ref_group: str,
+    guarantee: str,
+    seconds: float,
+    seed: int,
+) -> dict[str, object]:
+    rng = random.Random(seed)
+    inp, out = topic("chaos-in", partitions=4), topic("chaos-out", partitions=4)
+    events = _workload(40, max(200, int(seconds * 8)), seed)
+    group = Group(kafka, registry, inp, out, group_name, guarantee)
+    group.start()
+    group.start()
+    faults: collections.Counter[str] = collections.Counter()
+    stop_feed = threading.Event()
+
+    def feed() -> None:
+        chunks = 60
+        size = -(-len(events) // chunks)
+        for i in range(chunks):
+            if stop_feed.is_set():
+                return
+            for _ in range(30):
+                try:
+                    produce(kafka, inp, events[i * size : (i + 1) * size])
+                    break
+                except Exception:  # the broker is being restarted: try again
+                    time.sleep(1)
+            time.sleep(seconds * 0.8 / chunks)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    # Faults are data: a shuffled round of every kind, again and again, from the seed.
+    schedule = [k for _ in range(1000) for k in rng.sample(KINDS, len(KINDS))]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(rng.uniform(1, 3))
+        kind = schedule.pop(0)
+        _fault(kind, group, broker, rng)
+        faults[kind] += 1
+    feeder.join(120)
+    # Let the members finish the input (committed offsets reach the end), then stop them.
+    if not group.live():
+        group.start()
+    _wait_caught_up(kafka, group_name, inp, timeout_s=240)
+    group.stop_all()
+
+    isolation = "read_committed" if guarantee == "exactly-once" else "read_uncommitted"
+    outputs = read_all(kafka, out, isolation_level=isolation, timeout_s=30)
+    dlq = read_all(kafka, out + ".dlq", isolation_level=isolation, timeout_s=10)
+    results: dict[tuple[int, int], list[dict[str, object] | str]] = collections.defaultdict(list)
+    for rec in outputs:
+        d = orjson.loads(rec.value)
+        results[(d["partition"], d["offset"])].append(d)
+    for rec in dlq:
+        h = dict(rec.headers)
+        key = (int(h["statecast.source.partition"]), int(h["statecast.source.offset"]))
+        results[key].append(h["statecast.reason"].decode())
+    inputs = read_all(kafka, inp, timeout_s=30)
+    lost = [(r.partition, r.offset) for r in inputs if (r.partition, r.offset) not in results]
+    duplicates = sum(len(v) - 1 for v in results.values())
+
+    ref_out = topic("chaos-ref", partitions=4)
+    ScorerThread(
+        ScorerConfig(
+            kafka=kafka,
+            input_topic=inp,
+            output_topic=ref_out,
+            dlq_topic=ref_out + ".dlq",
+            group=ref_group,
+            registry=registry,
+            model="tiny",
+            until_idle=5.0,
+        )
+    ).start().join(300)
+    reference = {
+        (d["partition"], d["offset"]): d
+        for d in (orjson.loads(r.value) for r in read_all(kafka, ref_out, timeout_s=30))
+    }
+    diff = 0.0
+    for key, got in results.items():
+        last = got[-1]
+        if isinstance(last, dict) and key in reference:
+            ref = reference[key]
+            diff = max(
+                diff,
+                float(np.max(np.abs(np.subtract(last["forecast"], ref["forecast"])))),
+                abs(float(last["anomaly_score"] or 0) - float(ref["anomaly_score"] or 0)),
+            )
+    bad_exits = [
+        (pid, code, err) for pid, code, err in group.exits if code != 0 and pid not in group.killed
+    ]
+    summary: dict[str, object] = {
+        "guarantee": guarantee,
+        "backend": kafka.backend,
+        "seconds": seconds,
+        "seed": seed,
+        "faults": dict(faults),
+        "events": len(inputs),
+        "outputs": len(outputs),
+        "dead_letters": len(dlq),
+        "lost": len(lost),
+        "duplicates": duplicates,
+        "max_score_difference": diff,
+        "members_started": group.seq,
+        "bad_exits": len(bad_exits),
+    }
+    (REPO / "reports").mkdir(exist_ok=True)
+    (REPO / f"reports/chaos-{guarantee}-{kafka.backend}.json").write_text(
+        json.dumps(summary, indent=1)
+    )
+    assert not bad_exits, bad_exits[0][2]
+    assert not lost, f"{len(lost)} inputs without a result, e.g. {lost[:5]}"
+    if guarantee == "exactly-once":
+        assert duplicates == 0, summary
+    assert diff <= 1e-5, summary
+    assert sum(faults.values()) >= 3, summary
+    return summary
+
+
+COMBOS = [("at-least-once", "kafka-python"), ("exactly-once", "confluent-kafka")]
+ALL = [
+    (g, b) for g in ("at-least-once", "exactly-once") for b in ("kafka-python", "confluent-kafka")
+]
+
+
+def _run(
+    broker: LocalBroker,
+    registry: Path,
+    topic: Callable[..., str],
+    group_factory: Callable[[], str],
+    guarantee: str,
+    backend: str,
+    seconds: float,
+    seed: int,
+) -> None:
+    kafka = KafkaConfig(bootstrap=broker.config.bootstrap, backend=backend)
+    summary = run_chaos(
+        broker=broker,
+        kafka=kafka,
+        registry=registry,
+        topic=topic,
+        group_name=group_factory(),
+        ref_group=group_factory(),
+        guarantee=guarantee,
+        seconds=seconds,
+        seed=seed,
+    )
+    print(json.dumps(summary))
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize(("guarantee", "backend"), COMBOS)
+def test_chaos_short(
+    broker: LocalBroker,
+    tiny_registry: Path,
+    topic_factory: Callable[..., str],
+    group_factory: Callable[[], str],
+    guarantee: str,
+    backend: str,
+) -> None:
+    _run(broker, tiny_registry, topic_factory, group_factory, guarantee, backend, 30.0, seed=11)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+@pytest.mark.parametrize(("guarantee", "backend"), ALL)
+def test_chaos_long(
+    broker: LocalBroker,
+    tiny_registry: Path,
+    topic_factory: Callable[..., str],
+    group_factory: Callable[[], str],
+    guarantee: str,
+    backend: str,
+) -> None:
+    _run(broker, tiny_registry, topic_factory, group_factory, guarantee, backend, 450.0, seed=23)
