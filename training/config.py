@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pipeline.engine.covariates import COVARIATES
 from pipeline.errors import ConfigError
 
 __all__ = ["TrainConfig", "load_train_config"]
@@ -24,7 +25,8 @@ class TrainConfig:
     Model: ``layers`` stacked LSTM layers of ``hidden`` units (sigmoid input/forget/output
     gates, tanh cell candidate and output), ``dropout`` between layers, a linear head
     forecasting ``horizon`` steps of every feature; with ``residual`` the head predicts
-    the change from the current (normalised) value.
+    the change from the current (normalised) value. The inputs are the normalised values
+    and the event-time ``covariates`` (time of day, day of week, gap since the last event).
 
     Training: truncated backpropagation through time over ``bptt`` steps, carrying the
     detached state across the chunks of a ``segment``; Adam (``lr``, ``weight_decay``);
@@ -34,6 +36,8 @@ class TrainConfig:
 
     layers: int = 2
     hidden: int = 64
+    # Event-time inputs beside the value (pipeline.engine.covariates); () for none.
+    covariates: tuple[str, ...] = COVARIATES
     dropout: float = 0.1
     horizon: int = 5
     residual: bool = True
@@ -72,6 +76,9 @@ class TrainConfig:
             raise ConfigError(f"val_fraction must be in (0, 0.9), got {self.val_fraction}")
         if self.lr <= 0 or self.clip_norm <= 0:
             raise ConfigError("lr and clip_norm must be > 0")
+        unknown = set(self.covariates) - set(COVARIATES)
+        if unknown:
+            raise ConfigError(f"unknown covariates {sorted(unknown)}; known: {COVARIATES}")
         if self.segment < self.bptt or self.burn_in >= self.segment:
             raise ConfigError("need bptt <= segment and burn_in < segment")
 

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline.config import KafkaConfig
+from pipeline.engine.covariates import covariates as event_covariates
 from pipeline.engine.csvdata import Series, load_csv, load_paths
 from pipeline.engine.normalise import NormaliserParams, normalise_series
 from pipeline.errors import DataError, EventRejected
@@ -145,8 +146,10 @@ def prepare(
     val_fraction: float,
     segment: int,
     burn_in: int,
+    covariates: tuple[str, ...] = (),
 ) -> Prepared:
-    """Normalise, split in time and segment every stream."""
+    """Normalise, split in time and segment every stream; the model inputs are the
+    normalised values followed by the event-time ``covariates`` of each step."""
     streams = [s for s in streams if len(s.ts) >= MIN_POINTS]
     if not streams:
         raise DataError(f"no stream has at least {MIN_POINTS} points")
@@ -158,6 +161,9 @@ def prepare(
     val = []
     for s in streams:
         z, means, stds = normalise_series(norm, s.values)
+        if covariates:
+            prev = np.concatenate([[np.nan], s.ts[:-1]])
+            z = np.concatenate([z, event_covariates(s.ts, prev, covariates)], axis=1)
         y, mask = targets_of(s.values, means, stds, horizon)
         y = np.clip(y, -norm.clip, norm.clip)
         T = len(z)

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline.engine.anomaly import AnomalyParams
+from pipeline.engine.covariates import covariates
 from pipeline.engine.inference import StepSession
 from pipeline.engine.registry import ModelMeta
 from pipeline.engine.state import StateStore
@@ -76,7 +77,12 @@ def replay(
         active = np.nonzero(lengths > t)[0]
         st = store.gather(slots[active])
         x = np.stack([streams[i].values[t] for i in active.tolist()])
-        score, err = advance(session, meta.normalisation, anom, st, x)
+        cov = None
+        if meta.covariates:
+            ts = np.asarray([streams[i].ts[t] for i in active.tolist()])
+            prev = np.asarray([streams[i].ts[t - 1] if t else np.nan for i in active.tolist()])
+            cov = covariates(ts, prev, meta.covariates)
+        score, err = advance(session, meta.normalisation, anom, st, x, cov)
         store.scatter(slots[active], st)
         for j, i in enumerate(active.tolist()):
             out[i].forecast[t] = st.fc[j]

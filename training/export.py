@@ -45,7 +45,7 @@ def parity_max_diff(
     """Max |torch sequence forecast - ORT stepped forecast| over ``steps`` steps."""
     model.eval()
     rng = np.random.default_rng(seed)
-    F = model.features
+    F = model.inputs
     L, H = model.lstm.num_layers, model.lstm.hidden_size
     x = rng.normal(size=(batch, steps, F)).astype(np.float32)
     with torch.no_grad():
@@ -68,7 +68,7 @@ def export_step_model(
     started = time.monotonic()
     model.eval()
     step = StepModel(model).eval()
-    L, H, F = model.lstm.num_layers, model.lstm.hidden_size, model.features
+    L, H, F = model.lstm.num_layers, model.lstm.hidden_size, model.inputs
     args = (torch.zeros(2, F), torch.zeros(L, 2, H), torch.zeros(L, 2, H))
     batch = {0: "batch"}
     state_batch = {1: "batch"}

@@ -24,15 +24,17 @@ __all__ = ["LSTMForecaster", "StepModel"]
 
 
 class LSTMForecaster(nn.Module):
-    """Sequence model: ``x [B, T, F]`` → forecasts ``[B, T, horizon, F]`` and the final state."""
+    """Sequence model: ``x [B, T, F + C]`` (values, covariates) → forecasts
+    ``[B, T, horizon, F]`` and the final state."""
 
     def __init__(self, features: int, config: TrainConfig) -> None:
         super().__init__()
         self.features = features
+        self.inputs = features + len(config.covariates)  # values, then covariates
         self.horizon = config.horizon
         self.residual = config.residual
         self.lstm = nn.LSTM(
-            input_size=features,
+            input_size=self.inputs,
             hidden_size=config.hidden,
             num_layers=config.layers,
             dropout=config.dropout if config.layers > 1 else 0.0,
@@ -48,7 +50,7 @@ class LSTMForecaster(nn.Module):
         forecast = self.head(out).view(B, T, self.horizon, self.features)
         if self.residual:
             # Predict the change from the current value: persistence is the zero output.
-            forecast = forecast + x.unsqueeze(2)
+            forecast = forecast + x[..., : self.features].unsqueeze(2)
         return forecast, (h, c)
 
 

@@ -123,7 +123,13 @@ class Trainer:
         # 1. Data.
         streams = self.load_streams()
         prepared = prepare(
-            streams, self.norm, cfg.horizon, cfg.val_fraction, cfg.segment, cfg.burn_in
+            streams,
+            self.norm,
+            cfg.horizon,
+            cfg.val_fraction,
+            cfg.segment,
+            cfg.burn_in,
+            cfg.covariates,
         )
         log.info("data: %s", prepared.summary)
         # 2. Fit.
@@ -217,10 +223,15 @@ class Trainer:
             "version": version,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "features": list(features),
+            "covariates": list(cfg.covariates),
             "horizon": Z,
             "layers": L,
             "hidden": H,
-            "inputs": {"x": ["batch", F], "h": [L, "batch", H], "c": [L, "batch", H]},
+            "inputs": {
+                "x": ["batch", F + len(cfg.covariates)],
+                "h": [L, "batch", H],
+                "c": [L, "batch", H],
+            },
             "outputs": {
                 "forecast": ["batch", Z, F],
                 "h_out": [L, "batch", H],

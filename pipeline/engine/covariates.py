@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["COVARIATES", "covariates"]
+__all__ = ["COVARIATES", "DAY", "WEEK", "covariates"]
 
 COVARIATES = ("tod_sin", "tod_cos", "dow_sin", "dow_cos", "gap")
 DAY, WEEK = 86_400.0, 7 * 86_400.0

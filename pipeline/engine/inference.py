@@ -1,6 +1,6 @@
 """One LSTM step for a batch of streams in onnxruntime.
 
-The ONNX graph is a single step: ``x [B, F], h [L, B, H], c [L, B, H]`` →
+The ONNX graph is a single step: ``x [B, F + C], h [L, B, H], c [L, B, H]`` →
 ``forecast [B, horizon, F], h_out, c_out`` with a dynamic batch axis. The scorer
 gathers the states of the streams in a batch, calls :meth:`StepSession.step`
 once, and scatters the new states back.
@@ -53,7 +53,7 @@ class StepSession:
         m = self.meta
         B = 3
         f, h, c = self.step(
-            np.zeros((B, len(m.features)), np.float32),
+            np.zeros((B, len(m.features) + len(m.covariates)), np.float32),
             np.zeros((m.layers, B, m.hidden), np.float32),
             np.zeros((m.layers, B, m.hidden), np.float32),
             checked=False,

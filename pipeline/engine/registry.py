@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.engine.anomaly import AnomalyParams
+from pipeline.engine.covariates import COVARIATES
 from pipeline.engine.normalise import NormaliserParams
 from pipeline.errors import ModelRejected, RegistryError
 
@@ -60,6 +61,7 @@ class ModelMeta:
     name: str
     version: str
     features: tuple[str, ...]
+    covariates: tuple[str, ...]  # event-time inputs after the features (engine.covariates)
     horizon: int
     layers: int
     hidden: int
@@ -80,6 +82,7 @@ class ModelMeta:
                 name=str(doc["model"]),
                 version=str(doc["version"]),
                 features=tuple(doc["features"]),
+                covariates=_covariates(doc.get("covariates", [])),
                 horizon=int(doc["horizon"]),
                 layers=int(doc["layers"]),
                 hidden=int(doc["hidden"]),
@@ -91,6 +94,14 @@ class ModelMeta:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelRejected(f"model.json at {onnx_path.parent} is invalid: {exc!r}") from exc
+
+
+def _covariates(raw: Any) -> tuple[str, ...]:
+    names = tuple(str(n) for n in raw)
+    unknown = set(names) - set(COVARIATES)
+    if unknown:
+        raise ValueError(f"unknown covariates {sorted(unknown)} (known: {COVARIATES})")
+    return names
 
 
 class Registry:

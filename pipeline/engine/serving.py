@@ -23,6 +23,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.engine.covariates import WEEK, covariates
 from pipeline.engine.events import DecodedBatch, Rejection
 from pipeline.engine.inference import StepSession
 from pipeline.engine.registry import ModelMeta, Registry
@@ -44,6 +45,28 @@ class _Out:
     warm: npt.NDArray[np.bool_]
     fc: F64
     accepted: npt.NDArray[np.bool_]
+
+
+def _recent_covariates(
+    store: StateStore, slots: npt.NDArray[np.int64], names: tuple[str, ...]
+) -> list[npt.NDArray[np.float32]] | None:
+    """Covariates of each stream's ring inputs, for a replay. Times the ring does not know
+    (after a restore: the changelog does not carry them) are taken as one minute apart up
+    to the stream's last event: an approximation that only shapes the rebuilt state, which
+    the next real events correct."""
+    if not names:
+        return None
+    out = []
+    for s in slots.tolist():
+        phases = store.recent_times(int(s))
+        n = len(phases)
+        if n and not np.isfinite(phases).all():
+            last = float(np.mod(store.last_ts[s], WEEK)) if np.isfinite(store.last_ts[s]) else 0.0
+            phases = last - 60.0 * np.arange(n - 1, -1, -1, dtype=np.float64)
+        prev = np.concatenate([[np.nan], phases[:-1]])
+        gaps = np.mod(phases - prev, WEEK)  # phases wrap at the end of a week
+        out.append(covariates(phases, phases - gaps, names))
+    return out
 
 
 def _unusable(snap: Snapshot, features: int) -> str | None:
@@ -309,14 +332,17 @@ class ServedModel:
         t0 = time.perf_counter()
         # Overflow is not an error here: a non-finite result is caught per stream below.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            score, _err = advance(self.session, self.meta.normalisation, self.meta.anomaly, st, x)
+            cov = covariates(ts, last, self.meta.covariates) if self.meta.covariates else None
+            score, _err = advance(
+                self.session, self.meta.normalisation, self.meta.anomaly, st, x, cov
+            )
         if self.on_infer:
             self.on_infer(time.perf_counter() - t0)
         with np.errstate(over="ignore"):
             # The replay ring holds float32: a value beyond its range would turn inf there.
             finite = st.finite_rows() & np.isfinite(x.astype(np.float32)).all(axis=1)
         store.scatter(sl, st)
-        store.push_inputs(sl[finite], x[finite])
+        store.push_inputs(sl[finite], x[finite], ts[finite])
         store.last_ts[sl] = np.maximum(last, ts)
         store.last_seen[sl] = now
         if where is not None:
@@ -427,6 +453,7 @@ class ServedModel:
                 self.meta.normalisation,
                 st,
                 [self.store.recent_inputs(s) for s in stale],
+                _recent_covariates(self.store, sl, self.meta.covariates),
             )
             self.store.scatter(sl, st)
         return len(snapshots) - skipped, skipped
@@ -443,6 +470,10 @@ class ServedModel:
             sl = live[start : start + 4096]
             st = old.gather(sl)
             rebuild(
-                session, meta.normalisation, st, [old.recent_inputs(int(s)) for s in sl.tolist()]
+                session,
+                meta.normalisation,
+                st,
+                [old.recent_inputs(int(s)) for s in sl.tolist()],
+                _recent_covariates(old, sl, meta.covariates),
             )
             old.scatter(sl, st)

@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.engine.covariates import WEEK
+
 __all__ = ["Snapshot", "StateStore", "StepState"]
 
 F32 = npt.NDArray[np.float32]
@@ -130,6 +132,7 @@ _MODEL_INDEPENDENT = (
     "last_ts",
     "last_seen",
     "ring_buf",
+    "ring_ts",
     "ring_len",
     "part",
     "src_offset",
@@ -162,6 +165,7 @@ class StateStore:
     last_ts: F64
     last_seen: F64
     ring_buf: F32
+    ring_ts: F32  # [capacity, R]: each ring input's time, as seconds into its week (NaN: unknown)
     ring_len: I64
     part: I64
     src_offset: I64
@@ -227,6 +231,7 @@ class StateStore:
         grow("last_ts", (capacity,), np.float64)
         grow("last_seen", (capacity,), np.float64)
         grow("ring_buf", (capacity, R, F), np.float32)
+        grow("ring_ts", (capacity, R), np.float32)
         grow("ring_len", (capacity,), np.int64)
         grow("part", (capacity,), np.int64)
         grow("src_offset", (capacity,), np.int64)
@@ -249,6 +254,7 @@ class StateStore:
         self.evar[slots] = self.prior_var
         self.last_ts[slots] = -np.inf
         self.ring_len[slots] = 0
+        self.ring_ts[slots] = np.nan
         self.part[slots] = -1
         self.src_offset[slots] = -1
 
@@ -338,12 +344,14 @@ class StateStore:
             else:
                 getattr(self, name)[slots] = getattr(st, name)
 
-    def push_inputs(self, slots: I64, x: F64) -> None:
-        """Append one raw input per stream to its ring buffer (for model-swap replay)."""
+    def push_inputs(self, slots: I64, x: F64, ts: F64 | None = None) -> None:
+        """Append one raw input per stream (and its time, if given) to its ring buffer,
+        for model-swap replay."""
         if self.ring == 0:
             return
         pos = self.ring_len[slots] % self.ring
         self.ring_buf[slots, pos] = x
+        self.ring_ts[slots, pos] = np.nan if ts is None else np.mod(ts, WEEK)
         self.ring_len[slots] += 1
 
     def recent_inputs(self, slot: int) -> F32:
@@ -354,6 +362,17 @@ class StateStore:
             return out
         start = n % self.ring
         return np.concatenate([self.ring_buf[slot, start:], self.ring_buf[slot, :start]])
+
+    def recent_times(self, slot: int) -> F64:
+        """The times of :meth:`recent_inputs` as seconds into their week (NaN: unknown,
+        e.g. after a restore: the changelog does not carry them)."""
+        n = int(self.ring_len[slot])
+        row: F64 = self.ring_ts[slot].astype(np.float64)
+        if n <= self.ring:
+            return row[:n]
+        start = n % self.ring
+        out: F64 = np.concatenate([row[start:], row[:start]])
+        return out
 
     def reset_dynamics(self, slots: I64) -> None:
         """Gap policy: forget LSTM state and the last forecast, keep scale and error stats."""
@@ -433,6 +452,7 @@ class StateStore:
         self.part[slot], self.src_offset[slot] = partition, snap.source_offset
         ring = snap.ring[-self.ring :] if self.ring else snap.ring[:0]
         self.ring_buf[slot, : len(ring)] = ring
+        self.ring_ts[slot] = np.nan
         self.ring_len[slot] = len(ring)
         return int(slot)
 

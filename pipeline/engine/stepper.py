@@ -32,13 +32,20 @@ from pipeline.engine.state import StepState
 __all__ = ["advance", "rebuild"]
 
 F64 = npt.NDArray[np.float64]
+F32 = npt.NDArray[np.float32]
 
 
 def advance(
-    session: StepSession, norm: NormaliserParams, anom: AnomalyParams, st: StepState, x: F64
+    session: StepSession,
+    norm: NormaliserParams,
+    anom: AnomalyParams,
+    st: StepState,
+    x: F64,
+    cov: F32 | None = None,
 ) -> tuple[F64, F64]:
     """Advance ``st`` in place by one event per stream.
 
+    ``cov [B, C]`` are the event-time covariates of the model (:mod:`.covariates`), if any.
     Returns ``(score, error)`` per stream: the anomaly score and the normalised forecast
     error, both NaN where the stream had no forecast yet.
     """
@@ -71,7 +78,9 @@ def advance(
     st.n, st.mean, st.var = update(norm, st.n, st.mean, st.var, x)
     std = std_of(norm, st.mean, st.var)
     z = np.clip((x - st.mean) / std, -norm.clip, norm.clip).astype(np.float32)
-    # 3. One LSTM step.
+    # 3. One LSTM step (the covariates go in beside the normalised value).
+    if cov is not None and cov.shape[1]:
+        z = np.concatenate([z, cov], axis=1)
     f, st.h, st.c = session.step(z, st.h, st.c)
     # 4. Forecast in sensor units.
     st.fc = f.astype(np.float64) * std[:, None, :] + st.mean[:, None, :]
@@ -85,6 +94,7 @@ def rebuild(
     norm: NormaliserParams,
     st: StepState,
     recent: list[npt.NDArray[np.float32]],
+    recent_cov: list[F32] | None = None,
 ) -> None:
     """Rebuild (h, c) and the last forecast of each stream by replaying its recent inputs.
 
@@ -103,6 +113,9 @@ def rebuild(
         rows = np.asarray([i for i in range(B) if t >= offsets[i]], np.int64)
         x = np.stack([recent[i][t - offsets[i]] for i in rows.tolist()]).astype(np.float64)
         z = np.clip((x - st.mean[rows]) / std[rows], -norm.clip, norm.clip).astype(np.float32)
+        if recent_cov is not None:
+            cov = np.stack([recent_cov[i][t - offsets[i]] for i in rows.tolist()])
+            z = np.concatenate([z, cov.astype(np.float32)], axis=1)
         f, h, c = session.step(z, st.h[:, rows], st.c[:, rows])
         st.h[:, rows] = h
         st.c[:, rows] = c

@@ -246,7 +246,7 @@ def _install(registry: Registry, name: str, frame: bytes, verify_key: Path | Non
     if verify_key is not None:
         _verify(verify_key, raw, sig)
     version = str(doc.get("version"))
-    if doc.get("name", name) != name:
+    if str(doc.get("model", name)) != name:
         raise ModelRejected(f"record key {name!r} names another model than its model.json")
     check_name("version", version)
     if registry.current(name) == version:

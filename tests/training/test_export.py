@@ -29,7 +29,7 @@ def test_step_parity_and_dynamic_batch(
         f, h, c = sess.run(
             None,
             {
-                "x": np.zeros((batch, features), np.float32),
+                "x": np.zeros((batch, model.inputs), np.float32),
                 "h": np.zeros((layers, batch, 24), np.float32),
                 "c": np.zeros((layers, batch, 24), np.float32),
             },

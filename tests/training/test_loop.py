@@ -25,7 +25,15 @@ def prepared() -> Prepared:
         Series(s.name, s.ts, s.values[:, None], ("value",))
         for s in generate(streams=3, length=400, seed=5)
     ]
-    return prepare(streams, NormaliserParams(), SMALL.horizon, 0.25, SMALL.segment, SMALL.burn_in)
+    return prepare(
+        streams,
+        NormaliserParams(),
+        SMALL.horizon,
+        0.25,
+        SMALL.segment,
+        SMALL.burn_in,
+        SMALL.covariates,
+    )
 
 
 def test_early_stopping_stops_and_restores_the_best_weights(prepared: Prepared) -> None:

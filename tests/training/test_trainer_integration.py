@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from pipeline.config import KafkaConfig
+from pipeline.engine.covariates import COVARIATES
 from pipeline.engine.registry import Registry, sha256_of
 from pipeline.kafka_io.codec import encode_event
 from pipeline.kafka_io.model_topic import install_latest
@@ -57,12 +58,14 @@ def test_registered_model_is_complete_and_verifiable(tiny_registry: Path) -> Non
     f, _, _ = sess.run(
         None,
         {
-            "x": np.zeros((5, 1), np.float32),
+            "x": np.zeros((5, doc["inputs"]["x"][1]), np.float32),
             "h": np.zeros((2, 5, 16), np.float32),
             "c": np.zeros((2, 5, 16), np.float32),
         },
     )
     assert f.shape == (5, 3, 1)
+    assert doc["covariates"] == list(COVARIATES)
+    assert doc["inputs"]["x"][1] == 1 + len(COVARIATES)
 
 
 @pytest.mark.integration
