@@ -220,6 +220,7 @@ def main() -> int:
             json.dumps(
                 {"model": f"{args.model}/{meta.version}", "rows": rows, "summary": summary},
                 indent=1,
+                default=lambda o: o.item() if hasattr(o, "item") else str(o),
             )
         )
         print(f"wrote {args.json}", file=sys.stderr)

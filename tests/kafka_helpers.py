@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
-import kafka
+import kafka as kafka_client
 
+from pipeline.commands.score import score_argv
 from pipeline.config import KafkaConfig, ScorerConfig
 from pipeline.kafka_io import Record, open_producer
 from pipeline.scorer import Scorer
@@ -33,14 +36,15 @@ def read_all(
     isolation_level: str = "read_uncommitted",
 ) -> list[Record]:
     """Every record of ``topic`` from the beginning (until ``expect`` or the end/timeout)."""
-    consumer = kafka.KafkaConsumer(
+    consumer = kafka_client.KafkaConsumer(
         bootstrap_servers=config.bootstrap,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         isolation_level=isolation_level,
     )
     parts = [
-        kafka.TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
+        kafka_client.TopicPartition(topic, p)
+        for p in sorted(consumer.partitions_for_topic(topic) or [])
     ]
     consumer.assign(parts)
     consumer.seek_to_beginning(*parts)
@@ -111,3 +115,105 @@ def free_port_pair() -> int:
         if port < 65000 and ports_free(port):
             return port
     raise RuntimeError("no free pair of TCP ports for the test broker")
+
+
+# -- one builder for the scorer set-up of the integration, durability and chaos tests ------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def scorer_config(
+    kafka: KafkaConfig,
+    registry: Path,
+    inp: str,
+    group: str,
+    *,
+    out: str | None = None,
+    model: str = "tiny",
+    **overrides: object,
+) -> ScorerConfig:
+    """A scorer over ``inp`` writing ``out`` (default ``<inp>.scores``, DLQ ``<out>.dlq``),
+    that exits after 4 s without input unless ``until_idle`` says otherwise."""
+    out = out or inp + ".scores"
+    return ScorerConfig(
+        kafka=kafka,
+        input_topic=inp,
+        output_topic=out,
+        dlq_topic=out + ".dlq",
+        group=group,
+        registry=registry,
+        model=model,
+        **{"until_idle": 4.0, **overrides},  # type: ignore[arg-type]
+    )
+
+
+def spawn_scorer(
+    kafka: KafkaConfig,
+    registry: Path,
+    inp: str,
+    out: str,
+    group: str,
+    *extra: str,
+    model: str = "tiny",
+    log: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """`statecast score` as its own process (so it can be killed, paused, restarted); its
+    stderr goes to ``log`` if given, else to a pipe."""
+    cmd = score_argv(
+        kafka.bootstrap,
+        inp,
+        out,
+        group,
+        "--registry",
+        str(registry),
+        "--model",
+        model,
+        *extra,
+        backend=kafka.backend,
+    )
+    if log is None:
+        return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as sink:  # the child keeps its own descriptor
+        return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=sink)
+
+
+def wait_committed(
+    kafka: KafkaConfig,
+    group: str,
+    topic: str,
+    at_least: int | None = None,
+    timeout_s: float = 60.0,
+) -> None:
+    """Until ``group`` has committed ``at_least`` offsets of ``topic`` in total (None: up to
+    the end of every partition)."""
+    probe = kafka_client.KafkaConsumer(
+        bootstrap_servers=kafka.bootstrap, group_id=group, enable_auto_commit=False
+    )
+    try:
+        parts = [
+            kafka_client.TopicPartition(topic, p)
+            for p in sorted(probe.partitions_for_topic(topic) or [])
+        ]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            done = {tp: probe.committed(tp) or 0 for tp in parts}
+            if at_least is None:
+                ends = probe.end_offsets(parts)
+                if all(done[tp] >= ends[tp] for tp in parts):
+                    return
+            elif sum(done.values()) >= at_least:
+                return
+            time.sleep(0.2)
+    finally:
+        probe.close(autocommit=False)
+    raise AssertionError(f"group {group} did not commit {at_least or 'all'} offsets of {topic}")
+
+
+def wait_records(kafka: KafkaConfig, topic: str, at_least: int, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if len(read_all(kafka, topic, timeout_s=2)) >= at_least:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"{topic} never reached {at_least} records")

@@ -13,6 +13,13 @@ __all__ = ["add_parser", "run"]
 def run(ns: argparse.Namespace) -> int:
     from training.synthetic import generate, write_csv
 
+    if ns.corpus:
+        from training.corpus import corpus
+
+        varied = corpus(streams=ns.streams, length=ns.length, seed=ns.seed, prefix=ns.prefix)
+        paths = write_csv(varied, Path(ns.out))
+        print(f"wrote a pretraining corpus of {len(paths)} varied streams to {ns.out}")
+        return 0
     streams = generate(
         streams=ns.streams,
         length=ns.length,
@@ -39,4 +46,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--anomalies", type=int, default=2, help="anomalies per stream")
     p.add_argument("--prefix", default="sensor")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--corpus",
+        action="store_true",
+        help="a broad pretraining corpus instead (varied periods, seasons, noise, counts, "
+        "quantised and bursty series; no anomalies; --step-s and --anomalies do not apply)",
+    )
     p.set_defaults(func=run)

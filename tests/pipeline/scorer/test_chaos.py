@@ -39,11 +39,17 @@ import numpy as np
 import orjson
 import pytest
 
-from pipeline.commands.score import score_argv
-from pipeline.config import KafkaConfig, ScorerConfig
+from pipeline.config import KafkaConfig
 from pipeline.kafka_io.codec import encode_event
 from pipeline.localkafka import LocalBroker
-from tests.kafka_helpers import ScorerThread, produce, read_all
+from tests.kafka_helpers import (
+    ScorerThread,
+    produce,
+    read_all,
+    scorer_config,
+    spawn_scorer,
+    wait_committed,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -89,15 +95,13 @@ class Group:
     def start(self, *extra: str) -> subprocess.Popen[bytes]:
         kafka, registry, inp, out, group, guarantee = self.args
         self.seq += 1
-        cmd = score_argv(
-            kafka.bootstrap,
+        log = LOGS / f"{group}-m{self.seq}.log"
+        proc = spawn_scorer(
+            kafka,
+            registry,
             inp,
             out,
             group,
-            "--registry",
-            str(registry),
-            "--model",
-            "tiny",
             "--max-poll-records",
             "200",
             "--guarantee",
@@ -105,12 +109,8 @@ class Group:
             "--instance-id",
             f"m{self.seq}",
             *extra,
-            backend=kafka.backend,
+            log=log,
         )
-        LOGS.mkdir(parents=True, exist_ok=True)
-        log = LOGS / f"{group}-m{self.seq}.log"
-        with open(log, "wb") as sink:  # the child keeps its own descriptor
-            proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=sink)
         self.members.append(proc)
         threading.Thread(target=self._reap, args=(proc, log), daemon=True).start()
         return proc
@@ -132,25 +132,6 @@ class Group:
             except subprocess.TimeoutExpired:
                 p.kill()
                 self.killed.add(p.pid)
-
-
-def _wait_caught_up(kafka: KafkaConfig, group: str, topic: str, timeout_s: float) -> None:
-    from kafka import KafkaConsumer, TopicPartition
-
-    probe = KafkaConsumer(
-        bootstrap_servers=kafka.bootstrap, group_id=group, enable_auto_commit=False
-    )
-    try:
-        parts = [TopicPartition(topic, p) for p in sorted(probe.partitions_for_topic(topic) or [])]
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            ends = probe.end_offsets(parts)
-            if all((probe.committed(tp) or 0) >= ends[tp] for tp in parts):
-                return
-            time.sleep(0.5)
-    finally:
-        probe.close(autocommit=False)
-    raise AssertionError(f"group {group} did not catch up with {topic}")
 
 
 def _fault(kind: str, group: Group, broker: LocalBroker, rng: random.Random) -> None:
@@ -226,7 +207,7 @@ def run_chaos(
     # Let the members finish the input (committed offsets reach the end), then stop them.
     if not group.live():
         group.start()
-    _wait_caught_up(kafka, group_name, inp, timeout_s=240)
+    wait_committed(kafka, group_name, inp, timeout_s=240)  # every partition to its end
     group.stop_all()
 
     isolation = "read_committed" if guarantee == "exactly-once" else "read_uncommitted"
@@ -246,16 +227,7 @@ def run_chaos(
 
     ref_out = topic("chaos-ref", partitions=4)
     ScorerThread(
-        ScorerConfig(
-            kafka=kafka,
-            input_topic=inp,
-            output_topic=ref_out,
-            dlq_topic=ref_out + ".dlq",
-            group=ref_group,
-            registry=registry,
-            model="tiny",
-            until_idle=5.0,
-        )
+        scorer_config(kafka, registry, inp, ref_group, out=ref_out, until_idle=5.0)
     ).start().join(300)
     reference = {
         (d["partition"], d["offset"]): d

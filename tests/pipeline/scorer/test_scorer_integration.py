@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 import time
 from collections import defaultdict
@@ -18,7 +19,7 @@ import pytest
 from pipeline.config import KafkaConfig, ScorerConfig
 from pipeline.engine.registry import Registry
 from pipeline.kafka_io.codec import encode_event
-from tests.kafka_helpers import ScorerThread, produce, read_all
+from tests.kafka_helpers import ScorerThread, produce, read_all, scorer_config
 
 pytestmark = pytest.mark.integration
 
@@ -69,8 +70,25 @@ BAD: dict[str, tuple[bytes | None, bytes]] = {
 }
 
 
+def _covariates_by_hand(names: list[str], ts: float, prev: float | None) -> list[float]:
+    """The documented covariates, written out independently of pipeline.engine.covariates."""
+    day = 2 * math.pi * (ts % 86400) / 86400
+    monday_based = (ts + 3 * 86400) % (7 * 86400)  # 1970-01-01 was a Thursday
+    week = 2 * math.pi * monday_based / (7 * 86400)
+    gap = 0.0 if prev is None else min(math.log1p((ts - prev) / 60) / 5, 3.0)
+    known = {
+        "tod_sin": math.sin(day),
+        "tod_cos": math.cos(day),
+        "dow_sin": math.sin(week),
+        "dow_cos": math.cos(week),
+        "gap": gap,
+    }
+    return [known[n] for n in names]
+
+
 def _reference(registry: Path, model: str, values: list[float]) -> np.ndarray:
-    """Forecasts of one stream, stepped by hand: plain-Python normaliser + raw onnxruntime."""
+    """Forecasts of one stream, stepped by hand: plain-Python normaliser and covariates +
+    raw onnxruntime (events at T0 + 60 s * t, as _interleaved makes them)."""
     reg = Registry(registry)
     version = reg.current(model)
     doc = json.loads((registry / model / str(version) / "model.json").read_text())
@@ -81,14 +99,17 @@ def _reference(registry: Path, model: str, values: list[float]) -> np.ndarray:
     c = np.zeros((L, 1, H), np.float32)
     mean, var = 0.0, 0.0
     out = []
+    names = doc.get("covariates", [])
     for n, x in enumerate(values, start=1):
+        ts = T0 + 60.0 * (n - 1)
+        cov = _covariates_by_hand(names, ts, None if n == 1 else ts - 60.0)
         a = max(1.0 / n, norm["alpha"])
         d = x - mean
         mean += a * d
         var = (1 - a) * (var + a * d * d)
         std = max(var**0.5, norm["min_std_abs"] + norm["min_std_rel"] * abs(mean))
         z = min(max((x - mean) / std, -norm["clip"]), norm["clip"])
-        f, h, c = sess.run(None, {"x": np.array([[z]], np.float32), "h": h, "c": c})
+        f, h, c = sess.run(None, {"x": np.array([[z, *cov]], np.float32), "h": h, "c": c})
         out.append(f[0, :, 0] * std + mean)
     return np.array(out)
 
@@ -96,17 +117,7 @@ def _reference(registry: Path, model: str, values: list[float]) -> np.ndarray:
 def _config(
     kafka_config: KafkaConfig, registry: Path, inp: str, group: str, **kw: object
 ) -> ScorerConfig:
-    return ScorerConfig(
-        kafka=kafka_config,
-        input_topic=inp,
-        output_topic=inp + ".scores",
-        dlq_topic=inp + ".dlq",
-        group=group,
-        registry=registry,
-        model="tiny",
-        model_check_s=0.5,
-        **{"until_idle": 4.0, **kw},  # type: ignore[arg-type]
-    )
+    return scorer_config(kafka_config, registry, inp, group, model_check_s=0.5, **kw)
 
 
 def test_scores_every_event_in_order_and_dead_letters_each_bad_kind(
@@ -125,7 +136,7 @@ def test_scores_every_event_in_order_and_dead_letters_each_bad_kind(
     ScorerThread(_config(kafka_config, tiny_registry, inp, group_factory())).start().join()
 
     outputs = read_all(kafka_config, inp + ".scores", expect=STREAMS * EVENTS)
-    dlq = read_all(kafka_config, inp + ".dlq", expect=len(BAD) + 1)
+    dlq = read_all(kafka_config, inp + ".scores.dlq", expect=len(BAD) + 1)
     assert len(outputs) == STREAMS * EVENTS
     by_stream: dict[str, list[dict[str, object]]] = defaultdict(list)
     for rec in outputs:
