@@ -194,6 +194,7 @@ def _worker(system: str, args: dict[str, Any]) -> dict[str, Any]:
         producer.close()
         return {"events": n, "seconds": end - (started or end)}
     if system == "model-only":
+        from pipeline.engine.covariates import covariates
         from pipeline.engine.inference import StepSession
         from pipeline.engine.registry import Registry
         from pipeline.engine.state import StateStore
@@ -213,12 +214,18 @@ def _worker(system: str, args: dict[str, Any]) -> dict[str, Any]:
         batch = int(args["batch"])
         rng = np.random.default_rng(0)
         n, started = 0, time.monotonic()
+        ts = 1_764_000_000.0
         while time.monotonic() - started < 2.0:
             sl = rng.choice(slots_all, size=batch, replace=False)
             st = store.gather(sl)
-            advance(session, meta.normalisation, meta.anomaly, st, rng.normal(50, 5, (batch, 1)))
+            # The covariates are part of the step's cost for a model that has them.
+            times = np.full(batch, ts)
+            cov = covariates(times, times - 60.0, meta.covariates) if meta.covariates else None
+            x = rng.normal(50, 5, (batch, 1))
+            advance(session, meta.normalisation, meta.anomaly, st, x, cov)
             store.scatter(sl, st)
             n += batch
+            ts += 60.0
         return {"events": n, "seconds": time.monotonic() - started}
     raise ValueError(system)
 
