@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from pipeline.config import ScorerConfig
 from pipeline.engine.serving import ServedModel
+from pipeline.errors import KafkaError
 from pipeline.kafka_io import Producer, Record
 from pipeline.kafka_io.codec import decode_batch
 from pipeline.kafka_io.outputs import dlq_headers, encode_scores
@@ -55,10 +56,30 @@ class BatchScorer:
             by_model[self.router.model_for(rec.key)].append(i)
         touched: dict[str, npt.NDArray[np.int64]] = {}
         for name, idx in by_model.items():
-            touched[name] = self._score_model(
-                self.models[name], [records[i] for i in idx], producer, now
-            )
+            served, recs = self.models[name], [records[i] for i in idx]
+            try:
+                touched[name] = self._score_model(served, recs, producer, now)
+            except KafkaError:
+                raise  # the scorer's to recover from
+            except Exception:
+                # Not expected (the engine isolates its own failures): narrow it down by
+                # handling the records one at a time.
+                log.exception("model %s: a batch failed; handling its records singly", name)
+                touched[name] = self._score_singly(served, recs, producer, now)
         return touched
+
+    def _score_singly(
+        self, served: ServedModel, recs: list[Record], producer: Producer, now: float
+    ) -> npt.NDArray[np.int64]:
+        touched = [np.empty(0, np.int64)]
+        for rec in recs:
+            try:
+                touched.append(self._score_model(served, [rec], producer, now))
+            except KafkaError:
+                raise
+            except Exception as exc:
+                self._dead_letter(producer, rec, "internal_error", _describe(exc))
+        return np.unique(np.concatenate(touched))
 
     def _score_model(
         self, served: ServedModel, recs: list[Record], producer: Producer, now: float

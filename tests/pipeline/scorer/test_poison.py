@@ -337,3 +337,24 @@ def test_decoding_never_raises_on_the_crafted_records() -> None:
     ]
     batch = decode_batch([(b"s0", c) for c in crafted], ("value",), 65536)
     assert len(batch.rejections) + len(batch.stream_ids) == len(crafted)
+
+
+def test_a_failure_outside_the_engine_costs_only_its_own_record(
+    tiny_registry: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection in decoding (as a bug in the codec would be): the batch is handled
+    record by record, only the record that still fails is dead-lettered."""
+    import pipeline.scorer.batch as batch_module
+
+    original = batch_module.decode_batch
+
+    def decode_with_fault(items: Any, features: Any, max_bytes: int) -> Any:
+        if any(value is not None and b"1234.5" in value for _key, value in items):
+            raise RuntimeError("injected fault")
+        return original(items, features, max_bytes)
+
+    monkeypatch.setattr(batch_module, "decode_batch", decode_with_fault)
+    h = Harness(tiny_registry)
+    got = h.run([good("a", NOW, 1.0), good("b", NOW, MAGIC), good("c", NOW, 2.0)])
+    assert got[1] == ("dlq", "internal_error")
+    assert got[0][0] == got[2][0] == "out"
