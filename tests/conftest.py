@@ -42,6 +42,11 @@ def broker() -> Iterator[LocalBroker]:
         port = free_port_pair()
         local = LocalBroker(_test_config(port))
     was_running = local.status().running
+    if not was_running:
+        # Every test makes its own topics: a data folder kept from earlier sessions grows
+        # without bound (hundreds of MB after a few hundred runs), and a broker restart
+        # then takes long enough to load its partitions that tests see empty metadata.
+        local.wipe()
     local.up()
     yield local
     if not was_running:
