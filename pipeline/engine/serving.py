@@ -23,6 +23,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.engine.admission import Bounds, admit, screen
 from pipeline.engine.covariates import WEEK, covariates
 from pipeline.engine.events import DecodedBatch, Rejection
 from pipeline.engine.inference import StepSession
@@ -141,9 +142,7 @@ class ServedModel:
         self.warmup_steps = warmup_steps
         self.gap_reset_s = gap_reset_s
         self.late_tolerance_s = late_tolerance_s
-        self.max_abs_value = max_abs_value
-        self.max_future_skew_s = max_future_skew_s
-        self.max_streams = max_streams
+        self.bounds = Bounds(max_abs_value, max_future_skew_s, max_streams)
         self.on_infer = on_infer
         self.meta = registry.meta(name)
         self.session = StepSession(self.meta, threads=threads)
@@ -195,9 +194,9 @@ class ServedModel:
         """
         rejections: list[Rejection] = []
         ts_all, x_all = batch.ts[rows], batch.values[rows]
-        ok = self._screen(batch, rows, ts_all, x_all, now, rejections)
+        ok = screen(self.bounds, batch.index[rows], ts_all, x_all, now, rejections)
         sids_all = [batch.stream_ids[r] for r in rows.tolist()]
-        ok &= self._admit(batch, rows, sids_all, ok, rejections)
+        ok &= admit(self.bounds, self.store, self.name, batch.index[rows], sids_all, ok, rejections)
         if not ok.all():
             sel = np.nonzero(ok)[0]
             rows, ts_all, x_all = rows[sel], ts_all[sel], x_all[sel]
@@ -253,60 +252,6 @@ class ServedModel:
         return Scored(
             rows[keep], out.score[keep], out.warm[keep], out.fc[keep], rejections, touched
         )
-
-    def _screen(
-        self,
-        batch: DecodedBatch,
-        rows: npt.NDArray[np.int64],
-        ts: F64,
-        x: F64,
-        now: float,
-        rejections: list[Rejection],
-    ) -> npt.NDArray[np.bool_]:
-        """Values beyond the magnitude bound and implausible times never reach a stream."""
-        bad_x = ~(np.abs(x) <= self.max_abs_value).all(axis=1)
-        ahead = ts > now + self.max_future_skew_s
-        bad_ts = ahead | (ts < 0)
-        for i in np.nonzero(bad_x | bad_ts)[0].tolist():
-            at = int(batch.index[rows[i]])
-            if ahead[i]:
-                why = (
-                    f"ts {ts[i]:.0f} is more than {self.max_future_skew_s:.0f}s ahead of the "
-                    f"scorer's clock ({now:.0f}); raise max_future_skew_s if this is expected"
-                )
-                rejections.append(Rejection(at, "implausible_ts", why))
-            elif bad_ts[i]:
-                rejections.append(Rejection(at, "implausible_ts", f"ts {ts[i]:.0f} is before 1970"))
-            else:
-                why = f"a value beyond +-{self.max_abs_value:g} (max_abs_value)"
-                rejections.append(Rejection(at, "out_of_range", why))
-        return ~(bad_x | bad_ts)
-
-    def _admit(
-        self,
-        batch: DecodedBatch,
-        rows: npt.NDArray[np.int64],
-        sids: list[str],
-        ok: npt.NDArray[np.bool_],
-        rejections: list[Rejection],
-    ) -> npt.NDArray[np.bool_]:
-        """New streams only while fewer than ``max_streams`` are held (policy: refuse the
-        newcomer to the dead-letter topic, keep the streams already held)."""
-        admitted = np.ones(len(sids), np.bool_)
-        room = self.max_streams - len(self.store)
-        if len(sids) <= room:  # the common case: no per-record work
-            return admitted
-        fresh: set[str] = set()
-        for i, sid in enumerate(sids):
-            if not ok[i] or sid in self.store or sid in fresh:
-                continue
-            if len(fresh) < room:
-                fresh.add(sid)
-                continue
-            admitted[i] = False
-            why = f"the scorer holds max_streams={self.max_streams} streams of model {self.name}"
-            rejections.append(Rejection(int(batch.index[rows[i]]), "capacity", why))
-        return admitted
 
     def _step(
         self,

@@ -125,6 +125,8 @@ class ConfluentConsumer:
                     "session.timeout.ms": 10000,
                     "heartbeat.interval.ms": 2000,
                     "max.poll.interval.ms": 300000,
+                    # See the kafka-python backend: heal an empty first assignment quickly.
+                    "topic.metadata.refresh.interval.ms": 5000,
                     "fetch.wait.max.ms": 100,
                     "max.partition.fetch.bytes": max_partition_fetch_bytes,
                     # Read-ahead per partition: enough to keep a busy loop fed, small

@@ -97,6 +97,9 @@ class KafkaPythonConsumer:
                 session_timeout_ms=10000,
                 heartbeat_interval_ms=2000,
                 max_poll_interval_ms=300000,
+                # A member that joins before a new topic's metadata reached it is assigned
+                # nothing until its metadata refreshes (5 minutes by default): refresh often.
+                metadata_max_age_ms=5000,
                 **client_settings(config),
             )
             self._consumer.subscribe(topics, listener=_Listener(on_assign, on_revoke))

@@ -144,7 +144,7 @@ class Scorer:
     def _init_metrics(self) -> None:
         for m in self.models.values():
             self.metrics.model_info.labels(m.name).info({"version": m.version})
-            self.metrics.max_streams.labels(m.name).set(m.max_streams)
+            self.metrics.max_streams.labels(m.name).set(m.bounds.max_streams)
             # Labelled series exist from the start (at 0), so rates and alerts see them.
             for family in (
                 self.metrics.scored,
