@@ -17,6 +17,7 @@ stalls a consumer whose local queue ran full.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -36,6 +37,9 @@ from pipeline.kafka_io.interface import (
 __all__ = ["ConfluentConsumer", "ConfluentProducer", "client_settings"]
 
 log = logging.getLogger(__name__)
+# Producers abandoned while a librdkafka call blocked inside them (see ConfluentProducer.commit):
+# kept referenced so they are never destroyed under that call.
+_WEDGED: list[Any] = []
 TRANSACTION_TIMEOUT_MS = 15_000  # as the kafka-python backend
 POLL_EVERY = 10_000  # sends between producer polls that serve (error-only) delivery reports
 
@@ -304,6 +308,7 @@ class ConfluentProducer:
                 f"cannot connect producer to {config.bootstrap}: {_describe(exc)}"
             ) from exc
         self._since_poll = 0
+        self._wedged = False
 
     def _delivered(self, err: ck.KafkaError | None, msg: Any) -> None:
         if err is not None:
@@ -325,20 +330,51 @@ class ConfluentProducer:
             raise KafkaError(f"cannot begin transaction: {_describe(exc)}") from exc
 
     def commit(self, offsets: dict[TopicPartition, int], group_metadata: object) -> None:
-        try:
-            if offsets:
-                self._producer.send_offsets_to_transaction(
-                    [ck.TopicPartition(tp.topic, tp.partition, o) for tp, o in offsets.items()],
-                    group_metadata,
-                    self._timeout_s,
-                )
-            self._producer.commit_transaction(self._timeout_s)
-        except ck.KafkaException as exc:
+        """Offsets into the transaction, then commit it.
+
+        librdkafka's send_offsets_to_transaction can block past its timeout, for good, when
+        the group coordinator goes away meanwhile (librdkafka issues 5456 and 5511, open;
+        seen here in the chaos test across a broker restart). So the calls run on a helper
+        thread with a deadline: past it, this producer is abandoned (kept referenced, never
+        destroyed under the blocked call) and KafkaError sends the scorer into its recover
+        path, whose new producer with the same transactional id fences this one.
+        """
+        outcome: list[BaseException | None] = []
+
+        def run() -> None:
+            try:
+                if offsets:
+                    self._producer.send_offsets_to_transaction(
+                        [ck.TopicPartition(tp.topic, tp.partition, o) for tp, o in offsets.items()],
+                        group_metadata,
+                        self._timeout_s,
+                    )
+                self._producer.commit_transaction(self._timeout_s)
+                outcome.append(None)
+            except BaseException as exc:  # handed to the caller's thread below
+                outcome.append(exc)
+
+        worker = threading.Thread(target=run, name="txn-commit", daemon=True)
+        worker.start()
+        worker.join(self._timeout_s * 3)
+        if worker.is_alive():
+            self._wedged = True
+            _WEDGED.append(self._producer)
+            raise KafkaError(
+                f"transaction commit did not return within {self._timeout_s * 3:.0f}s "
+                "(librdkafka send_offsets_to_transaction hang); abandoning this producer"
+            )
+        exc = outcome[0]
+        if isinstance(exc, ck.KafkaException):
             raise KafkaError(f"transaction commit failed: {_describe(exc)}") from exc
+        if exc is not None:
+            raise exc
         self._check()
 
     def abort(self) -> None:
         self._failed = []
+        if self._wedged:
+            return  # a call still blocks inside it; the next producer fences it instead
         try:
             self._producer.abort_transaction(self._timeout_s)
         except ck.KafkaException as exc:
@@ -411,6 +447,8 @@ class ConfluentProducer:
         self._check()
 
     def close(self) -> None:
+        if self._wedged:
+            return  # see commit(): destroying it under the blocked call would crash
         try:
             self._producer.flush(10)
             self._producer.close()

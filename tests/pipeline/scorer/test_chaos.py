@@ -192,23 +192,26 @@ def run_chaos(
                     time.sleep(1)
             time.sleep(seconds * 0.8 / chunks)
 
-    feeder = threading.Thread(target=feed, daemon=True)
-    feeder.start()
-    # Faults are data: one round of every kind first (so even a short run has each),
-    # then shuffled rounds, all from the seed; the run lasts at least the first round.
-    schedule = [*KINDS, *(k for _ in range(1000) for k in rng.sample(KINDS, len(KINDS)))]
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline or sum(faults.values()) < len(KINDS):
-        time.sleep(rng.uniform(1, 3))
-        kind = schedule.pop(0)
-        _fault(kind, group, broker, rng)
-        faults[kind] += 1
-    feeder.join(120)
-    # Let the members finish the input (committed offsets reach the end), then stop them.
-    if not group.live():
-        group.start()
-    wait_committed(kafka, group_name, inp, timeout_s=240)  # every partition to its end
-    group.stop_all()
+    try:
+        feeder = threading.Thread(target=feed, daemon=True)
+        feeder.start()
+        # Faults are data: one round of every kind first (so even a short run has each),
+        # then shuffled rounds, all from the seed; the run lasts at least the first round.
+        schedule = [*KINDS, *(k for _ in range(1000) for k in rng.sample(KINDS, len(KINDS)))]
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline or sum(faults.values()) < len(KINDS):
+            time.sleep(rng.uniform(1, 3))
+            kind = schedule.pop(0)
+            _fault(kind, group, broker, rng)
+            faults[kind] += 1
+        feeder.join(120)
+        # Let the members finish the input (committed offsets reach the end), then stop them.
+        if not group.live():
+            group.start()
+        wait_committed(kafka, group_name, inp, timeout_s=240)  # every partition to its end
+    finally:
+        stop_feed.set()
+        group.stop_all()  # also when an invariant or a wait fails: no scorer left behind
 
     isolation = "read_committed" if guarantee == "exactly-once" else "read_uncommitted"
     outputs = read_all(kafka, out, isolation_level=isolation, timeout_s=30)
