@@ -31,6 +31,7 @@ __all__ = [
     "RegistryError",
     "StatecastError",
     "TrainingError",
+    "describe",
 ]
 
 
@@ -73,3 +74,8 @@ class EventRejected(StatecastError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+def describe(exc: BaseException) -> str:
+    """An unexpected exception as one bounded line (for a dead letter's error header)."""
+    return f"{type(exc).__name__}: {exc}"[:500]

@@ -15,7 +15,7 @@ import numpy.typing as npt
 from pipeline.engine.events import Rejection
 from pipeline.engine.state import StateStore
 
-__all__ = ["Bounds", "admit", "screen"]
+__all__ = ["DEFAULT_BOUNDS", "Bounds", "admit", "screen"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -27,6 +27,9 @@ class Bounds:
     max_abs_value: float = 1e12  # |value| beyond: `out_of_range`
     max_future_skew_s: float = 86_400.0  # ts later than now + this: `implausible_ts`
     max_streams: int = 2_000_000  # new streams beyond: `capacity`
+
+
+DEFAULT_BOUNDS = Bounds()
 
 
 def screen(

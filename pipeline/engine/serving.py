@@ -23,14 +23,14 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.engine.admission import Bounds, admit, screen
+from pipeline.engine.admission import DEFAULT_BOUNDS, Bounds, admit, screen
 from pipeline.engine.covariates import WEEK, covariates
 from pipeline.engine.events import DecodedBatch, Rejection
 from pipeline.engine.inference import StepSession
 from pipeline.engine.registry import ModelMeta, Registry
 from pipeline.engine.state import Snapshot, StateStore
 from pipeline.engine.stepper import advance, rebuild
-from pipeline.errors import RegistryError
+from pipeline.errors import RegistryError, describe
 
 __all__ = ["Scored", "ServedModel"]
 
@@ -86,10 +86,6 @@ def _unusable(snap: Snapshot, features: int) -> str | None:
     return None
 
 
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:500]
-
-
 @dataclasses.dataclass
 class Scored:
     """Results for the accepted events, aligned with ``DecodedBatch`` rows ``rows``."""
@@ -130,9 +126,7 @@ class ServedModel:
         warmup_steps: int = 48,
         gap_reset_s: float = 86400.0,
         late_tolerance_s: float = 0.0,
-        max_abs_value: float = 1e12,
-        max_future_skew_s: float = 86400.0,
-        max_streams: int = 2_000_000,
+        bounds: Bounds = DEFAULT_BOUNDS,
         on_infer: Callable[[float], None] | None = None,
     ) -> None:
         self.name = name
@@ -142,7 +136,7 @@ class ServedModel:
         self.warmup_steps = warmup_steps
         self.gap_reset_s = gap_reset_s
         self.late_tolerance_s = late_tolerance_s
-        self.bounds = Bounds(max_abs_value, max_future_skew_s, max_streams)
+        self.bounds = bounds
         self.on_infer = on_infer
         self.meta = registry.meta(name)
         self.session = StepSession(self.meta, threads=threads)
@@ -245,7 +239,7 @@ class ServedModel:
                         )
                     except Exception as exc:
                         rejections.append(
-                            Rejection(int(record_of[i]), "internal_error", _describe(exc))
+                            Rejection(int(record_of[i]), "internal_error", describe(exc))
                         )
         keep = np.nonzero(out.accepted)[0]
         touched = np.unique(slots[keep]) if len(keep) else np.empty(0, np.int64)

@@ -354,24 +354,24 @@ class StateStore:
         self.ring_ts[slots, pos] = np.nan if ts is None else np.mod(ts, WEEK)
         self.ring_len[slots] += 1
 
-    def recent_inputs(self, slot: int) -> F32:
-        """The ring buffer of ``slot`` in arrival order (oldest first)."""
+    def _arrival_order(self, slot: int, row: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """``row`` (one slot's ring, oldest entry at ``ring_len % ring`` once full) in
+        arrival order, oldest first (a copy)."""
         n = int(self.ring_len[slot])
         if n <= self.ring:
-            out: F32 = self.ring_buf[slot, :n].copy()
-            return out
+            return row[:n].copy()
         start = n % self.ring
-        return np.concatenate([self.ring_buf[slot, start:], self.ring_buf[slot, :start]])
+        return np.concatenate([row[start:], row[:start]])
+
+    def recent_inputs(self, slot: int) -> F32:
+        """The ring buffer of ``slot`` in arrival order (oldest first)."""
+        out: F32 = self._arrival_order(slot, self.ring_buf[slot])
+        return out
 
     def recent_times(self, slot: int) -> F64:
         """The times of :meth:`recent_inputs` as seconds into their week (NaN: unknown,
         e.g. after a restore: the changelog does not carry them)."""
-        n = int(self.ring_len[slot])
-        row: F64 = self.ring_ts[slot].astype(np.float64)
-        if n <= self.ring:
-            return row[:n]
-        start = n % self.ring
-        out: F64 = np.concatenate([row[start:], row[:start]])
+        out: F64 = self._arrival_order(slot, self.ring_ts[slot]).astype(np.float64)
         return out
 
     def reset_dynamics(self, slots: I64) -> None:

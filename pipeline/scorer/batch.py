@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from pipeline.config import ScorerConfig
 from pipeline.engine.serving import ServedModel
-from pipeline.errors import KafkaError
+from pipeline.errors import KafkaError, describe
 from pipeline.kafka_io import Producer, Record
 from pipeline.kafka_io.codec import decode_batch
 from pipeline.kafka_io.outputs import dlq_headers, encode_scores
@@ -78,7 +78,7 @@ class BatchScorer:
             except KafkaError:
                 raise
             except Exception as exc:
-                self._dead_letter(producer, rec, "internal_error", _describe(exc))
+                self._dead_letter(producer, rec, "internal_error", describe(exc))
         return np.unique(np.concatenate(touched))
 
     def _score_model(
@@ -127,7 +127,7 @@ class BatchScorer:
                     values.extend(encode(slice(j, j + 1)))
                     sent.append(out_recs[j])
                 except Exception as exc:
-                    failed.append((j, _describe(exc)))
+                    failed.append((j, describe(exc)))
         producer.send_many(cfg.output_topic, [r.key for r in sent], values)
         for rej in batch.rejections + scored.rejections:
             self._dead_letter(producer, recs[rej.index], rej.reason, rej.detail)
@@ -145,7 +145,3 @@ class BatchScorer:
     def _dead_letter(self, producer: Producer, rec: Record, reason: str, detail: str) -> None:
         producer.send(self.config.dlq_topic, rec.key, rec.value, dlq_headers(rec, reason, detail))
         self.metrics.dead_lettered.labels(reason).inc()
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:500]

@@ -44,6 +44,7 @@ import time
 from types import FrameType
 
 from pipeline.config import ScorerConfig
+from pipeline.engine.admission import Bounds
 from pipeline.engine.events import REASONS
 from pipeline.engine.registry import Registry
 from pipeline.engine.serving import ServedModel
@@ -107,9 +108,7 @@ class Scorer:
                 warmup_steps=config.warmup_steps,
                 gap_reset_s=config.gap_reset_s,
                 late_tolerance_s=config.late_tolerance_s,
-                max_abs_value=config.max_abs_value,
-                max_future_skew_s=config.max_future_skew_s,
-                max_streams=config.max_streams,
+                bounds=Bounds(config.max_abs_value, config.max_future_skew_s, config.max_streams),
                 on_infer=self.metrics.inference.observe,
             )
             for name in sorted(names)

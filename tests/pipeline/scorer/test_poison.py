@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.config import ScorerConfig
+from pipeline.engine.admission import Bounds
 from pipeline.engine.events import REASONS
 from pipeline.engine.registry import Registry
 from pipeline.engine.serving import ServedModel
@@ -55,9 +56,9 @@ class Harness:
         self.served = ServedModel(
             "tiny",
             Registry(registry),
-            max_abs_value=self.config.max_abs_value,
-            max_future_skew_s=self.config.max_future_skew_s,
-            max_streams=self.config.max_streams,
+            bounds=Bounds(
+                self.config.max_abs_value, self.config.max_future_skew_s, self.config.max_streams
+            ),
             warmup_steps=0,
         )
         self.metrics = ScorerMetrics()
