@@ -158,6 +158,8 @@ class ScorerConfig:
     max_abs_value: float = 1e12  # |value| beyond this: dead letter `out_of_range`
     max_future_skew_s: float = 24 * 3600.0  # ts later than now + this: `implausible_ts`
     max_streams: int = 2_000_000  # per served model; new streams beyond: `capacity`
+    # The forecast interval in score records (forecast_lo/hi): its probability.
+    interval: float = 0.9
 
     def __post_init__(self) -> None:
         for name in ("input_topic", "output_topic", "dlq_topic", "group", "model"):
@@ -193,6 +195,8 @@ class ScorerConfig:
             )
         if self.guarantee == "exactly-once" and not self.changelog:
             raise ConfigError("exactly-once needs the state changelog (changelog=true)")
+        if not 0.5 <= self.interval < 1.0:
+            raise ConfigError(f"interval must be in [0.5, 1), got {self.interval}")
         if self.warmup_steps < 0 or self.replay_steps < 0:
             raise ConfigError("warmup_steps and replay_steps must be >= 0")
         for route in self.routes:

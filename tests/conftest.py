@@ -18,6 +18,16 @@ REPO = Path(__file__).resolve().parents[1]
 TEST_PORT = int(os.environ.get("STATECAST_TEST_KAFKA_PORT", "19092"))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``slow_with("kafka-python")``: that backend's run of the test is ``slow`` (it goes to
+    `make test-slow`; the other backend's run stays in `make test`)."""
+    for item in items:
+        mark = item.get_closest_marker("slow_with")
+        callspec = getattr(item, "callspec", None)
+        if mark and callspec and callspec.params.get("backend_config") in mark.args:
+            item.add_marker(pytest.mark.slow)
+
+
 def _test_config(port: int) -> LocalKafkaConfig:
     return LocalKafkaConfig(
         home=REPO / ".statecast",

@@ -6,7 +6,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import kafka as kafka_client
@@ -208,6 +208,15 @@ def wait_committed(
     finally:
         probe.close(autocommit=False)
     raise AssertionError(f"group {group} did not commit {at_least or 'all'} offsets of {topic}")
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
+    """Block until ``condition()`` holds: tests wait for events, never for a guessed time."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(0.1)
 
 
 def wait_records(kafka: KafkaConfig, topic: str, at_least: int, timeout_s: float = 60.0) -> None:

@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.engine.covariates import COVARIATES
+from pipeline.engine.interval import DISTRIBUTIONS
 from pipeline.errors import ConfigError
 
-__all__ = ["TrainConfig", "load_train_config"]
+__all__ = ["CELLS", "TrainConfig", "load_train_config"]
+
+CELLS = ("lstm", "gru")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -23,10 +26,13 @@ class TrainConfig:
     """Stacked-LSTM forecaster and its training procedure.
 
     Model: ``layers`` stacked LSTM layers of ``hidden`` units (sigmoid input/forget/output
-    gates, tanh cell candidate and output), ``dropout`` between layers, a linear head
-    forecasting ``horizon`` steps of every feature; with ``residual`` the head predicts
-    the change from the current (normalised) value. The inputs are the normalised values
-    and the event-time ``covariates`` (time of day, day of week, gap since the last event).
+    gates, tanh cell candidate and output; ``cell="gru"`` swaps in GRU layers for the
+    ablation), ``dropout`` between layers, a linear head forecasting ``horizon`` steps of
+    every feature, with a location and a scale each (``distribution``: the location is
+    trained with a Huber loss, the scale with the distribution's negative log-likelihood);
+    with ``residual`` the location is the change from the current (normalised) value.
+    The inputs are the normalised values and the event-time ``covariates`` (time of day,
+    day of week, gap since the last event).
 
     Training: truncated backpropagation through time over ``bptt`` steps, carrying the
     detached state across the chunks of a ``segment``; Adam (``lr``, ``weight_decay``);
@@ -34,8 +40,12 @@ class TrainConfig:
     without a validation improvement of ``min_delta``, restoring the best weights.
     """
 
+    # The recurrent cell: "lstm" (the method) or "gru" (for the ablation in docs/quality.md).
+    cell: str = "lstm"
     layers: int = 2
     hidden: int = 64
+    # The predictive distribution the scale head is trained for (pipeline.engine.interval).
+    distribution: str = "laplace"
     # Event-time inputs beside the value (pipeline.engine.covariates); () for none.
     covariates: tuple[str, ...] = COVARIATES
     dropout: float = 0.1
@@ -76,6 +86,12 @@ class TrainConfig:
             raise ConfigError(f"val_fraction must be in (0, 0.9), got {self.val_fraction}")
         if self.lr <= 0 or self.clip_norm <= 0:
             raise ConfigError("lr and clip_norm must be > 0")
+        if self.cell not in CELLS:
+            raise ConfigError(f"cell must be one of {CELLS}, got {self.cell!r}")
+        if self.distribution not in DISTRIBUTIONS:
+            raise ConfigError(
+                f"distribution must be one of {DISTRIBUTIONS}, got {self.distribution!r}"
+            )
         unknown = set(self.covariates) - set(COVARIATES)
         if unknown:
             raise ConfigError(f"unknown covariates {sorted(unknown)}; known: {COVARIATES}")

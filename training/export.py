@@ -1,8 +1,8 @@
 """Export a trained forecaster as a single-step ONNX model and verify it before registering.
 
 Verification: ``onnx.checker``, then step-wise parity: T single onnxruntime steps
-carrying (h, c) must reproduce the torch model run over the whole T-step
-sequence; the max absolute difference is recorded and above ``tolerance`` the
+carrying (h, c) must reproduce the torch model (forecast and scale) run over the whole
+T-step sequence; the max absolute difference is recorded and above ``tolerance`` the
 export fails.
 """
 
@@ -42,11 +42,12 @@ class ExportReport:
 def parity_max_diff(
     model: LSTMForecaster, onnx_path: Path, steps: int = 64, batch: int = 3, seed: int = 0
 ) -> float:
-    """Max |torch sequence forecast - ORT stepped forecast| over ``steps`` steps."""
+    """Max |torch sequence prediction - ORT stepped prediction| over ``steps`` steps
+    (forecast and scale)."""
     model.eval()
     rng = np.random.default_rng(seed)
     F = model.inputs
-    L, H = model.lstm.num_layers, model.lstm.hidden_size
+    L, H = model.rnn.num_layers, model.rnn.hidden_size
     x = rng.normal(size=(batch, steps, F)).astype(np.float32)
     with torch.no_grad():
         ref, _ = model(torch.from_numpy(x))
@@ -56,8 +57,9 @@ def parity_max_diff(
     c = np.zeros((L, batch, H), np.float32)
     worst = 0.0
     for t in range(steps):
-        f, h, c = sess.run(OUTPUTS, {"x": x[:, t], "h": h, "c": c})
-        worst = max(worst, float(np.abs(f - ref_np[:, t]).max()))
+        f, s, h, c = sess.run(OUTPUTS, {"x": x[:, t], "h": h, "c": c})
+        worst = max(worst, float(np.abs(f - ref_np[:, t, ..., 0]).max()))
+        worst = max(worst, float(np.abs(s - ref_np[:, t, ..., 1]).max()))
     return worst
 
 
@@ -68,7 +70,7 @@ def export_step_model(
     started = time.monotonic()
     model.eval()
     step = StepModel(model).eval()
-    L, H, F = model.lstm.num_layers, model.lstm.hidden_size, model.inputs
+    L, H, F = model.rnn.num_layers, model.rnn.hidden_size, model.inputs
     args = (torch.zeros(2, F), torch.zeros(L, 2, H), torch.zeros(L, 2, H))
     batch = {0: "batch"}
     state_batch = {1: "batch"}
@@ -88,6 +90,7 @@ def export_step_model(
                 "h": state_batch,
                 "c": state_batch,
                 "forecast": batch,
+                "scale": batch,
                 "h_out": state_batch,
                 "c_out": state_batch,
             },
@@ -100,8 +103,9 @@ def export_step_model(
     except onnx.checker.ValidationError as exc:
         raise TrainingError(f"exported ONNX model fails onnx.checker: {exc}") from exc
     ops = tuple(sorted({n.op_type for n in proto.graph.node}))
-    if "LSTM" not in ops:
-        raise TrainingError(f"export did not produce the native ONNX LSTM op (ops: {ops})")
+    native = model.cell.upper()
+    if native not in ops:
+        raise TrainingError(f"export did not produce the native ONNX {native} op (ops: {ops})")
     diff = parity_max_diff(model, path, steps=steps)
     if not diff <= tolerance:
         raise TrainingError(

@@ -1,7 +1,8 @@
 """The training loop: truncated BPTT, Adam, gradient clipping, early stopping.
 
 Each epoch shuffles the training segments into batches. A batch walks its
-segments in chunks of ``bptt`` steps: forward, masked Huber loss, backward
+segments in chunks of ``bptt`` steps: forward, masked loss (Huber on the location,
+the predictive distribution's negative log-likelihood on the scale), backward
 through those steps only, clip the gradient norm, Adam step, then carry the
 *detached* (h, c) into the next chunk, so the state spans the whole segment
 while gradients span ``bptt`` steps. After every epoch the model runs over each
@@ -53,6 +54,7 @@ def tbptt_chunk(
     m: torch.Tensor,
     state: State | None,
     clip_norm: float,
+    distribution: str = "laplace",
 ) -> tuple[float, State, float, float]:
     """One truncated-BPTT chunk: forward from the carried state, masked loss, backward
     through this chunk only, clip the gradient norm, Adam step.
@@ -61,7 +63,7 @@ def tbptt_chunk(
     gradient norm applied)``. The state is detached: the next chunk's gradients stop here.
     """
     pred, (h, c) = model(x, state)
-    loss = masked_loss(pred, y, m)
+    loss = masked_loss(pred, y, m, distribution)
     opt.zero_grad(set_to_none=True)
     loss.backward()  # type: ignore[no-untyped-call]
     before = float(nn.utils.clip_grad_norm_(model.parameters(), clip_norm))
@@ -76,22 +78,40 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
 
 
-def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Huber loss over the steps and horizons where ``mask`` is 1 (``mask [B, T, horizon]``)."""
-    per = nn.functional.smooth_l1_loss(pred, target, reduction="none").mean(dim=-1)
+def masked_loss(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, distribution: str = "laplace"
+) -> torch.Tensor:
+    """The loss over the steps and horizons where ``mask`` is 1 (``mask [B, T, horizon]``).
+
+    ``pred [..., 2]`` holds a location and a scale. The location is fitted with a Huber
+    loss (what a point forecast needs: robust to the spikes sensor data carries); the
+    scale with the negative log-likelihood of ``distribution`` around the *detached*
+    location, so learning the uncertainty never trades away point accuracy.
+    """
+    loc, scale = pred[..., 0], pred[..., 1]
+    huber = nn.functional.smooth_l1_loss(loc, target, reduction="none")
+    resid = (target - loc.detach()).abs() / scale
+    if distribution == "gaussian":
+        nll = torch.log(scale) + 0.5 * resid**2
+    else:  # laplace
+        nll = torch.log(scale) + resid
+    per = (huber + nll).mean(dim=-1)
     denom = mask.sum().clamp_min(1.0)
     return (per * mask).sum() / denom
 
 
 @torch.no_grad()
-def validation_loss(model: LSTMForecaster, prepared: Prepared) -> float:
+def validation_loss(
+    model: LSTMForecaster, prepared: Prepared, distribution: str = "laplace"
+) -> float:
     """Loss on the validation part of every stream, with state carried from its start."""
     model.eval()
     total, count = 0.0, 0.0
     for _name, z, y, mask, split in prepared.val:
         pred, _ = model(torch.from_numpy(z).unsqueeze(0))
         m = torch.from_numpy(mask[split:]).unsqueeze(0)
-        loss = masked_loss(pred[:, split:], torch.from_numpy(y[split:]).unsqueeze(0), m)
+        target = torch.from_numpy(y[split:]).unsqueeze(0)
+        loss = masked_loss(pred[:, split:], target, m, distribution)
         n = float(m.sum())
         total += float(loss) * n
         count += n
@@ -134,13 +154,20 @@ def fit(
                         _, state = model(x[:, sl], state)
                     continue
                 loss, state, before, applied = tbptt_chunk(
-                    model, opt, x[:, sl], y[:, sl], m[:, sl], state, config.clip_norm
+                    model,
+                    opt,
+                    x[:, sl],
+                    y[:, sl],
+                    m[:, sl],
+                    state,
+                    config.clip_norm,
+                    config.distribution,
                 )
                 max_norm = max(max_norm, before)
                 max_applied = max(max_applied, applied)
                 run_loss += loss
                 run_n += 1
-        val = validation_loss(model, prepared)
+        val = validation_loss(model, prepared, config.distribution)
         train_loss = run_loss / max(run_n, 1)
         history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val})
         bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val:.4f}")

@@ -224,6 +224,7 @@ class Trainer:
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "features": list(features),
             "covariates": list(cfg.covariates),
+            "distribution": cfg.distribution,
             "horizon": Z,
             "layers": L,
             "hidden": H,
@@ -234,6 +235,7 @@ class Trainer:
             },
             "outputs": {
                 "forecast": ["batch", Z, F],
+                "scale": ["batch", Z, F],
                 "h_out": [L, "batch", H],
                 "c_out": [L, "batch", H],
             },

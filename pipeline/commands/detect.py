@@ -4,7 +4,9 @@
 2. replay every file into a fresh input topic (stream id = relative path);
 3. run the real :class:`~pipeline.scorer.Scorer` until the topic is idle;
 4. read the output topic and write, per input file, ``timestamp,value,anomaly_score,
-   forecast,is_anomaly`` with one row per input row, in input order.
+   forecast,forecast_lo,forecast_hi,is_anomaly`` with one row per input row, in input
+   order (the t+1 forecast made at that row and its interval; the interval columns are
+   empty for a model without a scale head).
 
 Causal by construction: the scorer sees each stream's rows in file order and
 scores a row before it learns from it. Scores are 0 while a stream warms up.
@@ -110,21 +112,40 @@ def detect(job: DetectJob) -> dict[str, int]:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow(["timestamp", "value", "anomaly_score", "forecast", "is_anomaly"])
+            w.writerow(
+                [
+                    "timestamp",
+                    "value",
+                    "anomaly_score",
+                    "forecast",
+                    "forecast_lo",
+                    "forecast_hi",
+                    "is_anomaly",
+                ]
+            )
             for i, d in enumerate(docs):
                 score = float(d["anomaly_score"]) if d["warm"] else 0.0  # type: ignore[arg-type]
-                fc = d["forecast"][0] if isinstance(d["forecast"], list) else ""  # type: ignore[index]
                 w.writerow(
                     [
                         s.ts_text[i] if s.ts_text else d["ts"],
                         s.values[i, 0],
                         f"{score:.9f}",
-                        fc,
+                        *(
+                            _first_step(d.get(k))
+                            for k in ("forecast", "forecast_lo", "forecast_hi")
+                        ),
                         int(bool(d["is_anomaly"])),
                     ]
                 )
         written[s.name] = len(docs)
     return written
+
+
+def _first_step(steps: object) -> object:
+    """The t+1 entry of a forecast-shaped field ("" when absent or null)."""
+    if isinstance(steps, list) and steps and steps[0] is not None:
+        return steps[0]
+    return ""
 
 
 # -- the subcommand ------------------------------------------------------------

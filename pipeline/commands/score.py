@@ -127,6 +127,12 @@ def add_parser(sub: Any) -> None:
         help="events this far ahead of the clock go to the DLQ (implausible_ts); default 1 day",
     )
     p.add_argument(
+        "--interval",
+        dest="interval",
+        type=float,
+        help="probability of the forecast interval in score records; default 0.9",
+    )
+    p.add_argument(
         "--instance-id",
         dest="instance_id",
         help="stable id of this scorer (exactly-once: one per process in the group; "

@@ -4,8 +4,10 @@ Every channel measures *surprise* in nats, ``S = -ln P`` for the probability ``P
 seeing something at least this unusual; the most surprising channel wins. At every
 step t of a stream once it has a forecast from t-1:
 
-1. **Forecast surprise**: the normalised error ``e = rms_f((x_f - forecast_f) / std_f)``
-   (in units of the stream's spread before step t), optionally smoothed
+1. **Forecast surprise**: the normalised error ``e = rms_f((x_f - forecast_f) / s_f)``
+   in units of the scale ``s`` the model predicted with that forecast (its own
+   uncertainty: wide in a noisy hour, narrow in a quiet one; for a model without a scale
+   head, or with ``use_scale`` off, the stream's spread before step t), optionally smoothed
    (``short_alpha`` < 1), against the stream's long-run error distribution
    ``(mu, sigma)`` (EW mean and variance of e with rate ``long_alpha``, seeded from
    calibration so a new stream is usable early; the first ``min_history`` errors of a
@@ -79,6 +81,9 @@ class AnomalyParams:
     """Stored in every model.json under ``anomaly``. Training calibrates the error priors
     and the repeat rate; the threshold is configured (see :func:`training.evaluate.alarm_rate`)."""
 
+    # Forecast errors in units of the scale the model predicted with each forecast (a
+    # model with a scale head); False: in units of the stream's running spread.
+    use_scale: bool = True
     short_alpha: float = 1.0
     long_alpha: float = 1.0 / 1000.0
     prior_mean: float = 1.0

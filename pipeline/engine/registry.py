@@ -2,7 +2,7 @@
 
 Layout (root configurable, default ``exported_models/``)::
 
-    <model>/<version>/model.onnx     the single-step LSTM (x, h, c) -> (forecast, h_out, c_out)
+    <model>/<version>/model.onnx     the single-step LSTM (x, h, c) -> (forecast, scale, h_out, c_out)
     <model>/<version>/model.json     metadata (format_version, features, horizon, sha256, ...)
     <model>/CURRENT                  the promoted version, replaced atomically
     <model>/HISTORY                  promotions, one version per line (for rollback)
@@ -27,6 +27,7 @@ from typing import Any
 
 from pipeline.engine.anomaly import AnomalyParams
 from pipeline.engine.covariates import COVARIATES
+from pipeline.engine.interval import DISTRIBUTIONS
 from pipeline.engine.normalise import NormaliserParams
 from pipeline.errors import ModelRejected, RegistryError
 
@@ -62,6 +63,7 @@ class ModelMeta:
     version: str
     features: tuple[str, ...]
     covariates: tuple[str, ...]  # event-time inputs after the features (engine.covariates)
+    distribution: str | None  # of the scale head (engine.interval); None: point forecasts
     horizon: int
     layers: int
     hidden: int
@@ -83,6 +85,7 @@ class ModelMeta:
                 version=str(doc["version"]),
                 features=tuple(doc["features"]),
                 covariates=_covariates(doc.get("covariates", [])),
+                distribution=_distribution(doc.get("distribution")),
                 horizon=int(doc["horizon"]),
                 layers=int(doc["layers"]),
                 hidden=int(doc["hidden"]),
@@ -94,6 +97,14 @@ class ModelMeta:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelRejected(f"model.json at {onnx_path.parent} is invalid: {exc!r}") from exc
+
+
+def _distribution(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    if raw not in DISTRIBUTIONS:
+        raise ValueError(f"unknown distribution {raw!r} (known: {DISTRIBUTIONS})")
+    return str(raw)
 
 
 def _covariates(raw: Any) -> tuple[str, ...]:

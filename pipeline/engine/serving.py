@@ -27,6 +27,7 @@ from pipeline.engine.admission import DEFAULT_BOUNDS, Bounds, admit, screen
 from pipeline.engine.covariates import WEEK, covariates
 from pipeline.engine.events import DecodedBatch, Rejection
 from pipeline.engine.inference import StepSession
+from pipeline.engine.interval import Band, IntervalParams
 from pipeline.engine.registry import ModelMeta, Registry
 from pipeline.engine.state import Snapshot, StateStore
 from pipeline.engine.stepper import advance, rebuild
@@ -45,6 +46,8 @@ class _Out:
     score: F64
     warm: npt.NDArray[np.bool_]
     fc: F64
+    lo: F64
+    hi: F64
     accepted: npt.NDArray[np.bool_]
 
 
@@ -94,6 +97,8 @@ class Scored:
     score: F64
     warm: npt.NDArray[np.bool_]
     forecast: F64  # [N, horizon, F] sensor units
+    lo: F64  # [N, horizon, F] the forecast interval (NaN: a model without a scale head)
+    hi: F64
     rejections: list[Rejection]
     touched: npt.NDArray[np.int64]  # slots whose state changed
 
@@ -127,6 +132,7 @@ class ServedModel:
         gap_reset_s: float = 86400.0,
         late_tolerance_s: float = 0.0,
         bounds: Bounds = DEFAULT_BOUNDS,
+        interval: IntervalParams = IntervalParams(),  # noqa: B008 (frozen, immutable)
         on_infer: Callable[[float], None] | None = None,
     ) -> None:
         self.name = name
@@ -137,6 +143,7 @@ class ServedModel:
         self.gap_reset_s = gap_reset_s
         self.late_tolerance_s = late_tolerance_s
         self.bounds = bounds
+        self.interval = interval
         self.on_infer = on_infer
         self.meta = registry.meta(name)
         self.session = StepSession(self.meta, threads=threads)
@@ -159,6 +166,12 @@ class ServedModel:
     @property
     def version(self) -> str:
         return self.meta.version
+
+    @property
+    def band(self) -> Band | None:
+        """The interval rule of the served version (None: it forecasts points only)."""
+        dist = self.meta.distribution
+        return None if dist is None else Band.of(dist, self.interval)
 
     @property
     def threshold(self) -> float:
@@ -205,6 +218,8 @@ class ServedModel:
             score=np.full(N, np.nan),
             warm=np.zeros(N, np.bool_),
             fc=np.zeros((N, Z, F)),
+            lo=np.full((N, Z, F), np.nan),
+            hi=np.full((N, Z, F), np.nan),
             accepted=np.zeros(N, np.bool_),
         )
         store = self.store
@@ -244,7 +259,14 @@ class ServedModel:
         keep = np.nonzero(out.accepted)[0]
         touched = np.unique(slots[keep]) if len(keep) else np.empty(0, np.int64)
         return Scored(
-            rows[keep], out.score[keep], out.warm[keep], out.fc[keep], rejections, touched
+            rows[keep],
+            out.score[keep],
+            out.warm[keep],
+            out.fc[keep],
+            out.lo[keep],
+            out.hi[keep],
+            rejections,
+            touched,
         )
 
     def _step(
@@ -272,8 +294,9 @@ class ServedModel:
         # Overflow is not an error here: a non-finite result is caught per stream below.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             cov = covariates(ts, last, self.meta.covariates) if self.meta.covariates else None
+            band = self.band
             score, _err = advance(
-                self.session, self.meta.normalisation, self.meta.anomaly, st, x, cov
+                self.session, self.meta.normalisation, self.meta.anomaly, st, x, cov, band
             )
         if self.on_infer:
             self.on_infer(time.perf_counter() - t0)
@@ -300,13 +323,16 @@ class ServedModel:
                         "the stream was reset",
                     )
                 )
-            idx, score, warm, st_fc = idx[finite], score[finite], warm[finite], st.fc[finite]
+            keep = np.nonzero(finite)[0]
         else:
-            st_fc = st.fc
-        out.score[idx] = score
-        out.warm[idx] = warm
-        out.fc[idx] = st_fc
-        out.accepted[idx] = True
+            keep = np.arange(len(idx))
+        out.score[idx[keep]] = score[keep]
+        out.warm[idx[keep]] = warm[keep]
+        out.fc[idx[keep]] = st.fc[keep]
+        if band is not None:
+            lo, hi = band.bounds(st.fc[keep], st.fs[keep], st.qlog[keep])
+            out.lo[idx[keep]], out.hi[idx[keep]] = lo, hi
+        out.accepted[idx[keep]] = True
 
     # -- live swaps -----------------------------------------------------------------
 
@@ -380,6 +406,7 @@ class ServedModel:
                     h=np.zeros((self.meta.layers, self.meta.hidden), np.float32),
                     c=np.zeros((self.meta.layers, self.meta.hidden), np.float32),
                     fc=np.zeros((self.meta.horizon, F)),
+                    fs=None,
                 )
             slot = self.store.load(sid, snap, part, now)
             if snap.version != self.version:

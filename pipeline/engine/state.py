@@ -69,6 +69,10 @@ class Snapshot:
     var: npt.NDArray[np.float64]  # [F]
     fc: npt.NDArray[np.float64]  # [Z, F]
     ring: npt.NDArray[np.float32]  # [R, F], oldest first
+    # The forecast's scale (sensor units; NaN: a model without a scale head, or a frame
+    # from before intervals) and the interval's log multiplier (pipeline.engine.interval).
+    fs: npt.NDArray[np.float64] | None = None  # [Z, F]
+    qlog: float = 0.0
 
 
 @dataclasses.dataclass
@@ -81,6 +85,8 @@ class StepState:
     mean: F64  # [B, F]
     var: F64  # [B, F]
     fc: F64  # [B, horizon, F] last forecast, sensor units
+    fs: F64  # [B, horizon, F] its scale, sensor units (NaN: no scale head)
+    qlog: F64  # [B] log multiplier of the interval (adaptive conformal)
     has_fc: npt.NDArray[np.bool_]  # [B]
     en: F64  # [B] errors seen
     es: F64  # [B] short-term error mean
@@ -108,7 +114,7 @@ class StepState:
         return ok
 
 
-_CHECKED_SCALARS = ("n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate")
+_CHECKED_SCALARS = ("n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate", "qlog")
 _FIELDS = [f.name for f in dataclasses.fields(StepState)]
 _STATE_AXIS1 = ("h", "c")  # arrays whose stream axis is 1
 # What describes the sensor rather than the model: kept across a model swap.
@@ -148,6 +154,8 @@ class StateStore:
     mean: F64
     var: F64
     fc: F64
+    fs: F64
+    qlog: F64
     has_fc: npt.NDArray[np.bool_]
     en: F64
     es: F64
@@ -214,6 +222,8 @@ class StateStore:
         grow("mean", (capacity, F), np.float64)
         grow("var", (capacity, F), np.float64)
         grow("fc", (capacity, Z, F), np.float64)
+        grow("fs", (capacity, Z, F), np.float64)
+        grow("qlog", (capacity,), np.float64)
         grow("has_fc", (capacity,), np.bool_)
         grow("en", (capacity,), np.float64)
         grow("es", (capacity,), np.float64)
@@ -247,6 +257,7 @@ class StateStore:
             else:
                 arr[slots] = 0
         self.emu[slots] = self.prior_mu
+        self.fs[slots] = np.nan
         self.last_x[slots] = np.nan
         self.rep_p[slots] = self.prior_rep
         self.lo[slots] = np.nan
@@ -426,6 +437,8 @@ class StateStore:
             var=self.var[slot].copy(),
             fc=self.fc[slot].copy(),
             ring=self.recent_inputs(slot),
+            fs=self.fs[slot].copy(),
+            qlog=float(self.qlog[slot]),
         )
 
     def load(self, stream_id: str, snap: Snapshot, partition: int, now: float) -> int:
@@ -444,6 +457,8 @@ class StateStore:
         self.lo[slot], self.hi[slot], self.peak[slot] = snap.lo, snap.hi, snap.peak
         self.rec[slot], self.trate[slot] = snap.rec, snap.trate
         self.mean[slot], self.var[slot], self.fc[slot] = snap.mean, snap.var, snap.fc
+        self.fs[slot] = np.nan if snap.fs is None else snap.fs
+        self.qlog[slot] = snap.qlog
         self.has_fc[slot], self.steps[slot], self.last_ts[slot] = (
             snap.has_fc,
             snap.steps,

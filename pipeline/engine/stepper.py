@@ -3,11 +3,13 @@
 For each stream in the batch, with value ``x`` arriving (all vectorised over streams):
 
 1. score ``x`` against the forecast made at the previous step (if any), in units of the
-   stream's spread before this step, and against the stream's level and range
-   (:mod:`pipeline.engine.anomaly`);
+   scale the model predicted with it (a model without a scale head: the stream's spread
+   before this step), and against the stream's level and range
+   (:mod:`pipeline.engine.anomaly`); adapt the stream's interval multiplier to whether
+   ``x`` fell inside its t+1 interval (:mod:`pipeline.engine.interval`);
 2. update the online normaliser with ``x`` (:mod:`pipeline.engine.normalise`);
 3. run one LSTM step on the normalised input with the stream's (h, c);
-4. turn the new forecast back into sensor units with the step's statistics.
+4. turn the new forecast and its scale back into sensor units with the step's statistics.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pipeline.engine.anomaly import (
     stuck_surprise,
 )
 from pipeline.engine.inference import StepSession
+from pipeline.engine.interval import Band, adapt
 from pipeline.engine.normalise import NormaliserParams, std_of, update
 from pipeline.engine.state import StepState
 
@@ -42,17 +45,27 @@ def advance(
     st: StepState,
     x: F64,
     cov: F32 | None = None,
+    band: Band | None = None,
 ) -> tuple[F64, F64]:
     """Advance ``st`` in place by one event per stream.
 
-    ``cov [B, C]`` are the event-time covariates of the model (:mod:`.covariates`), if any.
+    ``cov [B, C]`` are the event-time covariates of the model (:mod:`.covariates`), if any;
+    ``band`` the interval rule whose multiplier ``st.qlog`` adapts (None: no intervals).
     Returns ``(score, error)`` per stream: the anomaly score and the normalised forecast
     error, both NaN where the stream had no forecast yet.
     """
-    # 1. Score against the previous forecast, in the spread known before this value,
-    #    and against the stream's level, range and repeat rate (pipeline.engine.anomaly).
+    # 1. Score against the previous forecast, in the scale predicted with it (or the
+    #    spread known before this value), and against the stream's level, range and
+    #    repeat rate (pipeline.engine.anomaly).
     std_prev = std_of(norm, st.mean, st.var)
-    e = error_of(x, st.fc[:, 0, :], std_prev)
+    fc1, fs1 = st.fc[:, 0, :], st.fs[:, 0, :]
+    scaled = st.has_fc & np.isfinite(fs1).all(axis=1)
+    e = error_of(x, fc1, std_prev)
+    if anom.use_scale and scaled.any():
+        e = np.where(scaled, error_of(x, fc1, np.where(scaled[:, None], fs1, 1.0)), e)
+    if band is not None and scaled.any():
+        missed = band.missed(x, fc1, np.where(scaled[:, None], fs1, 0.0), st.qlog)
+        st.qlog = np.where(scaled, adapt(st.qlog, missed, band.params), st.qlog)
     z_level = np.where(st.n >= anom.min_history, error_of(x, st.mean, std_prev), np.nan)
     gauss, en, es, emu, evar = score_step(anom, e, st.en, st.es, st.emu, st.evar, z_level)
     gauss, trate = calibrate_tail(anom, gauss, st.en, st.trate)
@@ -81,9 +94,10 @@ def advance(
     # 3. One LSTM step (the covariates go in beside the normalised value).
     if cov is not None and cov.shape[1]:
         z = np.concatenate([z, cov], axis=1)
-    f, st.h, st.c = session.step(z, st.h, st.c)
-    # 4. Forecast in sensor units.
+    f, s, st.h, st.c = session.step(z, st.h, st.c)
+    # 4. Forecast and scale in sensor units.
     st.fc = f.astype(np.float64) * std[:, None, :] + st.mean[:, None, :]
+    st.fs = np.full_like(st.fc, np.nan) if s is None else s.astype(np.float64) * std[:, None, :]
     st.has_fc = np.ones_like(has)
     st.steps = st.steps + 1
     return score, e
@@ -99,8 +113,10 @@ def rebuild(
     """Rebuild (h, c) and the last forecast of each stream by replaying its recent inputs.
 
     Used after a model swap: the normaliser and error statistics are kept (they describe
-    the sensor, not the model); ``recent[i]`` holds stream i's inputs, oldest first.
+    the sensor, not the model); the interval multiplier, which calibrates a model on the
+    stream, starts again; ``recent[i]`` holds stream i's inputs, oldest first.
     """
+    st.qlog = np.zeros_like(st.qlog)
     B = len(recent)
     st.h = np.zeros_like(st.h)
     st.c = np.zeros_like(st.c)
@@ -108,7 +124,7 @@ def rebuild(
     longest = max((len(r) for r in recent), default=0)
     # Right-align the histories so every stream ends on the last replayed step.
     offsets = [longest - len(r) for r in recent]
-    fc = st.fc.copy()
+    fc, fs = st.fc.copy(), st.fs.copy()
     for t in range(longest):
         rows = np.asarray([i for i in range(B) if t >= offsets[i]], np.int64)
         x = np.stack([recent[i][t - offsets[i]] for i in rows.tolist()]).astype(np.float64)
@@ -116,8 +132,9 @@ def rebuild(
         if recent_cov is not None:
             cov = np.stack([recent_cov[i][t - offsets[i]] for i in rows.tolist()])
             z = np.concatenate([z, cov.astype(np.float32)], axis=1)
-        f, h, c = session.step(z, st.h[:, rows], st.c[:, rows])
+        f, s, h, c = session.step(z, st.h[:, rows], st.c[:, rows])
         st.h[:, rows] = h
         st.c[:, rows] = c
         fc[rows] = f.astype(np.float64) * std[rows][:, None, :] + st.mean[rows][:, None, :]
-    st.fc = fc
+        fs[rows] = np.nan if s is None else s.astype(np.float64) * std[rows][:, None, :]
+    st.fc, st.fs = fc, fs

@@ -9,13 +9,16 @@ Record key: the stream id. Value: a versioned binary frame (never pickle)::
     b"SCS" | u8 format | u16 len + model name | u16 len + model version
     | i64 source offset (of the last input applied) | f64 last_ts
     | i64 steps, ring_len | u8 has_fc | u16 L, H, F, Z, R
-    | f64 n, en, es, emu, evar, run, rep_p, peak, rec, trate
+    | f64 n, en, es, emu, evar, run, rep_p, peak, rec, trate, qlog
     | f32 h[L,H] | f32 c[L,H] | f64 mean[F] | f64 var[F] | f64 fc[Z,F] | f64 last_x[F]
-    | f64 lo[F] | f64 hi[F] | f32 ring[R,F]
+    | f64 lo[F] | f64 hi[F] | f64 fs[Z,F] | f32 ring[R,F]
 
-A tombstone (null value) marks an evicted stream. Format 1 (before range novelty and tail
-calibration: no ``peak``, ``rec``, ``trate``, ``lo``, ``hi``) still restores, so an upgrade keeps every stream's state: its
-range is taken as the normaliser's mean ± 6 standard deviations and widens with the data.
+A tombstone (null value) marks an evicted stream. Older formats still restore, so an
+upgrade keeps every stream's state: format 2 (before forecast intervals: no ``qlog``,
+``fs``) restores with an unknown scale until the next step and the interval multiplier at
+1; format 1 (also before range novelty and tail calibration: no ``peak``, ``rec``,
+``trate``, ``lo``, ``hi``) takes the range as the normaliser's mean ± 6 standard
+deviations, widening with the data.
 
 Restore rule: for each key, the newest record whose source offset is *below* the
 committed offset of its input partition wins; newer records describe inputs that
@@ -47,12 +50,13 @@ __all__ = [
 ]
 
 MAGIC = b"SCS"
-FORMAT = 2
-_HEAD = struct.Struct(">qdqqBHHHHHdddddddddd")
-_HEAD_V1 = struct.Struct(">qdqqBHHHHHddddddd")
+FORMAT = 3
+_STATS = ("n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate", "qlog")
+# The f64 statistics a header carries per format: the first 7, 10 or 11 of _STATS.
+_STATS_IN = {1: 7, 2: 10, 3: 11}
+_HEADS = {fmt: struct.Struct(">qdqqBHHHHH" + "d" * n) for fmt, n in _STATS_IN.items()}
+_HEAD = _HEADS[FORMAT]
 LEGACY_RANGE_STDS = 6.0
-# The f64 statistics of a format-2 header, in order (format 1: the first seven).
-_STATS = ("n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate")
 MAX_SNAPSHOT_BYTES = 4 * 1024 * 1024
 
 
@@ -104,6 +108,7 @@ def encode_snapshot(s: Snapshot) -> bytes:
                 s.peak,
                 s.rec,
                 s.trate,
+                s.qlog,
             ),
             np.ascontiguousarray(s.h, "<f4").tobytes(),
             np.ascontiguousarray(s.c, "<f4").tobytes(),
@@ -113,6 +118,9 @@ def encode_snapshot(s: Snapshot) -> bytes:
             np.ascontiguousarray(s.last_x, "<f8").tobytes(),
             np.ascontiguousarray(s.lo, "<f8").tobytes(),
             np.ascontiguousarray(s.hi, "<f8").tobytes(),
+            np.ascontiguousarray(
+                np.full((Z, F), np.nan) if s.fs is None else s.fs, "<f8"
+            ).tobytes(),
             np.ascontiguousarray(s.ring, "<f4").tobytes(),
         )
     )
@@ -152,6 +160,7 @@ def encode_snapshots(
         rec["last_x"] = store.last_x[sl]
         rec["lo"] = store.lo[sl]
         rec["hi"] = store.hi[sl]
+        rec["fs"] = store.fs[sl]
         if r:
             # Oldest first: a full ring starts at ring_len % R (see StateStore.push_inputs).
             start = np.where(store.ring_len[sl] > R, store.ring_len[sl] % max(R, 1), 0)
@@ -170,8 +179,8 @@ def _header(data: bytes) -> tuple[int, str, str, int, tuple[int, int, int, int, 
     if len(data) > MAX_SNAPSHOT_BYTES or len(data) < 4 or data[:3] != MAGIC:
         raise ValueError("not a Statecast state frame")
     fmt = data[3]
-    if fmt not in (1, FORMAT):
-        raise ValueError(f"state frame format {fmt} is neither 1 nor {FORMAT}")
+    if fmt not in _HEADS:
+        raise ValueError(f"state frame format {fmt} is not one of {sorted(_HEADS)}")
     try:
         pos = 4
         strings = []
@@ -179,13 +188,14 @@ def _header(data: bytes) -> tuple[int, str, str, int, tuple[int, int, int, int, 
             (n,) = struct.unpack_from(">H", data, pos)
             strings.append(data[pos + 2 : pos + 2 + n].decode())
             pos += 2 + n
-        head = _HEAD if fmt == FORMAT else _HEAD_V1
+        head = _HEADS[fmt]
         dims = head.unpack_from(data, pos)[5:10]
     except struct.error as exc:
         raise ValueError(f"truncated state frame: {exc}") from exc
     L, H, F, Z, R = dims
     floats32 = 2 * L * H + R * F
-    floats64 = (3 if fmt == 1 else 5) * F + Z * F  # mean, var, last_x (, lo, hi); fc
+    # mean, var, last_x (, lo, hi); fc (, fs)
+    floats64 = (3 if fmt == 1 else 5) * F + (2 if fmt >= 3 else 1) * Z * F
     need = pos + head.size + 4 * floats32 + 8 * floats64
     if len(data) != need:
         raise ValueError(f"state frame has {len(data)} bytes, its dimensions need {need}")
@@ -194,7 +204,7 @@ def _header(data: bytes) -> tuple[int, str, str, int, tuple[int, int, int, int, 
 
 def _layout(fmt: int, pos: int, dims: tuple[int, int, int, int, int]) -> np.dtype[np.void]:
     L, H, F, Z, R = dims
-    stats = len(_STATS) if fmt == FORMAT else 7
+    stats = _STATS_IN[fmt]
     return np.dtype(
         [
             ("prefix", f"V{pos}"),
@@ -211,7 +221,8 @@ def _layout(fmt: int, pos: int, dims: tuple[int, int, int, int, int]) -> np.dtyp
             ("var", "<f8", (F,)),
             ("fc", "<f8", (Z, F)),
             ("last_x", "<f8", (F,)),
-            *([("lo", "<f8", (F,)), ("hi", "<f8", (F,))] if fmt == FORMAT else []),
+            *([("lo", "<f8", (F,)), ("hi", "<f8", (F,))] if fmt >= 2 else []),
+            *([("fs", "<f8", (Z, F))] if fmt >= 3 else []),
             ("ring", "<f4", (R, F)),
         ]
     )
@@ -236,21 +247,22 @@ def decode_snapshots(frames: list[bytes]) -> list[Snapshot | None]:
             name: rec[name].astype(np.float32 if name in ("h", "c", "ring") else np.float64)
             for name in ("h", "c", "mean", "var", "fc", "last_x", "ring")
         }
-        if fmt == FORMAT:
+        if fmt >= 2:
             col["lo"] = rec["lo"].astype(np.float64)
             col["hi"] = rec["hi"].astype(np.float64)
-            stats = rec["stats"].astype(np.float64).tolist()
         else:
             spread = LEGACY_RANGE_STDS * np.sqrt(np.maximum(col["var"], 0.0))
             col["lo"], col["hi"] = col["mean"] - spread, col["mean"] + spread
-            stats = [[*row, 0.0, 0.0, 0.0] for row in rec["stats"].astype(np.float64).tolist()]
+        col["fs"] = rec["fs"].astype(np.float64) if fmt >= 3 else np.full_like(col["fc"], np.nan)
+        missing = [0.0] * (len(_STATS) - _STATS_IN[fmt])  # peak, rec, trate, qlog start at 0
+        stats = [[*row, *missing] for row in rec["stats"].astype(np.float64).tolist()]
         offs = rec["off"].tolist()
         last_ts = rec["last_ts"].tolist()
         steps = rec["steps"].tolist()
         ring_len = rec["ring_len"].tolist()
         has_fc = rec["has_fc"].tolist()
         for j, i in enumerate(idx):
-            n_, en, es, emu, evar, run, rep_p, peak, rcr, trate = stats[j]
+            n_, en, es, emu, evar, run, rep_p, peak, rcr, trate, qlog = stats[j]
             out[i] = Snapshot(
                 model=model,
                 version=version,
@@ -278,6 +290,8 @@ def decode_snapshots(frames: list[bytes]) -> list[Snapshot | None]:
                 var=col["var"][j],
                 fc=col["fc"][j],
                 ring=col["ring"][j],
+                fs=col["fs"][j],
+                qlog=qlog,
             )
     return out
 

@@ -4,8 +4,10 @@ Score record value (key = stream id)::
 
     {"stream_id", "ts" (as received), "value" | "values", "forecast" (horizon steps;
      per step a number, or an object of feature -> number for multivariate models),
-     "anomaly_score" in [0, 1), "is_anomaly", "threshold", "warm", "model",
-     "model_version", "partition", "offset"}
+     "forecast_lo", "forecast_hi" (the same shape: the central interval of the configured
+     probability, default 90%; absent for a model without a scale head, null per step
+     until a stream has one), "anomaly_score" in [0, 1), "is_anomaly", "threshold",
+     "warm", "model", "model_version", "partition", "offset"}
 
 Dead-letter record: the original key and bytes, with headers ``statecast.reason``,
 ``statecast.error``, ``statecast.source.topic``, ``statecast.source.partition`` and
@@ -32,6 +34,8 @@ def encode_scores(
     values: npt.NDArray[np.float64],
     forecast: npt.NDArray[np.float64],
     score: npt.NDArray[np.float64],
+    lo: npt.NDArray[np.float64] | None = None,
+    hi: npt.NDArray[np.float64] | None = None,
     warm: npt.NDArray[np.bool_],
     threshold: float,
     features: tuple[str, ...],
@@ -48,16 +52,13 @@ def encode_scores(
     flagged = ((score >= threshold) & warm).tolist()
     warm_l = warm.tolist()
     score_l = score.round(6).tolist()
-    rounded = forecast.round(6)
     multi = len(features) > 1
     if multi:
         val_list: list[Any] = [dict(zip(features, row, strict=True)) for row in values.tolist()]
-        fc_list: list[Any] = [
-            [dict(zip(features, step, strict=True)) for step in steps] for steps in rounded.tolist()
-        ]
     else:
         val_list = values[:, 0].tolist()
-        fc_list = rounded[:, :, 0].tolist()
+    fc_list = _steps(forecast, features)
+    bands = None if lo is None or hi is None else (_steps(lo, features), _steps(hi, features))
     value_key = "values" if multi else "value"
     # Shared by the whole batch: '"threshold":..,"model":..,"model_version":..}'.
     tail = (
@@ -72,6 +73,7 @@ def encode_scores(
             "ts": ts_raw[i],
             value_key: val_list[i],
             "forecast": fc_list[i],
+            **({} if bands is None else {"forecast_lo": bands[0][i], "forecast_hi": bands[1][i]}),
             "anomaly_score": score_l[i],
             "is_anomaly": flagged[i],
             "warm": warm_l[i],
@@ -79,6 +81,18 @@ def encode_scores(
             "offset": rec.offset,
         }
         out.append(dumps(doc)[:-1] + tail)
+    return out
+
+
+def _steps(arr: npt.NDArray[np.float64], features: tuple[str, ...]) -> list[Any]:
+    """``[N, horizon, F]`` → per event a list of steps: numbers (one feature) or objects of
+    feature → number; NaN becomes null (orjson writes null for a non-finite float)."""
+    rounded = arr.round(6)
+    if len(features) > 1:
+        return [
+            [dict(zip(features, step, strict=True)) for step in steps] for steps in rounded.tolist()
+        ]
+    out: list[Any] = rounded[:, :, 0].tolist()
     return out
 
 

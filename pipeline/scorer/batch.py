@@ -108,6 +108,8 @@ class BatchScorer:
                 values=batch.values[scored.rows[at]],
                 forecast=scored.forecast[at],
                 score=scored.score[at],
+                lo=None if served.band is None else scored.lo[at],
+                hi=None if served.band is None else scored.hi[at],
                 warm=scored.warm[at],
                 threshold=served.threshold,
                 features=served.meta.features,

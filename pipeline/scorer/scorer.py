@@ -46,6 +46,7 @@ from types import FrameType
 from pipeline.config import ScorerConfig
 from pipeline.engine.admission import Bounds
 from pipeline.engine.events import REASONS
+from pipeline.engine.interval import IntervalParams
 from pipeline.engine.registry import Registry
 from pipeline.engine.serving import ServedModel
 from pipeline.errors import KafkaError
@@ -109,6 +110,7 @@ class Scorer:
                 gap_reset_s=config.gap_reset_s,
                 late_tolerance_s=config.late_tolerance_s,
                 bounds=Bounds(config.max_abs_value, config.max_future_skew_s, config.max_streams),
+                interval=IntervalParams(config.interval),
                 on_infer=self.metrics.inference.observe,
             )
             for name in sorted(names)

@@ -15,18 +15,22 @@ from training.export import export_step_model, parity_max_diff
 from training.model import LSTMForecaster
 
 
-@pytest.mark.parametrize(("features", "layers", "horizon"), [(1, 2, 5), (3, 1, 2), (2, 3, 4)])
+@pytest.mark.parametrize(
+    ("features", "layers", "horizon", "cell"),
+    [(1, 2, 5, "lstm"), (3, 1, 2, "lstm"), (2, 3, 4, "lstm"), (1, 2, 5, "gru")],
+)
 def test_step_parity_and_dynamic_batch(
-    tmp_path: Path, features: int, layers: int, horizon: int
+    tmp_path: Path, features: int, layers: int, horizon: int, cell: str
 ) -> None:
     torch.manual_seed(features + layers)
-    model = LSTMForecaster(features, TrainConfig(layers=layers, hidden=24, horizon=horizon))
+    cfg = TrainConfig(layers=layers, hidden=24, horizon=horizon, cell=cell)
+    model = LSTMForecaster(features, cfg)
     report = export_step_model(model, tmp_path / "model.onnx")
     assert report.parity_max_abs_diff <= 1e-4
-    assert "LSTM" in report.ops
+    assert cell.upper() in report.ops
     sess = ort.InferenceSession(str(tmp_path / "model.onnx"))
     for batch in (1, 7, 129):
-        f, h, c = sess.run(
+        f, s, h, c = sess.run(
             None,
             {
                 "x": np.zeros((batch, model.inputs), np.float32),
@@ -34,7 +38,9 @@ def test_step_parity_and_dynamic_batch(
                 "c": np.zeros((layers, batch, 24), np.float32),
             },
         )
-        assert f.shape == (batch, horizon, features) and h.shape == c.shape == (layers, batch, 24)
+        assert f.shape == s.shape == (batch, horizon, features)
+        assert h.shape == c.shape == (layers, batch, 24)
+        assert (s > 0).all()  # a scale
 
 
 def test_parity_detects_a_model_that_differs(tmp_path: Path) -> None:

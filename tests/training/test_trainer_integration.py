@@ -55,7 +55,7 @@ def test_registered_model_is_complete_and_verifiable(tiny_registry: Path) -> Non
     assert 0.0 <= doc["validation"]["alarm_rate"] < 0.5
     assert doc["anomaly"]["threshold"] == 0.6
     sess = ort.InferenceSession(str(tiny_registry / "tiny" / v / "model.onnx"))
-    f, _, _ = sess.run(
+    f, _, _, _ = sess.run(
         None,
         {
             "x": np.zeros((5, doc["inputs"]["x"][1]), np.float32),

@@ -59,3 +59,4 @@ def test_a_model_without_covariates_still_serves(tmp_path: Path) -> None:
     )
     scored = served.score(batch, np.arange(n, dtype=np.int64), now=1_764_100_000.0)
     assert len(scored.rows) == n and np.isfinite(scored.forecast).all()
+    assert served.band is None and np.isnan(scored.lo).all()  # no scale head: no interval

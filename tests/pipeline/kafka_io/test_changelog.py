@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import struct
 
 import numpy as np
 import pytest
@@ -73,7 +74,22 @@ def _filled_store(features: int = 2) -> StateStore:
     rng = np.random.default_rng(7)
     store = StateStore(layers=1, hidden=3, features=features, horizon=2, capacity=4, ring=3)
     store.slots_for(["a"], now=0.0)
-    for name in ("h", "c", "mean", "var", "fc", "last_x", "lo", "hi", "n", "en", "emu", "peak"):
+    for name in (
+        "h",
+        "c",
+        "mean",
+        "var",
+        "fc",
+        "fs",
+        "last_x",
+        "lo",
+        "hi",
+        "n",
+        "en",
+        "emu",
+        "peak",
+        "qlog",
+    ):
         arr = getattr(store, name)
         arr[...] = np.abs(rng.normal(size=arr.shape))
     store.rec[...] = 0.01
@@ -86,7 +102,22 @@ def test_a_frame_restores_every_field_it_carries() -> None:
     snap = decode_snapshot(encode_snapshots(store, np.asarray([0]), "m", "v")[0])
     other = StateStore(layers=1, hidden=3, features=2, horizon=2, capacity=4, ring=3)
     slot = other.load("a", snap, partition=0, now=0.0)
-    for name in ("h", "c", "mean", "var", "fc", "last_x", "lo", "hi", "n", "en", "emu", "peak"):
+    for name in (
+        "h",
+        "c",
+        "mean",
+        "var",
+        "fc",
+        "fs",
+        "last_x",
+        "lo",
+        "hi",
+        "n",
+        "en",
+        "emu",
+        "peak",
+        "qlog",
+    ):
         src = getattr(store, name)
         dst = getattr(other, name)
         if name in ("h", "c"):
@@ -101,7 +132,7 @@ def test_a_format_1_frame_from_before_the_upgrade_still_restores() -> None:
     estimated from the normaliser (mean +- 6 std), the rates start afresh."""
     import struct
 
-    from pipeline.kafka_io.changelog import _HEAD_V1, LEGACY_RANGE_STDS, MAGIC
+    from pipeline.kafka_io.changelog import _HEADS, LEGACY_RANGE_STDS, MAGIC
 
     store = _filled_store(features=1)
     s = store.snapshot(0, "m", "v")
@@ -113,7 +144,7 @@ def test_a_format_1_frame_from_before_the_upgrade_still_restores() -> None:
             bytes([1]),
             struct.pack(">H", 1) + b"m",
             struct.pack(">H", 1) + b"v",
-            _HEAD_V1.pack(
+            _HEADS[1].pack(
                 s.source_offset, s.last_ts, s.steps, s.ring_len, int(s.has_fc),
                 L, H, F, Z, 0, s.n, s.en, s.es, s.emu, s.evar, s.run, s.rep_p,
             ),
@@ -131,9 +162,47 @@ def test_a_format_1_frame_from_before_the_upgrade_still_restores() -> None:
     spread = LEGACY_RANGE_STDS * np.sqrt(s.var)
     np.testing.assert_allclose(old.hi, s.mean + spread)
     np.testing.assert_allclose(old.lo, s.mean - spread)
-    assert (old.peak, old.rec, old.trate) == (0.0, 0.0, 0.0)
+    assert (old.peak, old.rec, old.trate, old.qlog) == (0.0, 0.0, 0.0, 0.0)
+    assert old.fs is not None and np.isnan(old.fs).all()
     with pytest.raises(ValueError, match="format 9"):
         decode_snapshot(frame[:3] + bytes([9]) + frame[4:])
+
+
+def test_a_format_2_frame_from_before_intervals_restores_with_an_unknown_scale() -> None:
+    from pipeline.kafka_io.changelog import _HEADS, MAGIC
+
+    store = _filled_store(features=1)
+    s = store.snapshot(0, "m", "v")
+    L, H = s.h.shape
+    Z, F = s.fc.shape
+    R = s.ring.shape[0]
+    frame = b"".join(
+        (
+            MAGIC,
+            bytes([2]),
+            struct.pack(">H", 1) + b"m",
+            struct.pack(">H", 1) + b"v",
+            _HEADS[2].pack(
+                s.source_offset, s.last_ts, s.steps, s.ring_len, int(s.has_fc),
+                L, H, F, Z, R, s.n, s.en, s.es, s.emu, s.evar, s.run, s.rep_p,
+                s.peak, s.rec, s.trate,
+            ),
+            s.h.astype("<f4").tobytes(),
+            s.c.astype("<f4").tobytes(),
+            s.mean.astype("<f8").tobytes(),
+            s.var.astype("<f8").tobytes(),
+            s.fc.astype("<f8").tobytes(),
+            s.last_x.astype("<f8").tobytes(),
+            s.lo.astype("<f8").tobytes(),
+            s.hi.astype("<f8").tobytes(),
+            s.ring.astype("<f4").tobytes(),
+        )
+    )  # fmt: skip
+    old = decode_snapshot(frame)
+    np.testing.assert_array_equal(old.fc, s.fc)
+    np.testing.assert_array_equal(old.ring, s.ring)
+    assert (old.peak, old.rec, old.trate) == (s.peak, s.rec, s.trate)
+    assert old.qlog == 0.0 and old.fs is not None and np.isnan(old.fs).all()
 
 
 def _same(a: object, b: object) -> bool:

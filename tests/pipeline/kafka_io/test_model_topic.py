@@ -95,6 +95,6 @@ def test_an_unreachable_broker_is_a_kafka_error_not_a_crash(
     tiny_registry: Path, tmp_path: Path
 ) -> None:
     shutil.copytree(tiny_registry, tmp_path / "r")
-    nowhere = KafkaConfig(bootstrap="127.0.0.1:1")
+    nowhere = KafkaConfig(bootstrap="127.0.0.1:1", request_timeout_s=3.0)
     with pytest.raises(KafkaError):
         install_latest(nowhere, "models", Registry(tmp_path / "r"), timeout_s=2)

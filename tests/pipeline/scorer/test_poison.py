@@ -310,11 +310,11 @@ def test_an_unexpected_failure_costs_only_its_own_record(
     original = serving.advance
 
     def advance_with_fault(
-        session: Any, norm: Any, anom: Any, st_: Any, x: Any, cov: Any = None
+        session: Any, norm: Any, anom: Any, st_: Any, x: Any, cov: Any = None, band: Any = None
     ) -> Any:
         if (x == MAGIC).any():
             raise RuntimeError("injected fault")
-        return original(session, norm, anom, st_, x, cov)
+        return original(session, norm, anom, st_, x, cov, band)
 
     monkeypatch.setattr(serving, "advance", advance_with_fault)
     poisoned = [*batch[:10], good("s9", NOW + 2.5, MAGIC), *batch[10:]]

@@ -6,7 +6,6 @@ import dataclasses
 import json
 import math
 import shutil
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +18,14 @@ import pytest
 from pipeline.config import KafkaConfig, ScorerConfig
 from pipeline.engine.registry import Registry
 from pipeline.kafka_io.codec import encode_event
-from tests.kafka_helpers import ScorerThread, produce, read_all, scorer_config
+from tests.kafka_helpers import (
+    ScorerThread,
+    produce,
+    read_all,
+    scorer_config,
+    wait_records,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -187,15 +193,17 @@ def test_live_model_swap_under_load_skips_nothing(
     feed = _feed(np.random.default_rng(2))
     events = _interleaved(feed)
     runner = ScorerThread(
-        _config(kafka_config, registry, inp, group_factory(), max_poll_records=100, until_idle=8.0)
+        _config(kafka_config, registry, inp, group_factory(), max_poll_records=100, until_idle=None)
     )
     runner.start()
     produce(kafka_config, inp, events[: len(events) // 2])
-    time.sleep(2.0)
+    wait_records(kafka_config, inp + ".scores", 1)  # the swap lands while streams have state
     reg.promote("tiny", v2)
-    time.sleep(1.5)
+    swaps = runner.scorer.metrics.swaps.labels("tiny")
+    wait_until(lambda: swaps._value.get() == 1, "the scorer to swap to v2")
     produce(kafka_config, inp, events[len(events) // 2 :])
-    runner.join()
+    wait_records(kafka_config, inp + ".scores", len(events))
+    runner.stop()
 
     outputs = [
         orjson.loads(r.value or b"")
@@ -231,12 +239,17 @@ def test_a_corrupted_model_is_refused_and_the_old_one_keeps_serving(
 
     inp = topic_factory("in")
     feed = _feed(np.random.default_rng(3))
-    runner = ScorerThread(_config(kafka_config, registry, inp, group_factory()))
+    events = _interleaved(feed)[:200]
+    runner = ScorerThread(_config(kafka_config, registry, inp, group_factory(), until_idle=None))
     runner.start()
+    produce(kafka_config, inp, events[:100])
+    wait_records(kafka_config, inp + ".scores", 100)
     (registry / "tiny" / "CURRENT").write_text(bad + "\n")  # an operator bypassing `promote`
-    time.sleep(1.5)
-    produce(kafka_config, inp, _interleaved(feed)[:200])
-    runner.join()
+    refused = runner.scorer.metrics.refused.labels("tiny")
+    wait_until(lambda: refused._value.get() == 1, "the scorer to refuse the corrupt version")
+    produce(kafka_config, inp, events[100:])
+    wait_records(kafka_config, inp + ".scores", 200)
+    runner.stop()
     outputs = [
         orjson.loads(r.value or b"") for r in read_all(kafka_config, inp + ".scores", expect=200)
     ]
@@ -274,15 +287,17 @@ def test_scorer_follows_models_published_on_the_model_topic(
     inp = topic_factory("in")
     cfg = dataclasses.replace(
         _config(kafka_config, local, inp, group_factory()),
-        until_idle=6.0,
+        until_idle=None,
         model_topic=models_topic,
         model_topic_check_s=0.5,
     )
     runner = ScorerThread(cfg).start()
     publish_model(kafka_config, models_topic, remote.meta("tiny"))
-    time.sleep(3)
+    swaps = runner.scorer.metrics.swaps.labels("tiny")
+    wait_until(lambda: swaps._value.get() == 1, "the scorer to install and swap to v2")
     produce(kafka_config, inp, _interleaved(_feed(np.random.default_rng(4)))[:100])
-    runner.join()
+    wait_records(kafka_config, inp + ".scores", 100)
+    runner.stop()
     outputs = [
         orjson.loads(r.value or b"") for r in read_all(kafka_config, inp + ".scores", expect=100)
     ]
