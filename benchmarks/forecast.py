@@ -195,8 +195,9 @@ def main() -> int:
     replayed = replay(meta, streams)
     rows = []
     for s, r in zip(streams, replayed, strict=True):
-        lo = getattr(r, "lo", None)
-        hi = getattr(r, "hi", None)
+        banded = meta.distribution is not None
+        lo = r.lo[:, 0, 0] if banded else None
+        hi = r.hi[:, 0, 0] if banded else None
         rows.append(evaluate_file(s, r.forecast[:, :, 0], lo, hi, H))
     summary = summarise(rows, H)
     names = ["model", "persistence", "seasonal_naive", "ewma_0.5", "holt_winters"]

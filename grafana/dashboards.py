@@ -171,6 +171,17 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
                 ],
             ),
             (
+                "Anomalies per minute, by reason",
+                "timeseries",
+                "short",
+                [
+                    (
+                        "sum by (model, reason) (increase(statecast_anomalies_total[1m]))",
+                        "{{model}} {{reason}}",
+                    ),
+                ],
+            ),
+            (
                 "Firing Statecast alerts",
                 "table",
                 "short",

@@ -89,7 +89,10 @@ class ScorerMetrics:
             registry=r,
         )
         self.anomalies = Counter(
-            "statecast_anomalies", "Events flagged as anomalies", ["model"], registry=r
+            "statecast_anomalies",
+            "Events flagged as anomalies, by the channel that scored highest",
+            ["model", "reason"],
+            registry=r,
         )
         self.batch_size = Histogram(
             "statecast_batch_size_events",

@@ -23,6 +23,7 @@ import numpy.typing as npt
 from pipeline.engine.anomaly import AnomalyParams
 from pipeline.engine.covariates import covariates
 from pipeline.engine.inference import StepSession
+from pipeline.engine.interval import Band, IntervalParams
 from pipeline.engine.registry import ModelMeta
 from pipeline.engine.state import StateStore
 from pipeline.engine.stepper import advance
@@ -35,21 +36,29 @@ F64 = npt.NDArray[np.float64]
 
 @dataclasses.dataclass
 class Replayed:
-    """Per stream: ``forecast [T, horizon, F]`` made at each step, ``score [T]``, ``error [T]``."""
+    """Per stream: ``forecast [T, horizon, F]`` made at each step, its interval ``lo``,
+    ``hi`` (same shape; NaN for a model without a scale head), ``score [T]``, ``error [T]``."""
 
     name: str
     values: F64
     forecast: F64
     score: F64
     error: F64
+    lo: F64
+    hi: F64
 
 
 def replay(
-    meta: ModelMeta, streams: list[Series], anomaly: AnomalyParams | None = None, threads: int = 1
+    meta: ModelMeta,
+    streams: list[Series],
+    anomaly: AnomalyParams | None = None,
+    threads: int = 1,
+    interval: IntervalParams = IntervalParams(),  # noqa: B008 (frozen, immutable)
 ) -> list[Replayed]:
     """Step all streams through the model from a fresh state, batched across streams."""
     session = StepSession(meta, threads=threads)
     anom = anomaly or meta.anomaly
+    band = None if meta.distribution is None else Band.of(meta.distribution, interval)
     store = StateStore(
         layers=meta.layers,
         hidden=meta.hidden,
@@ -70,6 +79,8 @@ def replay(
             np.zeros((len(s.ts), meta.horizon, len(meta.features))),
             np.full(len(s.ts), np.nan),
             np.full(len(s.ts), np.nan),
+            np.full((len(s.ts), meta.horizon, len(meta.features)), np.nan),
+            np.full((len(s.ts), meta.horizon, len(meta.features)), np.nan),
         )
         for s in streams
     ]
@@ -82,10 +93,14 @@ def replay(
             ts = np.asarray([streams[i].ts[t] for i in active.tolist()])
             prev = np.asarray([streams[i].ts[t - 1] if t else np.nan for i in active.tolist()])
             cov = covariates(ts, prev, meta.covariates)
-        score, err = advance(session, meta.normalisation, anom, st, x, cov)
+        stepped = advance(session, meta.normalisation, anom, st, x, cov, band)
+        score, err = stepped.score, stepped.error
         store.scatter(slots[active], st)
+        lo, hi = (None, None) if band is None else band.bounds(st.fc, st.fs, st.qlog)
         for j, i in enumerate(active.tolist()):
             out[i].forecast[t] = st.fc[j]
+            if lo is not None and hi is not None:
+                out[i].lo[t], out[i].hi[t] = lo[j], hi[j]
             out[i].score[t] = score[j]
             out[i].error[t] = err[j]
     return out

@@ -53,6 +53,13 @@ class DemoOptions:
     seed: int = 7
 
 
+def _interval(doc: dict[str, object]) -> str:
+    lo, hi = doc.get("expected_lo"), doc.get("expected_hi")
+    if isinstance(lo, float) and isinstance(hi, float):
+        return f"[{lo:.2f}, {hi:.2f}]"
+    return "n/a"
+
+
 def _ensure_model(opts: DemoOptions) -> str:
     reg = Registry(opts.registry)
     if reg.current(opts.model) is None:
@@ -178,7 +185,8 @@ def _live_view(
                     flagged += 1
                     print(
                         f"  ANOMALY {d['stream_id']:<12} ts={d['ts']} value={d['value']:.2f} "
-                        f"forecast={d['forecast'][0]:.2f} score={d['anomaly_score']:.3f}"
+                        f"forecast={d['forecast'][0]:.2f} score={d['anomaly_score']:.3f} "
+                        f"reason={d.get('anomaly_reason')} expected={_interval(d)}"
                     )
         now = time.monotonic()
         if got:

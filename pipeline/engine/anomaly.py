@@ -64,6 +64,7 @@ __all__ = [
     "calibrate_tail",
     "error_of",
     "gaussian_tail",
+    "level_surprise",
     "log_tail",
     "novelty",
     "range_surprise",
@@ -224,6 +225,17 @@ def novelty(p: AnomalyParams, surprise: F64, peak: F64) -> tuple[F64, F64]:
     return damped, peak
 
 
+def level_surprise(p: AnomalyParams, z_level: F64) -> F64:
+    """Level novelty: the two-sided Gaussian tail of ``z_level [B]`` (the value's distance
+    from the stream's long-run mean in standard deviations; NaN: not known yet, 0 nats),
+    times ``value_weight``."""
+    if p.value_weight <= 0:
+        return np.zeros_like(z_level)
+    level = -(math.log(2.0) + log_tail(np.abs(np.nan_to_num(z_level, nan=0.0))))
+    out: F64 = p.value_weight * np.maximum(level, 0.0)
+    return out
+
+
 def score_step(
     p: AnomalyParams,
     e: F64,
@@ -244,9 +256,8 @@ def score_step(
     short = np.where(n == 0, e, short + p.short_alpha * (e - short))
     sigma = np.maximum(np.sqrt(np.maximum(var, 0.0)), p.min_sigma)
     surprise = -log_tail((short - mu) / sigma)
-    if z_level is not None and p.value_weight > 0:
-        level = -(math.log(2.0) + log_tail(np.abs(np.nan_to_num(z_level, nan=0.0))))
-        surprise = np.maximum(surprise, p.value_weight * np.maximum(level, 0.0))
+    if z_level is not None:
+        surprise = np.maximum(surprise, level_surprise(p, z_level))
     n = n + 1.0
     # The priors count as `prior_weight` earlier observations, then the rate settles at long_alpha.
     a = np.maximum(1.0 / (n + p.prior_weight), p.long_alpha)

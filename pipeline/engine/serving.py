@@ -48,6 +48,8 @@ class _Out:
     fc: F64
     lo: F64
     hi: F64
+    reason: npt.NDArray[np.int64]
+    expected: F64  # [2, N, F]
     accepted: npt.NDArray[np.bool_]
 
 
@@ -99,6 +101,9 @@ class Scored:
     forecast: F64  # [N, horizon, F] sensor units
     lo: F64  # [N, horizon, F] the forecast interval (NaN: a model without a scale head)
     hi: F64
+    reason: npt.NDArray[np.int64]  # [N] index into stepper.REASONS
+    expected_lo: F64  # [N, F] the interval each value was expected in (NaN: none)
+    expected_hi: F64
     rejections: list[Rejection]
     touched: npt.NDArray[np.int64]  # slots whose state changed
 
@@ -220,6 +225,8 @@ class ServedModel:
             fc=np.zeros((N, Z, F)),
             lo=np.full((N, Z, F), np.nan),
             hi=np.full((N, Z, F), np.nan),
+            reason=np.zeros(N, np.int64),
+            expected=np.full((2, N, F), np.nan),
             accepted=np.zeros(N, np.bool_),
         )
         store = self.store
@@ -265,6 +272,9 @@ class ServedModel:
             out.fc[keep],
             out.lo[keep],
             out.hi[keep],
+            out.reason[keep],
+            out.expected[0, keep],
+            out.expected[1, keep],
             rejections,
             touched,
         )
@@ -295,9 +305,10 @@ class ServedModel:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             cov = covariates(ts, last, self.meta.covariates) if self.meta.covariates else None
             band = self.band
-            score, _err = advance(
+            stepped = advance(
                 self.session, self.meta.normalisation, self.meta.anomaly, st, x, cov, band
             )
+            score = stepped.score
         if self.on_infer:
             self.on_infer(time.perf_counter() - t0)
         with np.errstate(over="ignore"):
@@ -329,6 +340,9 @@ class ServedModel:
         out.score[idx[keep]] = score[keep]
         out.warm[idx[keep]] = warm[keep]
         out.fc[idx[keep]] = st.fc[keep]
+        out.reason[idx[keep]] = stepped.reason[keep]
+        out.expected[0, idx[keep]] = stepped.expected_lo[keep]
+        out.expected[1, idx[keep]] = stepped.expected_hi[keep]
         if band is not None:
             lo, hi = band.bounds(st.fc[keep], st.fs[keep], st.qlog[keep])
             out.lo[idx[keep]], out.hi[idx[keep]] = lo, hi

@@ -14,6 +14,8 @@ For each stream in the batch, with value ``x`` arriving (all vectorised over str
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import numpy.typing as npt
 
@@ -21,6 +23,7 @@ from pipeline.engine.anomaly import (
     AnomalyParams,
     calibrate_tail,
     error_of,
+    level_surprise,
     novelty,
     range_surprise,
     score_of,
@@ -32,10 +35,25 @@ from pipeline.engine.interval import Band, adapt
 from pipeline.engine.normalise import NormaliserParams, std_of, update
 from pipeline.engine.state import StepState
 
-__all__ = ["advance", "rebuild"]
+__all__ = ["REASONS", "Stepped", "advance", "rebuild"]
+
+# Why a stream scored what it scored: the channel with the largest surprise
+# (pipeline.engine.anomaly), by index.
+REASONS = ("forecast", "level", "range", "stuck")
 
 F64 = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]
+
+
+@dataclasses.dataclass(frozen=True)
+class Stepped:
+    """Per stream, what one step found (NaN where the stream had no forecast yet)."""
+
+    score: F64  # [B] anomaly score in [0, 1)
+    error: F64  # [B] the normalised forecast error
+    reason: npt.NDArray[np.int64]  # [B] index into REASONS: the channel that scored highest
+    expected_lo: F64  # [B, F] the t+1 interval the value was expected in (NaN: none)
+    expected_hi: F64  # [B, F]
 
 
 def advance(
@@ -46,13 +64,11 @@ def advance(
     x: F64,
     cov: F32 | None = None,
     band: Band | None = None,
-) -> tuple[F64, F64]:
+) -> Stepped:
     """Advance ``st`` in place by one event per stream.
 
     ``cov [B, C]`` are the event-time covariates of the model (:mod:`.covariates`), if any;
     ``band`` the interval rule whose multiplier ``st.qlog`` adapts (None: no intervals).
-    Returns ``(score, error)`` per stream: the anomaly score and the normalised forecast
-    error, both NaN where the stream had no forecast yet.
     """
     # 1. Score against the previous forecast, in the scale predicted with it (or the
     #    spread known before this value), and against the stream's level, range and
@@ -63,12 +79,15 @@ def advance(
     e = error_of(x, fc1, std_prev)
     if anom.use_scale and scaled.any():
         e = np.where(scaled, error_of(x, fc1, np.where(scaled[:, None], fs1, 1.0)), e)
+    expected = np.full((2, *x.shape), np.nan)
     if band is not None and scaled.any():
+        expected = np.stack(band.bounds(st.fc[:, :1], st.fs[:, :1], st.qlog))[:, :, 0]
         missed = band.missed(x, fc1, np.where(scaled[:, None], fs1, 0.0), st.qlog)
         st.qlog = np.where(scaled, adapt(st.qlog, missed, band.params), st.qlog)
     z_level = np.where(st.n >= anom.min_history, error_of(x, st.mean, std_prev), np.nan)
-    gauss, en, es, emu, evar = score_step(anom, e, st.en, st.es, st.emu, st.evar, z_level)
-    gauss, trate = calibrate_tail(anom, gauss, st.en, st.trate)
+    raw, en, es, emu, evar = score_step(anom, e, st.en, st.es, st.emu, st.evar)
+    level = level_surprise(anom, z_level)
+    gauss, trate = calibrate_tail(anom, np.maximum(raw, level), st.en, st.trate)
     repeated = np.all(x == st.last_x, axis=1)
     stuck, st.run, st.rep_p = stuck_surprise(anom, repeated, st.n, st.run, st.rep_p)
     beyond, st.lo, st.hi, st.rec = range_surprise(
@@ -76,6 +95,10 @@ def advance(
     )
     st.last_x = x.copy()
     has = st.has_fc
+    # The reason: the channel with the largest surprise (forecast and level as calibrated).
+    top = np.maximum(raw, level)
+    k = np.where(top > 0, gauss / np.where(top > 0, top, 1.0), 1.0)
+    reason = np.argmax(np.stack([np.maximum(raw, 0.0) * k, level * k, beyond, stuck]), axis=0)
     surprise, peak = novelty(anom, np.maximum(gauss, np.maximum(stuck, beyond)), st.peak)
     st.peak = np.where(has, peak, st.peak)
     # The first errors of a stream (its normaliser barely started) are no guide to later ones.
@@ -100,7 +123,7 @@ def advance(
     st.fs = np.full_like(st.fc, np.nan) if s is None else s.astype(np.float64) * std[:, None, :]
     st.has_fc = np.ones_like(has)
     st.steps = st.steps + 1
-    return score, e
+    return Stepped(score, e, reason.astype(np.int64), expected[0], expected[1])
 
 
 def rebuild(

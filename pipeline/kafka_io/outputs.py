@@ -9,6 +9,11 @@ Score record value (key = stream id)::
      until a stream has one), "anomaly_score" in [0, 1), "is_anomaly", "threshold",
      "warm", "model", "model_version", "partition", "offset"}
 
+and on a record flagged ``is_anomaly``, its explanation: ``anomaly_reason`` (the channel
+that scored highest: forecast, level, range or stuck) and ``expected_lo``,
+``expected_hi``, the t+1 interval the value was expected in (null without a scale head;
+per feature an object for multivariate models).
+
 Dead-letter record: the original key and bytes, with headers ``statecast.reason``,
 ``statecast.error``, ``statecast.source.topic``, ``statecast.source.partition`` and
 ``statecast.source.offset``.
@@ -36,6 +41,9 @@ def encode_scores(
     score: npt.NDArray[np.float64],
     lo: npt.NDArray[np.float64] | None = None,
     hi: npt.NDArray[np.float64] | None = None,
+    reasons: list[str] | None = None,
+    expected_lo: npt.NDArray[np.float64] | None = None,
+    expected_hi: npt.NDArray[np.float64] | None = None,
     warm: npt.NDArray[np.bool_],
     threshold: float,
     features: tuple[str, ...],
@@ -80,6 +88,11 @@ def encode_scores(
             "partition": rec.partition,
             "offset": rec.offset,
         }
+        if flagged[i] and reasons is not None:
+            doc["anomaly_reason"] = reasons[i]
+            if expected_lo is not None and expected_hi is not None:
+                doc["expected_lo"] = _per_feature(expected_lo[i], features)
+                doc["expected_hi"] = _per_feature(expected_hi[i], features)
         out.append(dumps(doc)[:-1] + tail)
     return out
 
@@ -94,6 +107,11 @@ def _steps(arr: npt.NDArray[np.float64], features: tuple[str, ...]) -> list[Any]
         ]
     out: list[Any] = rounded[:, :, 0].tolist()
     return out
+
+
+def _per_feature(row: npt.NDArray[np.float64], features: tuple[str, ...]) -> Any:
+    vals = row.round(6).tolist()
+    return dict(zip(features, vals, strict=True)) if len(features) > 1 else vals[0]
 
 
 def dlq_headers(record: Record, reason: str, detail: str) -> list[Header]:

@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from pipeline.config import ScorerConfig
 from pipeline.engine.serving import ServedModel
+from pipeline.engine.stepper import REASONS
 from pipeline.errors import KafkaError, describe
 from pipeline.kafka_io import Producer, Record
 from pipeline.kafka_io.codec import decode_batch
@@ -110,6 +111,9 @@ class BatchScorer:
                 score=scored.score[at],
                 lo=None if served.band is None else scored.lo[at],
                 hi=None if served.band is None else scored.hi[at],
+                reasons=[REASONS[k] for k in scored.reason[at].tolist()],
+                expected_lo=scored.expected_lo[at],
+                expected_hi=scored.expected_hi[at],
                 warm=scored.warm[at],
                 threshold=served.threshold,
                 features=served.meta.features,
@@ -139,9 +143,11 @@ class BatchScorer:
         if resets:
             self.metrics.state_resets.labels(served.name).inc(resets)
         self.metrics.scored.labels(served.name).inc(len(sent))
-        flagged = int(((np.nan_to_num(scored.score) >= served.threshold) & scored.warm).sum())
-        if flagged:
-            self.metrics.anomalies.labels(served.name).inc(flagged)
+        flagged = (np.nan_to_num(scored.score) >= served.threshold) & scored.warm
+        if flagged.any():
+            for k, n in enumerate(np.bincount(scored.reason[flagged], minlength=len(REASONS))):
+                if n:
+                    self.metrics.anomalies.labels(served.name, REASONS[k]).inc(int(n))
         return scored.touched
 
     def _dead_letter(self, producer: Producer, rec: Record, reason: str, detail: str) -> None:

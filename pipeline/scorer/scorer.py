@@ -49,6 +49,7 @@ from pipeline.engine.events import REASONS
 from pipeline.engine.interval import IntervalParams
 from pipeline.engine.registry import Registry
 from pipeline.engine.serving import ServedModel
+from pipeline.engine.stepper import REASONS as ANOMALY_REASONS
 from pipeline.errors import KafkaError
 from pipeline.kafka_io import (
     Consumer,
@@ -147,9 +148,10 @@ class Scorer:
             self.metrics.model_info.labels(m.name).info({"version": m.version})
             self.metrics.max_streams.labels(m.name).set(m.bounds.max_streams)
             # Labelled series exist from the start (at 0), so rates and alerts see them.
+            for reason in ANOMALY_REASONS:
+                self.metrics.anomalies.labels(m.name, reason)
             for family in (
                 self.metrics.scored,
-                self.metrics.anomalies,
                 self.metrics.swaps,
                 self.metrics.refused,
                 self.metrics.state_resets,

@@ -45,3 +45,33 @@ def test_restore_skips_a_state_with_another_feature_count(tiny_registry: Path) -
     )
     assert (restored, skipped) == (1, 1)
     assert "ok" in served.store and "wrong" not in served.store
+
+
+def test_every_score_names_its_channel_and_the_interval_the_value_left(
+    tiny_registry: Path,
+) -> None:
+    from pipeline.engine.events import DecodedBatch
+    from pipeline.engine.registry import Registry
+    from pipeline.engine.serving import ServedModel
+    from pipeline.engine.stepper import REASONS
+
+    served = ServedModel("tiny", Registry(tiny_registry))
+    rng = np.random.default_rng(5)
+    n = 700
+    v = 20 + np.sin(np.arange(n) / 9) + rng.normal(0, 0.2, n)
+    v[600] = 80.0  # a spike
+    v[650:] = v[649]  # then the sensor freezes
+    batch = DecodedBatch(
+        index=np.arange(n, dtype=np.int64),
+        stream_ids=["s"] * n,
+        ts=1_764_000_000.0 + 60.0 * np.arange(n),
+        values=v[:, None],
+        ts_raw=list(range(n)),
+        rejections=[],
+    )
+    scored = served.score(batch, np.arange(n, dtype=np.int64), now=1_764_100_000.0)
+    reason = [REASONS[k] for k in scored.reason.tolist()]
+    assert reason[600] in ("forecast", "level", "range") and scored.score[600] > 0.6
+    assert not scored.expected_lo[600, 0] <= 80.0 <= scored.expected_hi[600, 0]
+    assert scored.expected_lo[599, 0] < scored.expected_hi[599, 0]
+    assert reason[660] == "stuck" and scored.score[660] > 0.6
