@@ -187,11 +187,13 @@ def _leave_one_category_out(
         mine = [f for f in files if f.split("/")[0] == cat]
         others = [f for f in files if f.split("/")[0] != cat]
         chosen = nab.score_detector(str(data), labels, str(results), files=others)
-        thresholds = {prof: res["threshold"] for prof, res in chosen.items()}
+        thresholds = {prof: res["threshold"] for prof, res in chosen.items() if prof != "_meta"}
         scored = nab.score_detector(
             str(data), labels, str(results), files=mine, threshold=thresholds
         )
         for prof, res in scored.items():
+            if prof == "_meta":
+                continue
             acc = out.setdefault(prof, {"raw": 0.0, "null": 0.0, "perfect": 0.0, "thresholds": {}})
             acc["raw"] += res["raw"]
             acc["null"] += res["null_raw"]
