@@ -85,6 +85,10 @@ class AnomalyParams:
     # Forecast errors in units of the scale the model predicted with each forecast (a
     # model with a scale head); False: in units of the stream's running spread.
     use_scale: bool = True
+    # The forecast surprise as the predictive distribution's own tail, -ln P(|X - f| >= |x - f|)
+    # under the calibrated scale, instead of the error against the stream's error statistics.
+    # Off by default: measured worse on NAB and on generated feeds (docs/quality.md).
+    distribution_surprise: bool = False
     short_alpha: float = 1.0
     long_alpha: float = 1.0 / 1000.0
     prior_mean: float = 1.0

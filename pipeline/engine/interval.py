@@ -72,10 +72,26 @@ class Band:
 
     q: float
     params: IntervalParams
+    distribution: str = "laplace"
 
     @classmethod
     def of(cls, distribution: str, params: IntervalParams) -> Band:
-        return cls(half_width(distribution, params.coverage), params)
+        return cls(half_width(distribution, params.coverage), params, distribution)
+
+    def surprise(self, x: F64, fc1: F64, fs1: F64, qlog: F64) -> F64:
+        """``-ln P(|X - forecast| >= |x - forecast|)`` in nats under the predictive
+        distribution, its scale times the stream's multiplier (so the surprise is
+        calibrated per stream); several features: the most surprising one, less ln F
+        (a Bonferroni bound). NaN where the scale is unknown."""
+        u = np.abs(x - fc1) / (np.exp(qlog)[:, None] * fs1)
+        if self.distribution == "laplace":
+            nats = u  # P(|X - mu| >= u b) = e^-u
+        else:
+            from pipeline.engine.anomaly import log_tail
+
+            nats = -(math.log(2.0) + log_tail(u))
+        out: F64 = np.maximum(nats.max(axis=1) - math.log(x.shape[1]), 0.0)
+        return out
 
     def bounds(self, fc: F64, fs: F64, qlog: F64) -> tuple[F64, F64]:
         """``(lo, hi)`` of forecasts ``fc [B, Z, F]`` with scales ``fs`` (NaN stays NaN)."""

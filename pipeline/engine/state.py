@@ -73,6 +73,12 @@ class Snapshot:
     # from before intervals) and the interval's log multiplier (pipeline.engine.interval).
     fs: npt.NDArray[np.float64] | None = None  # [Z, F]
     qlog: float = 0.0
+    # The per-stream forecast gain (pipeline.engine.gain): its sums and the last raw
+    # one-step change the model predicted (None: a frame from before the gain).
+    gxy: float = 0.0
+    gxx: float = 0.0
+    gn: float = 0.0
+    dlt: npt.NDArray[np.float64] | None = None  # [F]
 
 
 @dataclasses.dataclass
@@ -87,6 +93,10 @@ class StepState:
     fc: F64  # [B, horizon, F] last forecast, sensor units
     fs: F64  # [B, horizon, F] its scale, sensor units (NaN: no scale head)
     qlog: F64  # [B] log multiplier of the interval (adaptive conformal)
+    gxy: F64  # [B] forecast gain: EW sum of predicted x actual change
+    gxx: F64  # [B] ... of predicted change squared
+    gn: F64  # [B] ... and the updates seen
+    dlt: F64  # [B, F] the model's last raw predicted one-step change
     has_fc: npt.NDArray[np.bool_]  # [B]
     en: F64  # [B] errors seen
     es: F64  # [B] short-term error mean
@@ -114,7 +124,9 @@ class StepState:
         return ok
 
 
-_CHECKED_SCALARS = ("n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate", "qlog")
+_CHECKED_SCALARS = (
+    "n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate", "qlog", "gxy", "gxx",
+)  # fmt: skip
 _FIELDS = [f.name for f in dataclasses.fields(StepState)]
 _STATE_AXIS1 = ("h", "c")  # arrays whose stream axis is 1
 # What describes the sensor rather than the model: kept across a model swap.
@@ -156,6 +168,10 @@ class StateStore:
     fc: F64
     fs: F64
     qlog: F64
+    gxy: F64
+    gxx: F64
+    gn: F64
+    dlt: F64
     has_fc: npt.NDArray[np.bool_]
     en: F64
     es: F64
@@ -224,6 +240,10 @@ class StateStore:
         grow("fc", (capacity, Z, F), np.float64)
         grow("fs", (capacity, Z, F), np.float64)
         grow("qlog", (capacity,), np.float64)
+        grow("gxy", (capacity,), np.float64)
+        grow("gxx", (capacity,), np.float64)
+        grow("gn", (capacity,), np.float64)
+        grow("dlt", (capacity, F), np.float64)
         grow("has_fc", (capacity,), np.bool_)
         grow("en", (capacity,), np.float64)
         grow("es", (capacity,), np.float64)
@@ -439,6 +459,10 @@ class StateStore:
             ring=self.recent_inputs(slot),
             fs=self.fs[slot].copy(),
             qlog=float(self.qlog[slot]),
+            gxy=float(self.gxy[slot]),
+            gxx=float(self.gxx[slot]),
+            gn=float(self.gn[slot]),
+            dlt=self.dlt[slot].copy(),
         )
 
     def load(self, stream_id: str, snap: Snapshot, partition: int, now: float) -> int:
@@ -459,6 +483,8 @@ class StateStore:
         self.mean[slot], self.var[slot], self.fc[slot] = snap.mean, snap.var, snap.fc
         self.fs[slot] = np.nan if snap.fs is None else snap.fs
         self.qlog[slot] = snap.qlog
+        self.gxy[slot], self.gxx[slot], self.gn[slot] = snap.gxy, snap.gxx, snap.gn
+        self.dlt[slot] = 0.0 if snap.dlt is None else snap.dlt
         self.has_fc[slot], self.steps[slot], self.last_ts[slot] = (
             snap.has_fc,
             snap.steps,

@@ -9,7 +9,8 @@ For each stream in the batch, with value ``x`` arriving (all vectorised over str
    ``x`` fell inside its t+1 interval (:mod:`pipeline.engine.interval`);
 2. update the online normaliser with ``x`` (:mod:`pipeline.engine.normalise`);
 3. run one LSTM step on the normalised input with the stream's (h, c);
-4. turn the new forecast and its scale back into sensor units with the step's statistics.
+4. turn the new forecast and its scale back into sensor units with the step's statistics,
+   the forecast's change from ``x`` scaled by the stream's gain (:mod:`pipeline.engine.gain`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import dataclasses
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.engine import gain
 from pipeline.engine.anomaly import (
     AnomalyParams,
     calibrate_tail,
@@ -80,14 +82,24 @@ def advance(
     if anom.use_scale and scaled.any():
         e = np.where(scaled, error_of(x, fc1, np.where(scaled[:, None], fs1, 1.0)), e)
     expected = np.full((2, *x.shape), np.nan)
-    if band is not None and scaled.any():
-        expected = np.stack(band.bounds(st.fc[:, :1], st.fs[:, :1], st.qlog))[:, :, 0]
-        missed = band.missed(x, fc1, np.where(scaled[:, None], fs1, 0.0), st.qlog)
-        st.qlog = np.where(scaled, adapt(st.qlog, missed, band.params), st.qlog)
     z_level = np.where(st.n >= anom.min_history, error_of(x, st.mean, std_prev), np.nan)
     raw, en, es, emu, evar = score_step(anom, e, st.en, st.es, st.emu, st.evar)
+    if band is not None and scaled.any():
+        expected = np.stack(band.bounds(st.fc[:, :1], st.fs[:, :1], st.qlog))[:, :, 0]
+        if anom.use_scale and anom.distribution_surprise:
+            # The forecast surprise straight from the predictive distribution.
+            tail = band.surprise(x, fc1, np.where(scaled[:, None], fs1, 1.0), st.qlog)
+            raw = np.where(scaled, tail, raw)
+        missed = band.missed(x, fc1, np.where(scaled[:, None], fs1, 0.0), st.qlog)
+        st.qlog = np.where(scaled, adapt(st.qlog, missed, band.params), st.qlog)
     level = level_surprise(anom, z_level)
     gauss, trate = calibrate_tail(anom, np.maximum(raw, level), st.en, st.trate)
+    # The gain of this stream's forecasts (pipeline.engine.gain) learns from the change
+    # that just happened against the change the model predicted for it.
+    st.gxy, st.gxx, st.gn = gain.learn(
+        st.gxy, st.gxx, st.gn, st.dlt, x - st.last_x, std_prev,
+        st.has_fc & np.isfinite(st.last_x).all(axis=1),
+    )  # fmt: skip
     repeated = np.all(x == st.last_x, axis=1)
     stuck, st.run, st.rep_p = stuck_surprise(anom, repeated, st.n, st.run, st.rep_p)
     beyond, st.lo, st.hi, st.rec = range_surprise(
@@ -118,8 +130,12 @@ def advance(
     if cov is not None and cov.shape[1]:
         z = np.concatenate([z, cov], axis=1)
     f, s, st.h, st.c = session.step(z, st.h, st.c)
-    # 4. Forecast and scale in sensor units.
-    st.fc = f.astype(np.float64) * std[:, None, :] + st.mean[:, None, :]
+    # 4. Forecast and scale in sensor units; the forecast's change from x scaled by the
+    #    stream's gain.
+    raw_fc = f.astype(np.float64) * std[:, None, :] + st.mean[:, None, :]
+    change = raw_fc - x[:, None, :]
+    st.dlt = change[:, 0, :]
+    st.fc = x[:, None, :] + gain.gain_of(st.gxy, st.gxx, st.gn)[:, None, None] * change
     st.fs = np.full_like(st.fc, np.nan) if s is None else s.astype(np.float64) * std[:, None, :]
     st.has_fc = np.ones_like(has)
     st.steps = st.steps + 1
@@ -140,6 +156,7 @@ def rebuild(
     stream, starts again; ``recent[i]`` holds stream i's inputs, oldest first.
     """
     st.qlog = np.zeros_like(st.qlog)
+    st.gxy, st.gxx, st.gn = np.zeros_like(st.gxy), np.zeros_like(st.gxx), np.zeros_like(st.gn)
     B = len(recent)
     st.h = np.zeros_like(st.h)
     st.c = np.zeros_like(st.c)
@@ -159,5 +176,6 @@ def rebuild(
         st.h[:, rows] = h
         st.c[:, rows] = c
         fc[rows] = f.astype(np.float64) * std[rows][:, None, :] + st.mean[rows][:, None, :]
+        st.dlt[rows] = fc[rows, 0] - x
         fs[rows] = np.nan if s is None else s.astype(np.float64) * std[rows][:, None, :]
     st.fc, st.fs = fc, fs

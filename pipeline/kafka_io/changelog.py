@@ -9,14 +9,14 @@ Record key: the stream id. Value: a versioned binary frame (never pickle)::
     b"SCS" | u8 format | u16 len + model name | u16 len + model version
     | i64 source offset (of the last input applied) | f64 last_ts
     | i64 steps, ring_len | u8 has_fc | u16 L, H, F, Z, R
-    | f64 n, en, es, emu, evar, run, rep_p, peak, rec, trate, qlog
+    | f64 n, en, es, emu, evar, run, rep_p, peak, rec, trate, qlog, gxy, gxx, gn
     | f32 h[L,H] | f32 c[L,H] | f64 mean[F] | f64 var[F] | f64 fc[Z,F] | f64 last_x[F]
-    | f64 lo[F] | f64 hi[F] | f64 fs[Z,F] | f32 ring[R,F]
+    | f64 lo[F] | f64 hi[F] | f64 fs[Z,F] | f64 dlt[F] | f32 ring[R,F]
 
 A tombstone (null value) marks an evicted stream. Older formats still restore, so an
-upgrade keeps every stream's state: format 2 (before forecast intervals: no ``qlog``,
-``fs``) restores with an unknown scale until the next step and the interval multiplier at
-1; format 1 (also before range novelty and tail calibration: no ``peak``, ``rec``,
+upgrade keeps every stream's state: format 2 (before forecast intervals and gains: no
+``qlog``, ``gxy``, ``gxx``, ``gn``, ``fs``, ``dlt``) restores with an unknown scale until
+the next step, the interval multiplier at 1 and the gain learning afresh; format 1 (also before range novelty and tail calibration: no ``peak``, ``rec``,
 ``trate``, ``lo``, ``hi``) takes the range as the normaliser's mean ± 6 standard
 deviations, widening with the data.
 
@@ -51,9 +51,12 @@ __all__ = [
 
 MAGIC = b"SCS"
 FORMAT = 3
-_STATS = ("n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate", "qlog")
-# The f64 statistics a header carries per format: the first 7, 10 or 11 of _STATS.
-_STATS_IN = {1: 7, 2: 10, 3: 11}
+_STATS = (
+    "n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate", "qlog", "gxy", "gxx",
+    "gn",
+)  # fmt: skip
+# The f64 statistics a header carries per format: the first 7, 10 or 14 of _STATS.
+_STATS_IN = {1: 7, 2: 10, 3: 14}
 _HEADS = {fmt: struct.Struct(">qdqqBHHHHH" + "d" * n) for fmt, n in _STATS_IN.items()}
 _HEAD = _HEADS[FORMAT]
 LEGACY_RANGE_STDS = 6.0
@@ -109,6 +112,9 @@ def encode_snapshot(s: Snapshot) -> bytes:
                 s.rec,
                 s.trate,
                 s.qlog,
+                s.gxy,
+                s.gxx,
+                s.gn,
             ),
             np.ascontiguousarray(s.h, "<f4").tobytes(),
             np.ascontiguousarray(s.c, "<f4").tobytes(),
@@ -121,6 +127,7 @@ def encode_snapshot(s: Snapshot) -> bytes:
             np.ascontiguousarray(
                 np.full((Z, F), np.nan) if s.fs is None else s.fs, "<f8"
             ).tobytes(),
+            np.ascontiguousarray(np.zeros(F) if s.dlt is None else s.dlt, "<f8").tobytes(),
             np.ascontiguousarray(s.ring, "<f4").tobytes(),
         )
     )
@@ -161,6 +168,7 @@ def encode_snapshots(
         rec["lo"] = store.lo[sl]
         rec["hi"] = store.hi[sl]
         rec["fs"] = store.fs[sl]
+        rec["dlt"] = store.dlt[sl]
         if r:
             # Oldest first: a full ring starts at ring_len % R (see StateStore.push_inputs).
             start = np.where(store.ring_len[sl] > R, store.ring_len[sl] % max(R, 1), 0)
@@ -194,8 +202,8 @@ def _header(data: bytes) -> tuple[int, str, str, int, tuple[int, int, int, int, 
         raise ValueError(f"truncated state frame: {exc}") from exc
     L, H, F, Z, R = dims
     floats32 = 2 * L * H + R * F
-    # mean, var, last_x (, lo, hi); fc (, fs)
-    floats64 = (3 if fmt == 1 else 5) * F + (2 if fmt >= 3 else 1) * Z * F
+    # mean, var, last_x (, lo, hi (, dlt)); fc (, fs)
+    floats64 = {1: 3, 2: 5, 3: 6}[fmt] * F + (2 if fmt >= 3 else 1) * Z * F
     need = pos + head.size + 4 * floats32 + 8 * floats64
     if len(data) != need:
         raise ValueError(f"state frame has {len(data)} bytes, its dimensions need {need}")
@@ -222,7 +230,7 @@ def _layout(fmt: int, pos: int, dims: tuple[int, int, int, int, int]) -> np.dtyp
             ("fc", "<f8", (Z, F)),
             ("last_x", "<f8", (F,)),
             *([("lo", "<f8", (F,)), ("hi", "<f8", (F,))] if fmt >= 2 else []),
-            *([("fs", "<f8", (Z, F))] if fmt >= 3 else []),
+            *([("fs", "<f8", (Z, F)), ("dlt", "<f8", (F,))] if fmt >= 3 else []),
             ("ring", "<f4", (R, F)),
         ]
     )
@@ -254,7 +262,8 @@ def decode_snapshots(frames: list[bytes]) -> list[Snapshot | None]:
             spread = LEGACY_RANGE_STDS * np.sqrt(np.maximum(col["var"], 0.0))
             col["lo"], col["hi"] = col["mean"] - spread, col["mean"] + spread
         col["fs"] = rec["fs"].astype(np.float64) if fmt >= 3 else np.full_like(col["fc"], np.nan)
-        missing = [0.0] * (len(_STATS) - _STATS_IN[fmt])  # peak, rec, trate, qlog start at 0
+        col["dlt"] = rec["dlt"].astype(np.float64) if fmt >= 3 else np.zeros_like(col["mean"])
+        missing = [0.0] * (len(_STATS) - _STATS_IN[fmt])  # the newer statistics start at 0
         stats = [[*row, *missing] for row in rec["stats"].astype(np.float64).tolist()]
         offs = rec["off"].tolist()
         last_ts = rec["last_ts"].tolist()
@@ -262,7 +271,7 @@ def decode_snapshots(frames: list[bytes]) -> list[Snapshot | None]:
         ring_len = rec["ring_len"].tolist()
         has_fc = rec["has_fc"].tolist()
         for j, i in enumerate(idx):
-            n_, en, es, emu, evar, run, rep_p, peak, rcr, trate, qlog = stats[j]
+            n_, en, es, emu, evar, run, rep_p, peak, rcr, trate, qlog, gxy, gxx, gn = stats[j]
             out[i] = Snapshot(
                 model=model,
                 version=version,
@@ -292,6 +301,10 @@ def decode_snapshots(frames: list[bytes]) -> list[Snapshot | None]:
                 ring=col["ring"][j],
                 fs=col["fs"][j],
                 qlog=qlog,
+                gxy=gxy,
+                gxx=gxx,
+                gn=gn,
+                dlt=col["dlt"][j],
             )
     return out
 

@@ -32,6 +32,7 @@ __all__ = ["KafkaPythonConsumer", "KafkaPythonProducer", "client_settings"]
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY = 20_000
+TOPIC_METADATA_WAIT_S = 15.0  # how long a consumer waits for its topics before joining
 
 
 def client_settings(config: KafkaConfig) -> dict[str, Any]:
@@ -102,9 +103,29 @@ class KafkaPythonConsumer:
                 metadata_max_age_ms=5000,
                 **client_settings(config),
             )
+            self._await_metadata(topics, TOPIC_METADATA_WAIT_S)
             self._consumer.subscribe(topics, listener=_Listener(on_assign, on_revoke))
         except kafka.errors.KafkaError as exc:
             raise KafkaError(f"cannot connect consumer to {config.bootstrap}: {exc}") from exc
+
+    def _await_metadata(self, topics: list[str], wait_s: float) -> None:
+        """Join only once the topics' partitions are known: a member that joins before a
+        new topic's metadata reached it is assigned nothing, and kafka-python 3.0 does not
+        always rejoin when the metadata arrives (seen in CI: the scorer sat idle with no
+        partitions while its input topic filled). A topic still unknown after ``wait_s``
+        (not created yet) is subscribed to anyway; the metadata refresh picks it up."""
+        deadline = time.monotonic() + wait_s
+        missing = list(topics)
+        while missing and time.monotonic() < deadline:
+            missing = [t for t in missing if not self._consumer.partitions_for_topic(t)]
+            if missing:
+                time.sleep(0.2)
+        if missing:
+            log.warning(
+                "topics %s have no partitions yet; subscribing anyway (create them, or the "
+                "scorer idles until they exist)",
+                missing,
+            )
 
     def poll(self, timeout_ms: int, max_records: int) -> list[Record]:
         try:

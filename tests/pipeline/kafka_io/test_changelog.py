@@ -89,6 +89,10 @@ def _filled_store(features: int = 2) -> StateStore:
         "emu",
         "peak",
         "qlog",
+        "gxy",
+        "gxx",
+        "gn",
+        "dlt",
     ):
         arr = getattr(store, name)
         arr[...] = np.abs(rng.normal(size=arr.shape))
@@ -117,6 +121,10 @@ def test_a_frame_restores_every_field_it_carries() -> None:
         "emu",
         "peak",
         "qlog",
+        "gxy",
+        "gxx",
+        "gn",
+        "dlt",
     ):
         src = getattr(store, name)
         dst = getattr(other, name)
@@ -203,6 +211,7 @@ def test_a_format_2_frame_from_before_intervals_restores_with_an_unknown_scale()
     np.testing.assert_array_equal(old.ring, s.ring)
     assert (old.peak, old.rec, old.trate) == (s.peak, s.rec, s.trate)
     assert old.qlog == 0.0 and old.fs is not None and np.isnan(old.fs).all()
+    assert (old.gxy, old.gxx, old.gn) == (0.0, 0.0, 0.0)
 
 
 def _same(a: object, b: object) -> bool:
