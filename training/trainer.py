@@ -9,6 +9,7 @@ everything is built in a temporary folder and the registry write is atomic.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import tempfile
 import time
@@ -43,6 +44,9 @@ __all__ = ["TrainJob", "TrainOutcome", "Trainer", "decide_promotion"]
 
 log = logging.getLogger(__name__)
 Promote = Literal["auto", "always", "never"]
+WEIGHTS = "weights.pt"  # the torch state dict beside model.onnx, for warm starts
+# What must match for the champion's weights to load into a new model.
+ARCHITECTURE = ("cell", "layers", "hidden", "horizon", "covariates", "distribution", "residual")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -60,6 +64,9 @@ class TrainJob:
     kafka: KafkaConfig = dataclasses.field(default_factory=KafkaConfig)
     publish_topic: str | None = None
     sign_key: Path | None = None  # Ed25519 private key (PEM) to sign published models
+    # Fine-tune the champion's weights instead of starting from random ones (when its
+    # architecture matches this config); the nightly refresh on recent live data.
+    warm_start: bool = False
 
     def __post_init__(self) -> None:
         if bool(self.data) == bool(self.from_kafka):
@@ -132,8 +139,9 @@ class Trainer:
             cfg.covariates,
         )
         log.info("data: %s", prepared.summary)
-        # 2. Fit.
+        # 2. Fit (from the champion's weights on a warm start).
         model = LSTMForecaster(len(prepared.features), cfg)
+        started_from = self._warm_start(model, prepared.features) if self.job.warm_start else None
         result = fit(model, prepared, cfg, progress=self.job.progress)
         version = self._unique_version()
         with tempfile.TemporaryDirectory(prefix="statecast-train-") as tmp:
@@ -141,6 +149,9 @@ class Trainer:
             # 3. Export and verify (checker + step parity).
             export = export_step_model(model, onnx_path)
             doc = self._doc(version, prepared.features, prepared.summary, result, export)
+            doc["warm_start_from"] = started_from
+            weights = Path(tmp) / WEIGHTS
+            torch.save(model.state_dict(), weights)
             meta = ModelMeta.from_json({**doc, "sha256": ""}, onnx_path)
             # 4. Calibrate the anomaly scorer on the exported model, as the scorer will run it.
             first = replay(meta, prepared.streams, threads=cfg.threads)
@@ -166,7 +177,9 @@ class Trainer:
             }
             doc["train_seconds"] = round(time.monotonic() - started, 2)
             # 6. Register atomically, then promote.
-            folder = self.registry.write_version(self.job.model, version, onnx_path, doc)
+            folder = self.registry.write_version(
+                self.job.model, version, onnx_path, doc, extra={WEIGHTS: weights}
+            )
         if self.job.plot:
             plot_forecasts(rep, cfg.val_fraction, folder / "validation.png")
         if promote:
@@ -182,6 +195,36 @@ class Trainer:
                 )
         log.info("registered %s/%s (%s)", self.job.model, version, reason)
         return TrainOutcome(version, promote, reason, folder, doc)
+
+    def _warm_start(self, model: LSTMForecaster, features: tuple[str, ...]) -> str | None:
+        """Load the champion's weights into ``model`` if it has the same architecture;
+        returns the champion's version, or None (then training starts from scratch)."""
+        champion = self.registry.current(self.job.model)
+        if champion is None:
+            log.info("warm start: no champion yet; training from scratch")
+            return None
+        folder = self.registry.root / self.job.model / champion
+        try:
+            doc = json.loads((folder / "model.json").read_text())
+            theirs = {k: doc["training_config"].get(k) for k in ARCHITECTURE}
+            state = torch.load(folder / WEIGHTS, weights_only=True)
+        except (OSError, KeyError, ValueError, RuntimeError) as exc:
+            log.warning(
+                "warm start: champion %s has no usable weights (%s); from scratch", champion, exc
+            )
+            return None
+        ours = {k: self.config.to_json().get(k) for k in ARCHITECTURE}
+        ours["covariates"] = list(ours["covariates"] or [])
+        theirs["covariates"] = list(theirs["covariates"] or [])
+        if theirs != ours or tuple(doc.get("features", ())) != features:
+            log.warning(
+                "warm start: champion %s has another architecture or features; from scratch",
+                champion,
+            )
+            return None
+        model.load_state_dict(state)
+        log.info("warm start from %s/%s", self.job.model, champion)
+        return champion
 
     def _unique_version(self) -> str:
         base = new_version()

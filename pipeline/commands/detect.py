@@ -61,17 +61,20 @@ def _read_outputs(
     consumer.assign(parts)
     consumer.seek_to_beginning(*parts)
     ends = consumer.end_offsets(parts)
-    by_stream: dict[str, list[dict[str, object]]] = defaultdict(list)
-    n = 0
+    # At-least-once: a rebalance before the first checkpoint scores some inputs twice (from
+    # the same state, so alike); one score per input record, the last one written.
+    by_input: dict[tuple[int, int], dict[str, object]] = {}
     while any(consumer.position(tp) < ends[tp] for tp in parts):
         for recs in consumer.poll(timeout_ms=1000, max_records=10000).values():
             for r in recs:
                 doc = orjson.loads(r.value)
-                by_stream[doc["stream_id"]].append(doc)
-                n += 1
+                by_input[(int(doc["partition"]), int(doc["offset"]))] = doc
     consumer.close()
-    if n != expect:
-        raise KafkaError(f"expected {expect} scores in {topic}, found {n}")
+    if len(by_input) != expect:
+        raise KafkaError(f"expected {expect} scores in {topic}, found {len(by_input)}")
+    by_stream: dict[str, list[dict[str, object]]] = defaultdict(list)
+    for _, doc in sorted(by_input.items()):
+        by_stream[str(doc["stream_id"])].append(doc)
     return by_stream
 
 

@@ -37,6 +37,7 @@ def run(ns: argparse.Namespace) -> int:
         kafka=load(KafkaConfig, given),
         publish_topic=ns.publish_topic,
         sign_key=Path(ns.sign_key) if ns.sign_key else None,
+        warm_start=ns.warm_start,
     )
 
     def once(metrics: TrainerMetrics | None = None) -> int:
@@ -85,6 +86,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--horizon", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--promote", choices=["auto", "always", "never"], default="auto")
+    p.add_argument(
+        "--warm-start",
+        dest="warm_start",
+        action="store_true",
+        help="fine-tune the champion's weights (same architecture) instead of starting afresh",
+    )
     p.add_argument("--config", help="JSON file with TrainConfig fields")
     p.add_argument("--every", help="retrain on a schedule, e.g. 24h (default: once)")
     p.add_argument(

@@ -10,7 +10,9 @@ weighted at rate ``RATE``::
 
     k = clip(Σw δ·d / Σw δ², 0, MAX_GAIN)     (after MIN_EVIDENCE steps; 1 before)
 
-and the published forecast is ``x_t + k · (model forecast - x_t)`` at every horizon.
+and the published one-step forecast is ``x_t + k · (model forecast - x_t)``. Longer
+horizons keep the model's own forecast: the gain is learnt on one-step changes, and
+applied to all horizons it made the five-step forecast worse on NAB (0.848 vs 0.828).
 ``k = 1`` is the model as trained, ``k = 0`` persistence. The gain describes how this
 model fits this stream: a model swap starts it afresh.
 

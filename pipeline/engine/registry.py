@@ -180,11 +180,22 @@ class Registry:
                 )
         return meta
 
-    def write_version(self, model: str, version: str, onnx_file: Path, doc: dict[str, Any]) -> Path:
+    def write_version(
+        self,
+        model: str,
+        version: str,
+        onnx_file: Path,
+        doc: dict[str, Any],
+        extra: dict[str, Path] | None = None,
+    ) -> Path:
         """Copy a verified export into the registry atomically; returns its folder.
 
-        Steps: 1. write model.onnx and model.json into ``<model>/.tmp-<version>``;
-        2. fsync both; 3. rename the folder to ``<model>/<version>`` in one step.
+        ``extra`` names further files to keep beside it (the trainer's weights.pt, for a
+        warm start); scorers never read them.
+
+        Steps: 1. write model.onnx, model.json and the extra files into
+        ``<model>/.tmp-<version>``; 2. fsync them; 3. rename the folder to
+        ``<model>/<version>`` in one step.
         """
         check_name("model", model)
         check_name("version", version)
@@ -199,8 +210,10 @@ class Registry:
         shutil.copyfile(onnx_file, tmp / "model.onnx")
         doc = {**doc, "sha256": sha256_of(tmp / "model.onnx")}
         (tmp / "model.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        for name, path in (extra or {}).items():
+            shutil.copyfile(path, tmp / name)
         # 2. Durable before visible.
-        for name in ("model.onnx", "model.json"):
+        for name in ("model.onnx", "model.json", *(extra or {})):
             with open(tmp / name, "rb") as fh:
                 os.fsync(fh.fileno())
         # 3. One rename makes the version visible.

@@ -10,7 +10,8 @@ For each stream in the batch, with value ``x`` arriving (all vectorised over str
 2. update the online normaliser with ``x`` (:mod:`pipeline.engine.normalise`);
 3. run one LSTM step on the normalised input with the stream's (h, c);
 4. turn the new forecast and its scale back into sensor units with the step's statistics,
-   the forecast's change from ``x`` scaled by the stream's gain (:mod:`pipeline.engine.gain`).
+   the one-step forecast's change from ``x`` scaled by the stream's gain
+   (:mod:`pipeline.engine.gain`).
 """
 
 from __future__ import annotations
@@ -130,12 +131,11 @@ def advance(
     if cov is not None and cov.shape[1]:
         z = np.concatenate([z, cov], axis=1)
     f, s, st.h, st.c = session.step(z, st.h, st.c)
-    # 4. Forecast and scale in sensor units; the forecast's change from x scaled by the
-    #    stream's gain.
-    raw_fc = f.astype(np.float64) * std[:, None, :] + st.mean[:, None, :]
-    change = raw_fc - x[:, None, :]
-    st.dlt = change[:, 0, :]
-    st.fc = x[:, None, :] + gain.gain_of(st.gxy, st.gxx, st.gn)[:, None, None] * change
+    # 4. Forecast and scale in sensor units; the one-step forecast's change from x scaled
+    #    by the stream's gain (learnt on one-step changes, so applied to that step only).
+    st.fc = f.astype(np.float64) * std[:, None, :] + st.mean[:, None, :]
+    st.dlt = st.fc[:, 0, :] - x
+    st.fc[:, 0, :] = x + gain.gain_of(st.gxy, st.gxx, st.gn)[:, None] * st.dlt
     st.fs = np.full_like(st.fc, np.nan) if s is None else s.astype(np.float64) * std[:, None, :]
     st.has_fc = np.ones_like(has)
     st.steps = st.steps + 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -132,3 +133,25 @@ def test_promote_never_registers_without_promoting(tiny_registry: Path, tmp_path
     assert not outcome.promoted
     assert reg.current("tiny") == champion
     assert outcome.version in reg.versions("tiny")
+
+
+def test_a_warm_start_fine_tunes_the_champion_and_refuses_another_architecture(
+    tmp_path: Path,
+) -> None:
+    """A refresh that starts from the champion's weights begins where the champion ended:
+    after one epoch its validation loss is below that of one epoch from scratch."""
+    from training.synthetic import write_csv
+
+    data = tuple(write_csv(generate(streams=3, length=400, seed=11), tmp_path / "data"))
+    job = TrainJob(data=data, registry=tmp_path / "models", model="m", plot=False, progress=False)
+    first = Trainer(job, dataclasses.replace(SMALL, max_epochs=4)).run()
+    assert (first.folder / "weights.pt").is_file()
+    one = dataclasses.replace(SMALL, max_epochs=1)
+    warm = Trainer(dataclasses.replace(job, warm_start=True, promote="never"), one).run()
+    cold = Trainer(dataclasses.replace(job, promote="never"), one).run()
+    assert warm.doc["warm_start_from"] == first.version
+    assert cold.doc["warm_start_from"] is None
+    assert warm.doc["fit"]["best_val_loss"] < cold.doc["fit"]["best_val_loss"]
+    wider = dataclasses.replace(SMALL, hidden=12, max_epochs=1)
+    other = Trainer(dataclasses.replace(job, warm_start=True, promote="never"), wider)
+    assert other.run().doc["warm_start_from"] is None  # another shape: from scratch
