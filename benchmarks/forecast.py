@@ -184,7 +184,17 @@ def main() -> int:
     ap.add_argument("--model", default="default")
     ap.add_argument("--version", default=None)
     ap.add_argument("--json", type=Path)
+    ap.add_argument(
+        "--gain-rate",
+        type=float,
+        help="override the per-stream gain's rate (pipeline.engine.gain.RATE) for this run; "
+        "0: the model's forecast as trained, without the gain",
+    )
     args = ap.parse_args()
+    if args.gain_rate is not None:
+        from pipeline.engine import gain
+
+        gain.RATE = args.gain_rate
 
     from training.evaluate import replay
 
@@ -219,7 +229,12 @@ def main() -> int:
     if args.json:
         args.json.write_text(
             json.dumps(
-                {"model": f"{args.model}/{meta.version}", "rows": rows, "summary": summary},
+                {
+                    "model": f"{args.model}/{meta.version}",
+                    "gain_rate": args.gain_rate,
+                    "rows": rows,
+                    "summary": summary,
+                },
                 indent=1,
                 default=lambda o: o.item() if hasattr(o, "item") else str(o),
             )
