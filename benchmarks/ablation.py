@@ -116,6 +116,7 @@ def main() -> int:
             json.dumps(
                 {"epochs": a.epochs, "corpus_streams": a.corpus_streams, "variants": rows},
                 indent=1,
+                default=lambda o: o.item() if hasattr(o, "item") else str(o),
             )
         )
     return 0

@@ -93,8 +93,8 @@ def _covariates_by_hand(names: list[str], ts: float, prev: float | None) -> list
 
 
 def _reference(registry: Path, model: str, values: list[float]) -> np.ndarray:
-    """Forecasts of one stream, stepped by hand: plain-Python normaliser and covariates +
-    raw onnxruntime (events at T0 + 60 s * t, as _interleaved makes them)."""
+    """Forecasts of one stream, stepped by hand: plain-Python normaliser, covariates and
+    one-step gain + raw onnxruntime (events at T0 + 60 s * t, as _interleaved makes them)."""
     reg = Registry(registry)
     version = reg.current(model)
     doc = json.loads((registry / model / str(version) / "model.json").read_text())
@@ -106,17 +106,29 @@ def _reference(registry: Path, model: str, values: list[float]) -> np.ndarray:
     mean, var = 0.0, 0.0
     out = []
     names = doc.get("covariates", [])
+    # The gain (docs: pipeline/engine/gain.py): EW least squares of the actual one-step
+    # change on the predicted one, in units of the spread before the step.
+    gxy = gxx = gn = 0.0
+    prev_x = prev_change = None
     for n, x in enumerate(values, start=1):
         ts = T0 + 60.0 * (n - 1)
         cov = _covariates_by_hand(names, ts, None if n == 1 else ts - 60.0)
+        std_prev = max(var**0.5, norm["min_std_abs"] + norm["min_std_rel"] * abs(mean))
+        if prev_x is not None and prev_change is not None:
+            dn, cn = prev_change / std_prev, (x - prev_x) / std_prev
+            gxy, gxx, gn = 0.99 * gxy + 0.01 * dn * cn, 0.99 * gxx + 0.01 * dn * dn, gn + 1
         a = max(1.0 / n, norm["alpha"])
         d = x - mean
         mean += a * d
         var = (1 - a) * (var + a * d * d)
         std = max(var**0.5, norm["min_std_abs"] + norm["min_std_rel"] * abs(mean))
         z = min(max((x - mean) / std, -norm["clip"]), norm["clip"])
-        f, h, c = sess.run(None, {"x": np.array([[z, *cov]], np.float32), "h": h, "c": c})
-        out.append(f[0, :, 0] * std + mean)
+        f, _scale, h, c = sess.run(None, {"x": np.array([[z, *cov]], np.float32), "h": h, "c": c})
+        fc = f[0, :, 0].astype(np.float64) * std + mean
+        prev_x, prev_change = x, fc[0] - x
+        gain = min(max(gxy / gxx, 0.0), 1.5) if gn >= 50 and gxx > 0 else 1.0
+        fc[0] = x + gain * (fc[0] - x)
+        out.append(fc)
     return np.array(out)
 
 
