@@ -196,12 +196,15 @@ def _worker(system: str, args: dict[str, Any]) -> dict[str, Any]:
     if system == "model-only":
         from pipeline.engine.covariates import covariates
         from pipeline.engine.inference import StepSession
+        from pipeline.engine.interval import Band, IntervalParams
         from pipeline.engine.registry import Registry
         from pipeline.engine.state import StateStore
         from pipeline.engine.stepper import advance
 
         meta = Registry(Path(args["registry"])).meta(args["model"])
         session = StepSession(meta)
+        # Intervals are part of the step's cost for a model with a scale head.
+        band = None if meta.distribution is None else Band.of(meta.distribution, IntervalParams())
         store = StateStore(
             layers=meta.layers,
             hidden=meta.hidden,
@@ -222,7 +225,9 @@ def _worker(system: str, args: dict[str, Any]) -> dict[str, Any]:
             times = np.full(batch, ts)
             cov = covariates(times, times - 60.0, meta.covariates) if meta.covariates else None
             x = rng.normal(50, 5, (batch, 1))
-            advance(session, meta.normalisation, meta.anomaly, st, x, cov)
+            advance(session, meta.normalisation, meta.anomaly, st, x, cov, band)
+            if band is not None:
+                band.bounds(st.fc, st.fs, st.qlog)
             store.scatter(sl, st)
             n += batch
             ts += 60.0
