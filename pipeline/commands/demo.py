@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import signal
 import subprocess
@@ -228,8 +229,9 @@ def _report(
         "",
         f"Model `{opts.model}/{version}`, {len(feed)} sensors.",
         "",
-        "| sensor | injected anomaly | flagged inside (or within 10 steps after) | false alarms |",
-        "|---|---|---|---|",
+        "| sensor | injected anomaly | flagged inside (or within 10 steps after) | false alarms "
+        "| reasons given |",
+        "|---|---|---|---|---|",
     ]
     hits = 0
     false_alarms = 0
@@ -248,14 +250,25 @@ def _report(
         hits += found
         false_alarms += fa
         kinds = ", ".join(f"{a.kind} @{a.start}" for a in s.anomalies) or "none"
-        lines.append(f"| {s.name} | {kinds} | {'yes' if found else 'no'} | {fa} |")
+        why = collections.Counter(str(d.get("anomaly_reason")) for d in docs if d["is_anomaly"])
+        reasons = ", ".join(f"{r} {n}" for r, n in why.most_common()) or "-"
+        lines.append(f"| {s.name} | {kinds} | {'yes' if found else 'no'} | {fa} | {reasons} |")
         fig, (ax, ax2) = plt.subplots(2, 1, figsize=(11, 4.2), sharex=True, height_ratios=[3, 1])
-        err = np.abs(np.r_[np.nan, fc[:-1]] - v)
-        band = 2.5 * np.sqrt(np.convolve(np.nan_to_num(err) ** 2, np.ones(20) / 20, mode="same"))
         pred = np.r_[np.nan, fc[:-1]]
-        ax.fill_between(
-            t, pred - band, pred + band, color="tab:blue", alpha=0.15, label="forecast band"
-        )
+        if docs and "forecast_lo" in docs[0]:
+            # The model's own interval for each value, made one step before it.
+            lo, hi = (
+                np.array([np.nan if d[k][0] is None else d[k][0] for d in docs], float)
+                for k in ("forecast_lo", "forecast_hi")
+            )
+            ax.fill_between(
+                t,
+                np.r_[np.nan, lo[:-1]],
+                np.r_[np.nan, hi[:-1]],
+                color="tab:blue",
+                alpha=0.15,
+                label="90% interval",
+            )
         ax.plot(t, v, color="black", lw=0.9, label="signal")
         ax.plot(t, pred, color="tab:blue", lw=0.8, label="forecast (t+1)")
         ax.scatter(t[flag], v[flag], color="red", s=18, zorder=3, label="flagged")
