@@ -20,6 +20,7 @@ SUBCOMMANDS = (
     "generate",
     "replay",
     "detect",
+    "backtest",
     "demo",
     "bench",
 )
