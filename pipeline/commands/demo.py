@@ -5,7 +5,7 @@
 3. start ``statecast score`` as its own process, with metrics on ``--metrics-port``;
 4. replay a realistic multi-sensor feed with injected anomalies at a steady rate;
 5. show a live terminal view: events/s, lag, anomalies as they fire;
-6. write a Markdown report with one PNG per sensor (signal, forecast band, anomaly
+6. write a Markdown report with one PNG per sensor (signal, 90% forecast interval, anomaly
    score, flagged points, injected anomalies) and say where it is;
 7. stop what it started.
 """
