@@ -4,6 +4,7 @@ per row."""
 from __future__ import annotations
 
 import csv
+import itertools
 from collections import Counter
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def test_refreshes_learn_only_from_the_past_and_the_scorer_serves_what_they_prom
     periods = backtest(job)
     assert len(periods) >= 3
     assert sum(p.rows for p in periods) == 2 * 600
-    for before, after in zip(periods, periods[1:], strict=False):
+    for before, after in itertools.pairwise(periods):
         assert before.trained is not None and before.trained_until is not None
         assert before.trained_until < before.end  # causal: nothing from the period ahead
         assert before.warm_from == before.version  # fine-tuned from what was served
