@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,45 +19,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.engine.covariates import covariates  # noqa: E402
-from pipeline.engine.inference import StepSession  # noqa: E402
-from pipeline.engine.interval import Band, IntervalParams  # noqa: E402
+from pipeline.commands.bench import model_only_steps  # noqa: E402
 from pipeline.engine.registry import Registry  # noqa: E402
-from pipeline.engine.state import StateStore  # noqa: E402
-from pipeline.engine.stepper import advance  # noqa: E402
 
 
 def _round(version: str, registry: Registry, model: str, batch: int, seconds: float) -> float:
-    meta = registry.meta(model, version)
-    session = StepSession(meta)
-    band = None if meta.distribution is None else Band.of(meta.distribution, IntervalParams())
-    streams = max(4 * batch, 1024)
-    store = StateStore(
-        layers=meta.layers,
-        hidden=meta.hidden,
-        features=len(meta.features),
-        horizon=meta.horizon,
-        capacity=streams,
-        ring=0,
-    )
-    slots = store.slots_for([f"s{i}" for i in range(streams)], now=0.0)
-    rng = np.random.default_rng(0)
-    ts, n = 1_764_000_000.0, 0
-    started = time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        sl = rng.choice(slots, size=batch, replace=False)
-        st = store.gather(sl)
-        times = np.full(batch, ts)
-        cov = covariates(times, times - 60.0, meta.covariates) if meta.covariates else None
-        advance(
-            session, meta.normalisation, meta.anomaly, st, rng.normal(50, 5, (batch, 1)), cov, band
-        )
-        if band is not None:
-            band.bounds(st.fc, st.fs, st.qlog)
-        store.scatter(sl, st)
-        n += batch
-        ts += 60.0
-    return (time.perf_counter() - started) * 1e6 / n
+    n, took = model_only_steps(registry.meta(model, version), max(4 * batch, 1024), batch, seconds)
+    return took * 1e6 / n
 
 
 def main() -> int:

@@ -36,7 +36,7 @@ import numpy as np
 from pipeline.commands.flags import add_kafka_flags, add_model_flags, kafka_for, models_config
 from pipeline.config import KafkaConfig, ScorerConfig
 from pipeline.engine.csvdata import Series
-from pipeline.errors import ConfigError, KafkaError
+from pipeline.errors import ConfigError
 
 __all__ = ["BacktestJob", "Period", "add_parser", "backtest", "run"]
 
@@ -119,7 +119,7 @@ def _write_prefix(streams: list[Series], until: float, folder: Path) -> list[Pat
 
 def backtest(job: BacktestJob) -> list[Period]:
     """Run the backtest; writes per-file results into ``job.output``."""
-    from pipeline.commands.detect import _first_step, _read_outputs
+    from pipeline.commands.detect import _first_step, _read_outputs, write_results
     from pipeline.commands.replay import collect_streams, replay
     from pipeline.engine.registry import Registry
     from pipeline.scorer import Scorer
@@ -165,46 +165,20 @@ def backtest(job: BacktestJob) -> list[Period]:
             _refresh(job, streams, hi, registry, work / f"seen-{k}", periods[-1])
     # 4. Results, and the report per period.
     by_stream = _read_outputs(job.kafka, topic + ".scores", total)
-    values: dict[int, list[float]] = {k: [] for k in range(len(periods))}
+    model_err, persist_err = np.zeros(len(periods)), np.zeros(len(periods))
     for s in streams:
         docs = by_stream.get(s.name, [])
-        if len(docs) != len(s.ts):
-            raise KafkaError(f"{s.name}: {len(s.ts)} rows in, {len(docs)} scores out")
-        path = job.output / f"{s.name}.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        write_results(job.output / f"{s.name}.csv", s, docs, extra=("model_version",))
         which = np.searchsorted(np.asarray(cuts), s.ts, side="right") - 1
         v = s.values[:, 0]
         fc = np.asarray([_number(_first_step(d["forecast"])) for d in docs])
-        for k in range(len(periods)):
-            rows = np.nonzero(which[:-1] == k)[0]  # forecasts made in period k, of the next row
-            model_err = np.abs(fc[rows] - v[rows + 1])
-            persist_err = np.abs(v[rows] - v[rows + 1])
-            values[k].extend([float(model_err.sum()), float(persist_err.sum())])
-            periods[k].alarms += sum(bool(docs[i]["is_anomaly"]) for i in np.nonzero(which == k)[0])
-        with path.open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(
-                ["timestamp", "value", "anomaly_score", "forecast", "forecast_lo", "forecast_hi",
-                 "is_anomaly", "model_version"]
-            )  # fmt: skip
-            for i, d in enumerate(docs):
-                score = float(d["anomaly_score"]) if d["warm"] else 0.0  # type: ignore[arg-type]
-                w.writerow(
-                    [
-                        s.ts_text[i] if s.ts_text else d["ts"],
-                        s.values[i, 0],
-                        f"{score:.9f}",
-                        *(
-                            _first_step(d.get(k))
-                            for k in ("forecast", "forecast_lo", "forecast_hi")
-                        ),
-                        int(bool(d["is_anomaly"])),
-                        d["model_version"],
-                    ]
-                )
-    for k, p in enumerate(periods):
-        model_sum, persist_sum = sum(values[k][0::2]), sum(values[k][1::2])
-        p.mae_ratio = model_sum / persist_sum if persist_sum > 0 else float("nan")
+        # The forecast made at row i (in period which[i]) is of row i + 1.
+        np.add.at(model_err, which[:-1], np.abs(fc[:-1] - v[1:]))
+        np.add.at(persist_err, which[:-1], np.abs(v[:-1] - v[1:]))
+        for k, flagged in zip(which.tolist(), (bool(d["is_anomaly"]) for d in docs), strict=True):
+            periods[k].alarms += flagged
+    for p, m, q in zip(periods, model_err.tolist(), persist_err.tolist(), strict=True):
+        p.mae_ratio = m / q if q > 0 else float("nan")
     shutil.rmtree(work, ignore_errors=True)
     return periods
 

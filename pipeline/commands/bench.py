@@ -194,45 +194,53 @@ def _worker(system: str, args: dict[str, Any]) -> dict[str, Any]:
         producer.close()
         return {"events": n, "seconds": end - (started or end)}
     if system == "model-only":
-        from pipeline.engine.covariates import covariates
-        from pipeline.engine.inference import StepSession
-        from pipeline.engine.interval import Band, IntervalParams
         from pipeline.engine.registry import Registry
-        from pipeline.engine.state import StateStore
-        from pipeline.engine.stepper import advance
 
         meta = Registry(Path(args["registry"])).meta(args["model"])
-        session = StepSession(meta)
-        # Intervals are part of the step's cost for a model with a scale head.
-        band = None if meta.distribution is None else Band.of(meta.distribution, IntervalParams())
-        store = StateStore(
-            layers=meta.layers,
-            hidden=meta.hidden,
-            features=len(meta.features),
-            horizon=meta.horizon,
-            capacity=args["streams"],
-            ring=0,
-        )
-        slots_all = store.slots_for([f"s{i}" for i in range(args["streams"])], now=0.0)
-        batch = int(args["batch"])
-        rng = np.random.default_rng(0)
-        n, started = 0, time.monotonic()
-        ts = 1_764_000_000.0
-        while time.monotonic() - started < 2.0:
-            sl = rng.choice(slots_all, size=batch, replace=False)
-            st = store.gather(sl)
-            # The covariates are part of the step's cost for a model that has them.
-            times = np.full(batch, ts)
-            cov = covariates(times, times - 60.0, meta.covariates) if meta.covariates else None
-            x = rng.normal(50, 5, (batch, 1))
-            advance(session, meta.normalisation, meta.anomaly, st, x, cov, band)
-            if band is not None:
-                band.bounds(st.fc, st.fs, st.qlog)
-            store.scatter(sl, st)
-            n += batch
-            ts += 60.0
-        return {"events": n, "seconds": time.monotonic() - started}
+        n, seconds = model_only_steps(meta, int(args["streams"]), int(args["batch"]), 2.0)
+        return {"events": n, "seconds": seconds}
     raise ValueError(system)
+
+
+def model_only_steps(meta: Any, streams: int, batch: int, seconds: float) -> tuple[int, float]:
+    """The scorer's compute path for ``batch`` of ``streams`` streams at a time (gather,
+    covariates, one batched ONNX step with scoring, gain and intervals, scatter), for about
+    ``seconds``; returns ``(events, seconds taken)``."""
+    from pipeline.engine.covariates import covariates
+    from pipeline.engine.inference import StepSession
+    from pipeline.engine.interval import Band, IntervalParams
+    from pipeline.engine.state import StateStore
+    from pipeline.engine.stepper import advance
+
+    session = StepSession(meta)
+    # Intervals are part of the step's cost for a model with a scale head.
+    band = None if meta.distribution is None else Band.of(meta.distribution, IntervalParams())
+    store = StateStore(
+        layers=meta.layers,
+        hidden=meta.hidden,
+        features=len(meta.features),
+        horizon=meta.horizon,
+        capacity=streams,
+        ring=0,
+    )
+    slots_all = store.slots_for([f"s{i}" for i in range(streams)], now=0.0)
+    rng = np.random.default_rng(0)
+    n, started = 0, time.monotonic()
+    ts = 1_764_000_000.0
+    while time.monotonic() - started < seconds:
+        sl = rng.choice(slots_all, size=batch, replace=False)
+        st = store.gather(sl)
+        # The covariates are part of the step's cost for a model that has them.
+        times = np.full(batch, ts)
+        cov = covariates(times, times - 60.0, meta.covariates) if meta.covariates else None
+        x = rng.normal(50, 5, (batch, 1))
+        advance(session, meta.normalisation, meta.anomaly, st, x, cov, band)
+        if band is not None:
+            band.bounds(st.fc, st.fs, st.qlog)
+        store.scatter(sl, st)
+        n += batch
+        ts += 60.0
+    return n, time.monotonic() - started
 
 
 def _measure_latency(opts: BenchOptions, rate: float, run: str, backend: str) -> dict[str, float]:

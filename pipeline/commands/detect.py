@@ -28,10 +28,11 @@ import orjson
 from pipeline.commands.flags import add_kafka_flags, add_model_flags, kafka_for, models_config
 from pipeline.commands.replay import collect_streams, replay
 from pipeline.config import KafkaConfig, ScorerConfig
+from pipeline.engine.csvdata import Series
 from pipeline.errors import KafkaError
 from pipeline.scorer import Scorer
 
-__all__ = ["DetectJob", "add_parser", "detect", "run"]
+__all__ = ["COLUMNS", "DetectJob", "add_parser", "detect", "run", "write_results"]
 
 log = logging.getLogger(__name__)
 
@@ -109,39 +110,46 @@ def detect(job: DetectJob) -> dict[str, int]:
     written = {}
     for s in streams:
         docs = by_stream.get(s.name, [])
-        if len(docs) != len(s.ts):
-            raise KafkaError(f"{s.name}: {len(s.ts)} rows in, {len(docs)} scores out")
-        path = job.output / f"{s.name}.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(
-                [
-                    "timestamp",
-                    "value",
-                    "anomaly_score",
-                    "forecast",
-                    "forecast_lo",
-                    "forecast_hi",
-                    "is_anomaly",
-                ]
-            )
-            for i, d in enumerate(docs):
-                score = float(d["anomaly_score"]) if d["warm"] else 0.0  # type: ignore[arg-type]
-                w.writerow(
-                    [
-                        s.ts_text[i] if s.ts_text else d["ts"],
-                        s.values[i, 0],
-                        f"{score:.9f}",
-                        *(
-                            _first_step(d.get(k))
-                            for k in ("forecast", "forecast_lo", "forecast_hi")
-                        ),
-                        int(bool(d["is_anomaly"])),
-                    ]
-                )
+        write_results(job.output / f"{s.name}.csv", s, docs)
         written[s.name] = len(docs)
     return written
+
+
+COLUMNS = (
+    "timestamp",
+    "value",
+    "anomaly_score",
+    "forecast",
+    "forecast_lo",
+    "forecast_hi",
+    "is_anomaly",
+)
+
+
+def write_results(
+    path: Path, s: Series, docs: list[dict[str, object]], extra: tuple[str, ...] = ()
+) -> None:
+    """One CSV row per input row of ``s``: NAB's results columns (the score 0 while the
+    stream warms up), the t+1 forecast and its interval, then the score records' ``extra``
+    fields. Raises KafkaError unless every row has exactly one score."""
+    if len(docs) != len(s.ts):
+        raise KafkaError(f"{s.name}: {len(s.ts)} rows in, {len(docs)} scores out")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow([*COLUMNS, *extra])
+        for i, d in enumerate(docs):
+            score = float(d["anomaly_score"]) if d["warm"] else 0.0  # type: ignore[arg-type]
+            w.writerow(
+                [
+                    s.ts_text[i] if s.ts_text else d["ts"],
+                    s.values[i, 0],
+                    f"{score:.9f}",
+                    *(_first_step(d.get(k)) for k in ("forecast", "forecast_lo", "forecast_hi")),
+                    int(bool(d["is_anomaly"])),
+                    *(d[k] for k in extra),
+                ]
+            )
 
 
 def _first_step(steps: object) -> object:

@@ -70,30 +70,18 @@ def test_batched_frames_equal_single_frames(features: int, ring: int) -> None:
     assert all(decode_snapshot(b).model == "model-a" for b in batched)
 
 
+# Fields a frame carries that the tests fill with random values and expect back.
+CARRIED = (
+    "h", "c", "mean", "var", "fc", "fs", "last_x", "lo", "hi", "n", "en", "emu", "peak",
+    "qlog", "gxy", "gxx", "gn", "dlt",
+)  # fmt: skip
+
+
 def _filled_store(features: int = 2) -> StateStore:
     rng = np.random.default_rng(7)
     store = StateStore(layers=1, hidden=3, features=features, horizon=2, capacity=4, ring=3)
     store.slots_for(["a"], now=0.0)
-    for name in (
-        "h",
-        "c",
-        "mean",
-        "var",
-        "fc",
-        "fs",
-        "last_x",
-        "lo",
-        "hi",
-        "n",
-        "en",
-        "emu",
-        "peak",
-        "qlog",
-        "gxy",
-        "gxx",
-        "gn",
-        "dlt",
-    ):
+    for name in CARRIED:
         arr = getattr(store, name)
         arr[...] = np.abs(rng.normal(size=arr.shape))
     store.rec[...] = 0.01
@@ -106,26 +94,7 @@ def test_a_frame_restores_every_field_it_carries() -> None:
     snap = decode_snapshot(encode_snapshots(store, np.asarray([0]), "m", "v")[0])
     other = StateStore(layers=1, hidden=3, features=2, horizon=2, capacity=4, ring=3)
     slot = other.load("a", snap, partition=0, now=0.0)
-    for name in (
-        "h",
-        "c",
-        "mean",
-        "var",
-        "fc",
-        "fs",
-        "last_x",
-        "lo",
-        "hi",
-        "n",
-        "en",
-        "emu",
-        "peak",
-        "qlog",
-        "gxy",
-        "gxx",
-        "gn",
-        "dlt",
-    ):
+    for name in CARRIED:
         src = getattr(store, name)
         dst = getattr(other, name)
         if name in ("h", "c"):
