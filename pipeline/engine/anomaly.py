@@ -11,9 +11,14 @@ step t of a stream once it has a forecast from t-1:
    (``short_alpha`` < 1), against the stream's long-run error distribution
    ``(mu, sigma)`` (EW mean and variance of e with rate ``long_alpha``, seeded from
    calibration so a new stream is usable early; the first ``min_history`` errors of a
-   stream, made while its normaliser barely started, are not learnt from): the
-   Gaussian tail of ``(e - mu) / sigma``, after Numenta's anomaly likelihood. A noisy
-   sensor has a wide error distribution and needs a larger error to alarm.
+   stream, made while its normaliser barely started, are not learnt from). The
+   surprise is the tail of the stream's own largest errors (:func:`excess_step`, peaks
+   over threshold): ``e**2`` beyond a running quantile that ``excess_rate`` of errors
+   exceed, its excess exponential with a learnt mean, so a stream whose large errors
+   recur (bursts, a daily step the forecast only half anticipates) is not alarmed by
+   them, and one Gaussian in its errors keeps a Gaussian's tail. With
+   ``excess_rate`` 0 (models calibrated before 2026-12-01): the Gaussian tail of
+   ``(e - mu) / sigma``, after Numenta's anomaly likelihood.
 2. **Level novelty**: how far the value lies from the stream's long-run mean (the
    normaliser's statistics before this step), as a two-sided Gaussian tail, times
    ``value_weight``. The forecaster tracks slow departures step by step, so forecast
@@ -54,6 +59,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from typing import Any
 
 import numpy as np
@@ -63,6 +69,7 @@ __all__ = [
     "AnomalyParams",
     "calibrate_tail",
     "error_of",
+    "excess_step",
     "gaussian_tail",
     "level_surprise",
     "log_tail",
@@ -112,6 +119,13 @@ class AnomalyParams:
     prior_rep: float = 0.1
     novelty_decay: float = 0.95
     novelty_damp: float = 0.5
+    # The forecast surprise from a tail fitted to the stream's own largest errors
+    # (:func:`excess_step`): the share of errors in the fit (0: the Gaussian tail of the
+    # error statistics, as before 2026-12-01), its learning rate, and the largest
+    # excess (in mean excesses) one error may teach it.
+    excess_rate: float = 0.02
+    excess_alpha: float = 0.05
+    excess_cap: float = 10.0
     threshold: float = 0.6
 
     def to_json(self) -> dict[str, Any]:
@@ -119,7 +133,12 @@ class AnomalyParams:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AnomalyParams:
-        return cls(**data)
+        # A model calibrated before a channel existed keeps scoring as it was calibrated.
+        return cls(**{**_LEGACY, **data})
+
+
+# What a model.json without these fields meant.
+_LEGACY: dict[str, Any] = {"excess_rate": 0.0}
 
 
 def error_of(x: F64, forecast: F64, std: F64) -> F64:
@@ -286,3 +305,41 @@ def calibrate_tail(p: AnomalyParams, surprise: F64, n: F64, rate: F64) -> tuple[
     rate = rate + a * ((surprise > p.tail_level).astype(np.float64) - rate)
     out: F64 = surprise * scale
     return out, rate
+
+
+def excess_step(
+    p: AnomalyParams, e: F64, mu: F64, var: F64, u: F64, beta: F64
+) -> tuple[F64, F64, F64]:
+    """Forecast surprise from the stream's own tail (peaks over threshold); returns
+    ``(surprise, u, beta)``.
+
+    The squared error ``v = e**2`` is compared with ``u``, a running quantile that
+    ``excess_rate`` of errors exceed, and the excesses ``v - u`` are modelled as
+    exponential with mean ``beta`` (the tail of a Gaussian error's square is exactly
+    that, with mean 2): ``S = -ln excess_rate + (v - u) / beta``. A stream whose large
+    errors recur (bursts, a daily step the forecast only half anticipates) learns a
+    long tail and is not alarmed by them; a quiet stream keeps a short one.
+    ``e, mu, var, u, beta [B]``: ``u, beta`` 0 for a stream not seeded yet, which starts
+    from its error statistics ``mu, var`` as if its errors were Gaussian.
+    """
+    seed = beta <= 0
+    ev = mu * mu + np.maximum(var, 0.0)
+    u = np.where(seed, _excess_quantile(p.excess_rate) * ev, u)
+    beta = np.where(seed, 2.0 * ev, beta)
+    v = e * e
+    exceed = v > u
+    surprise = np.where(exceed, -math.log(p.excess_rate) + (v - u) / beta, 0.0)
+    # One huge error teaches the tail at most excess_cap mean excesses, so an incident
+    # does not blind the stream to the next for long.
+    y = np.minimum(v - u, p.excess_cap * beta)
+    beta_next = np.maximum(np.where(exceed, beta + p.excess_alpha * (y - beta), beta), 1e-9)
+    # The quantile moves by steps of the tail's own scale, up on an exceedance and
+    # down otherwise, settling where excess_rate of errors exceed it.
+    u_next = u + p.excess_alpha * beta * (exceed.astype(np.float64) - p.excess_rate)
+    return surprise, u_next, beta_next
+
+
+def _excess_quantile(rate: float) -> float:
+    """The square of the two-sided standard normal quantile exceeded with probability ``rate``."""
+    z = statistics.NormalDist().inv_cdf(1.0 - rate / 2.0)
+    return z * z

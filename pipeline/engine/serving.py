@@ -81,7 +81,8 @@ def _unusable(snap: Snapshot, features: int) -> str | None:
         return (
             f"it has {snap.mean.shape[0] if snap.mean.ndim else 0} features, the model {features}"
         )
-    stats = (snap.n, snap.en, snap.es, snap.emu, snap.evar, snap.peak, snap.rec, snap.trate)
+    stats = [snap.n, snap.en, snap.es, snap.emu, snap.evar, snap.peak, snap.rec, snap.trate]
+    stats += [snap.tu, snap.tb]
     if not (
         np.isfinite(stats).all() and np.isfinite(snap.mean).all() and np.isfinite(snap.var).all()
     ):

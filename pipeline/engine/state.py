@@ -79,6 +79,10 @@ class Snapshot:
     gxx: float = 0.0
     gn: float = 0.0
     dlt: npt.NDArray[np.float64] | None = None  # [F]
+    # The forecast channel's exceedance threshold and mean excess of squared errors
+    # (pipeline.engine.anomaly.pot_step; 0: not seeded yet, a frame from before them).
+    tu: float = 0.0
+    tb: float = 0.0
 
 
 @dataclasses.dataclass
@@ -111,6 +115,8 @@ class StepState:
     peak: F64  # [B] recent largest surprise, decaying (novelty)
     rec: F64  # [B] long-run rate of new records (range novelty)
     trate: F64  # [B] long-run rate of Gaussian surprises above tail_level
+    tu: F64  # [B] forecast tail: threshold on squared errors (0: not seeded)
+    tb: F64  # [B] forecast tail: mean excess over it
 
     def finite_rows(self) -> npt.NDArray[np.bool_]:
         """Per stream: is every statistic finite? (``lo``/``hi``/``last_x`` start as NaN
@@ -126,6 +132,7 @@ class StepState:
 
 _CHECKED_SCALARS = (
     "n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate", "qlog", "gxy", "gxx",
+    "tu", "tb",
 )  # fmt: skip
 _FIELDS = [f.name for f in dataclasses.fields(StepState)]
 _STATE_AXIS1 = ("h", "c")  # arrays whose stream axis is 1
@@ -147,6 +154,8 @@ _MODEL_INDEPENDENT = (
     "peak",
     "rec",
     "trate",
+    "tu",
+    "tb",
     "last_ts",
     "last_seen",
     "ring_buf",
@@ -186,6 +195,8 @@ class StateStore:
     peak: F64
     rec: F64
     trate: F64
+    tu: F64
+    tb: F64
     last_ts: F64
     last_seen: F64
     ring_buf: F32
@@ -258,6 +269,8 @@ class StateStore:
         grow("peak", (capacity,), np.float64)
         grow("rec", (capacity,), np.float64)
         grow("trate", (capacity,), np.float64)
+        grow("tu", (capacity,), np.float64)
+        grow("tb", (capacity,), np.float64)
         grow("last_ts", (capacity,), np.float64)
         grow("last_seen", (capacity,), np.float64)
         grow("ring_buf", (capacity, R, F), np.float32)
@@ -463,6 +476,8 @@ class StateStore:
             gxx=float(self.gxx[slot]),
             gn=float(self.gn[slot]),
             dlt=self.dlt[slot].copy(),
+            tu=float(self.tu[slot]),
+            tb=float(self.tb[slot]),
         )
 
     def load(self, stream_id: str, snap: Snapshot, partition: int, now: float) -> int:
@@ -480,6 +495,7 @@ class StateStore:
         self.run[slot], self.rep_p[slot], self.last_x[slot] = snap.run, snap.rep_p, snap.last_x
         self.lo[slot], self.hi[slot], self.peak[slot] = snap.lo, snap.hi, snap.peak
         self.rec[slot], self.trate[slot] = snap.rec, snap.trate
+        self.tu[slot], self.tb[slot] = snap.tu, snap.tb
         self.mean[slot], self.var[slot], self.fc[slot] = snap.mean, snap.var, snap.fc
         self.fs[slot] = np.nan if snap.fs is None else snap.fs
         self.qlog[slot] = snap.qlog

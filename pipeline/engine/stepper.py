@@ -26,6 +26,7 @@ from pipeline.engine.anomaly import (
     AnomalyParams,
     calibrate_tail,
     error_of,
+    excess_step,
     level_surprise,
     novelty,
     range_surprise,
@@ -85,6 +86,9 @@ def advance(
     expected = np.full((2, *x.shape), np.nan)
     z_level = np.where(st.n >= anom.min_history, error_of(x, st.mean, std_prev), np.nan)
     raw, en, es, emu, evar = score_step(anom, e, st.en, st.es, st.emu, st.evar)
+    tu, tb = st.tu, st.tb
+    if anom.excess_rate > 0:
+        raw, tu, tb = excess_step(anom, e, st.emu, st.evar, st.tu, st.tb)
     if band is not None and scaled.any():
         expected = np.stack(band.bounds(st.fc[:, :1], st.fs[:, :1], st.qlog))[:, :, 0]
         if anom.use_scale and anom.distribution_surprise:
@@ -121,6 +125,8 @@ def advance(
     st.emu = np.where(learn, emu, st.emu)
     st.evar = np.where(learn, evar, st.evar)
     st.trate = np.where(learn, trate, st.trate)
+    st.tu = np.where(learn, tu, st.tu)
+    st.tb = np.where(learn, tb, st.tb)
     score = np.where(has, score_of(surprise), np.nan)
     e = np.where(has, e, np.nan)
     # 2. Normaliser.

@@ -9,12 +9,13 @@ Record key: the stream id. Value: a versioned binary frame (never pickle)::
     b"SCS" | u8 format | u16 len + model name | u16 len + model version
     | i64 source offset (of the last input applied) | f64 last_ts
     | i64 steps, ring_len | u8 has_fc | u16 L, H, F, Z, R
-    | f64 n, en, es, emu, evar, run, rep_p, peak, rec, trate, qlog, gxy, gxx, gn
+    | f64 n, en, es, emu, evar, run, rep_p, peak, rec, trate, qlog, gxy, gxx, gn, tu, tb
     | f32 h[L,H] | f32 c[L,H] | f64 mean[F] | f64 var[F] | f64 fc[Z,F] | f64 last_x[F]
     | f64 lo[F] | f64 hi[F] | f64 fs[Z,F] | f64 dlt[F] | f32 ring[R,F]
 
 A tombstone (null value) marks an evicted stream. Older formats still restore, so an
-upgrade keeps every stream's state: format 2 (before forecast intervals and gains: no
+upgrade keeps every stream's state: format 3 (before the forecast channel's tail fit: no
+``tu``, ``tb``) seeds that fit from the model's priors at the next step; format 2 (before forecast intervals and gains: no
 ``qlog``, ``gxy``, ``gxx``, ``gn``, ``fs``, ``dlt``) restores with an unknown scale until
 the next step, the interval multiplier at 1 and the gain learning afresh; format 1 (also before range novelty and tail calibration: no ``peak``, ``rec``,
 ``trate``, ``lo``, ``hi``) takes the range as the normaliser's mean ± 6 standard
@@ -50,13 +51,13 @@ __all__ = [
 ]
 
 MAGIC = b"SCS"
-FORMAT = 3
+FORMAT = 4
 _STATS = (
     "n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate", "qlog", "gxy", "gxx",
-    "gn",
+    "gn", "tu", "tb",
 )  # fmt: skip
-# The f64 statistics a header carries per format: the first 7, 10 or 14 of _STATS.
-_STATS_IN = {1: 7, 2: 10, 3: 14}
+# The f64 statistics a header carries per format: the first 7, 10, 14 or 16 of _STATS.
+_STATS_IN = {1: 7, 2: 10, 3: 14, 4: 16}
 _HEADS = {fmt: struct.Struct(">qdqqBHHHHH" + "d" * n) for fmt, n in _STATS_IN.items()}
 _HEAD = _HEADS[FORMAT]
 LEGACY_RANGE_STDS = 6.0
@@ -115,6 +116,8 @@ def encode_snapshot(s: Snapshot) -> bytes:
                 s.gxy,
                 s.gxx,
                 s.gn,
+                s.tu,
+                s.tb,
             ),
             np.ascontiguousarray(s.h, "<f4").tobytes(),
             np.ascontiguousarray(s.c, "<f4").tobytes(),
@@ -203,7 +206,7 @@ def _header(data: bytes) -> tuple[int, str, str, int, tuple[int, int, int, int, 
     L, H, F, Z, R = dims
     floats32 = 2 * L * H + R * F
     # mean, var, last_x (, lo, hi (, dlt)); fc (, fs)
-    floats64 = {1: 3, 2: 5, 3: 6}[fmt] * F + (2 if fmt >= 3 else 1) * Z * F
+    floats64 = {1: 3, 2: 5, 3: 6, 4: 6}[fmt] * F + (2 if fmt >= 3 else 1) * Z * F
     need = pos + head.size + 4 * floats32 + 8 * floats64
     if len(data) != need:
         raise ValueError(f"state frame has {len(data)} bytes, its dimensions need {need}")
@@ -271,7 +274,9 @@ def decode_snapshots(frames: list[bytes]) -> list[Snapshot | None]:
         ring_len = rec["ring_len"].tolist()
         has_fc = rec["has_fc"].tolist()
         for j, i in enumerate(idx):
-            n_, en, es, emu, evar, run, rep_p, peak, rcr, trate, qlog, gxy, gxx, gn = stats[j]
+            n_, en, es, emu, evar, run, rep_p, peak, rcr, trate, qlog, gxy, gxx, gn, tu, tb = stats[
+                j
+            ]
             out[i] = Snapshot(
                 model=model,
                 version=version,
@@ -305,6 +310,8 @@ def decode_snapshots(frames: list[bytes]) -> list[Snapshot | None]:
                 gxx=gxx,
                 gn=gn,
                 dlt=col["dlt"][j],
+                tu=tu,
+                tb=tb,
             )
     return out
 

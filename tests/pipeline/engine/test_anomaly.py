@@ -9,6 +9,7 @@ import numpy as np
 from pipeline.engine.anomaly import (
     AnomalyParams,
     calibrate_tail,
+    excess_step,
     gaussian_tail,
     log_tail,
     novelty,
@@ -214,3 +215,54 @@ def test_a_sensor_frozen_for_long_stays_flagged() -> None:
     frozen = np.array(surprises[253:])
     assert np.all(frozen > math.log(1e5)) and np.all(np.diff(frozen) > 0)
     assert rep[0] < p.stuck_max_rate
+
+
+def _run_excess(p: AnomalyParams, errors: np.ndarray) -> np.ndarray:
+    """Surprise of each error ``errors [T, B]`` as the stepper learns, from unseeded streams."""
+    B = errors.shape[1]
+    mu, var = np.full(B, math.sqrt(2 / math.pi)), np.full(B, 1 - 2 / math.pi)  # |N(0, 1)|
+    u, beta = np.zeros(B), np.zeros(B)
+    out = np.empty_like(errors)
+    for t, e in enumerate(errors):
+        out[t], u, beta = excess_step(p, e, mu, var, u, beta)
+    return out
+
+
+def test_the_fitted_tail_is_calibrated_on_gaussian_errors() -> None:
+    p = AnomalyParams()
+    errors = np.abs(np.random.default_rng(3).normal(size=(3000, 200)))
+    surprise = _run_excess(p, errors)[500:]
+    for nats in (5.0, 7.0):
+        rate = float((surprise > nats).mean())
+        # A surprise of S nats should come at the rate e^-S (within sampling and fit error).
+        assert math.exp(-nats) / 2.5 < rate < 2.5 * math.exp(-nats), (nats, rate)
+
+
+def test_a_recurring_large_error_stops_alarming_but_a_larger_one_still_does() -> None:
+    p = AnomalyParams()
+    day = 288
+    rng = np.random.default_rng(5)
+    errors = np.abs(rng.normal(size=(20 * day, 1)))
+    errors[day // 2 :: day] = 10.0  # the step a forecast half anticipates, daily
+    surprise = _run_excess(p, errors)[:, 0]
+    alarm = 1.5 * math.log(1e5)  # the surprise that scores 0.6
+    jumps = surprise[day // 2 :: day]
+    assert jumps[0] > alarm
+    assert (jumps[-5:] < alarm).all(), jumps
+    # What the stream learnt is its daily step, not that anything goes.
+    mu, var = np.full(1, 0.8), np.full(1, 0.36)
+    u, beta = np.zeros(1), np.zeros(1)
+    for e in errors:
+        _, u, beta = excess_step(p, e, mu, var, u, beta)
+    big, _, _ = excess_step(p, np.array([30.0]), mu, var, u, beta)
+    assert big[0] > alarm
+
+
+def test_one_huge_error_teaches_the_tail_a_bounded_excess() -> None:
+    p = AnomalyParams()
+    mu, var = np.array([0.8]), np.array([0.36])
+    _, u, beta = excess_step(p, np.array([1.0]), mu, var, np.zeros(1), np.zeros(1))
+    _, _, after = excess_step(p, np.array([1e6]), mu, var, u, beta)
+    assert after[0] <= beta[0] * (1 + p.excess_alpha * (p.excess_cap - 1)) + 1e-12
+    # Seeded from the error statistics as if they were Gaussian: mean excess 2 E[e^2].
+    assert math.isclose(float(beta[0]), 2.0 * (0.8**2 + 0.36))

@@ -56,6 +56,8 @@ def test_batched_frames_equal_single_frames(features: int, ring: int) -> None:
         "peak",
         "rec",
         "trate",
+        "tu",
+        "tb",
     ):
         arr = getattr(store, name)
         arr[...] = rng.normal(size=arr.shape)
@@ -73,7 +75,7 @@ def test_batched_frames_equal_single_frames(features: int, ring: int) -> None:
 # Fields a frame carries that the tests fill with random values and expect back.
 CARRIED = (
     "h", "c", "mean", "var", "fc", "fs", "last_x", "lo", "hi", "n", "en", "emu", "peak",
-    "qlog", "gxy", "gxx", "gn", "dlt",
+    "qlog", "gxy", "gxx", "gn", "dlt", "tu", "tb",
 )  # fmt: skip
 
 
@@ -181,6 +183,31 @@ def test_a_format_2_frame_from_before_intervals_restores_with_an_unknown_scale()
     assert (old.peak, old.rec, old.trate) == (s.peak, s.rec, s.trate)
     assert old.qlog == 0.0 and old.fs is not None and np.isnan(old.fs).all()
     assert (old.gxy, old.gxx, old.gn) == (0.0, 0.0, 0.0)
+
+
+def test_a_format_3_frame_from_before_the_tail_fit_restores_unseeded() -> None:
+    from pipeline.kafka_io.changelog import _HEADS, MAGIC
+
+    store = _filled_store(features=2)
+    s = store.snapshot(0, "m", "v")
+    assert s.tb != 0.0
+    frame = encode_snapshot(s)
+    start = len(MAGIC) + 1 + 2 * (2 + 1)  # magic, format, two one-letter names
+    head = _HEADS[4].unpack_from(frame, start)
+    old_frame = b"".join(
+        (
+            MAGIC,
+            bytes([3]),
+            frame[len(MAGIC) + 1 : start],
+            _HEADS[3].pack(*head[:-2]),  # format 3 ends its statistics at gn
+            frame[start + _HEADS[4].size :],
+        )
+    )
+    old = decode_snapshot(old_frame)
+    assert (old.tu, old.tb) == (0.0, 0.0)  # seeded from the priors at the next step
+    assert (old.emu, old.gn, old.qlog) == (s.emu, s.gn, s.qlog)
+    np.testing.assert_array_equal(old.ring, s.ring)
+    np.testing.assert_array_equal(old.dlt, s.dlt)
 
 
 def _same(a: object, b: object) -> bool:
