@@ -62,6 +62,9 @@ class TrainConfig:
     patience: int = 4
     min_delta: float = 1e-4
     val_fraction: float = 0.2
+    # The last gate_fraction of every stream is held out from training and early stopping:
+    # champion and challenger are compared on it, data that chose neither.
+    gate_fraction: float = 0.1
     seed: int = 1234
     threads: int = 2
 
@@ -84,6 +87,8 @@ class TrainConfig:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 < self.val_fraction < 0.9:
             raise ConfigError(f"val_fraction must be in (0, 0.9), got {self.val_fraction}")
+        if not 0.0 < self.gate_fraction < 0.5:
+            raise ConfigError(f"gate_fraction must be in (0, 0.5), got {self.gate_fraction}")
         if self.lr <= 0 or self.clip_norm <= 0:
             raise ConfigError("lr and clip_norm must be > 0")
         if self.cell not in CELLS:

@@ -51,12 +51,12 @@ class TrainerMetrics:
         )
         self.champion_mae = Gauge(
             "statecast_trainer_champion_mae",
-            "Validation MAE (scale-free) of the champion on the last run's window",
+            "MAE (scale-free) of the champion on the last run's held-out gate window",
             registry=r,
         )
         self.challenger_mae = Gauge(
             "statecast_trainer_challenger_mae",
-            "Validation MAE (scale-free) of the last challenger",
+            "MAE (scale-free) of the last challenger on the same held-out gate window",
             registry=r,
         )
 

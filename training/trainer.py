@@ -127,10 +127,10 @@ class Trainer:
         # A run killed mid-write leaves a temporary folder behind; nothing else writes
         # this model's versions (one trainer per model), so it can go.
         self.registry.cleanup_tmp(self.job.model)
-        # 1. Data.
+        # 1. Data: the last gate_fraction of every stream is kept back for step 5.
         streams = self.load_streams()
         prepared = prepare(
-            streams,
+            [_without_tail(s, cfg.gate_fraction) for s in streams],
             self.norm,
             cfg.horizon,
             cfg.val_fraction,
@@ -165,13 +165,18 @@ class Trainer:
             metrics["alarm_rate"] = alarm_rate(rep, cfg.val_fraction, anom.threshold)
             doc["anomaly"] = anom.to_json()
             doc["validation"] = metrics
-            # 5. Champion / challenger on the same recent validation window.
-            champion_mae = self._champion_mae(prepared.streams)
-            promote, reason = decide_promotion(self.job.promote, metrics["mean_mae"], champion_mae)
+            # 5. Champion / challenger on the same held-out window, which neither was
+            #    trained or early-stopped on (each stream's last gate_fraction).
+            kept = {s.name for s in prepared.streams}
+            gate = [s for s in streams if s.name in kept]
+            challenger_mae = self._gate_mae(meta, gate)
+            champion_mae = self._champion_mae(gate)
+            promote, reason = decide_promotion(self.job.promote, challenger_mae, champion_mae)
             doc["champion_comparison"] = {
                 "champion": self.registry.current(self.job.model),
+                "window": f"the last {cfg.gate_fraction:.0%} of every stream, held out",
                 "champion_mean_mae": champion_mae,
-                "challenger_mean_mae": metrics["mean_mae"],
+                "challenger_mean_mae": challenger_mae,
                 "promoted": promote,
                 "reason": reason,
             }
@@ -246,8 +251,12 @@ class Trainer:
         if champion.features != streams[0].features:
             log.warning("champion has other features; treating as absent")
             return None
-        rep = replay(champion, streams, threads=self.config.threads)
-        mae: float = forecast_metrics(rep, self.config.val_fraction, champion.horizon)["mean_mae"]
+        return self._gate_mae(champion, streams)
+
+    def _gate_mae(self, meta: ModelMeta, streams: list[Series]) -> float:
+        """Mean scale-free MAE of ``meta`` over each stream's last ``gate_fraction``."""
+        rep = replay(meta, streams, threads=self.config.threads)
+        mae: float = forecast_metrics(rep, self.config.gate_fraction, meta.horizon)["mean_mae"]
         return mae
 
     def _doc(
@@ -309,3 +318,9 @@ class Trainer:
                 "onnxruntime": onnxruntime.__version__,
             },
         }
+
+
+def _without_tail(s: Series, fraction: float) -> Series:
+    """``s`` without its last ``fraction`` of points."""
+    n = len(s.ts) - int(len(s.ts) * fraction)
+    return dataclasses.replace(s, ts=s.ts[:n], values=s.values[:n], ts_text=s.ts_text[:n])

@@ -67,6 +67,12 @@ def test_registered_model_is_complete_and_verifiable(tiny_registry: Path) -> Non
     assert f.shape == (5, 3, 1)
     assert doc["covariates"] == list(COVARIATES)
     assert doc["inputs"]["x"][1] == 1 + len(COVARIATES)
+    # The gate window (each stream's last 10%, 80 of its 800 five-minute points) is
+    # neither trained nor early-stopped on: the fitted data ends before it.
+    ends = [s.ts[-1] for s in generate(streams=6, length=800, seed=3)]
+    assert doc["data_summary"]["points"] == 6 * 720
+    assert doc["data_summary"]["time_range"][1] == max(ends) - 80 * 300.0
+    assert "held out" in doc["champion_comparison"]["window"]
 
 
 @pytest.mark.integration
