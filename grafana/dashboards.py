@@ -235,12 +235,51 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
                 ],
             ),
             (
-                "Validation MAE: champion vs last challenger",
+                "Held-out MAE: champion vs last challenger",
                 "timeseries",
                 "short",
                 [
                     ("max(statecast_trainer_champion_mae)", "champion"),
                     ("max(statecast_trainer_challenger_mae)", "challenger"),
+                ],
+            ),
+            (
+                "Live forecast error (MAE in stream spreads): champion vs shadow / previous",
+                "timeseries",
+                "short",
+                [
+                    (
+                        "sum by (model, role) (rate(statecast_live_forecast_error_total[10m]))"
+                        " / sum by (model, role) (rate(statecast_live_forecasts_total[10m]))",
+                        "{{model}} {{role}}",
+                    ),
+                ],
+            ),
+            (
+                "Live alarms per 1k events, and shadow agreement (1h)",
+                "timeseries",
+                "short",
+                [
+                    (
+                        "1000 * sum by (model, role) (rate(statecast_live_alarms_total[1h]))"
+                        " / sum by (model, role) (rate(statecast_live_forecasts_total[1h]))",
+                        "alarms/1k {{model}} {{role}}",
+                    ),
+                    (
+                        "sum by (model, outcome) (increase(statecast_shadow_alarm_agreement_total[1h]))",
+                        "{{model}} {{outcome}}",
+                    ),
+                ],
+            ),
+            (
+                "Decisions on live evidence (1d)",
+                "timeseries",
+                "short",
+                [
+                    (
+                        "sum by (model, decision) (increase(statecast_model_lifecycle_total[1d]))",
+                        "{{model}} {{decision}}",
+                    ),
                 ],
             ),
         ],

@@ -160,6 +160,14 @@ class ScorerConfig:
     max_streams: int = 2_000_000  # per served model; new streams beyond: `capacity`
     # The forecast interval in score records (forecast_lo/hi): its probability.
     interval: float = 0.9
+    # Decisions on live evidence (pipeline.scorer.live; 0 events: off): promote or reject
+    # the registry's SHADOW version after this many paired forecasts, if better by
+    # shadow_margin; roll a new champion back if, over its first rollback_after events,
+    # its error exceeds the previous one's by rollback_margin.
+    shadow_promote_after: int = 0
+    shadow_margin: float = 0.02
+    rollback_after: int = 0
+    rollback_margin: float = 0.1
 
     def __post_init__(self) -> None:
         for name in ("input_topic", "output_topic", "dlq_topic", "group", "model"):
@@ -197,6 +205,10 @@ class ScorerConfig:
             raise ConfigError("exactly-once needs the state changelog (changelog=true)")
         if not 0.5 <= self.interval < 1.0:
             raise ConfigError(f"interval must be in [0.5, 1), got {self.interval}")
+        if self.shadow_promote_after < 0 or self.rollback_after < 0:
+            raise ConfigError("shadow_promote_after and rollback_after must be >= 0 (0: off)")
+        if not 0.0 <= self.shadow_margin < 1.0 or self.rollback_margin < 0.0:
+            raise ConfigError("shadow_margin must be in [0, 1) and rollback_margin >= 0")
         if self.warmup_steps < 0 or self.replay_steps < 0:
             raise ConfigError("warmup_steps and replay_steps must be >= 0")
         for route in self.routes:

@@ -142,6 +142,43 @@ class ScorerMetrics:
         )
         self.model_info = Info("statecast_model", "Model version in service", ["model"], registry=r)
         self.swaps = Counter("statecast_model_swaps", "Live model swaps", ["model"], registry=r)
+        # Live evidence (pipeline.engine.live): role "champion" is the served version,
+        # "shadow" the registry's SHADOW version scored on the same events.
+        self.live_error = Counter(
+            "statecast_live_forecast_error",
+            "Sum of forecast errors on live events (mean |x - forecast| in the stream's "
+            "spread); divide by statecast_live_forecasts_total for the live MAE",
+            ["model", "role"],
+            registry=r,
+        )
+        self.live_forecasts = Counter(
+            "statecast_live_forecasts",
+            "Live events whose forecast was compared with them",
+            ["model", "role"],
+            registry=r,
+        )
+        self.live_nll = Gauge(
+            "statecast_live_forecast_nll",
+            "Mean negative log density of live events under the forecast distribution "
+            "(the champion's recent block; the shadow's since it started)",
+            ["model", "role"],
+            registry=r,
+        )
+        self.live_alarms = Counter(
+            "statecast_live_alarms", "Alarms on compared live events", ["model", "role"], registry=r
+        )
+        self.shadow_agreement = Counter(
+            "statecast_shadow_alarm_agreement",
+            "Compared events by who alarmed: both, champion_only, shadow_only",
+            ["model", "outcome"],
+            registry=r,
+        )
+        self.lifecycle = Counter(
+            "statecast_model_lifecycle",
+            "Decisions on live evidence: shadow_promoted, shadow_rejected, rolled_back, kept",
+            ["model", "decision"],
+            registry=r,
+        )
         self.refused = Counter(
             "statecast_models_refused",
             "Model versions refused at validation",

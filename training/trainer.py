@@ -43,7 +43,7 @@ from training.model import LSTMForecaster
 __all__ = ["TrainJob", "TrainOutcome", "Trainer", "decide_promotion"]
 
 log = logging.getLogger(__name__)
-Promote = Literal["auto", "always", "never"]
+Promote = Literal["auto", "always", "never", "shadow"]
 WEIGHTS = "weights.pt"  # the torch state dict beside model.onnx, for warm starts
 # What must match for the champion's weights to load into a new model.
 ARCHITECTURE = ("cell", "layers", "hidden", "horizon", "covariates", "distribution", "residual")
@@ -94,6 +94,13 @@ def decide_promotion(
         return False, "promotion disabled (--promote never)"
     if champion_mae is None:
         return True, "no champion yet"
+    if mode == "shadow":
+        if challenger_mae < champion_mae:
+            return False, (
+                f"challenger MAE {challenger_mae:.4f} < champion {champion_mae:.4f}: "
+                "shadowed, for scorers to promote on live evidence"
+            )
+        return False, f"challenger MAE {challenger_mae:.4f} >= champion {champion_mae:.4f}"
     if challenger_mae < champion_mae:
         return True, f"challenger MAE {challenger_mae:.4f} < champion {champion_mae:.4f}"
     return False, f"challenger MAE {challenger_mae:.4f} >= champion {champion_mae:.4f}"
@@ -178,6 +185,11 @@ class Trainer:
                 "champion_mean_mae": champion_mae,
                 "challenger_mean_mae": challenger_mae,
                 "promoted": promote,
+                # --promote shadow: a better challenger runs beside the champion until
+                # scorers promote or reject it on live evidence (pipeline.scorer.live).
+                "shadowed": self.job.promote == "shadow"
+                and champion_mae is not None
+                and challenger_mae < champion_mae,
                 "reason": reason,
             }
             doc["train_seconds"] = round(time.monotonic() - started, 2)
@@ -187,6 +199,8 @@ class Trainer:
             )
         if self.job.plot:
             plot_forecasts(rep, cfg.val_fraction, folder / "validation.png")
+        if doc["champion_comparison"]["shadowed"]:
+            self.registry.set_shadow(self.job.model, version)
         if promote:
             self.registry.promote(self.job.model, version)
             if self.job.publish_topic:

@@ -1,4 +1,4 @@
-"""``statecast models``: list, show, promote or roll back registered models."""
+"""``statecast models``: list, show, promote, shadow or roll back registered models."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ def run(ns: argparse.Namespace) -> int:
     reg = Registry(where.registry)
     if ns.action == "list":
         for model in reg.models():
-            current = reg.current(model)
+            current, shadow = reg.current(model), reg.shadow(model)
             for v in reg.versions(model):
-                mark = "*" if v == current else " "
+                mark = "*" if v == current else "~" if v == shadow else " "
                 try:
                     meta = reg.meta(model, v, verify=False)
                     mae = meta.raw.get("validation", {}).get("mean_mae", float("nan"))
@@ -53,14 +53,30 @@ def run(ns: argparse.Namespace) -> int:
         reg.promote(where.model, ns.version)
         print(f"{where.model} now serves {ns.version}")
         return 0
+    if ns.action == "shadow":
+        if not ns.version:
+            print("statecast: error: shadow needs a VERSION", file=sys.stderr)
+            return 2
+        reg.set_shadow(where.model, ns.version)
+        print(f"{where.model}: scorers shadow {ns.version} beside {reg.current(where.model)}")
+        return 0
+    if ns.action == "unshadow":
+        reg.set_shadow(where.model, None)
+        print(f"{where.model}: no shadow")
+        return 0
     target = reg.rollback(where.model)
     print(f"{where.model} rolled back to {target}")
     return 0
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("models", help="list, show, promote or roll back registered models")
-    p.add_argument("action", choices=["list", "show", "promote", "rollback", "keygen"])
-    p.add_argument("version", nargs="?", help="the version (promote, show); keygen: key file")
+    p = sub.add_parser("models", help="list, show, promote, shadow or roll back registered models")
+    p.add_argument(
+        "action",
+        choices=["list", "show", "promote", "shadow", "unshadow", "rollback", "keygen"],
+    )
+    p.add_argument(
+        "version", nargs="?", help="the version (promote, shadow, show); keygen: key file"
+    )
     add_model_flags(p)
     p.set_defaults(func=run)

@@ -133,6 +133,27 @@ def add_parser(sub: Any) -> None:
         help="probability of the forecast interval in score records; default 0.9",
     )
     p.add_argument(
+        "--shadow-promote-after",
+        dest="shadow_promote_after",
+        type=int,
+        help="promote (or reject) the registry's SHADOW version after this many live events "
+        "scored by both (`statecast models shadow VERSION`); default 0: never decide",
+    )
+    p.add_argument(
+        "--shadow-margin",
+        dest="shadow_margin",
+        type=float,
+        help="how much lower the shadow's live forecast error must be; default 0.02",
+    )
+    p.add_argument(
+        "--rollback-after",
+        dest="rollback_after",
+        type=int,
+        help="judge a new champion on its first N live events and roll it back if worse "
+        "than the previous one by --rollback-margin; default 0: never",
+    )
+    p.add_argument("--rollback-margin", dest="rollback_margin", type=float, help="default 0.1")
+    p.add_argument(
         "--instance-id",
         dest="instance_id",
         help="stable id of this scorer (exactly-once: one per process in the group; "

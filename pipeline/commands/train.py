@@ -85,7 +85,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--layers", type=int)
     p.add_argument("--horizon", type=int)
     p.add_argument("--seed", type=int)
-    p.add_argument("--promote", choices=["auto", "always", "never"], default="auto")
+    p.add_argument(
+        "--promote",
+        choices=["auto", "always", "never", "shadow"],
+        default="auto",
+        help="auto: promote a challenger that beats the champion on the held-out window; "
+        "shadow: instead make it the SHADOW version, which scorers run beside the champion "
+        "and promote on live evidence (score --shadow-promote-after)",
+    )
     p.add_argument(
         "--warm-start",
         dest="warm_start",

@@ -93,6 +93,18 @@ class Band:
         out: F64 = np.maximum(nats.max(axis=1) - math.log(x.shape[1]), 0.0)
         return out
 
+    def nll(self, x: F64, fc1: F64, fs1: F64, qlog: F64, std: F64) -> F64:
+        """Negative log density of ``x [B, F]`` under the served predictive distribution
+        (its scale times the stream's multiplier), in the stream's units ``std [B, F]``
+        so streams and models compare; summed over features. NaN where the scale is unknown."""
+        b = np.exp(qlog)[:, None] * fs1 / std
+        u = np.abs(x - fc1) / std / b
+        if self.distribution == "laplace":
+            out: F64 = np.sum(np.log(2.0 * b) + u, axis=1)
+        else:
+            out = np.sum(0.5 * math.log(2.0 * math.pi) + np.log(b) + 0.5 * u * u, axis=1)
+        return out
+
     def bounds(self, fc: F64, fs: F64, qlog: F64) -> tuple[F64, F64]:
         """``(lo, hi)`` of forecasts ``fc [B, Z, F]`` with scales ``fs`` (NaN stays NaN)."""
         half = self.q * np.exp(qlog)[:, None, None] * fs

@@ -6,6 +6,8 @@ Layout (root configurable, default ``exported_models/``)::
     <model>/<version>/model.json     metadata (format_version, features, horizon, sha256, ...)
     <model>/CURRENT                  the promoted version, replaced atomically
     <model>/HISTORY                  promotions, one version per line (for rollback)
+    <model>/SHADOW                   the version scorers run beside CURRENT, unserved
+                                     (its scores compared live, pipeline.scorer.shadow)
 
 Writes are crash-safe: a version is written into a hidden temporary folder and
 renamed into place in one step, and CURRENT is replaced with ``os.replace`` after
@@ -147,6 +149,42 @@ class Registry:
             raise RegistryError(f"cannot read {self.root / model / 'CURRENT'}: {exc}") from exc
         return version or None
 
+    def shadow(self, model: str) -> str | None:
+        """The version scorers shadow beside the promoted one, if any."""
+        try:
+            version = (self.root / model / "SHADOW").read_text().strip()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise RegistryError(f"cannot read {self.root / model / 'SHADOW'}: {exc}") from exc
+        return version or None
+
+    def set_shadow(self, model: str, version: str | None) -> None:
+        """Shadow ``version`` (refused if it does not load), or stop shadowing (None)."""
+        path = self.root / model / "SHADOW"
+        if version is None:
+            path.unlink(missing_ok=True)
+            return
+        self.meta(model, version)
+        self._write_atomically(path, version + "\n")
+
+    def annotate(self, model: str, version: str, key: str, value: Any) -> None:
+        """Set ``key`` in a version's model.json (what happened to it after training, e.g.
+        the live evidence it was promoted or rolled back on); atomic, and never touches
+        the ONNX file its sha256 covers."""
+        path = self.root / model / version / "model.json"
+        doc = json.loads(path.read_text())
+        doc[key] = value
+        self._write_atomically(path, json.dumps(doc, indent=2) + "\n")
+
+    @staticmethod
+    def _write_atomically(path: Path, text: str) -> None:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
     def history(self, model: str) -> list[str]:
         try:
             return (self.root / model / "HISTORY").read_text().split()
@@ -224,11 +262,7 @@ class Registry:
         """Make ``version`` the one scorers serve; CURRENT is replaced atomically."""
         self.meta(model, version)  # refuse to promote a broken version
         folder = self.root / model
-        tmp = folder / ".CURRENT.tmp"
-        tmp.write_text(version + "\n")
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, folder / "CURRENT")
+        self._write_atomically(folder / "CURRENT", version + "\n")
         with open(folder / "HISTORY", "a") as fh:
             fh.write(version + "\n")
 

@@ -51,6 +51,8 @@ class _Out:
     reason: npt.NDArray[np.int64]
     expected: F64  # [2, N, F]
     accepted: npt.NDArray[np.bool_]
+    abs_error: F64
+    nll: F64
 
 
 def _recent_covariates(
@@ -107,6 +109,9 @@ class Scored:
     expected_hi: F64
     rejections: list[Rejection]
     touched: npt.NDArray[np.int64]  # slots whose state changed
+    # How good the forecast of each value was (stepper.Stepped; NaN: no forecast yet).
+    abs_error: F64 | None = None  # [N]
+    nll: F64 | None = None  # [N]
 
 
 def _rank_within_stream(slots: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
@@ -140,6 +145,7 @@ class ServedModel:
         bounds: Bounds = DEFAULT_BOUNDS,
         interval: IntervalParams = IntervalParams(),  # noqa: B008 (frozen, immutable)
         on_infer: Callable[[float], None] | None = None,
+        version: str | None = None,
     ) -> None:
         self.name = name
         self.registry = registry
@@ -151,7 +157,7 @@ class ServedModel:
         self.bounds = bounds
         self.interval = interval
         self.on_infer = on_infer
-        self.meta = registry.meta(name)
+        self.meta = registry.meta(name, version)
         self.session = StepSession(self.meta, threads=threads)
         self.refused_version: str | None = None
         self.store = self._new_store(self.meta, capacity)
@@ -168,6 +174,28 @@ class ServedModel:
             prior_var=meta.anomaly.prior_std**2,
             prior_rep=meta.anomaly.prior_rep,
         )
+
+    def pinned(self, version: str) -> ServedModel:
+        """Another version of this model with the same settings and its own copy of every
+        stream's state, taken over as a swap would (the sensor's statistics copied, the
+        LSTM state rebuilt from the recent inputs): a shadow, warm from its first event and
+        measuring errors in the same stream units. Raises RegistryError if it does not load."""
+        other = ServedModel(
+            self.name,
+            self.registry,
+            threads=self.threads,
+            capacity=self.store.capacity,
+            replay_steps=self.replay_steps,
+            warmup_steps=self.warmup_steps,
+            gap_reset_s=self.gap_reset_s,
+            late_tolerance_s=self.late_tolerance_s,
+            bounds=self.bounds,
+            interval=self.interval,
+            version=version,
+        )
+        other.store.adopt(self.store)
+        other._carry_over(other.meta, other.session)
+        return other
 
     @property
     def version(self) -> str:
@@ -229,6 +257,8 @@ class ServedModel:
             reason=np.zeros(N, np.int64),
             expected=np.full((2, N, F), np.nan),
             accepted=np.zeros(N, np.bool_),
+            abs_error=np.full(N, np.nan),
+            nll=np.full(N, np.nan),
         )
         store = self.store
         record_of = batch.index[rows]
@@ -278,6 +308,8 @@ class ServedModel:
             out.expected[1, keep],
             rejections,
             touched,
+            out.abs_error[keep],
+            out.nll[keep],
         )
 
     def _step(
@@ -344,6 +376,8 @@ class ServedModel:
         out.reason[idx[keep]] = stepped.reason[keep]
         out.expected[0, idx[keep]] = stepped.expected_lo[keep]
         out.expected[1, idx[keep]] = stepped.expected_hi[keep]
+        out.abs_error[idx[keep]] = stepped.abs_error[keep]
+        out.nll[idx[keep]] = stepped.nll[keep]
         if band is not None:
             lo, hi = band.bounds(st.fc[keep], st.fs[keep], st.qlog[keep])
             out.lo[idx[keep]], out.hi[idx[keep]] = lo, hi

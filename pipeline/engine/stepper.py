@@ -58,6 +58,9 @@ class Stepped:
     reason: npt.NDArray[np.int64]  # [B] index into REASONS: the channel that scored highest
     expected_lo: F64  # [B, F] the t+1 interval the value was expected in (NaN: none)
     expected_hi: F64  # [B, F]
+    # How good the forecast of this value was, comparable across models (live evidence):
+    abs_error: F64  # [B] mean |x - forecast| over features, in the stream's spread
+    nll: F64  # [B] its negative log density under the interval's distribution (NaN: none)
 
 
 def advance(
@@ -84,6 +87,8 @@ def advance(
     if anom.use_scale and scaled.any():
         e = np.where(scaled, error_of(x, fc1, np.where(scaled[:, None], fs1, 1.0)), e)
     expected = np.full((2, *x.shape), np.nan)
+    abs_error = np.where(st.has_fc, np.mean(np.abs(x - fc1) / std_prev, axis=1), np.nan)
+    nll = np.full(len(x), np.nan)
     z_level = np.where(st.n >= anom.min_history, error_of(x, st.mean, std_prev), np.nan)
     raw, en, es, emu, evar = score_step(anom, e, st.en, st.es, st.emu, st.evar)
     tu, tb = st.tu, st.tb
@@ -95,6 +100,9 @@ def advance(
             # The forecast surprise straight from the predictive distribution.
             tail = band.surprise(x, fc1, np.where(scaled[:, None], fs1, 1.0), st.qlog)
             raw = np.where(scaled, tail, raw)
+        nll = np.where(
+            scaled, band.nll(x, fc1, np.where(scaled[:, None], fs1, 1.0), st.qlog, std_prev), np.nan
+        )
         missed = band.missed(x, fc1, np.where(scaled[:, None], fs1, 0.0), st.qlog)
         st.qlog = np.where(scaled, adapt(st.qlog, missed, band.params), st.qlog)
     level = level_surprise(anom, z_level)
@@ -145,7 +153,7 @@ def advance(
     st.fs = np.full_like(st.fc, np.nan) if s is None else s.astype(np.float64) * std[:, None, :]
     st.has_fc = np.ones_like(has)
     st.steps = st.steps + 1
-    return Stepped(score, e, reason.astype(np.int64), expected[0], expected[1])
+    return Stepped(score, e, reason.astype(np.int64), expected[0], expected[1], abs_error, nll)
 
 
 def rebuild(

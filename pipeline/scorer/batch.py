@@ -26,6 +26,7 @@ from pipeline.kafka_io import Producer, Record
 from pipeline.kafka_io.codec import decode_batch
 from pipeline.kafka_io.outputs import dlq_headers, encode_scores
 from pipeline.metrics import ScorerMetrics
+from pipeline.scorer.live import LiveJudge
 from pipeline.scorer.routing import Router
 
 __all__ = ["BatchScorer"]
@@ -42,11 +43,13 @@ class BatchScorer:
         models: dict[str, ServedModel],
         router: Router,
         metrics: ScorerMetrics,
+        live: LiveJudge | None = None,
     ) -> None:
         self.config = config
         self.models = models
         self.router = router
         self.metrics = metrics
+        self.live = live
 
     def score(
         self, records: list[Record], producer: Producer, now: float
@@ -98,6 +101,13 @@ class BatchScorer:
             partitions=np.asarray([r.partition for r in src], np.int64),
             offsets=np.asarray([r.offset for r in src], np.int64),
         )
+        if self.live is not None:
+            # Live evidence, and the shadow scored on the same events: whatever happens
+            # there must not cost the champion's outputs anything.
+            try:
+                self.live.observe(served, batch, scored, now)
+            except Exception:
+                log.exception("model %s: live evidence failed; scoring goes on", served.name)
         # 4. One output per accepted event, one dead letter per rejected record.
         rows = scored.rows.tolist()
         out_recs = [src[r] for r in rows]

@@ -13,6 +13,7 @@ from pipeline.errors import KafkaError, RegistryError
 from pipeline.kafka_io import Consumer, Producer
 from pipeline.kafka_io.model_topic import install_latest
 from pipeline.metrics import ScorerMetrics
+from pipeline.scorer.live import LiveJudge
 
 __all__ = ["Housekeeper"]
 
@@ -27,12 +28,14 @@ class Housekeeper:
         models: dict[str, ServedModel],
         metrics: ScorerMetrics,
         changelog: str | None,
+        live: LiveJudge | None = None,
     ) -> None:
         self.config = config
         self.registry = registry
         self.models = models
         self.metrics = metrics
         self.changelog = changelog
+        self.live = live
         self.evict_due = False
         self._next_topic_sync = 0.0
 
@@ -50,6 +53,8 @@ class Housekeeper:
                 self.metrics.model_info.labels(served.name).info({"version": new})
             self.metrics.active_streams.labels(served.name).set(len(served.store))
             self.metrics.state_bytes.labels(served.name).set(served.store.memory_bytes())
+        if self.live is not None:
+            self.live.decide()  # shadows, promotion on live evidence, rollback
         # Eviction writes tombstones, so it runs inside the next batch (and transaction).
         self.evict_due = True
         if consumer is not None:

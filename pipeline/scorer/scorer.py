@@ -66,6 +66,7 @@ from pipeline.metrics import HealthServer, ScorerMetrics
 from pipeline.scorer.batch import BatchScorer
 from pipeline.scorer.checkpoint import Checkpointer
 from pipeline.scorer.housekeeping import Housekeeper
+from pipeline.scorer.live import LiveJudge
 from pipeline.scorer.restore import Restorer
 from pipeline.scorer.routing import Router
 
@@ -118,7 +119,8 @@ class Scorer:
         }
         self._init_metrics()
         router = Router(config.model, config.route_map)
-        self.batches = BatchScorer(config, self.models, router, self.metrics)
+        self.live = LiveJudge(config, self.registry, self.models, self.metrics)
+        self.batches = BatchScorer(config, self.models, router, self.metrics, self.live)
         self.checkpointer = Checkpointer(
             self.models,
             self.metrics,
@@ -132,7 +134,7 @@ class Scorer:
             else None
         )
         self.housekeeper = Housekeeper(
-            config, self.registry, self.models, self.metrics, self.changelog
+            config, self.registry, self.models, self.metrics, self.changelog, self.live
         )
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
@@ -150,6 +152,14 @@ class Scorer:
             # Labelled series exist from the start (at 0), so rates and alerts see them.
             for reason in ANOMALY_REASONS:
                 self.metrics.anomalies.labels(m.name, reason)
+            for role in ("champion", "shadow", "previous"):
+                self.metrics.live_forecasts.labels(m.name, role)
+                self.metrics.live_error.labels(m.name, role)
+                self.metrics.live_alarms.labels(m.name, role)
+            for outcome in ("both", "champion_only", "shadow_only"):
+                self.metrics.shadow_agreement.labels(m.name, outcome)
+            for decision in ("shadow_promoted", "shadow_rejected", "rolled_back", "kept"):
+                self.metrics.lifecycle.labels(m.name, decision)
             for family in (
                 self.metrics.scored,
                 self.metrics.swaps,
@@ -268,6 +278,9 @@ class Scorer:
         parts = {tp.partition for tp in revoked if tp.topic == self.config.input_topic}
         for served in self.models.values():
             served.store.release(served.store.streams_in(parts))
+            shadow = self.live.shadow_of(served.name)
+            if shadow is not None:
+                shadow.store.release(shadow.store.streams_in(parts))
         self.checkpointer.forget_partitions(revoked)
         log.info("partitions revoked: %s", sorted(parts))
 

@@ -77,3 +77,16 @@ def test_served_intervals_contain_the_forecast_and_cover_a_noisy_stream(
         v = batch.values[mine, 0]
         inside = (v[301:] >= lo[mine][300:-1]) & (v[301:] <= hi[mine][300:-1])
         assert 0.85 <= inside.mean() <= 0.95, (s, inside.mean())
+
+
+def test_nll_is_the_negative_log_density_in_stream_units() -> None:
+    import math
+
+    from pipeline.engine.interval import Band, IntervalParams
+
+    x, fc, std = np.array([[3.0]]), np.array([[1.0]]), np.array([[2.0]])
+    fs, q = np.array([[4.0]]), np.zeros(1)  # scale 2 stream units, error 1 stream unit
+    lap = Band.of("laplace", IntervalParams()).nll(x, fc, fs, q, std)
+    assert math.isclose(float(lap[0]), math.log(2 * 2.0) + 1 / 2.0)
+    gau = Band.of("gaussian", IntervalParams()).nll(x, fc, fs, q, std)
+    assert math.isclose(float(gau[0]), 0.5 * math.log(2 * math.pi) + math.log(2.0) + 0.125)

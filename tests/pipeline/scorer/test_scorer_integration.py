@@ -26,6 +26,7 @@ from tests.kafka_helpers import (
     wait_records,
     wait_until,
 )
+from training.synthetic import generate
 
 pytestmark = pytest.mark.integration
 
@@ -315,3 +316,122 @@ def test_scorer_follows_models_published_on_the_model_topic(
     ]
     assert {o["model_version"] for o in outputs} == {v2}
     assert reg.current("tiny") == v2
+
+
+def _register_default_as(registry: Path, model: str) -> str:
+    """The shipped default model registered as a version of ``model``: a genuinely
+    different network (other size and training) from the tiny one."""
+    src = Path(__file__).resolve().parents[3] / "exported_models" / "default"
+    v = (src / "CURRENT").read_text().strip()
+    doc = json.loads((src / v / "model.json").read_text())
+    version = v + "-shipped"
+    doc = {**doc, "model": model, "version": version}
+    Registry(registry).write_version(model, version, src / v / "model.onnx", doc)
+    return version
+
+
+def _register_noise_model(registry: Path, model: str, tmp_path: Path) -> str:
+    """A version of ``model`` trained on white noise: it forecasts each stream's running
+    mean, far worse than the others on seasonal feeds (a bad model, honestly made)."""
+    from training.config import TrainConfig
+    from training.synthetic import SyntheticStream, write_csv
+    from training.trainer import Trainer, TrainJob
+
+    rng = np.random.default_rng(0)
+    noise = [
+        SyntheticStream(s.name, s.ts, rng.normal(0, 1, len(s.ts)), ())
+        for s in generate(streams=4, length=600, seed=1, anomalies_per_stream=0)
+    ]
+    job = TrainJob(
+        data=tuple(write_csv(noise, tmp_path / "noise")), registry=registry, model=model,
+        plot=False, progress=False, promote="never",
+    )  # fmt: skip
+    cfg = TrainConfig(hidden=16, layers=2, horizon=3, max_epochs=2, segment=128, bptt=32, burn_in=8)
+    return Trainer(job, cfg).run().version
+
+
+def test_shadow_promotion_rejection_and_rollback_on_live_evidence(
+    kafka_config: KafkaConfig,
+    tiny_registry: Path,
+    topic_factory: Callable[..., str],
+    group_factory: Callable[[], str],
+    tmp_path: Path,
+) -> None:
+    """The model lifecycle on one live feed, between genuinely different networks: a
+    better shadow is promoted on live evidence, one that is not better is rejected, a
+    worse champion promoted by hand is rolled back; across the three live swaps no event
+    is lost or reordered."""
+    registry = tmp_path / "models"
+    shutil.copytree(tiny_registry, registry)
+    reg = Registry(registry)
+    tiny = reg.current("tiny")
+    assert tiny is not None
+    shipped = _register_default_as(registry, "tiny")
+    bad = _register_noise_model(registry, "tiny", tmp_path)
+    reg.promote("tiny", bad)
+    reg.set_shadow("tiny", shipped)
+
+    inp = topic_factory("in", partitions=2)
+    feed = generate(streams=10, length=400, seed=9, anomalies_per_stream=0)
+    events = [
+        (s.name.encode(), encode_event(s.name, float(s.ts[t]), float(s.values[t])))
+        for t in range(400)
+        for s in feed
+    ]
+    runner = ScorerThread(
+        _config(
+            kafka_config, registry, inp, group_factory(), until_idle=None, max_poll_records=100,
+            shadow_promote_after=400, rollback_after=600, rollback_margin=0.02,
+        )
+    )  # fmt: skip
+    runner.start()
+    m, live = runner.scorer.metrics, runner.scorer.live
+    swaps = m.swaps.labels("tiny")
+
+    def decided(what: str) -> Callable[[], bool]:
+        return lambda: m.lifecycle.labels("tiny", what)._value.get() == 1
+
+    # 1. The shipped model shadows the bad one and beats it: promoted, then swapped in.
+    produce(kafka_config, inp, events[:1000])
+    wait_until(decided("shadow_promoted"), "the better shadow to be promoted")
+    wait_until(lambda: swaps._value.get() == 1, "the scorer to swap to it")
+    assert reg.current("tiny") == shipped and reg.shadow("tiny") is None
+    evidence = reg.meta("tiny", shipped).raw["live_evidence"]
+    assert evidence["promoted"] and evidence["champion"]["version"] == bad
+    assert evidence["shadow"]["mae"] < 0.98 * evidence["champion"]["mae"]
+    assert evidence["shadow"]["events"] == evidence["champion"]["events"] >= 400
+    # 2. The bad one runs beside its successor until judged: the successor is kept. Then
+    #    the tiny model shadows it, is not better, and is rejected: no swap.
+    reg.set_shadow("tiny", tiny)
+    produce(kafka_config, inp, events[1000:1800])
+    wait_until(decided("kept"), "the promoted model to be judged against the previous one")
+    assert not reg.meta("tiny", shipped).raw["live_rollback"]["rolled_back"]
+    wait_until(lambda: live.shadow_of("tiny") is not None, "the scorer to start the shadow")
+    produce(kafka_config, inp, events[1800:2600])
+    wait_until(decided("shadow_rejected"), "the shadow to be rejected")
+    assert reg.current("tiny") == shipped and reg.shadow("tiny") is None
+    assert not reg.meta("tiny", tiny).raw["live_evidence"]["promoted"]
+    # 3. An operator promotes the bad model again: rolled back on its first live events,
+    #    judged against the shipped one running beside it.
+    reg.promote("tiny", bad)
+    wait_until(lambda: swaps._value.get() == 2, "the scorer to swap to the bad model")
+    produce(kafka_config, inp, events[2600:])
+    wait_until(decided("rolled_back"), "the worse champion to be rolled back")
+    wait_until(lambda: swaps._value.get() == 3, "the scorer to swap back")
+    assert reg.current("tiny") == shipped
+    rollback = reg.meta("tiny", bad).raw["live_rollback"]
+    assert rollback["rolled_back"] and rollback["previous"]["version"] == shipped
+    assert rollback["this"]["events"] == rollback["previous"]["events"] >= 600
+    wait_records(kafka_config, inp + ".scores", len(events))
+    runner.stop()
+
+    outputs = [
+        orjson.loads(r.value or b"")
+        for r in read_all(kafka_config, inp + ".scores", expect=len(events))
+    ]
+    assert len(outputs) == len(events)
+    assert {o["model_version"] for o in outputs} == {bad, shipped}
+    per_stream: dict[str, list[float]] = defaultdict(list)
+    for o in outputs:
+        per_stream[o["stream_id"]].append(o["ts"])
+    assert all(ts == sorted(ts) and len(ts) == 400 for ts in per_stream.values())
