@@ -167,6 +167,13 @@ class ScorerMetrics:
         self.live_alarms = Counter(
             "statecast_live_alarms", "Alarms on compared live events", ["model", "role"], registry=r
         )
+        self.live_drift = Gauge(
+            "statecast_live_drift_ratio",
+            "The champion's live forecast error over its last block of events, over the "
+            "same measure on its validation data (model.json validation.live_mae)",
+            ["model"],
+            registry=r,
+        )
         self.shadow_agreement = Counter(
             "statecast_shadow_alarm_agreement",
             "Compared events by who alarmed: both, champion_only, shadow_only",

@@ -29,7 +29,15 @@ from pipeline.engine.state import StateStore
 from pipeline.engine.stepper import advance
 from training.data import Series
 
-__all__ = ["Replayed", "alarm_rate", "calibrate", "forecast_metrics", "plot_forecasts", "replay"]
+__all__ = [
+    "Replayed",
+    "alarm_rate",
+    "calibrate",
+    "forecast_metrics",
+    "live_mae",
+    "plot_forecasts",
+    "replay",
+]
 
 F64 = npt.NDArray[np.float64]
 
@@ -46,6 +54,7 @@ class Replayed:
     error: F64
     lo: F64
     hi: F64
+    abs_error: F64  # [T] the scorer's live error measure (stepper.Stepped.abs_error)
 
 
 def replay(
@@ -81,6 +90,7 @@ def replay(
             np.full(len(s.ts), np.nan),
             np.full((len(s.ts), meta.horizon, len(meta.features)), np.nan),
             np.full((len(s.ts), meta.horizon, len(meta.features)), np.nan),
+            np.full(len(s.ts), np.nan),
         )
         for s in streams
     ]
@@ -103,7 +113,17 @@ def replay(
                 out[i].lo[t], out[i].hi[t] = lo[j], hi[j]
             out[i].score[t] = score[j]
             out[i].error[t] = err[j]
+            out[i].abs_error[t] = stepped.abs_error[j]
     return out
+
+
+def live_mae(replayed: list[Replayed], fraction: float, warmup: int = 48) -> float:
+    """The error the scorer's live evidence reports (pipeline.engine.live), over each
+    stream's last ``fraction`` and its warm steps only: a model's reference for drift."""
+    errors = [r.abs_error[max(int(len(r.values) * (1.0 - fraction)), warmup) :] for r in replayed]
+    e = np.concatenate(errors) if errors else np.empty(0)
+    e = e[np.isfinite(e)]
+    return float(e.mean()) if len(e) else float("nan")
 
 
 def forecast_metrics(replayed: list[Replayed], val_fraction: float, horizon: int) -> dict[str, Any]:

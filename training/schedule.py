@@ -60,6 +60,17 @@ class TrainerMetrics:
             registry=r,
         )
 
+        self.skipped = Counter(
+            "statecast_trainer_skipped",
+            "Runs skipped because nothing drifted (--when drift)",
+            registry=r,
+        )
+        self.drift = Gauge(
+            "statecast_trainer_drift_ratio",
+            "The champion's error on the last run's recent data over its validation error",
+            registry=r,
+        )
+
     def record(self, comparison: dict[str, object]) -> None:
         """Champion and challenger MAE from a model.json ``champion_comparison``."""
         challenger = comparison.get("challenger_mean_mae")

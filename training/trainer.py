@@ -32,6 +32,7 @@ from training.evaluate import (
     alarm_rate,
     calibrate,
     forecast_metrics,
+    live_mae,
     plot_forecasts,
     repeat_rate,
     replay,
@@ -67,20 +68,30 @@ class TrainJob:
     # Fine-tune the champion's weights instead of starting from random ones (when its
     # architecture matches this config); the nightly refresh on recent live data.
     warm_start: bool = False
+    # "drift": train only when the champion's error on the recent data exceeds its own
+    # validation error drift_ratio times (else the run is skipped: nothing changed).
+    when: str = "always"
+    drift_ratio: float = 1.3
 
     def __post_init__(self) -> None:
         if bool(self.data) == bool(self.from_kafka):
             raise DataError("give training data either as --data PATH or as --from-kafka TOPIC")
-        if self.promote not in ("auto", "always", "never"):
-            raise DataError(f"--promote must be auto, always or never, got {self.promote!r}")
+        if self.promote not in ("auto", "always", "never", "shadow"):
+            raise DataError(
+                f"--promote must be auto, always, never or shadow, got {self.promote!r}"
+            )
+        if self.when not in ("always", "drift"):
+            raise DataError(f"--when must be always or drift, got {self.when!r}")
+        if self.drift_ratio <= 0:
+            raise DataError(f"--drift-ratio must be > 0, got {self.drift_ratio}")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainOutcome:
-    version: str
+    version: str | None  # None: the run was skipped (--when drift, no drift)
     promoted: bool
     reason: str
-    folder: Path
+    folder: Path | None
     doc: dict[str, Any]
 
 
@@ -136,6 +147,17 @@ class Trainer:
         self.registry.cleanup_tmp(self.job.model)
         # 1. Data: the last gate_fraction of every stream is kept back for step 5.
         streams = self.load_streams()
+        if self.job.when == "drift":
+            # 1a. Nothing changed (the champion forecasts the recent data about as well as
+            #     its own validation data): skip the run.
+            drift = self._drift(streams)
+            if drift is not None and drift < self.job.drift_ratio:
+                reason = (
+                    f"skipped: no drift (the champion's error on the recent data is "
+                    f"{drift:.2f}x its validation error, below {self.job.drift_ratio})"
+                )
+                log.info("%s", reason)
+                return TrainOutcome(None, False, reason, None, {"drift_ratio": drift})
         prepared = prepare(
             [_without_tail(s, cfg.gate_fraction) for s in streams],
             self.norm,
@@ -170,6 +192,8 @@ class Trainer:
             rep = replay(meta, prepared.streams, threads=cfg.threads)
             metrics = forecast_metrics(rep, cfg.val_fraction, cfg.horizon)
             metrics["alarm_rate"] = alarm_rate(rep, cfg.val_fraction, anom.threshold)
+            # The reference for drift: the scorer's live error measure on validation data.
+            metrics["live_mae"] = live_mae(rep, cfg.val_fraction)
             doc["anomaly"] = anom.to_json()
             doc["validation"] = metrics
             # 5. Champion / challenger on the same held-out window, which neither was
@@ -266,6 +290,22 @@ class Trainer:
             log.warning("champion has other features; treating as absent")
             return None
         return self._gate_mae(champion, streams)
+
+    def _drift(self, streams: list[Series]) -> float | None:
+        """The champion's live error on each stream's last ``gate_fraction`` over its own
+        validation error (None: no champion, or one without that reference)."""
+        if self.registry.current(self.job.model) is None:
+            return None
+        try:
+            champion = self.registry.meta(self.job.model)
+        except RegistryError as exc:
+            log.warning("champion cannot be loaded (%s); training", exc)
+            return None
+        reference = champion.raw.get("validation", {}).get("live_mae")
+        if not isinstance(reference, float) or not reference > 0:
+            return None
+        rep = replay(champion, streams, threads=self.config.threads)
+        return live_mae(rep, self.config.gate_fraction) / reference
 
     def _gate_mae(self, meta: ModelMeta, streams: list[Series]) -> float:
         """Mean scale-free MAE of ``meta`` over each stream's last ``gate_fraction``."""

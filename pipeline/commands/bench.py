@@ -71,6 +71,8 @@ class BenchOptions:
     latency_seconds: float = 30.0
     backends: tuple[str, ...] = ()  # empty: every installed backend
     memory_streams: int = 100_000  # second statecast run: RSS per stream from the slope
+    # Offered loads of the latency runs, as fractions of each backend's measured maximum.
+    loads: tuple[float, ...] = (0.5,)
 
     @classmethod
     def quick(cls, kafka: KafkaConfig, **kw: Any) -> BenchOptions:
@@ -243,12 +245,14 @@ def model_only_steps(meta: Any, streams: int, batch: int, seconds: float) -> tup
     return n, time.monotonic() - started
 
 
-def _measure_latency(opts: BenchOptions, rate: float, run: str, backend: str) -> dict[str, float]:
+def _measure_latency(
+    opts: BenchOptions, rate: float, run: str, backend: str, tag: str = ""
+) -> dict[str, float]:
     import kafka as kp
 
     from pipeline.kafka_io.kafkapython import client_settings
 
-    inp, out = f"bench-{run}-{backend}-lat-in", f"bench-{run}-{backend}-lat-out"
+    inp, out = f"bench-{run}-{backend}{tag}-lat-in", f"bench-{run}-{backend}{tag}-lat-out"
     ensure_topic(opts.kafka, inp, opts.partitions, LOG_APPEND)
     ensure_topic(opts.kafka, out, opts.partitions, LOG_APPEND)
     # The scorer runs in its own process: a load generator in the same interpreter would
@@ -258,7 +262,7 @@ def _measure_latency(opts: BenchOptions, rate: float, run: str, backend: str) ->
             opts.kafka.bootstrap,
             inp,
             out,
-            f"bench-{run}-{backend}-lat",
+            f"bench-{run}-{backend}{tag}-lat",
             "--registry",
             str(opts.registry),
             "--model",
@@ -403,14 +407,26 @@ def run_bench(opts: BenchOptions, progress: bool = True) -> dict[str, Any]:
     per_stream = (wide["peak_rss_bytes"] - scorers[fastest]["peak_rss_bytes"]) / max(
         1, opts.memory_streams - opts.streams
     )
-    summary: dict[str, Any] = {"rss_bytes_per_stream": per_stream, "by_backend": {}}
+    summary: dict[str, Any] = {
+        "rss_bytes_per_stream": per_stream,
+        "rss_per_stream_bytes": per_stream,
+        "by_backend": {},
+    }
+    latency: list[dict[str, Any]] = []
     for backend in backends:
         sc = scorers[backend]
-        rate = 0.5 * sc["events_per_s"]
-        say(
-            f"latency with {backend} at 50% of max ({rate:.0f} events/s for {opts.latency_seconds:.0f}s)..."
-        )
-        sc["latency_ms"] = _measure_latency(opts, rate, run, backend)
+        for fraction in sorted(opts.loads):
+            rate = fraction * sc["events_per_s"]
+            say(
+                f"latency with {backend} at {fraction:.0%} of max ({rate:.0f} events/s "
+                f"for {opts.latency_seconds:.0f}s)..."
+            )
+            ms = _measure_latency(opts, rate, run, backend, f"-{fraction:g}")
+            latency.append(
+                {"backend": backend, "load_fraction": fraction, "events_per_s": rate, **ms}
+            )
+            if fraction == 0.5 or "latency_ms" not in sc:
+                sc["latency_ms"] = ms
         summary["by_backend"][backend] = {
             "events_per_s": sc["events_per_s"],
             "speedup_vs_naive": sc["events_per_s"] / naive["events_per_s"],
@@ -419,6 +435,7 @@ def run_bench(opts: BenchOptions, progress: bool = True) -> dict[str, Any]:
         }
     return {
         "runs": runs,
+        "latency": latency,
         "summary": summary,
         "targets": {"by_backend": TARGETS, "rss_bytes_per_stream": MEMORY_TARGET_BYTES_PER_STREAM},
         "options": {k: str(v) for k, v in dataclasses.asdict(opts).items()},
@@ -441,6 +458,16 @@ def print_table(report: dict[str, Any]) -> None:
             f"{lat.get('p50', float('nan')):>8.1f} {lat.get('p99', float('nan')):>8.1f} "
             f"{lat.get('p999', float('nan')):>8.1f}"
         )
+    if report.get("latency"):
+        print(
+            f"\n{'latency vs offered load':<28} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'p999 ms':>8}"
+        )
+        for e in report["latency"]:
+            name = f"{e['backend']} at {e['load_fraction']:.0%}"
+            print(
+                f"{name:<28} {e['events_per_s']:>10.0f} {e['p50']:>8.1f} {e['p99']:>8.1f} "
+                f"{e['p999']:>8.1f}"
+            )
     s = report["summary"]
     print()
     for backend, got in s["by_backend"].items():
@@ -493,6 +520,11 @@ def run(ns: argparse.Namespace) -> int:
         opts = dataclasses.replace(opts, **{k: v for k, v in sizes.items() if v})
         if ns.backend:  # measure this backend only (default: every installed one)
             opts = dataclasses.replace(opts, backends=(ns.backend,))
+        if ns.loads:
+            loads = tuple(float(x) for x in ns.loads.split(","))
+            if not all(0.0 < x < 1.0 for x in loads):
+                raise SystemExit("statecast bench: --loads are fractions in (0, 1), e.g. 0.1,0.5")
+            opts = dataclasses.replace(opts, loads=loads)
         report = run_bench(opts)
     print_table(report)
     if ns.json:
@@ -508,6 +540,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--events", type=int)
     p.add_argument("--streams", type=int)
     p.add_argument("--runs", type=int)
+    p.add_argument(
+        "--loads",
+        help="offered loads of the latency runs, as fractions of the measured maximum "
+        "(default 0.5; e.g. 0.1,0.25,0.5,0.75 for the latency-vs-load table)",
+    )
     add_model_flags(p)
     add_kafka_flags(p)
     p.set_defaults(func=run)

@@ -2,11 +2,14 @@
 
 1. start the managed Kafka broker (or reuse a running one);
 2. make sure a model is promoted (the shipped default; trains a small one if missing);
+   in a private copy of the registry, the version promoted before it serves first and
+   the current one shadows it, to be promoted on live evidence mid-feed (a live swap);
 3. start ``statecast score`` as its own process, with metrics on ``--metrics-port``;
 4. replay a realistic multi-sensor feed with injected anomalies at a steady rate;
 5. show a live terminal view: events/s, lag, anomalies as they fire;
 6. write a Markdown report with one PNG per sensor (signal, 90% forecast interval, anomaly
-   score, flagged points, injected anomalies) and say where it is;
+   score, flagged points, injected anomalies, the live swap) and the live evidence the
+   swap was decided on, and say where it is;
 7. stop what it started.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
+import shutil
 import signal
 import subprocess
 import threading
@@ -52,6 +56,9 @@ class DemoOptions:
     metrics_port: int = 9108
     reports: Path = Path("reports")
     seed: int = 7
+    # Live events the shadow and the champion must both forecast before the decision
+    # (0: no live swap; the promoted version serves throughout).
+    swap_after: int = 1200
 
 
 def _interval(doc: dict[str, object]) -> str:
@@ -77,6 +84,21 @@ def _ensure_model(opts: DemoOptions) -> str:
     return meta.version
 
 
+def _lifecycle_registry(opts: DemoOptions, run: str, version: str) -> tuple[Path, str | None]:
+    """A private copy of the model's registry where the version promoted before
+    ``version`` serves and ``version`` shadows it; returns (registry, the first champion)."""
+    reg = Registry(opts.registry)
+    earlier = [v for v in reg.history(opts.model) if v != version and v in reg.versions(opts.model)]
+    if not opts.swap_after or not earlier:
+        return opts.registry, None
+    private = Path(".statecast") / f"demo-{run}" / "registry"
+    shutil.copytree(opts.registry / opts.model, private / opts.model)
+    mine = Registry(private)
+    mine.promote(opts.model, earlier[-1])
+    mine.set_shadow(opts.model, version)
+    return private, earlier[-1]
+
+
 def _metric(text: str, name: str) -> float:
     total = 0.0
     for line in text.splitlines():
@@ -100,6 +122,12 @@ def run_demo(opts: DemoOptions) -> Path:
     print(f"model: {opts.model}/{version}")
     run = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:4]
     inp, out, dlq = f"demo-{run}.readings", f"demo-{run}.scores", f"demo-{run}.dlq"
+    registry, first = _lifecycle_registry(opts, run, version)
+    if first:
+        print(
+            f"lifecycle: {first} serves first, {version} shadows it and is promoted if it "
+            f"forecasts the next {opts.swap_after} live events better"
+        )
     scorer_log = Path(".statecast") / f"demo-scorer-{run}.log"
     with open(scorer_log, "wb") as log:  # the child keeps its own descriptor
         scorer = subprocess.Popen(
@@ -109,13 +137,15 @@ def run_demo(opts: DemoOptions) -> Path:
                 out,
                 f"demo-{run}",
                 "--registry",
-                str(opts.registry),
+                str(registry),
                 "--model",
                 opts.model,
                 "--metrics-port",
                 str(opts.metrics_port),
                 "--max-poll-records",
                 "500",
+                "--shadow-promote-after",
+                str(opts.swap_after if first else 0),
                 dlq_topic=dlq,
             ),
             stdout=subprocess.DEVNULL,
@@ -152,7 +182,8 @@ def run_demo(opts: DemoOptions) -> Path:
         scorer.wait(60)
         if started_broker:
             broker.down()
-    report = _report(opts, run, feed, results, version)
+    evidence = Registry(registry).meta(opts.model, version).raw.get("live_evidence") or {}
+    report = _report(opts, run, feed, results, version, evidence if first else None)
     print(f"\nreport: {report}")
     print(
         "next: open the report; `make test` runs the suite; `statecast detect ../shared/data/nab-dev "
@@ -216,6 +247,7 @@ def _report(
     feed: list[SyntheticStream],
     results: dict[str, list[dict[str, Any]]],
     version: str,
+    evidence: dict[str, Any] | None = None,
 ) -> Path:
     import matplotlib
 
@@ -274,6 +306,13 @@ def _report(
         ax.scatter(t[flag], v[flag], color="red", s=18, zorder=3, label="flagged")
         for a in s.anomalies:
             ax.axvspan(a.start, a.end, color="orange", alpha=0.25, label=f"injected {a.kind}")
+        served = [d.get("model_version") for d in docs]
+        for i in range(1, len(served)):
+            if served[i] != served[i - 1]:
+                for a_ in (ax, ax2):
+                    a_.axvline(i, color="tab:green", ls=":", lw=1.2)
+                ax.annotate(f"live swap to {served[i]}", (i, 1.0), xycoords=("data", "axes fraction"),
+                            fontsize=7, color="tab:green", va="top")  # fmt: skip
         ax.set_title(s.name)
         ax.legend(loc="upper left", fontsize=7, ncol=3)
         ax2.plot(t, score, color="tab:red", lw=0.8)
@@ -290,9 +329,46 @@ def _report(
         f"over {sum(len(r) for r in results.values())} scored events.**",
         "",
     ]
+    fed = sum(len(s.ts) for s in feed)
+    lines += ["", *_lifecycle_lines(results, version, evidence, fed)]
     lines += ["", *[f"![{s.name}]({s.name}.png)" for s in feed]]
     (folder / "report.md").write_text("\n".join(lines) + "\n")
     return folder / "report.md"
+
+
+def _lifecycle_lines(
+    results: dict[str, list[dict[str, Any]]],
+    version: str,
+    evidence: dict[str, Any] | None,
+    fed: int,
+) -> list[str]:
+    """The report's account of the live swap: who served how many events, and why."""
+    if evidence is None:
+        return [f"All events scored by `{version}` (no live swap in this run)."]
+    served = collections.Counter(d.get("model_version") for docs in results.values() for d in docs)
+    distinct = len({(sid, d["ts"]) for sid, docs in results.items() for d in docs})
+    if not evidence:
+        return [f"`{version}` shadowed the first champion; no decision by the end of the feed."]
+    champ, shad = evidence["champion"], evidence["shadow"]
+    verdict = "promoted" if evidence["promoted"] else "rejected"
+    return [
+        "## Live swap",
+        "",
+        f"`{champ['version']}` served first while `{version}` shadowed it (scored the same "
+        f"events with its own state, its outputs discarded). On {shad['events']} live events "
+        f"both forecast, the shadow was **{verdict}**: {evidence['reason']}.",
+        "",
+        "| version | live MAE (stream spreads) | mean NLL | alarms | events served |",
+        "|---|---:|---:|---:|---:|",
+        f"| `{champ['version']}` (champion) | {champ['mae']:.4f} | {champ['nll']:.3f} | "
+        f"{champ['alarms']} | {served.get(champ['version'], 0)} |",
+        f"| `{version}` (shadow) | {shad['mae']:.4f} | {shad['nll']:.3f} | {shad['alarms']} | "
+        f"{served.get(version, 0)} |",
+        "",
+        "The swap rebuilt every sensor's state in the new model from its recent inputs; the "
+        f"plots mark it with a dotted green line. {sum(served.values())} outputs for "
+        f"{distinct} distinct events (sensor, time) of the {fed} fed.",
+    ]
 
 
 # -- the subcommand ------------------------------------------------------------

@@ -38,10 +38,20 @@ def run(ns: argparse.Namespace) -> int:
         publish_topic=ns.publish_topic,
         sign_key=Path(ns.sign_key) if ns.sign_key else None,
         warm_start=ns.warm_start,
+        when=ns.when,
+        drift_ratio=ns.drift_ratio,
     )
 
     def once(metrics: TrainerMetrics | None = None) -> int:
         outcome = Trainer(job, cfg).run()
+        drift = outcome.doc.get("drift_ratio")
+        if metrics is not None and isinstance(drift, float):
+            metrics.drift.set(drift)
+        if outcome.version is None:
+            if metrics is not None:
+                metrics.skipped.inc()
+            print(f"model {job.model}: {outcome.reason}", file=sys.stderr)
+            return 0
         if metrics is not None:
             metrics.record(outcome.doc["champion_comparison"])
         v = outcome.doc["validation"]
@@ -101,6 +111,15 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--config", help="JSON file with TrainConfig fields")
     p.add_argument("--every", help="retrain on a schedule, e.g. 24h (default: once)")
+    p.add_argument(
+        "--when",
+        choices=["always", "drift"],
+        default="always",
+        help="drift: train only if the champion's error on the recent data exceeds its "
+        "validation error --drift-ratio times (check often, e.g. --every 1h, to refresh "
+        "early on drift and skip runs when nothing changed)",
+    )
+    p.add_argument("--drift-ratio", dest="drift_ratio", type=float, default=1.3)
     p.add_argument(
         "--retry", help="with --every: after a failed run, try again after this (e.g. 10m)"
     )

@@ -3,7 +3,9 @@
 Per poll batch (called by the batch scorer once the champion has scored, step 3 of the
 checkpoint protocol), :meth:`LiveJudge.observe`:
 
-1. counts the champion's forecasts of warm streams (metrics, role ``champion``);
+1. counts the champion's forecasts of warm streams (metrics, role ``champion``) and,
+   every ``DRIFT_EVENTS`` of them, sets its drift ratio: their mean error over the same
+   measure on its validation data (``validation.live_mae`` in model.json);
 2. if another version runs beside it — the registry's ``SHADOW`` version (role
    ``shadow``), or after a change of champion the previous one (role ``previous``) —
    scores the events the champion accepted with that version's own copy of every
@@ -53,11 +55,15 @@ __all__ = ["LiveJudge"]
 log = logging.getLogger(__name__)
 
 
+DRIFT_EVENTS = 2000
+
+
 class _Watch:
     """One model's live comparison."""
 
     def __init__(self, version: str) -> None:
         self.version = version  # the champion
+        self.recent = Tally()  # its forecasts since the last drift ratio
         self.unwatched: str | None = None  # a version rolled back to: not judged again
         self.other: ServedModel | None = None  # the version run beside the champion
         self.role = "shadow"  # ... the registry's SHADOW, or the "previous" champion
@@ -106,9 +112,14 @@ class LiveJudge:
         alarms = _alarms(scored, served.threshold)
         # 1. The champion, on warm streams only (before, the stream's spread that scales
         #    the error is barely known).
-        self._count(
-            served.name, "champion", np.where(scored.warm, scored.abs_error, np.nan), alarms
-        )
+        error = np.where(scored.warm, scored.abs_error, np.nan)
+        self._count(served.name, "champion", error, alarms)
+        w.recent.add(error, scored.nll, alarms)
+        if w.recent.n >= DRIFT_EVENTS:
+            reference = served.meta.raw.get("validation", {}).get("live_mae")
+            if isinstance(reference, float) and reference > 0:
+                self.metrics.live_drift.labels(served.name).set(w.recent.mae / reference)
+            w.recent = Tally()
         # 2. The version beside it, on the events the champion accepted.
         if w.other is None:
             return
@@ -180,7 +191,7 @@ class LiveJudge:
         if served.version == w.version:
             return
         previous, watched = w.version, served.version != w.unwatched
-        w.version, w.unwatched = served.version, None
+        w.version, w.unwatched, w.recent = served.version, None, Tally()
         w.stop_other()  # its pairing was with the old champion
         if not (watched and self.rules.rollback_after):
             log.info("model %s: champion %s -> %s", served.name, previous, served.version)

@@ -106,7 +106,8 @@ def test_train_from_kafka_topic_and_publish_to_model_topic(
     outcome = Trainer(job, SMALL).run()
     assert outcome.promoted
     assert outcome.doc["data_summary"]["streams"] == 4
-    assert outcome.doc["data_summary"]["points"] == 1200
+    # 4 streams x 300 events read; each stream's last 10% is the gate's, not fitted.
+    assert outcome.doc["data_summary"]["points"] == 4 * 270
 
     # A scorer machine without the shared disk installs it from the topic.
     remote = Registry(tmp_path / "remote")
@@ -161,3 +162,38 @@ def test_a_warm_start_fine_tunes_the_champion_and_refuses_another_architecture(
     wider = dataclasses.replace(SMALL, hidden=12, max_epochs=1)
     other = Trainer(dataclasses.replace(job, warm_start=True, promote="never"), wider)
     assert other.run().doc["warm_start_from"] is None  # another shape: from scratch
+
+
+def test_when_drift_skips_the_refresh_until_the_streams_change(
+    tiny_registry: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from training.synthetic import write_csv
+
+    registry = tmp_path / "models"
+    shutil.copytree(tiny_registry, registry)
+    champion = Registry(registry).current("tiny")
+    # The champion's own kind of data: nothing drifted, the run is skipped.
+    same = generate(streams=6, length=800, seed=3)
+    job = TrainJob(
+        data=tuple(write_csv(same, tmp_path / "same")), registry=registry, model="tiny",
+        plot=False, progress=False, when="drift",
+    )  # fmt: skip
+    skipped = Trainer(job, SMALL).run()
+    assert skipped.version is None and "no drift" in skipped.reason
+    assert 0.5 < skipped.doc["drift_ratio"] < 1.3
+    assert Registry(registry).current("tiny") == champion
+    # The same streams, much noisier over their last 30%: the champion's recent error is
+    # far above its validation error, and the refresh runs.
+    rng = np.random.default_rng(0)
+    changed = [
+        dataclasses.replace(
+            s, values=s.values + np.r_[np.zeros(560), rng.normal(0, 3 * s.values.std(), 240)]
+        )
+        for s in same
+    ]
+    job = dataclasses.replace(job, data=tuple(write_csv(changed, tmp_path / "changed")))
+    refreshed = Trainer(job, SMALL).run()
+    assert refreshed.version is not None
+    assert refreshed.doc["validation"]["live_mae"] > 0
