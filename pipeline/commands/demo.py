@@ -2,14 +2,16 @@
 
 1. start the managed Kafka broker (or reuse a running one);
 2. make sure a model is promoted (the shipped default; trains a small one if missing);
-   in a private copy of the registry, the version promoted before it serves first and
-   the current one shadows it, to be promoted on live evidence mid-feed (a live swap);
+   in a private copy of the registry, an earlier version (another network) serves first
+   and the current one is promoted a third of the way through the feed, as a nightly
+   refresh would: the scorer swaps live and judges the new version against the previous
+   one running beside it on the same events (rollback on live evidence);
 3. start ``statecast score`` as its own process, with metrics on ``--metrics-port``;
 4. replay a realistic multi-sensor feed with injected anomalies at a steady rate;
 5. show a live terminal view: events/s, lag, anomalies as they fire;
 6. write a Markdown report with one PNG per sensor (signal, 90% forecast interval, anomaly
    score, flagged points, injected anomalies, the live swap) and the live evidence the
-   swap was decided on, and say where it is;
+   new version was judged on, and say where it is;
 7. stop what it started.
 """
 
@@ -56,8 +58,8 @@ class DemoOptions:
     metrics_port: int = 9108
     reports: Path = Path("reports")
     seed: int = 7
-    # Live events the shadow and the champion must both forecast before the decision
-    # (0: no live swap; the promoted version serves throughout).
+    # Live events the new and the previous version must both forecast before the
+    # rollback judgement (0: no live swap; the promoted version serves throughout).
     swap_after: int = 1200
 
 
@@ -85,17 +87,21 @@ def _ensure_model(opts: DemoOptions) -> str:
 
 
 def _lifecycle_registry(opts: DemoOptions, run: str, version: str) -> tuple[Path, str | None]:
-    """A private copy of the model's registry where the version promoted before
-    ``version`` serves and ``version`` shadows it; returns (registry, the first champion)."""
+    """A private copy of the model's registry where the last version promoted before
+    ``version`` with another network (ONNX) serves; returns (registry, that version)."""
     reg = Registry(opts.registry)
-    earlier = [v for v in reg.history(opts.model) if v != version and v in reg.versions(opts.model)]
+    ours = reg.meta(opts.model, version, verify=False).sha256
+    earlier = [
+        v
+        for v in reg.history(opts.model)
+        if v in reg.versions(opts.model) and reg.meta(opts.model, v, verify=False).sha256 != ours
+    ]
     if not opts.swap_after or not earlier:
         return opts.registry, None
     private = Path(".statecast") / f"demo-{run}" / "registry"
     shutil.copytree(opts.registry / opts.model, private / opts.model)
     mine = Registry(private)
     mine.promote(opts.model, earlier[-1])
-    mine.set_shadow(opts.model, version)
     return private, earlier[-1]
 
 
@@ -125,8 +131,8 @@ def run_demo(opts: DemoOptions) -> Path:
     registry, first = _lifecycle_registry(opts, run, version)
     if first:
         print(
-            f"lifecycle: {first} serves first, {version} shadows it and is promoted if it "
-            f"forecasts the next {opts.swap_after} live events better"
+            f"lifecycle: {first} serves first; {version} is promoted a third of the way "
+            f"through, then judged against it on {opts.swap_after} live events"
         )
     scorer_log = Path(".statecast") / f"demo-scorer-{run}.log"
     with open(scorer_log, "wb") as log:  # the child keeps its own descriptor
@@ -144,7 +150,7 @@ def run_demo(opts: DemoOptions) -> Path:
                 str(opts.metrics_port),
                 "--max-poll-records",
                 "500",
-                "--shadow-promote-after",
+                "--rollback-after",
                 str(opts.swap_after if first else 0),
                 dlq_topic=dlq,
             ),
@@ -176,13 +182,19 @@ def run_demo(opts: DemoOptions) -> Path:
             + ", ".join(f"{s.name}:{s.anomalies[0].kind}" for s in feed if s.anomalies)
         )
         replayer.start()
+        if first:
+            promote = threading.Timer(
+                total / opts.rate / 3, Registry(registry).promote, (opts.model, version)
+            )
+            promote.daemon = True
+            promote.start()
         results = _live_view(kafka, out, total, opts.metrics_port, replayer)
     finally:
         scorer.send_signal(signal.SIGTERM)
         scorer.wait(60)
         if started_broker:
             broker.down()
-    evidence = Registry(registry).meta(opts.model, version).raw.get("live_evidence") or {}
+    evidence = Registry(registry).meta(opts.model, version).raw.get("live_rollback") or {}
     report = _report(opts, run, feed, results, version, evidence if first else None)
     print(f"\nreport: {report}")
     print(
@@ -259,7 +271,14 @@ def _report(
     lines = [
         f"# Statecast demo {run}",
         "",
-        f"Model `{opts.model}/{version}`, {len(feed)} sensors.",
+        f"Model `{opts.model}`, versions serving: "
+        + ", ".join(
+            f"`{v}` ({n} events)"
+            for v, n in collections.Counter(
+                d.get("model_version") for docs in results.values() for d in docs
+            ).items()
+        )
+        + f"; {len(feed)} sensors.",
         "",
         "| sensor | injected anomaly | flagged inside (or within 10 steps after) | false alarms "
         "| reasons given |",
@@ -336,6 +355,10 @@ def _report(
     return folder / "report.md"
 
 
+def _nats(x: float) -> str:
+    return "n/a (no scale head)" if x != x else f"{x:.3f}"
+
+
 def _lifecycle_lines(
     results: dict[str, list[dict[str, Any]]],
     version: str,
@@ -348,26 +371,28 @@ def _lifecycle_lines(
     served = collections.Counter(d.get("model_version") for docs in results.values() for d in docs)
     distinct = len({(sid, d["ts"]) for sid, docs in results.items() for d in docs})
     if not evidence:
-        return [f"`{version}` shadowed the first champion; no decision by the end of the feed."]
-    champ, shad = evidence["champion"], evidence["shadow"]
-    verdict = "promoted" if evidence["promoted"] else "rejected"
+        return [f"`{version}` was promoted mid-feed; no judgement by the end of the feed."]
+    prev, new = evidence["previous"], evidence["this"]
+    verdict = "rolled back" if evidence["rolled_back"] else "kept"
     return [
         "## Live swap",
         "",
-        f"`{champ['version']}` served first while `{version}` shadowed it (scored the same "
-        f"events with its own state, its outputs discarded). On {shad['events']} live events "
-        f"both forecast, the shadow was **{verdict}**: {evidence['reason']}.",
+        f"`{prev['version']}` served first; `{version}` was promoted a third of the way "
+        "through the feed (as a nightly refresh would), and the scorer swapped to it live, "
+        "rebuilding every sensor's state in the new network from its recent inputs (the "
+        "plots mark the swap with a dotted green line). The previous version kept running "
+        f"beside it on the same events; after {new['events']} live events both forecast, "
+        f"the new version was **{verdict}**: {evidence['reason']}.",
         "",
         "| version | live MAE (stream spreads) | mean NLL | alarms | events served |",
         "|---|---:|---:|---:|---:|",
-        f"| `{champ['version']}` (champion) | {champ['mae']:.4f} | {champ['nll']:.3f} | "
-        f"{champ['alarms']} | {served.get(champ['version'], 0)} |",
-        f"| `{version}` (shadow) | {shad['mae']:.4f} | {shad['nll']:.3f} | {shad['alarms']} | "
+        f"| `{prev['version']}` (previous, beside it) | {prev['mae']:.4f} | {_nats(prev['nll'])} | "
+        f"{prev['alarms']} | {served.get(prev['version'], 0)} |",
+        f"| `{version}` (new champion) | {new['mae']:.4f} | {_nats(new['nll'])} | {new['alarms']} | "
         f"{served.get(version, 0)} |",
         "",
-        "The swap rebuilt every sensor's state in the new model from its recent inputs; the "
-        f"plots mark it with a dotted green line. {sum(served.values())} outputs for "
-        f"{distinct} distinct events (sensor, time) of the {fed} fed.",
+        f"{sum(served.values())} outputs for {distinct} distinct events (sensor, time) of the "
+        f"{fed} fed: nothing skipped or scored twice across the swap.",
     ]
 
 

@@ -118,4 +118,4 @@ def judge_rollback(before: Tally, after: Tally, rules: LiveRules) -> Verdict:
     )
     if after.mae > before.mae * (1.0 + rules.rollback_margin):
         return Verdict(True, True, f"worse by more than {rules.rollback_margin:.0%}: {facts}")
-    return Verdict(True, False, f"kept: {facts}")
+    return Verdict(True, False, f"within {rules.rollback_margin:.0%}: {facts}")
