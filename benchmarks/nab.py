@@ -10,6 +10,11 @@
   the scored files themselves: in-sample), once at the threshold the model itself uses
   (``anomaly.threshold`` in model.json), and leave-one-category-out: each category at
   the threshold optimised on the other categories.
+* ``--engine --set K=V``: score with an anomaly parameter changed (ablations);
+  ``--variant K=V[,K=V]`` (repeatable): also score these variants and report
+  leave-one-category-out over the choice among them and the run as set (each held-out
+  category scored with the variant and threshold best on the other categories), which
+  says what choosing among them on nab-dev is worth on data that took no part.
 * Reports forecast skill vs persistence per file (horizon 1, scale-free MAE).
 * ``--plot out.png``: every file's values with NAB's label windows shaded and the
   detections at the optimised threshold marked (first in a window green, others red).
