@@ -304,6 +304,9 @@ class Trainer:
         reference = champion.raw.get("validation", {}).get("live_mae")
         if not isinstance(reference, float) or not reference > 0:
             return None
+        if champion.features != streams[0].features:
+            log.warning("champion has other features than the data; training")
+            return None
         rep = replay(champion, streams, threads=self.config.threads)
         return live_mae(rep, self.config.gate_fraction) / reference
 
