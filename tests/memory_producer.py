@@ -48,6 +48,9 @@ class MemoryProducer:
     def flush(self) -> None:
         pass
 
+    def unacked(self) -> int | None:
+        return 0
+
     def begin(self) -> None:
         pass
 

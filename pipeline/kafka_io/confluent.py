@@ -437,6 +437,16 @@ class ConfluentProducer:
             self._since_poll = 0
             self._producer.poll(0)
 
+    def unacked(self) -> int:
+        try:
+            self._producer.poll(0)  # serves the delivery reports that arrived
+        except ck.KafkaException as exc:
+            raise KafkaError(f"producer poll failed: {_describe(exc)}") from exc
+        left = len(self._producer)
+        if not left:
+            self._check()  # every send reported: any failure among them surfaces now
+        return left
+
     def flush(self) -> None:
         try:
             left = self._producer.flush(self._timeout_s * 2)

@@ -95,6 +95,11 @@ class Producer(Protocol):
         """Block until every send so far is acknowledged; raises KafkaError if any failed."""
         ...
 
+    def unacked(self) -> int | None:
+        """Without blocking: how many sends are not acknowledged yet (0: every send so far
+        is; raises KafkaError if any failed), or None if the client cannot tell."""
+        ...
+
     def begin(self) -> None:
         """Start a transaction (transactional producers only)."""
         ...

@@ -286,6 +286,9 @@ class KafkaPythonProducer:
         for key, value, part in zip(keys, values, parts, strict=True):
             self.send(topic, key, value, partition=part)
 
+    def unacked(self) -> None:
+        return None  # only flush() tells, and it blocks
+
     def flush(self) -> None:
         try:
             self._producer.flush()

@@ -11,10 +11,17 @@ Protocol (the numbers continue those of :mod:`pipeline.scorer.scorer`):
    record of the interval;
 6. commit the next offset of every partition processed.
 
-At-least-once: 5 is ``producer.flush()``, 6 ``consumer.commit()``; a crash between them
-replays the interval, which the restore rule makes exact. Exactly-once: the interval is
-one transaction, begun at its first batch, and 5-6 are one transaction commit that
-includes the offsets.
+At-least-once, pipelined where the client can tell without blocking (confluent-kafka):
+the poll loop does not wait at 5. The checkpoint's offsets wait beside it, and each loop
+turn asks the producer whether every send so far is acknowledged; once it is (and none
+failed), 6 commits them. The offsets then describe inputs whose outputs, dead letters
+and changelog records are all acknowledged, as with a blocking flush; later checkpoints'
+offsets supersede an earlier one still waiting. A checkpoint waits at most
+``MAX_WAIT_S``, then flushes (a producer never idle under load still commits). Where the
+client cannot tell (kafka-python), 5 is ``producer.flush()`` and 6 follows at once. A
+crash before 6 replays from the last commit, which the restore rule makes exact.
+Exactly-once: the interval is one transaction, begun at its first batch, and 5-6 are one
+transaction commit that includes the offsets.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from pipeline.metrics import ScorerMetrics
 __all__ = ["Checkpointer"]
 
 CHANGELOG_CHUNK = 2048  # streams per batch of changelog frames
+MAX_WAIT_S = 5.0  # the longest a checkpoint's offsets wait for acknowledgements unforced
 
 
 class Checkpointer:
@@ -57,6 +65,11 @@ class Checkpointer:
         self._touched: dict[str, set[int]] = defaultdict(set)
         self._appends: list[npt.NDArray[np.float64]] = []  # broker append times (ms)
         self._last = time.monotonic()
+        # At-least-once: offsets (and append times) of checkpoints whose sends are not
+        # all acknowledged yet, and since when the oldest of them waits.
+        self._waiting: dict[TopicPartition, int] = {}
+        self._waiting_appends: list[npt.NDArray[np.float64]] = []
+        self._waiting_since = 0.0
 
     # -- the interval -----------------------------------------------------------------
 
@@ -76,7 +89,7 @@ class Checkpointer:
 
     @property
     def pending(self) -> bool:
-        return bool(self._offsets) or self.in_txn
+        return bool(self._offsets) or self.in_txn or bool(self._waiting)
 
     def due(self) -> bool:
         return time.monotonic() - self._last >= self.interval_s
@@ -85,18 +98,21 @@ class Checkpointer:
         """Revoked partitions' uncommitted work is redone by their new owner."""
         for tp in revoked:
             self._offsets.pop(tp, None)
+            self._waiting.pop(tp, None)
 
     def abandon(self, producer: Producer | None) -> None:
         """Give up the interval (after a Kafka failure): abort its transaction, if any."""
         if self.exactly_once and producer is not None and self.in_txn:
             producer.abort()
         self.in_txn = False
+        self._waiting, self._waiting_appends = {}, []
         self._reset()
 
     # -- the protocol -----------------------------------------------------------------
 
-    def checkpoint(self, producer: Producer, consumer: Consumer) -> None:
-        """Steps 4 (changelog), 5 and 6 for everything processed since the last checkpoint."""
+    def checkpoint(self, producer: Producer, consumer: Consumer, *, final: bool = False) -> None:
+        """Steps 4 (changelog), 5 and 6 for everything processed since the last checkpoint
+        (``final``: before stopping, so 5 blocks)."""
         # 4. One changelog record per touched stream.
         if self.changelog:
             self._send_changelog(producer, self.changelog)
@@ -105,15 +121,42 @@ class Checkpointer:
                 # 5.-6. One transaction: outputs, dead letters, changelog and offsets.
                 producer.commit(self._offsets, consumer.group_metadata())
                 self.in_txn = False
-        else:
+            self._observe(self._appends)
+            self._reset()
+            return
+        # 5.-6. The offsets wait for their sends' acknowledgements (complete()).
+        if not self._waiting:
+            self._waiting_since = time.monotonic()
+        self._waiting.update(self._offsets)
+        self._waiting_appends.extend(self._appends)
+        self._reset()
+        self.complete(producer, consumer, block=final)
+
+    def complete(self, producer: Producer, consumer: Consumer, *, block: bool = False) -> None:
+        """At-least-once steps 5-6 of the waiting checkpoints: commit their offsets once
+        every send so far is acknowledged (now, if ``block``, or if the client cannot tell
+        without blocking, or if they waited ``MAX_WAIT_S``)."""
+        if not self._waiting:
+            return
+        if not block:
+            left = producer.unacked()
+            if left is None or time.monotonic() - self._waiting_since >= MAX_WAIT_S:
+                block = True
+            elif left:
+                return
+        if block:
             # 5. Flush: every output acknowledged before the inputs are committed.
             producer.flush()
-            # 6. Commit the next offset of every partition processed.
-            consumer.commit(self._offsets)
+        # 6. Commit the next offset of every partition processed.
+        consumer.commit(self._waiting)
+        self._observe(self._waiting_appends)
+        self._waiting, self._waiting_appends = {}, []
+
+    def _observe(self, appends: list[npt.NDArray[np.float64]]) -> None:
+        """End-to-end latency: from each input's broker append to its checkpoint's commit."""
         done_ms = time.time() * 1000.0
-        appended = np.concatenate(self._appends) if self._appends else np.empty(0)
+        appended = np.concatenate(appends) if appends else np.empty(0)
         self.metrics.e2e.observe_many(np.maximum(0.0, done_ms - appended) / 1000.0)
-        self._reset()
 
     def _send_changelog(self, producer: Producer, topic: str) -> None:
         for name, touched in self._touched.items():

@@ -316,6 +316,9 @@ class Scorer:
                             self.restorer.restore(self.consumer, pending)
                         last_input = now  # idle time counts from the (re)assignment
                     self._mark_ready()
+                    # 5.-6. (at-least-once) Commit a checkpoint whose sends are all
+                    # acknowledged by now, without waiting for any.
+                    self.complete_checkpoints()
                     if records:
                         last_input = now
                         if self.first_batch_at is None:
@@ -338,7 +341,7 @@ class Scorer:
                     failures += 1
                     last_input = time.monotonic()
             if self.checkpointer.pending and self.consumer is not None:
-                self.checkpoint()  # SIGTERM / idle exit: finish the batch, flush, commit
+                self.checkpoint(final=True)  # SIGTERM / idle exit: finish, flush, commit
         finally:
             self._close()
         return 0
@@ -384,11 +387,20 @@ class Scorer:
             self.checkpoint()
         self.processed += len(records)
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, final: bool = False) -> None:
         """Steps 4 (changelog), 5 and 6 for everything processed since the last checkpoint."""
         assert self.producer is not None and self.consumer is not None
         try:
-            self.checkpointer.checkpoint(self.producer, self.consumer)
+            self.checkpointer.checkpoint(self.producer, self.consumer, final=final)
+        except KafkaError:
+            self.metrics.commit_failures.inc()
+            raise
+
+    def complete_checkpoints(self) -> None:
+        if self.producer is None or self.consumer is None:
+            return
+        try:
+            self.checkpointer.complete(self.producer, self.consumer)
         except KafkaError:
             self.metrics.commit_failures.inc()
             raise
