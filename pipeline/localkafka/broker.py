@@ -312,7 +312,7 @@ class LocalBroker:
         return path
 
     def _format(self, java: str, libs: Path, props: Path) -> None:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = _cluster_id()
         cmd = [
             java,
             "-Xmx256m",
@@ -335,3 +335,13 @@ class LocalBroker:
                 f"formatting Kafka storage failed (exit {proc.returncode}): "
                 f"{(proc.stderr or proc.stdout).strip()[-300:]}; log: {self.log_path}"
             )
+
+
+def _cluster_id() -> str:
+    """A random Kafka cluster id (base64url of a UUID), never starting with "-": the storage
+    tool would read that as an option and fail (1 run in 64), as Kafka's own
+    ``Uuid.randomUuid`` avoids."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid

@@ -66,3 +66,13 @@ def test_port_taken_gives_one_clear_error_and_nonzero_exit(tmp_path: Path) -> No
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, result.stderr
     assert f"port 127.0.0.1:{port} is taken" in lines[0] and "log:" in lines[0]
+
+
+def test_cluster_ids_never_look_like_an_option() -> None:
+    """Kafka's storage tool reads a cluster id starting with "-" as an option and refuses
+    to format (it failed 1 start in 64 before the guard)."""
+    from pipeline.localkafka.broker import _cluster_id
+
+    ids = [_cluster_id() for _ in range(5000)]
+    assert not any(i.startswith("-") for i in ids)
+    assert {len(i) for i in ids} == {22} and len(set(ids)) == len(ids)
