@@ -7,7 +7,7 @@ Layout (root configurable, default ``exported_models/``)::
     <model>/CURRENT                  the promoted version, replaced atomically
     <model>/HISTORY                  promotions, one version per line (for rollback)
     <model>/SHADOW                   the version scorers run beside CURRENT, unserved
-                                     (its scores compared live, pipeline.scorer.shadow)
+                                     (its scores compared live, pipeline.scorer.live)
 
 Writes are crash-safe: a version is written into a hidden temporary folder and
 renamed into place in one step, and CURRENT is replaced with ``os.replace`` after
