@@ -16,7 +16,7 @@ step t of a stream once it has a forecast from t-1:
    over threshold): ``e**2`` beyond a running quantile that ``excess_rate`` of errors
    exceed, its excess exponential with a learnt mean, so a stream whose large errors
    recur (bursts, a daily step the forecast only half anticipates) is not alarmed by
-   them, and one Gaussian in its errors keeps a Gaussian's tail. With
+   them, and a stream with Gaussian errors keeps a Gaussian's tail. With
    ``excess_rate`` 0 (models calibrated before 2026-12-01): the Gaussian tail of
    ``(e - mu) / sigma``, after Numenta's anomaly likelihood.
 2. **Level novelty**: how far the value lies from the stream's long-run mean (the
