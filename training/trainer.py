@@ -278,34 +278,33 @@ class Trainer:
             version = f"{base}-{i}"
         return version
 
-    def _champion_mae(self, streams: list[Series]) -> float | None:
+    def _champion(self, streams: list[Series], otherwise: str) -> ModelMeta | None:
+        """The promoted version, if there is one that loads and has ``streams``' features
+        (else None, logged with what happens ``otherwise``)."""
         if self.registry.current(self.job.model) is None:
             return None
         try:
             champion = self.registry.meta(self.job.model)
         except RegistryError as exc:
-            log.warning("champion cannot be loaded (%s); treating as absent", exc)
+            log.warning("champion cannot be loaded (%s); %s", exc, otherwise)
             return None
         if champion.features != streams[0].features:
-            log.warning("champion has other features; treating as absent")
+            log.warning("champion has other features than the data; %s", otherwise)
             return None
-        return self._gate_mae(champion, streams)
+        return champion
+
+    def _champion_mae(self, streams: list[Series]) -> float | None:
+        champion = self._champion(streams, "treating as absent")
+        return None if champion is None else self._gate_mae(champion, streams)
 
     def _drift(self, streams: list[Series]) -> float | None:
         """The champion's live error on each stream's last ``gate_fraction`` over its own
         validation error (None: no champion, or one without that reference)."""
-        if self.registry.current(self.job.model) is None:
-            return None
-        try:
-            champion = self.registry.meta(self.job.model)
-        except RegistryError as exc:
-            log.warning("champion cannot be loaded (%s); training", exc)
+        champion = self._champion(streams, "training")
+        if champion is None:
             return None
         reference = champion.raw.get("validation", {}).get("live_mae")
         if not isinstance(reference, float) or not reference > 0:
-            return None
-        if champion.features != streams[0].features:
-            log.warning("champion has other features than the data; training")
             return None
         rep = replay(champion, streams, threads=self.config.threads)
         return live_mae(rep, self.config.gate_fraction) / reference
