@@ -350,6 +350,7 @@ def _register_noise_model(registry: Path, model: str, tmp_path: Path) -> str:
     return Trainer(job, cfg).run().version
 
 
+@pytest.mark.slow_with("kafka-python")
 def test_shadow_promotion_rejection_and_rollback_on_live_evidence(
     kafka_config: KafkaConfig,
     tiny_registry: Path,
