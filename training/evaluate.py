@@ -99,11 +99,11 @@ def replay(
         st = store.gather(slots[active])
         x = np.stack([streams[i].values[t] for i in active.tolist()])
         cov = None
+        ts = np.asarray([streams[i].ts[t] for i in active.tolist()])
+        prev = np.asarray([streams[i].ts[t - 1] if t else -np.inf for i in active.tolist()])
         if meta.covariates:
-            ts = np.asarray([streams[i].ts[t] for i in active.tolist()])
-            prev = np.asarray([streams[i].ts[t - 1] if t else np.nan for i in active.tolist()])
             cov = covariates(ts, prev, meta.covariates)
-        stepped = advance(session, meta.normalisation, anom, st, x, cov, band)
+        stepped = advance(session, meta.normalisation, anom, st, x, cov, band, ts, prev)
         score, err = stepped.score, stepped.error
         store.scatter(slots[active], st)
         lo, hi = (None, None) if band is None else band.bounds(st.fc, st.fs, st.qlog)

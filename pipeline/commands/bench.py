@@ -236,7 +236,7 @@ def model_only_steps(meta: Any, streams: int, batch: int, seconds: float) -> tup
         times = np.full(batch, ts)
         cov = covariates(times, times - 60.0, meta.covariates) if meta.covariates else None
         x = rng.normal(50, 5, (batch, 1))
-        advance(session, meta.normalisation, meta.anomaly, st, x, cov, band)
+        advance(session, meta.normalisation, meta.anomaly, st, x, cov, band, times, times - 60.0)
         if band is not None:
             band.bounds(st.fc, st.fs, st.qlog)
         store.scatter(sl, st)

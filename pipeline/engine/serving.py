@@ -339,7 +339,7 @@ class ServedModel:
             cov = covariates(ts, last, self.meta.covariates) if self.meta.covariates else None
             band = self.band
             stepped = advance(
-                self.session, self.meta.normalisation, self.meta.anomaly, st, x, cov, band
+                self.session, self.meta.normalisation, self.meta.anomaly, st, x, cov, band, ts, last
             )
             score = stepped.score
         if self.on_infer:

@@ -30,7 +30,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.engine.blend import MOMENTS
 from pipeline.engine.covariates import WEEK
+from pipeline.engine.season import BINS
 
 __all__ = ["Snapshot", "StateStore", "StepState"]
 
@@ -83,6 +85,17 @@ class Snapshot:
     # (pipeline.engine.anomaly.pot_step; 0: not seeded yet, a frame from before them).
     tu: float = 0.0
     tb: float = 0.0
+    # The stream's daily profile (pipeline.engine.season: bins, levels, start, the profile
+    # [BINS, F]) and the seasonal blend (pipeline.engine.blend: the two forecasters' last
+    # one-step forecasts and the weight's moments). None: a frame from before them.
+    sbin: float = 0.0
+    st0: float = 0.0
+    slev: npt.NDArray[np.float64] | None = None  # [F]
+    sday: npt.NDArray[np.float64] | None = None  # [F]
+    sfc: npt.NDArray[np.float64] | None = None  # [F]
+    mfc: npt.NDArray[np.float64] | None = None  # [F]
+    bm: npt.NDArray[np.float64] | None = None  # [MOMENTS]
+    sp: npt.NDArray[np.float32] | None = None  # [BINS, F]
 
 
 @dataclasses.dataclass
@@ -117,6 +130,14 @@ class StepState:
     trate: F64  # [B] long-run rate of Gaussian surprises above tail_level
     tu: F64  # [B] forecast tail: threshold on squared errors (0: not seeded)
     tb: F64  # [B] forecast tail: mean excess over it
+    sp: F32  # [B, BINS, F] daily profile (pipeline.engine.season)
+    sbin: F64  # [B] its bins (0: not started)
+    slev: F64  # [B, F] deseasonalised level (NaN: not started)
+    sday: F64  # [B, F] slow level, about a day's mean
+    st0: F64  # [B] when the profile started
+    sfc: F64  # [B, F] the seasonal one-step forecast (NaN: none)
+    mfc: F64  # [B, F] the model's own one-step forecast (NaN: none)
+    bm: F64  # [B, MOMENTS] the blend's mean errors and updates (pipeline.engine.blend)
 
     def finite_rows(self) -> npt.NDArray[np.bool_]:
         """Per stream: is every statistic finite? (``lo``/``hi``/``last_x`` start as NaN
@@ -127,12 +148,15 @@ class StepState:
         ok &= np.isfinite(self.mean).all(axis=1) & np.isfinite(self.var).all(axis=1)
         for name in _CHECKED_SCALARS:
             ok &= np.isfinite(getattr(self, name))
+        ok &= np.isfinite(self.bm).all(axis=1) & np.isfinite(self.sp).all(axis=(1, 2))
+        started = self.sbin > 0
+        ok &= ~started | (np.isfinite(self.slev).all(axis=1) & np.isfinite(self.sday).all(axis=1))
         return ok
 
 
 _CHECKED_SCALARS = (
     "n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate", "qlog", "gxy", "gxx",
-    "tu", "tb",
+    "tu", "tb", "sbin", "st0",
 )  # fmt: skip
 _FIELDS = [f.name for f in dataclasses.fields(StepState)]
 _STATE_AXIS1 = ("h", "c")  # arrays whose stream axis is 1
@@ -156,6 +180,12 @@ _MODEL_INDEPENDENT = (
     "trate",
     "tu",
     "tb",
+    "sp",
+    "sbin",
+    "slev",
+    "sday",
+    "st0",
+    "sfc",
     "last_ts",
     "last_seen",
     "ring_buf",
@@ -197,6 +227,14 @@ class StateStore:
     trate: F64
     tu: F64
     tb: F64
+    sp: F32
+    sbin: F64
+    slev: F64
+    sday: F64
+    st0: F64
+    sfc: F64
+    mfc: F64
+    bm: F64
     last_ts: F64
     last_seen: F64
     ring_buf: F32
@@ -271,6 +309,14 @@ class StateStore:
         grow("trate", (capacity,), np.float64)
         grow("tu", (capacity,), np.float64)
         grow("tb", (capacity,), np.float64)
+        grow("sp", (capacity, BINS, F), np.float32)
+        grow("sbin", (capacity,), np.float64)
+        grow("slev", (capacity, F), np.float64)
+        grow("sday", (capacity, F), np.float64)
+        grow("st0", (capacity,), np.float64)
+        grow("sfc", (capacity, F), np.float64)
+        grow("mfc", (capacity, F), np.float64)
+        grow("bm", (capacity, MOMENTS), np.float64)
         grow("last_ts", (capacity,), np.float64)
         grow("last_seen", (capacity,), np.float64)
         grow("ring_buf", (capacity, R, F), np.float32)
@@ -295,6 +341,8 @@ class StateStore:
         self.rep_p[slots] = self.prior_rep
         self.lo[slots] = np.nan
         self.hi[slots] = np.nan
+        for name in ("slev", "sday", "sfc", "mfc"):
+            getattr(self, name)[slots] = np.nan
         self.evar[slots] = self.prior_var
         self.last_ts[slots] = -np.inf
         self.ring_len[slots] = 0
@@ -478,6 +526,14 @@ class StateStore:
             dlt=self.dlt[slot].copy(),
             tu=float(self.tu[slot]),
             tb=float(self.tb[slot]),
+            sbin=float(self.sbin[slot]),
+            st0=float(self.st0[slot]),
+            slev=self.slev[slot].copy(),
+            sday=self.sday[slot].copy(),
+            sfc=self.sfc[slot].copy(),
+            mfc=self.mfc[slot].copy(),
+            bm=self.bm[slot].copy(),
+            sp=self.sp[slot].copy(),
         )
 
     def load(self, stream_id: str, snap: Snapshot, partition: int, now: float) -> int:
@@ -501,6 +557,14 @@ class StateStore:
         self.qlog[slot] = snap.qlog
         self.gxy[slot], self.gxx[slot], self.gn[slot] = snap.gxy, snap.gxx, snap.gn
         self.dlt[slot] = 0.0 if snap.dlt is None else snap.dlt
+        self.sbin[slot], self.st0[slot] = snap.sbin, snap.st0
+        for name in ("slev", "sday", "sfc", "mfc"):
+            value = getattr(snap, name)
+            getattr(self, name)[slot] = np.nan if value is None else value
+        self.bm[slot] = 0.0 if snap.bm is None else snap.bm
+        self.sp[slot] = 0.0 if snap.sp is None else snap.sp
+        if snap.sp is None:
+            self.sbin[slot] = 0.0  # a frame from before the profile: it starts afresh
         self.has_fc[slot], self.steps[slot], self.last_ts[slot] = (
             snap.has_fc,
             snap.steps,

@@ -11,7 +11,10 @@ For each stream in the batch, with value ``x`` arriving (all vectorised over str
 3. run one LSTM step on the normalised input with the stream's (h, c);
 4. turn the new forecast and its scale back into sensor units with the step's statistics,
    the one-step forecast's change from ``x`` scaled by the stream's gain
-   (:mod:`pipeline.engine.gain`).
+   (:mod:`pipeline.engine.gain`);
+5. given event times, mix in the stream's own daily profile (:mod:`pipeline.engine.season`)
+   by the weight its one-step errors earned against the model's
+   (:mod:`pipeline.engine.blend`), at every horizon.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import dataclasses
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.engine import gain
+from pipeline.engine import blend, gain, season
 from pipeline.engine.anomaly import (
     AnomalyParams,
     calibrate_tail,
@@ -71,11 +74,15 @@ def advance(
     x: F64,
     cov: F32 | None = None,
     band: Band | None = None,
+    ts: F64 | None = None,
+    prev_ts: F64 | None = None,
 ) -> Stepped:
     """Advance ``st`` in place by one event per stream.
 
     ``cov [B, C]`` are the event-time covariates of the model (:mod:`.covariates`), if any;
-    ``band`` the interval rule whose multiplier ``st.qlog`` adapts (None: no intervals).
+    ``band`` the interval rule whose multiplier ``st.qlog`` adapts (None: no intervals);
+    ``ts [B]`` the events' times and ``prev_ts [B]`` each stream's previous event time
+    (-inf: none): without them the daily profile is neither learnt nor used.
     """
     # 1. Score against the previous forecast, in the scale predicted with it (or the
     #    spread known before this value), and against the stream's level, range and
@@ -113,6 +120,12 @@ def advance(
         st.gxy, st.gxx, st.gn, st.dlt, x - st.last_x, std_prev,
         st.has_fc & np.isfinite(st.last_x).all(axis=1),
     )  # fmt: skip
+    # The blend learns which of the model's and the profile's last forecasts did better,
+    # then the profile learns this value.
+    st.bm = blend.learn(st.bm, x, st.mfc, st.sfc, std_prev, st.has_fc)
+    if ts is not None:
+        before = np.full(len(x), -np.inf) if prev_ts is None else prev_ts
+        season.learn(st.sp, st.sbin, st.slev, st.sday, st.st0, x, ts, before)
     repeated = np.all(x == st.last_x, axis=1)
     stuck, st.run, st.rep_p = stuck_surprise(anom, repeated, st.n, st.run, st.rep_p)
     beyond, st.lo, st.hi, st.rec = range_surprise(
@@ -151,6 +164,18 @@ def advance(
     st.dlt = st.fc[:, 0, :] - x
     st.fc[:, 0, :] = x + gain.gain_of(st.gxy, st.gxx, st.gn)[:, None] * st.dlt
     st.fs = np.full_like(st.fc, np.nan) if s is None else s.astype(np.float64) * std[:, None, :]
+    st.mfc = st.fc[:, 0, :].copy()
+    # 5. The daily profile's forecast, mixed in by the stream's blend weight.
+    if ts is not None:
+        step = ts - (np.full(len(x), -np.inf) if prev_ts is None else prev_ts)
+        # After a gap the last step says nothing about the next one: at most one bin.
+        step = np.minimum(step, season.DAY / np.maximum(st.sbin, 1.0))
+        seasonal = season.forecast(st.sp, st.sbin, st.slev, ts, step, st.fc.shape[1])
+        st.sfc = seasonal[:, 0, :]
+        w = blend.weight_of(st.bm)
+        mix = (w > 0) & np.isfinite(seasonal).all(axis=(1, 2))
+        if mix.any():
+            st.fc[mix] += w[mix, None, None] * (seasonal[mix] - st.fc[mix])
     st.has_fc = np.ones_like(has)
     st.steps = st.steps + 1
     return Stepped(score, e, reason.astype(np.int64), expected[0], expected[1], abs_error, nll)
@@ -166,11 +191,12 @@ def rebuild(
     """Rebuild (h, c) and the last forecast of each stream by replaying its recent inputs.
 
     Used after a model swap: the normaliser and error statistics are kept (they describe
-    the sensor, not the model); the interval multiplier, which calibrates a model on the
-    stream, starts again; ``recent[i]`` holds stream i's inputs, oldest first.
+    the sensor, not the model), and so is the daily profile; the interval multiplier, the
+    gain and the blend weight, which calibrate a model on the stream, start again; ``recent[i]`` holds stream i's inputs, oldest first.
     """
     st.qlog = np.zeros_like(st.qlog)
     st.gxy, st.gxx, st.gn = np.zeros_like(st.gxy), np.zeros_like(st.gxx), np.zeros_like(st.gn)
+    st.bm = np.zeros_like(st.bm)
     B = len(recent)
     st.h = np.zeros_like(st.h)
     st.c = np.zeros_like(st.c)
@@ -193,3 +219,4 @@ def rebuild(
         st.dlt[rows] = fc[rows, 0] - x
         fs[rows] = np.nan if s is None else s.astype(np.float64) * std[rows][:, None, :]
     st.fc, st.fs = fc, fs
+    st.mfc = fc[:, 0, :].copy()

@@ -9,12 +9,17 @@ Record key: the stream id. Value: a versioned binary frame (never pickle)::
     b"SCS" | u8 format | u16 len + model name | u16 len + model version
     | i64 source offset (of the last input applied) | f64 last_ts
     | i64 steps, ring_len | u8 has_fc | u16 L, H, F, Z, R
-    | f64 n, en, es, emu, evar, run, rep_p, peak, rec, trate, qlog, gxy, gxx, gn, tu, tb
+    | f64 n, en, es, emu, evar, run, rep_p, peak, rec, trate, qlog, gxy, gxx, gn, tu, tb,
+      sbin, st0
     | f32 h[L,H] | f32 c[L,H] | f64 mean[F] | f64 var[F] | f64 fc[Z,F] | f64 last_x[F]
-    | f64 lo[F] | f64 hi[F] | f64 fs[Z,F] | f64 dlt[F] | f32 ring[R,F]
+    | f64 lo[F] | f64 hi[F] | f64 fs[Z,F] | f64 dlt[F]
+    | f64 slev[F] | f64 sday[F] | f64 sfc[F] | f64 mfc[F] | f64 bm[MOMENTS] | f32 sp[BINS,F]
+    | f32 ring[R,F]
 
 A tombstone (null value) marks an evicted stream. Older formats still restore, so an
-upgrade keeps every stream's state: format 3 (before the forecast channel's tail fit: no
+upgrade keeps every stream's state: format 4 (before the daily profile and the seasonal
+blend) restores with the profile starting afresh and the model's forecast alone until
+the blend has evidence; format 3 (before the forecast channel's tail fit: no
 ``tu``, ``tb``) seeds that fit from the model's priors at the next step; format 2 (before forecast intervals and gains: no
 ``qlog``, ``gxy``, ``gxx``, ``gn``, ``fs``, ``dlt``) restores with an unknown scale until
 the next step, the interval multiplier at 1 and the gain learning afresh; format 1 (also before range novelty and tail calibration: no ``peak``, ``rec``,
@@ -30,11 +35,14 @@ records long enough for that rule to find the older state after a crash.
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from pipeline.config import KafkaConfig
+from pipeline.engine.blend import MOMENTS
+from pipeline.engine.season import BINS
 from pipeline.engine.state import Snapshot, StateStore
 from pipeline.kafka_io import read_to_end
 
@@ -51,13 +59,14 @@ __all__ = [
 ]
 
 MAGIC = b"SCS"
-FORMAT = 4
+FORMAT = 5
 _STATS = (
     "n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate", "qlog", "gxy", "gxx",
-    "gn", "tu", "tb",
+    "gn", "tu", "tb", "sbin", "st0",
 )  # fmt: skip
-# The f64 statistics a header carries per format: the first 7, 10, 14 or 16 of _STATS.
-_STATS_IN = {1: 7, 2: 10, 3: 14, 4: 16}
+# The f64 statistics a header carries per format: the first 7, 10, 14, 16 or 18 of _STATS.
+_STATS_IN = {1: 7, 2: 10, 3: 14, 4: 16, 5: 18}
+_SEASON_F64 = ("slev", "sday", "sfc", "mfc")  # [F] each, from format 5
 _HEADS = {fmt: struct.Struct(">qdqqBHHHHH" + "d" * n) for fmt, n in _STATS_IN.items()}
 _HEAD = _HEADS[FORMAT]
 LEGACY_RANGE_STDS = 6.0
@@ -118,6 +127,8 @@ def encode_snapshot(s: Snapshot) -> bytes:
                 s.gn,
                 s.tu,
                 s.tb,
+                s.sbin,
+                s.st0,
             ),
             np.ascontiguousarray(s.h, "<f4").tobytes(),
             np.ascontiguousarray(s.c, "<f4").tobytes(),
@@ -131,6 +142,14 @@ def encode_snapshot(s: Snapshot) -> bytes:
                 np.full((Z, F), np.nan) if s.fs is None else s.fs, "<f8"
             ).tobytes(),
             np.ascontiguousarray(np.zeros(F) if s.dlt is None else s.dlt, "<f8").tobytes(),
+            *(
+                np.ascontiguousarray(
+                    np.full(F, np.nan) if getattr(s, name) is None else getattr(s, name), "<f8"
+                ).tobytes()
+                for name in _SEASON_F64
+            ),
+            np.ascontiguousarray(np.zeros(MOMENTS) if s.bm is None else s.bm, "<f8").tobytes(),
+            np.ascontiguousarray(np.zeros((BINS, F)) if s.sp is None else s.sp, "<f4").tobytes(),
             np.ascontiguousarray(s.ring, "<f4").tobytes(),
         )
     )
@@ -172,6 +191,8 @@ def encode_snapshots(
         rec["hi"] = store.hi[sl]
         rec["fs"] = store.fs[sl]
         rec["dlt"] = store.dlt[sl]
+        for name in (*_SEASON_F64, "bm", "sp"):
+            rec[name] = getattr(store, name)[sl]
         if r:
             # Oldest first: a full ring starts at ring_len % R (see StateStore.push_inputs).
             start = np.where(store.ring_len[sl] > R, store.ring_len[sl] % max(R, 1), 0)
@@ -204,9 +225,10 @@ def _header(data: bytes) -> tuple[int, str, str, int, tuple[int, int, int, int, 
     except struct.error as exc:
         raise ValueError(f"truncated state frame: {exc}") from exc
     L, H, F, Z, R = dims
-    floats32 = 2 * L * H + R * F
-    # mean, var, last_x (, lo, hi (, dlt)); fc (, fs)
-    floats64 = {1: 3, 2: 5, 3: 6, 4: 6}[fmt] * F + (2 if fmt >= 3 else 1) * Z * F
+    floats32 = 2 * L * H + R * F + (BINS * F if fmt >= 5 else 0)
+    # mean, var, last_x (, lo, hi (, dlt (, slev, sday, sfc, mfc))); fc (, fs); (bm)
+    floats64 = {1: 3, 2: 5, 3: 6, 4: 6, 5: 10}[fmt] * F + (2 if fmt >= 3 else 1) * Z * F
+    floats64 += MOMENTS if fmt >= 5 else 0
     need = pos + head.size + 4 * floats32 + 8 * floats64
     if len(data) != need:
         raise ValueError(f"state frame has {len(data)} bytes, its dimensions need {need}")
@@ -234,6 +256,15 @@ def _layout(fmt: int, pos: int, dims: tuple[int, int, int, int, int]) -> np.dtyp
             ("last_x", "<f8", (F,)),
             *([("lo", "<f8", (F,)), ("hi", "<f8", (F,))] if fmt >= 2 else []),
             *([("fs", "<f8", (Z, F)), ("dlt", "<f8", (F,))] if fmt >= 3 else []),
+            *(
+                [
+                    *((name, "<f8", (F,)) for name in _SEASON_F64),
+                    ("bm", "<f8", (MOMENTS,)),
+                    ("sp", "<f4", (BINS, F)),
+                ]
+                if fmt >= 5
+                else []
+            ),
             ("ring", "<f4", (R, F)),
         ]
     )
@@ -266,6 +297,11 @@ def decode_snapshots(frames: list[bytes]) -> list[Snapshot | None]:
             col["lo"], col["hi"] = col["mean"] - spread, col["mean"] + spread
         col["fs"] = rec["fs"].astype(np.float64) if fmt >= 3 else np.full_like(col["fc"], np.nan)
         col["dlt"] = rec["dlt"].astype(np.float64) if fmt >= 3 else np.zeros_like(col["mean"])
+        # From format 5: the daily profile and the blend (older frames: None, start afresh).
+        season: dict[str, npt.NDArray[Any]] = {}
+        if fmt >= 5:
+            season = {name: rec[name].astype(np.float64) for name in (*_SEASON_F64, "bm")}
+            season["sp"] = rec["sp"].astype(np.float32)
         missing = [0.0] * (len(_STATS) - _STATS_IN[fmt])  # the newer statistics start at 0
         stats = [[*row, *missing] for row in rec["stats"].astype(np.float64).tolist()]
         offs = rec["off"].tolist()
@@ -274,9 +310,8 @@ def decode_snapshots(frames: list[bytes]) -> list[Snapshot | None]:
         ring_len = rec["ring_len"].tolist()
         has_fc = rec["has_fc"].tolist()
         for j, i in enumerate(idx):
-            n_, en, es, emu, evar, run, rep_p, peak, rcr, trate, qlog, gxy, gxx, gn, tu, tb = stats[
-                j
-            ]
+            (n_, en, es, emu, evar, run, rep_p, peak, rcr, trate, qlog, gxy, gxx, gn, tu, tb,
+             sbin, st0) = stats[j]  # fmt: skip
             out[i] = Snapshot(
                 model=model,
                 version=version,
@@ -312,6 +347,11 @@ def decode_snapshots(frames: list[bytes]) -> list[Snapshot | None]:
                 dlt=col["dlt"][j],
                 tu=tu,
                 tb=tb,
+                sbin=sbin,
+                st0=st0,
+                **{
+                    name: season[name][j] if season else None for name in (*_SEASON_F64, "bm", "sp")
+                },
             )
     return out
 

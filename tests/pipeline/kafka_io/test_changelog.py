@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from pipeline.engine.state import StateStore
+from pipeline.engine.state import Snapshot, StateStore
 from pipeline.kafka_io.changelog import (
     decode_snapshot,
     decode_snapshots,
@@ -58,6 +58,14 @@ def test_batched_frames_equal_single_frames(features: int, ring: int) -> None:
         "trate",
         "tu",
         "tb",
+        "sp",
+        "sbin",
+        "slev",
+        "sday",
+        "st0",
+        "sfc",
+        "mfc",
+        "bm",
     ):
         arr = getattr(store, name)
         arr[...] = rng.normal(size=arr.shape)
@@ -75,7 +83,8 @@ def test_batched_frames_equal_single_frames(features: int, ring: int) -> None:
 # Fields a frame carries that the tests fill with random values and expect back.
 CARRIED = (
     "h", "c", "mean", "var", "fc", "fs", "last_x", "lo", "hi", "n", "en", "emu", "peak",
-    "qlog", "gxy", "gxx", "gn", "dlt", "tu", "tb",
+    "qlog", "gxy", "gxx", "gn", "dlt", "tu", "tb", "sbin", "st0", "slev", "sday", "sfc", "mfc",
+    "bm", "sp",
 )  # fmt: skip
 
 
@@ -185,29 +194,58 @@ def test_a_format_2_frame_from_before_intervals_restores_with_an_unknown_scale()
     assert (old.gxy, old.gxx, old.gn) == (0.0, 0.0, 0.0)
 
 
-def test_a_format_3_frame_from_before_the_tail_fit_restores_unseeded() -> None:
-    from pipeline.kafka_io.changelog import _HEADS, MAGIC
+def _pre_season_frame(fmt: int, s: Snapshot) -> bytes:
+    """``s`` as format 3 (before the tail fit) or 4 (before the daily profile) wrote it."""
+    from pipeline.kafka_io.changelog import _HEADS, _STATS, _STATS_IN, MAGIC
 
+    L, H = s.h.shape
+    Z, F = s.fc.shape
+    stats = [getattr(s, name) for name in _STATS[: _STATS_IN[fmt]]]
+    assert s.fs is not None and s.dlt is not None
+    return b"".join(
+        (
+            MAGIC,
+            bytes([fmt]),
+            struct.pack(">H", 1) + b"m",
+            struct.pack(">H", 1) + b"v",
+            _HEADS[fmt].pack(
+                s.source_offset, s.last_ts, s.steps, s.ring_len, int(s.has_fc),
+                L, H, F, Z, s.ring.shape[0], *stats,
+            ),
+            s.h.astype("<f4").tobytes(),
+            s.c.astype("<f4").tobytes(),
+            *(getattr(s, n).astype("<f8").tobytes() for n in ("mean", "var", "fc", "last_x")),
+            *(getattr(s, n).astype("<f8").tobytes() for n in ("lo", "hi", "fs", "dlt")),
+            s.ring.astype("<f4").tobytes(),
+        )
+    )  # fmt: skip
+
+
+def test_a_format_3_frame_from_before_the_tail_fit_restores_unseeded() -> None:
     store = _filled_store(features=2)
     s = store.snapshot(0, "m", "v")
     assert s.tb != 0.0
-    frame = encode_snapshot(s)
-    start = len(MAGIC) + 1 + 2 * (2 + 1)  # magic, format, two one-letter names
-    head = _HEADS[4].unpack_from(frame, start)
-    old_frame = b"".join(
-        (
-            MAGIC,
-            bytes([3]),
-            frame[len(MAGIC) + 1 : start],
-            _HEADS[3].pack(*head[:-2]),  # format 3 ends its statistics at gn
-            frame[start + _HEADS[4].size :],
-        )
-    )
-    old = decode_snapshot(old_frame)
+    old = decode_snapshot(_pre_season_frame(3, s))
     assert (old.tu, old.tb) == (0.0, 0.0)  # seeded from the priors at the next step
     assert (old.emu, old.gn, old.qlog) == (s.emu, s.gn, s.qlog)
     np.testing.assert_array_equal(old.ring, s.ring)
     np.testing.assert_array_equal(old.dlt, s.dlt)
+
+
+def test_a_format_4_frame_from_before_the_daily_profile_restores_with_it_starting_afresh() -> None:
+    store = _filled_store(features=2)
+    s = store.snapshot(0, "m", "v")
+    assert s.sbin != 0.0
+    old = decode_snapshot(_pre_season_frame(4, s))
+    assert (old.tu, old.tb, old.gn) == (s.tu, s.tb, s.gn)
+    assert old.sp is None and old.bm is None and old.slev is None
+    np.testing.assert_array_equal(old.ring, s.ring)
+    other = StateStore(layers=1, hidden=3, features=2, horizon=2, capacity=4, ring=3)
+    slot = other.load("a", old, partition=0, now=0.0)
+    # The profile starts at the stream's next values; the model's forecast stands alone.
+    assert other.sbin[slot] == 0.0 and not other.sp[slot].any() and not other.bm[slot].any()
+    assert np.isnan(other.slev[slot]).all() and np.isnan(other.mfc[slot]).all()
+    assert other.gather(np.asarray([slot])).finite_rows().all()
 
 
 def _same(a: object, b: object) -> bool:

@@ -309,12 +309,10 @@ def test_an_unexpected_failure_costs_only_its_own_record(
     want = Harness(tiny_registry).run(batch)
     original = serving.advance
 
-    def advance_with_fault(
-        session: Any, norm: Any, anom: Any, st_: Any, x: Any, cov: Any = None, band: Any = None
-    ) -> Any:
+    def advance_with_fault(session: Any, norm: Any, anom: Any, st_: Any, x: Any, *rest: Any) -> Any:
         if (x == MAGIC).any():
             raise RuntimeError("injected fault")
-        return original(session, norm, anom, st_, x, cov, band)
+        return original(session, norm, anom, st_, x, *rest)
 
     monkeypatch.setattr(serving, "advance", advance_with_fault)
     poisoned = [*batch[:10], good("s9", NOW + 2.5, MAGIC), *batch[10:]]
