@@ -190,6 +190,12 @@ def main() -> int:
         help="override the per-stream gain's rate (pipeline.engine.gain.RATE) for this run; "
         "0: the model's forecast as trained, without the gain",
     )
+    ap.add_argument(
+        "--no-season",
+        action="store_true",
+        help="the model's forecast alone, without each stream's daily profile and blend "
+        "(pipeline.engine.season, pipeline.engine.blend)",
+    )
     args = ap.parse_args()
     if args.gain_rate is not None:
         from pipeline.engine import gain
@@ -202,7 +208,7 @@ def main() -> int:
     streams = load_paths([args.data])
     H = meta.horizon
     print(f"model {args.model}/{meta.version}: {len(streams)} files, horizon {H}", file=sys.stderr)
-    replayed = replay(meta, streams)
+    replayed = replay(meta, streams, seasonal=not args.no_season)
     rows = []
     for s, r in zip(streams, replayed, strict=True):
         banded = meta.distribution is not None
@@ -232,6 +238,7 @@ def main() -> int:
                 {
                     "model": f"{args.model}/{meta.version}",
                     "gain_rate": args.gain_rate,
+                    "season": not args.no_season,
                     "rows": rows,
                     "summary": summary,
                 },

@@ -63,8 +63,10 @@ def replay(
     anomaly: AnomalyParams | None = None,
     threads: int = 1,
     interval: IntervalParams = IntervalParams(),  # noqa: B008 (frozen, immutable)
+    seasonal: bool = True,
 ) -> list[Replayed]:
-    """Step all streams through the model from a fresh state, batched across streams."""
+    """Step all streams through the model from a fresh state, batched across streams
+    (``seasonal=False``: without the streams' daily profiles, the model's forecast alone)."""
     session = StepSession(meta, threads=threads)
     anom = anomaly or meta.anomaly
     band = None if meta.distribution is None else Band.of(meta.distribution, interval)
@@ -103,7 +105,8 @@ def replay(
         prev = np.asarray([streams[i].ts[t - 1] if t else -np.inf for i in active.tolist()])
         if meta.covariates:
             cov = covariates(ts, prev, meta.covariates)
-        stepped = advance(session, meta.normalisation, anom, st, x, cov, band, ts, prev)
+        when = (ts, prev) if seasonal else (None, None)
+        stepped = advance(session, meta.normalisation, anom, st, x, cov, band, *when)
         score, err = stepped.score, stepped.error
         store.scatter(slots[active], st)
         lo, hi = (None, None) if band is None else band.bounds(st.fc, st.fs, st.qlog)

@@ -91,7 +91,6 @@ class Snapshot:
     sbin: float = 0.0
     st0: float = 0.0
     slev: npt.NDArray[np.float64] | None = None  # [F]
-    sday: npt.NDArray[np.float64] | None = None  # [F]
     sfc: npt.NDArray[np.float64] | None = None  # [F]
     mfc: npt.NDArray[np.float64] | None = None  # [F]
     bm: npt.NDArray[np.float64] | None = None  # [MOMENTS]
@@ -133,7 +132,6 @@ class StepState:
     sp: F32  # [B, BINS, F] daily profile (pipeline.engine.season)
     sbin: F64  # [B] its bins (0: not started)
     slev: F64  # [B, F] deseasonalised level (NaN: not started)
-    sday: F64  # [B, F] slow level, about a day's mean
     st0: F64  # [B] when the profile started
     sfc: F64  # [B, F] the seasonal one-step forecast (NaN: none)
     mfc: F64  # [B, F] the model's own one-step forecast (NaN: none)
@@ -150,7 +148,7 @@ class StepState:
             ok &= np.isfinite(getattr(self, name))
         ok &= np.isfinite(self.bm).all(axis=1) & np.isfinite(self.sp).all(axis=(1, 2))
         started = self.sbin > 0
-        ok &= ~started | (np.isfinite(self.slev).all(axis=1) & np.isfinite(self.sday).all(axis=1))
+        ok &= ~started | np.isfinite(self.slev).all(axis=1)
         return ok
 
 
@@ -183,7 +181,6 @@ _MODEL_INDEPENDENT = (
     "sp",
     "sbin",
     "slev",
-    "sday",
     "st0",
     "sfc",
     "last_ts",
@@ -230,7 +227,6 @@ class StateStore:
     sp: F32
     sbin: F64
     slev: F64
-    sday: F64
     st0: F64
     sfc: F64
     mfc: F64
@@ -312,7 +308,6 @@ class StateStore:
         grow("sp", (capacity, BINS, F), np.float32)
         grow("sbin", (capacity,), np.float64)
         grow("slev", (capacity, F), np.float64)
-        grow("sday", (capacity, F), np.float64)
         grow("st0", (capacity,), np.float64)
         grow("sfc", (capacity, F), np.float64)
         grow("mfc", (capacity, F), np.float64)
@@ -341,7 +336,7 @@ class StateStore:
         self.rep_p[slots] = self.prior_rep
         self.lo[slots] = np.nan
         self.hi[slots] = np.nan
-        for name in ("slev", "sday", "sfc", "mfc"):
+        for name in ("slev", "sfc", "mfc"):
             getattr(self, name)[slots] = np.nan
         self.evar[slots] = self.prior_var
         self.last_ts[slots] = -np.inf
@@ -529,7 +524,6 @@ class StateStore:
             sbin=float(self.sbin[slot]),
             st0=float(self.st0[slot]),
             slev=self.slev[slot].copy(),
-            sday=self.sday[slot].copy(),
             sfc=self.sfc[slot].copy(),
             mfc=self.mfc[slot].copy(),
             bm=self.bm[slot].copy(),
@@ -558,7 +552,7 @@ class StateStore:
         self.gxy[slot], self.gxx[slot], self.gn[slot] = snap.gxy, snap.gxx, snap.gn
         self.dlt[slot] = 0.0 if snap.dlt is None else snap.dlt
         self.sbin[slot], self.st0[slot] = snap.sbin, snap.st0
-        for name in ("slev", "sday", "sfc", "mfc"):
+        for name in ("slev", "sfc", "mfc"):
             value = getattr(snap, name)
             getattr(self, name)[slot] = np.nan if value is None else value
         self.bm[slot] = 0.0 if snap.bm is None else snap.bm

@@ -125,7 +125,7 @@ def advance(
     st.bm = blend.learn(st.bm, x, st.mfc, st.sfc, std_prev, st.has_fc)
     if ts is not None:
         before = np.full(len(x), -np.inf) if prev_ts is None else prev_ts
-        season.learn(st.sp, st.sbin, st.slev, st.sday, st.st0, x, ts, before)
+        season.learn(st.sp, st.sbin, st.slev, st.st0, x, ts, before)
     repeated = np.all(x == st.last_x, axis=1)
     stuck, st.run, st.rep_p = stuck_surprise(anom, repeated, st.n, st.run, st.rep_p)
     beyond, st.lo, st.hi, st.rec = range_surprise(
@@ -170,7 +170,7 @@ def advance(
         step = ts - (np.full(len(x), -np.inf) if prev_ts is None else prev_ts)
         # After a gap the last step says nothing about the next one: at most one bin.
         step = np.minimum(step, season.DAY / np.maximum(st.sbin, 1.0))
-        seasonal = season.forecast(st.sp, st.sbin, st.slev, ts, step, st.fc.shape[1])
+        seasonal = season.forecast(st.sp, st.sbin, st.slev, st.st0, ts, step, st.fc.shape[1])
         st.sfc = seasonal[:, 0, :]
         w = blend.weight_of(st.bm)
         mix = (w > 0) & np.isfinite(seasonal).all(axis=(1, 2))

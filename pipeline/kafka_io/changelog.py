@@ -13,7 +13,7 @@ Record key: the stream id. Value: a versioned binary frame (never pickle)::
       sbin, st0
     | f32 h[L,H] | f32 c[L,H] | f64 mean[F] | f64 var[F] | f64 fc[Z,F] | f64 last_x[F]
     | f64 lo[F] | f64 hi[F] | f64 fs[Z,F] | f64 dlt[F]
-    | f64 slev[F] | f64 sday[F] | f64 sfc[F] | f64 mfc[F] | f64 bm[MOMENTS] | f32 sp[BINS,F]
+    | f64 slev[F] | f64 sfc[F] | f64 mfc[F] | f64 bm[MOMENTS] | f32 sp[BINS,F]
     | f32 ring[R,F]
 
 A tombstone (null value) marks an evicted stream. Older formats still restore, so an
@@ -66,7 +66,7 @@ _STATS = (
 )  # fmt: skip
 # The f64 statistics a header carries per format: the first 7, 10, 14, 16 or 18 of _STATS.
 _STATS_IN = {1: 7, 2: 10, 3: 14, 4: 16, 5: 18}
-_SEASON_F64 = ("slev", "sday", "sfc", "mfc")  # [F] each, from format 5
+_SEASON_F64 = ("slev", "sfc", "mfc")  # [F] each, from format 5
 _HEADS = {fmt: struct.Struct(">qdqqBHHHHH" + "d" * n) for fmt, n in _STATS_IN.items()}
 _HEAD = _HEADS[FORMAT]
 LEGACY_RANGE_STDS = 6.0
@@ -226,8 +226,8 @@ def _header(data: bytes) -> tuple[int, str, str, int, tuple[int, int, int, int, 
         raise ValueError(f"truncated state frame: {exc}") from exc
     L, H, F, Z, R = dims
     floats32 = 2 * L * H + R * F + (BINS * F if fmt >= 5 else 0)
-    # mean, var, last_x (, lo, hi (, dlt (, slev, sday, sfc, mfc))); fc (, fs); (bm)
-    floats64 = {1: 3, 2: 5, 3: 6, 4: 6, 5: 10}[fmt] * F + (2 if fmt >= 3 else 1) * Z * F
+    # mean, var, last_x (, lo, hi (, dlt (, slev, sfc, mfc))); fc (, fs); (bm)
+    floats64 = {1: 3, 2: 5, 3: 6, 4: 6, 5: 9}[fmt] * F + (2 if fmt >= 3 else 1) * Z * F
     floats64 += MOMENTS if fmt >= 5 else 0
     need = pos + head.size + 4 * floats32 + 8 * floats64
     if len(data) != need:

@@ -61,7 +61,6 @@ def test_batched_frames_equal_single_frames(features: int, ring: int) -> None:
         "sp",
         "sbin",
         "slev",
-        "sday",
         "st0",
         "sfc",
         "mfc",
@@ -83,7 +82,7 @@ def test_batched_frames_equal_single_frames(features: int, ring: int) -> None:
 # Fields a frame carries that the tests fill with random values and expect back.
 CARRIED = (
     "h", "c", "mean", "var", "fc", "fs", "last_x", "lo", "hi", "n", "en", "emu", "peak",
-    "qlog", "gxy", "gxx", "gn", "dlt", "tu", "tb", "sbin", "st0", "slev", "sday", "sfc", "mfc",
+    "qlog", "gxy", "gxx", "gn", "dlt", "tu", "tb", "sbin", "st0", "slev", "sfc", "mfc",
     "bm", "sp",
 )  # fmt: skip
 

@@ -1,0 +1,152 @@
+"""Each stream's daily profile (season) and how much of it the served forecast takes (blend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from pipeline.engine import blend, season
+from pipeline.engine.inference import StepSession
+from pipeline.engine.registry import Registry
+from pipeline.engine.state import StateStore
+from pipeline.engine.stepper import rebuild
+
+F64 = npt.NDArray[np.float64]
+T0 = 1_764_000_000.0  # 16:00 UTC
+
+
+class Profile:
+    """One stream's season state, stepped value by value as the stepper does."""
+
+    def __init__(self, features: int = 1) -> None:
+        self.sp = np.zeros((1, season.BINS, features), np.float32)
+        self.sbin = np.zeros(1)
+        self.slev = np.full((1, features), np.nan)
+        self.st0 = np.zeros(1)
+        self.prev = -np.inf
+
+    def learn(self, t: float, x: F64) -> None:
+        args = (self.sp, self.sbin, self.slev, self.st0)
+        season.learn(*args, np.atleast_2d(x), np.asarray([t]), np.asarray([self.prev]))
+        self.step = t - self.prev
+        self.prev = t
+
+    def forecast(self, t: float, horizon: int = 3) -> F64:
+        step = np.asarray([min(self.step, season.DAY / max(self.sbin[0], 1.0))])
+        out: F64 = season.forecast(
+            self.sp, self.sbin, self.slev, self.st0, np.asarray([t]), step, horizon
+        )[0]
+        return out
+
+
+def _business_hours(ts: F64) -> F64:
+    hour = np.mod(ts, season.DAY) / 3600
+    out: F64 = 20.0 + 10.0 * ((hour >= 9) & (hour < 18)) + 3.0 * np.sin(2 * np.pi * hour / 24)
+    return out
+
+
+def _errors(ts: F64, v: F64, horizon: int = 3) -> F64:
+    """``[T, horizon]`` absolute errors of the profile's forecasts (NaN: none made)."""
+    p = Profile()
+    err = np.full((len(ts), horizon), np.nan)
+    for i, t in enumerate(ts):
+        p.learn(float(t), np.asarray([v[i]]))
+        fc = p.forecast(float(t), horizon)[:, 0]
+        ahead = min(horizon, len(ts) - 1 - i)
+        err[i, :ahead] = np.abs(fc[:ahead] - v[i + 1 : i + 1 + ahead])
+    return err
+
+
+def test_a_repeating_day_is_forecast_exactly_once_one_day_has_been_seen() -> None:
+    """Sharp business-hours edges and a daily swing, at 5-minute and hourly sampling: the
+    profile has one bin per step, so after one day its forecasts at every horizon are exact
+    (what seasonal naive does, without keeping the day's values)."""
+    for step in (300.0, 3600.0):
+        ts = T0 + step * np.arange(int(3 * season.DAY / step))
+        err = _errors(ts, _business_hours(ts))
+        day = int(season.DAY / step)
+        assert np.isnan(err[: day - 1]).all()  # no forecast before a whole day
+        assert np.nanmax(err[day + 1 :]) < 1e-3  # float32 bins
+
+
+def test_the_profile_lives_in_event_time_not_in_steps() -> None:
+    """A six-hour gap does not shift the day (a profile indexed by step count would be
+    out of phase after it): regular 5-minute sampling stays within 1% of the amplitude.
+    Jittered sampling (±30%) leaves some bins unvisited on a given day, and costs: within
+    10% of the amplitude (docs/quality.md)."""
+    rng = np.random.default_rng(1)
+    for jitter, bound in ((0.0, 0.01), (0.3, 0.1)):
+        steps = 300.0 * rng.uniform(1 - jitter, 1 + jitter, 4 * 288)
+        steps[600] = 6 * 3600.0
+        ts = T0 + np.cumsum(steps)
+        v = 50 + 10 * np.sin(2 * np.pi * np.mod(ts, season.DAY) / season.DAY)
+        err = _errors(ts, v, horizon=1)
+        late = ts > ts[0] + 2 * season.DAY
+        assert np.nanmean(err[late, 0]) < bound * 10, jitter
+
+
+def test_a_level_shift_moves_the_level_not_the_profile() -> None:
+    """After a step change of the whole stream the fast level catches up within a few
+    steps; the profile keeps the day's shape."""
+    step = 300.0
+    ts = T0 + step * np.arange(3 * 288)
+    v = _business_hours(ts)
+    v[2 * 288 :] += 40.0
+    err = _errors(ts, v, horizon=1)
+    assert np.nanmax(err[2 * 288 + 30 :, 0]) < 0.5  # 30 steps after a shift of 40
+
+
+def test_the_blend_takes_the_forecaster_with_the_smaller_absolute_errors() -> None:
+    rng = np.random.default_rng(0)
+
+    def weight(model_noise: float, seasonal_noise: float, spikes: bool = False) -> float:
+        m = np.zeros((1, blend.MOMENTS))
+        for _ in range(1500):
+            x = np.zeros((1, 1))
+            em, es = rng.normal(0, model_noise), rng.normal(0, seasonal_noise)
+            if spikes and rng.random() < 0.02:
+                es += 20.0  # rare large misses of the seasonal forecast
+            m = blend.learn(m, x, x - em, x - es, np.ones((1, 1)), np.ones(1, bool))
+        return float(blend.weight_of(m)[0])
+
+    assert weight(1.0, 0.2) == 1.0
+    assert weight(0.2, 1.0) == 0.0
+    assert weight(1.0, 1.0) == 0.5  # two independent equal errors: the mean halves them
+    # Rare large misses (which would dominate squared errors) count for what they cost on
+    # average: 0.2·0.8 + 0.02·20 = 0.56 mean absolute error against the model's 0.8.
+    assert weight(1.0, 0.2, spikes=True) >= 0.75
+
+
+def test_no_blend_before_enough_evidence_and_nothing_learnt_from_unknown_forecasts() -> None:
+    m = np.zeros((2, blend.MOMENTS))
+    x, ok, std = np.zeros((2, 1)), np.ones(2, bool), np.ones((2, 1))
+    good, bad = np.full((2, 1), 0.1), np.full((2, 1), 5.0)
+    for _ in range(int(blend.MIN_EVIDENCE) - 1):
+        m = blend.learn(m, x, bad, good, std, ok)
+    assert (blend.weight_of(m) == 0.0).all()
+    unknown = np.full((2, 1), np.nan)  # e.g. a profile that has not seen a day yet
+    assert (blend.learn(m, x, bad, unknown, std, ok) == m).all()
+    m = blend.learn(m, x, bad, good, std, ok)
+    assert (blend.weight_of(m) == 1.0).all()
+
+
+def test_a_model_swap_keeps_the_profile_and_restarts_the_blend(tiny_registry: Path) -> None:
+    meta = Registry(tiny_registry).meta("tiny")
+    session = StepSession(meta)
+    store = StateStore(
+        layers=meta.layers, hidden=meta.hidden, features=1, horizon=meta.horizon, capacity=2
+    )
+    slots = store.slots_for(["a", "b"], now=0.0)
+    st = store.gather(slots)
+    rng = np.random.default_rng(0)
+    st.sp[...] = rng.normal(size=st.sp.shape).astype(np.float32)
+    st.sbin[...] = 288
+    st.bm[...] = 1.0
+    before = st.sp.copy()
+    cov = [np.zeros((3, len(meta.covariates)), np.float32)] * 2
+    rebuild(session, meta.normalisation, st, [np.ones((3, 1), np.float32)] * 2, cov)
+    np.testing.assert_array_equal(st.sp, before)
+    assert (st.sbin == 288).all() and not st.bm.any()
+    np.testing.assert_array_equal(st.mfc, st.fc[:, 0, :])
