@@ -177,6 +177,44 @@ def summarise(rows: list[dict[str, Any]], horizon: int) -> dict[str, Any]:
     return out
 
 
+def _log_ratios(row: dict[str, Any], label: str) -> float:
+    return float(np.log(max(0.05, row[f"model_{label}"] / row[f"persistence_{label}"])))
+
+
+def choose_loco(runs: list[dict[str, Any]], data: Path, horizon: int) -> dict[str, Any]:
+    """Leave-one-category-out over a choice among ``runs`` (``--json`` outputs on the same
+    files): each category is scored with the run whose h=1 and h=H log ratios (summed) are
+    best on the other categories, which says what choosing among them on these files is
+    worth on a category that took no part in the choice."""
+    category = {p.stem: p.parent.name for p in data.rglob("*.csv")}
+    files = [r["file"] for r in runs[0]["rows"]]
+    labels = ("h1", f"h{horizon}")
+    held: dict[str, list[float]] = {label: [] for label in labels}
+    beats = {label: 0 for label in labels}
+    picks = {}
+    for cat in sorted({category[f] for f in files}):
+        others = [i for i, f in enumerate(files) if category[f] != cat]
+        score = [
+            sum(_log_ratios(run["rows"][i], label) for i in others for label in labels)
+            for run in runs
+        ]
+        best = int(np.argmin(score))
+        picks[cat] = runs[best]["name"]
+        for i, f in enumerate(files):
+            if category[f] == cat:
+                row = runs[best]["rows"][i]
+                for label in labels:
+                    held[label].append(_log_ratios(row, label))
+                    naive = min(row[f"persistence_{label}"], row[f"seasonal_naive_{label}"])
+                    beats[label] += int(row[f"model_{label}"] < naive)
+    return {
+        "picks": picks,
+        **{f"model_{label}_geo_ratio": float(np.exp(np.mean(held[label]))) for label in labels},
+        **{f"model_beats_best_naive_{label}": beats[label] for label in labels},
+        "files": len(files),
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, required=True, help="CSV file or folder (NAB layout)")
@@ -196,7 +234,44 @@ def main() -> int:
         help="the model's forecast alone, without each stream's daily profile and blend "
         "(pipeline.engine.season, pipeline.engine.blend)",
     )
+    ap.add_argument(
+        "--bins",
+        type=int,
+        help="cap the daily profile's bins per day (pipeline.engine.season.BINS, at most "
+        "its default) for this run: the ablation of its resolution",
+    )
+    ap.add_argument(
+        "--choose",
+        type=Path,
+        nargs="+",
+        metavar="RUN_JSON",
+        help="no run: leave-one-category-out over the choice among these --json outputs "
+        "(each category of --data scored with the run best on the others)",
+    )
     args = ap.parse_args()
+    if args.choose:
+        runs = []
+        for path in args.choose:
+            run = json.loads(path.read_text())
+            runs.append({**run, "name": path.stem})
+        H = int(
+            next(
+                k
+                for k in runs[0]["summary"]
+                if k.startswith("model_h") and k != "model_h1_geo_ratio"
+            ).split("_")[1][1:]
+        )
+        result = choose_loco(runs, args.data, H)
+        print(json.dumps(result, indent=1))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=1))
+        return 0
+    if args.bins is not None:
+        from pipeline.engine import season
+
+        if not season.MIN_BINS <= args.bins <= season.BINS:
+            ap.error(f"--bins must be in [{season.MIN_BINS}, {season.BINS}]")
+        season.BINS = args.bins
     if args.gain_rate is not None:
         from pipeline.engine import gain
 
@@ -239,6 +314,7 @@ def main() -> int:
                     "model": f"{args.model}/{meta.version}",
                     "gain_rate": args.gain_rate,
                     "season": not args.no_season,
+                    "bins": args.bins,
                     "rows": rows,
                     "summary": summary,
                 },

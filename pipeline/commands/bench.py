@@ -204,10 +204,13 @@ def _worker(system: str, args: dict[str, Any]) -> dict[str, Any]:
     raise ValueError(system)
 
 
-def model_only_steps(meta: Any, streams: int, batch: int, seconds: float) -> tuple[int, float]:
+def model_only_steps(
+    meta: Any, streams: int, batch: int, seconds: float, seasonal: bool = True
+) -> tuple[int, float]:
     """The scorer's compute path for ``batch`` of ``streams`` streams at a time (gather,
-    covariates, one batched ONNX step with scoring, gain and intervals, scatter), for about
-    ``seconds``; returns ``(events, seconds taken)``."""
+    covariates, one batched ONNX step with scoring, gain and intervals, the daily profile
+    and its blend unless ``seasonal`` is false, scatter), for about ``seconds``; returns
+    ``(events, seconds taken)``."""
     from pipeline.engine.covariates import covariates
     from pipeline.engine.inference import StepSession
     from pipeline.engine.interval import Band, IntervalParams
@@ -236,7 +239,8 @@ def model_only_steps(meta: Any, streams: int, batch: int, seconds: float) -> tup
         times = np.full(batch, ts)
         cov = covariates(times, times - 60.0, meta.covariates) if meta.covariates else None
         x = rng.normal(50, 5, (batch, 1))
-        advance(session, meta.normalisation, meta.anomaly, st, x, cov, band, times, times - 60.0)
+        when = (times, times - 60.0) if seasonal else (None, None)
+        advance(session, meta.normalisation, meta.anomaly, st, x, cov, band, *when)
         if band is not None:
             band.bounds(st.fc, st.fs, st.qlog)
         store.scatter(sl, st)

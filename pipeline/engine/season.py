@@ -53,12 +53,6 @@ def _bin(ts: F64, nb: F64) -> npt.NDArray[np.int64]:
     return out
 
 
-def _at(sp: F32, nb: F64, ts: F64) -> F64:
-    """``S(τ)`` per stream and feature: ``sp [B, BINS, F]`` read at times ``ts [B]``."""
-    out: F64 = sp[np.arange(len(ts)), _bin(ts, nb)].astype(np.float64)
-    return out
-
-
 def learn(
     sp: F32,
     sbin: F64,
@@ -92,16 +86,17 @@ def learn(
         return
     rows = np.nonzero(go)[0]
     xs, t, step, nb = x[rows], ts[rows], dt[rows], sbin[rows]
-    block = sp[rows]
-    # 2. Profile: a plain average over the first days, then SEASON_RATE per day.
+    # 2. Profile: a plain average over the first days, then SEASON_RATE per day. (Only
+    #    the value's bin is read and written: the profile is most of a stream's state.)
     days = np.floor(np.maximum(t - st0[rows], 0.0) / DAY)
     per_day = np.maximum(SEASON_RATE, 1.0 / (1.0 + days))
     rate = np.minimum(MAX_STEP_RATE, per_day * step * nb / DAY)
-    at, local = _bin(t, nb), np.arange(len(rows))
-    block[local, at] += (rate[:, None] * (xs - slev[rows] - block[local, at])).astype(np.float32)
-    sp[rows] = block
+    at = _bin(t, nb)
+    bins = sp[rows, at].astype(np.float64)
+    bins += rate[:, None] * (xs - slev[rows] - bins)
+    sp[rows, at] = bins
     # 3. Level, of the deseasonalised value.
-    slev[rows] += LEVEL_RATE * (xs - block[local, at] - slev[rows])
+    slev[rows] += LEVEL_RATE * (xs - bins - slev[rows])
 
 
 def forecast(sp: F32, sbin: F64, slev: F64, st0: F64, ts: F64, step: F64, horizon: int) -> F64:
@@ -114,7 +109,7 @@ def forecast(sp: F32, sbin: F64, slev: F64, st0: F64, ts: F64, step: F64, horizo
     if not ok.any():
         return out
     rows = np.nonzero(ok)[0]
-    block, nb = sp[rows], sbin[rows]
+    nb, t, level = sbin[rows], ts[rows], slev[rows]
     for h in range(horizon):
-        out[rows, h] = slev[rows] + _at(block, nb, ts[rows] + (h + 1) * step[rows])
+        out[rows, h] = level + sp[rows, _bin(t + (h + 1) * step[rows], nb)]
     return out
