@@ -3,6 +3,9 @@ online Holt-Winters (statsmodels ETS), at h=1 and h=H, with interval coverage.
 
     .venv/bin/python benchmarks/forecast.py --data ../shared/data/nab-dev \\
         [--registry exported_models --model default] [--json docs/bench/forecast.json]
+        [--no-season | --bins N] [--gain-rate R]
+    .venv/bin/python benchmarks/forecast.py --corpus 2026 ...     # generated series instead
+    .venv/bin/python benchmarks/forecast.py --data ../shared/data/nab-dev --choose A.json B.json
 
 The model runs offline through the engine's own stepping code (``training.evaluate.replay``:
 the normaliser, the ONNX step and the forecast exactly as the scorer computes them,
@@ -217,7 +220,15 @@ def choose_loco(runs: list[dict[str, Any]], data: Path, horizon: int) -> dict[st
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, required=True, help="CSV file or folder (NAB layout)")
+    ap.add_argument("--data", type=Path, help="CSV file or folder (NAB layout)")
+    ap.add_argument(
+        "--corpus",
+        type=int,
+        metavar="SEED",
+        help="instead of --data: 60 series of 4,000 points from the generated pretraining "
+        "corpus (training.corpus) with this seed (the default model was trained on seed 0); "
+        "where the daily profile and blend were designed",
+    )
     ap.add_argument("--registry", type=Path, default=REPO / "exported_models")
     ap.add_argument("--model", default="default")
     ap.add_argument("--version", default=None)
@@ -280,7 +291,17 @@ def main() -> int:
     from training.evaluate import replay
 
     meta = Registry(args.registry).meta(args.model, args.version)
-    streams = load_paths([args.data])
+    if args.corpus is not None:
+        from training.corpus import corpus
+
+        streams = [
+            Series(c.name, c.ts, c.values.reshape(len(c.ts), -1), ("value",))
+            for c in corpus(60, 4000, seed=args.corpus, prefix="corpus")
+        ]
+    elif args.data is not None:
+        streams = load_paths([args.data])
+    else:
+        ap.error("give --data or --corpus")
     H = meta.horizon
     print(f"model {args.model}/{meta.version}: {len(streams)} files, horizon {H}", file=sys.stderr)
     replayed = replay(meta, streams, seasonal=not args.no_season)
@@ -313,6 +334,7 @@ def main() -> int:
                 {
                     "model": f"{args.model}/{meta.version}",
                     "gain_rate": args.gain_rate,
+                    "data": str(args.data) if args.corpus is None else f"corpus seed {args.corpus}",
                     "season": not args.no_season,
                     "bins": args.bins,
                     "rows": rows,
