@@ -142,6 +142,9 @@ class ScorerConfig:
     max_message_bytes: int = 65536
     warmup_steps: int = 48
     replay_steps: int = 64
+    # Bins of each stream's daily profile (pipeline.engine.season): 4 bytes per bin and
+    # feature per stream; 0 turns the profile off (the model's forecast alone).
+    season_bins: int = 288
     late_tolerance_s: float = 0.0
     input_partitions: int = 4
     guarantee: str = "at-least-once"
@@ -211,6 +214,8 @@ class ScorerConfig:
             raise ConfigError("shadow_margin must be in [0, 1) and rollback_margin >= 0")
         if self.warmup_steps < 0 or self.replay_steps < 0:
             raise ConfigError("warmup_steps and replay_steps must be >= 0")
+        if self.season_bins != 0 and not 4 <= self.season_bins <= 288:  # season.MIN_BINS, BINS
+            raise ConfigError(f"season_bins must be 0 (off) or in [4, 288], got {self.season_bins}")
         for route in self.routes:
             if "=" not in route:
                 raise ConfigError(f"route {route!r} must look like PREFIX=MODEL (e.g. pump-=pumps)")

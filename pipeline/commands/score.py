@@ -94,6 +94,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--late-tolerance-s", dest="late_tolerance_s", type=float)
     p.add_argument("--warmup-steps", dest="warmup_steps", type=int)
     p.add_argument(
+        "--season-bins",
+        dest="season_bins",
+        type=int,
+        help="bins of each stream's daily profile, 4..288 (default 288: 1.1 KB per stream and "
+        "feature); 0: off, the model's forecast alone",
+    )
+    p.add_argument(
         "--guarantee",
         choices=["at-least-once", "exactly-once"],
         help="exactly-once: outputs, changelog and offsets in one Kafka transaction",

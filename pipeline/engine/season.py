@@ -8,7 +8,8 @@ indexed by event time rather than by step count, so that a gap does not shift it
 
 - the day is cut into as many bins as the stream's first sampling step makes in a day
   (one per step, as Holt-Winters has), at most :data:`BINS` (5-minute resolution, 1.1 KB
-  per feature in float32) and at least 4; a value belongs to the bin nearest its time of
+  per feature in float32; a scorer may keep fewer, ``--season-bins``, or none) and at
+  least 4; a value belongs to the bin nearest its time of
   day ``τ``;
 - a level ``L`` follows the deseasonalised value: ``L += LEVEL_RATE·(x - S(τ) - L)``;
 - the profile learns the value's offset from that level, ``S(τ) += r·(x - L - S(τ))``, at a
@@ -69,6 +70,9 @@ def learn(
     2. The value's bin learns ``x - L - S(τ)`` at the day's rate.
     3. The level moves towards ``x - S(τ)`` (with the updated profile) by ``LEVEL_RATE``.
     """
+    cap = sp.shape[1]  # the store's bins per stream (0: no profile)
+    if cap == 0:
+        return
     dt = ts - prev_ts
     stepped = np.isfinite(dt) & (dt > 0)
     # 1. Start.
@@ -78,7 +82,7 @@ def learn(
     st0[fresh] = ts[fresh]
     begin = new & stepped
     if begin.any():
-        sbin[begin] = np.clip(np.round(DAY / dt[begin]), MIN_BINS, BINS)
+        sbin[begin] = np.clip(np.round(DAY / dt[begin]), min(MIN_BINS, cap), min(BINS, cap))
         undone = begin & ~np.isfinite(slev).all(axis=1)
         slev[undone], st0[undone] = x[undone], prev_ts[undone]
     go = stepped & (sbin > 0)
@@ -102,8 +106,10 @@ def learn(
 def forecast(sp: F32, sbin: F64, slev: F64, st0: F64, ts: F64, step: F64, horizon: int) -> F64:
     """``[B, horizon, F]``: ``L + S(ts + h·step)`` for h = 1..horizon (NaN where a stream's
     profile has not seen a whole day yet, or its step is unknown)."""
-    B, _, F = sp.shape
+    B, cap, F = sp.shape
     out = np.full((B, horizon, F), np.nan)
+    if cap == 0:
+        return out
     ok = (sbin > 0) & (ts - st0 >= DAY) & np.isfinite(step) & (step > 0)
     ok &= np.isfinite(slev).all(axis=1)
     if not ok.any():

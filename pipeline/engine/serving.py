@@ -29,6 +29,7 @@ from pipeline.engine.events import DecodedBatch, Rejection
 from pipeline.engine.inference import StepSession
 from pipeline.engine.interval import Band, IntervalParams
 from pipeline.engine.registry import ModelMeta, Registry
+from pipeline.engine.season import BINS
 from pipeline.engine.state import Snapshot, StateStore
 from pipeline.engine.stepper import advance, rebuild
 from pipeline.errors import RegistryError, describe
@@ -139,6 +140,7 @@ class ServedModel:
         threads: int = 1,
         capacity: int = 1024,
         replay_steps: int = 64,
+        season_bins: int = BINS,
         warmup_steps: int = 48,
         gap_reset_s: float = 86400.0,
         late_tolerance_s: float = 0.0,
@@ -151,6 +153,7 @@ class ServedModel:
         self.registry = registry
         self.threads = threads
         self.replay_steps = replay_steps
+        self.season_bins = season_bins
         self.warmup_steps = warmup_steps
         self.gap_reset_s = gap_reset_s
         self.late_tolerance_s = late_tolerance_s
@@ -170,6 +173,7 @@ class ServedModel:
             horizon=meta.horizon,
             capacity=capacity,
             ring=self.replay_steps,
+            season_bins=self.season_bins,
             prior_mu=meta.anomaly.prior_mean,
             prior_var=meta.anomaly.prior_std**2,
             prior_rep=meta.anomaly.prior_rep,
@@ -186,6 +190,7 @@ class ServedModel:
             threads=self.threads,
             capacity=self.store.capacity,
             replay_steps=self.replay_steps,
+            season_bins=self.season_bins,
             warmup_steps=self.warmup_steps,
             gap_reset_s=self.gap_reset_s,
             late_tolerance_s=self.late_tolerance_s,

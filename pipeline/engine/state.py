@@ -94,7 +94,7 @@ class Snapshot:
     sfc: npt.NDArray[np.float64] | None = None  # [F]
     mfc: npt.NDArray[np.float64] | None = None  # [F]
     bm: npt.NDArray[np.float64] | None = None  # [MOMENTS]
-    sp: npt.NDArray[np.float32] | None = None  # [BINS, F]
+    sp: npt.NDArray[np.float32] | None = None  # [bins, F] (StateStore.season_bins)
 
 
 @dataclasses.dataclass
@@ -129,7 +129,7 @@ class StepState:
     trate: F64  # [B] long-run rate of Gaussian surprises above tail_level
     tu: F64  # [B] forecast tail: threshold on squared errors (0: not seeded)
     tb: F64  # [B] forecast tail: mean excess over it
-    sp: F32  # [B, BINS, F] daily profile (pipeline.engine.season)
+    sp: F32  # [B, bins, F] daily profile (pipeline.engine.season; bins 0: none)
     sbin: F64  # [B] its bins (0: not started)
     slev: F64  # [B, F] deseasonalised level (NaN: not started)
     st0: F64  # [B] when the profile started
@@ -249,12 +249,14 @@ class StateStore:
         horizon: int,
         capacity: int = 1024,
         ring: int = 64,
+        season_bins: int = BINS,
         prior_mu: float = 1.0,
         prior_var: float = 1.0,
         prior_rep: float = 0.1,
     ) -> None:
         self.layers, self.hidden, self.features, self.horizon = layers, hidden, features, horizon
         self.ring = ring
+        self.season_bins = season_bins  # 0: no daily profile (pipeline.engine.season)
         self.prior_mu, self.prior_var, self.prior_rep = prior_mu, prior_var, prior_rep
         self.capacity = 0
         self._slot: dict[str, int] = {}
@@ -306,7 +308,7 @@ class StateStore:
         grow("trate", (capacity,), np.float64)
         grow("tu", (capacity,), np.float64)
         grow("tb", (capacity,), np.float64)
-        grow("sp", (capacity, BINS, F), np.float32)
+        grow("sp", (capacity, self.season_bins, F), np.float32)
         grow("sbin", (capacity,), np.float64)
         grow("slev", (capacity, F), np.float64)
         grow("st0", (capacity,), np.float64)
@@ -557,9 +559,12 @@ class StateStore:
             value = getattr(snap, name)
             getattr(self, name)[slot] = np.nan if value is None else value
         self.bm[slot] = 0.0 if snap.bm is None else snap.bm
-        self.sp[slot] = 0.0 if snap.sp is None else snap.sp
-        if snap.sp is None:
-            self.sbin[slot] = 0.0  # a frame from before the profile: it starts afresh
+        if snap.sp is None or snap.sp.shape != self.sp.shape[1:]:
+            # A frame from before the profile, or from a scorer with another number of
+            # bins: the profile starts afresh.
+            self.sp[slot], self.sbin[slot] = 0.0, 0.0
+        else:
+            self.sp[slot] = snap.sp
         self.has_fc[slot], self.steps[slot], self.last_ts[slot] = (
             snap.has_fc,
             snap.steps,

@@ -8,12 +8,12 @@ Record key: the stream id. Value: a versioned binary frame (never pickle)::
 
     b"SCS" | u8 format | u16 len + model name | u16 len + model version
     | i64 source offset (of the last input applied) | f64 last_ts
-    | i64 steps, ring_len | u8 has_fc | u16 L, H, F, Z, R
+    | i64 steps, ring_len | u8 has_fc | u16 L, H, F, Z, R (, P: the profile's bins, format 5)
     | f64 n, en, es, emu, evar, run, rep_p, peak, rec, trate, qlog, gxy, gxx, gn, tu, tb,
       sbin, st0
     | f32 h[L,H] | f32 c[L,H] | f64 mean[F] | f64 var[F] | f64 fc[Z,F] | f64 last_x[F]
     | f64 lo[F] | f64 hi[F] | f64 fs[Z,F] | f64 dlt[F]
-    | f64 slev[F] | f64 sfc[F] | f64 mfc[F] | f64 bm[MOMENTS] | f32 sp[BINS,F]
+    | f64 slev[F] | f64 sfc[F] | f64 mfc[F] | f64 bm[MOMENTS] | f32 sp[P,F]
     | f32 ring[R,F]
 
 A tombstone (null value) marks an evicted stream. Older formats still restore, so an
@@ -42,7 +42,6 @@ import numpy.typing as npt
 
 from pipeline.config import KafkaConfig
 from pipeline.engine.blend import MOMENTS
-from pipeline.engine.season import BINS
 from pipeline.engine.state import Snapshot, StateStore
 from pipeline.kafka_io import read_to_end
 
@@ -67,7 +66,11 @@ _STATS = (
 # The f64 statistics a header carries per format: the first 7, 10, 14, 16 or 18 of _STATS.
 _STATS_IN = {1: 7, 2: 10, 3: 14, 4: 16, 5: 18}
 _SEASON_F64 = ("slev", "sfc", "mfc")  # [F] each, from format 5
-_HEADS = {fmt: struct.Struct(">qdqqBHHHHH" + "d" * n) for fmt, n in _STATS_IN.items()}
+_DIMS_IN = {1: 5, 2: 5, 3: 5, 4: 5, 5: 6}  # L, H, F, Z, R (, P)
+_HEADS = {
+    fmt: struct.Struct(">qdqqB" + "H" * _DIMS_IN[fmt] + "d" * n) for fmt, n in _STATS_IN.items()
+}
+Dims = tuple[int, int, int, int, int, int]  # L, H, F, Z, R, P (0 before format 5)
 _HEAD = _HEADS[FORMAT]
 LEGACY_RANGE_STDS = 6.0
 MAX_SNAPSHOT_BYTES = 4 * 1024 * 1024
@@ -94,6 +97,7 @@ def encode_snapshot(s: Snapshot) -> bytes:
     L, H = s.h.shape
     Z, F = s.fc.shape
     R = s.ring.shape[0]
+    P = 0 if s.sp is None else s.sp.shape[0]
     return b"".join(
         (
             MAGIC,
@@ -111,6 +115,7 @@ def encode_snapshot(s: Snapshot) -> bytes:
                 F,
                 Z,
                 R,
+                P,
                 s.n,
                 s.en,
                 s.es,
@@ -149,7 +154,7 @@ def encode_snapshot(s: Snapshot) -> bytes:
                 for name in _SEASON_F64
             ),
             np.ascontiguousarray(np.zeros(MOMENTS) if s.bm is None else s.bm, "<f8").tobytes(),
-            np.ascontiguousarray(np.zeros((BINS, F)) if s.sp is None else s.sp, "<f4").tobytes(),
+            np.ascontiguousarray(np.zeros((0, F)) if s.sp is None else s.sp, "<f4").tobytes(),
             np.ascontiguousarray(s.ring, "<f4").tobytes(),
         )
     )
@@ -166,12 +171,13 @@ def encode_snapshots(
     """
     out: list[bytes | None] = [None] * len(slots)
     L, H, F, Z, R = store.layers, store.hidden, store.features, store.horizon, store.ring
+    P = store.season_bins
     prefix = MAGIC + bytes([FORMAT]) + _str(model.encode()) + _str(version.encode())
     kept = np.minimum(store.ring_len[slots], R)
     for r in np.unique(kept).tolist():
         pick = np.nonzero(kept == r)[0]
         sl = slots[pick]
-        dtype = _layout(FORMAT, len(prefix), (L, H, F, Z, r))
+        dtype = _layout(FORMAT, len(prefix), (L, H, F, Z, r, P))
         rec = np.zeros(len(sl), dtype)
         rec["prefix"] = np.frombuffer(prefix, f"V{len(prefix)}")[0]
         rec["off"] = store.src_offset[sl]
@@ -179,7 +185,7 @@ def encode_snapshots(
         rec["steps"] = store.steps[sl]
         rec["ring_len"] = store.ring_len[sl]
         rec["has_fc"] = store.has_fc[sl]
-        rec["dims"] = (L, H, F, Z, r)
+        rec["dims"] = (L, H, F, Z, r, P)
         rec["stats"] = np.stack([getattr(store, name)[sl] for name in _STATS], axis=1)
         rec["h"] = store.h[:, sl].transpose(1, 0, 2)
         rec["c"] = store.c[:, sl].transpose(1, 0, 2)
@@ -205,8 +211,8 @@ def encode_snapshots(
     return [b for b in out if b is not None]
 
 
-def _header(data: bytes) -> tuple[int, str, str, int, tuple[int, int, int, int, int]]:
-    """``(format, model, version, header end, (L, H, F, Z, R))`` of a frame whose size
+def _header(data: bytes) -> tuple[int, str, str, int, Dims]:
+    """``(format, model, version, header end, (L, H, F, Z, R, P))`` of a frame whose size
     matches its dimensions; ValueError on anything malformed."""
     if len(data) > MAX_SNAPSHOT_BYTES or len(data) < 4 or data[:3] != MAGIC:
         raise ValueError("not a Statecast state frame")
@@ -221,22 +227,22 @@ def _header(data: bytes) -> tuple[int, str, str, int, tuple[int, int, int, int, 
             strings.append(data[pos + 2 : pos + 2 + n].decode())
             pos += 2 + n
         head = _HEADS[fmt]
-        dims = head.unpack_from(data, pos)[5:10]
+        got = head.unpack_from(data, pos)[5 : 5 + _DIMS_IN[fmt]]
     except struct.error as exc:
         raise ValueError(f"truncated state frame: {exc}") from exc
-    L, H, F, Z, R = dims
-    floats32 = 2 * L * H + R * F + (BINS * F if fmt >= 5 else 0)
+    L, H, F, Z, R, P = (*got, 0) if len(got) == 5 else got
+    floats32 = 2 * L * H + R * F + P * F
     # mean, var, last_x (, lo, hi (, dlt (, slev, sfc, mfc))); fc (, fs); (bm)
     floats64 = {1: 3, 2: 5, 3: 6, 4: 6, 5: 9}[fmt] * F + (2 if fmt >= 3 else 1) * Z * F
     floats64 += MOMENTS if fmt >= 5 else 0
     need = pos + head.size + 4 * floats32 + 8 * floats64
     if len(data) != need:
         raise ValueError(f"state frame has {len(data)} bytes, its dimensions need {need}")
-    return fmt, strings[0], strings[1], pos, (L, H, F, Z, R)
+    return fmt, strings[0], strings[1], pos, (L, H, F, Z, R, P)
 
 
-def _layout(fmt: int, pos: int, dims: tuple[int, int, int, int, int]) -> np.dtype[np.void]:
-    L, H, F, Z, R = dims
+def _layout(fmt: int, pos: int, dims: Dims) -> np.dtype[np.void]:
+    L, H, F, Z, R, P = dims
     stats = _STATS_IN[fmt]
     return np.dtype(
         [
@@ -246,7 +252,7 @@ def _layout(fmt: int, pos: int, dims: tuple[int, int, int, int, int]) -> np.dtyp
             ("steps", ">i8"),
             ("ring_len", ">i8"),
             ("has_fc", "u1"),
-            ("dims", ">u2", (5,)),
+            ("dims", ">u2", (_DIMS_IN[fmt],)),
             ("stats", ">f8", (stats,)),
             ("h", "<f4", (L, H)),
             ("c", "<f4", (L, H)),
@@ -260,7 +266,7 @@ def _layout(fmt: int, pos: int, dims: tuple[int, int, int, int, int]) -> np.dtyp
                 [
                     *((name, "<f8", (F,)) for name in _SEASON_F64),
                     ("bm", "<f8", (MOMENTS,)),
-                    ("sp", "<f4", (BINS, F)),
+                    ("sp", "<f4", (P, F)),
                 ]
                 if fmt >= 5
                 else []
@@ -277,7 +283,7 @@ def decode_snapshots(frames: list[bytes]) -> list[Snapshot | None]:
     one layout are parsed as one numpy structured array instead.
     """
     out: list[Snapshot | None] = [None] * len(frames)
-    groups: dict[tuple[int, str, str, int, tuple[int, int, int, int, int]], list[int]] = {}
+    groups: dict[tuple[int, str, str, int, Dims], list[int]] = {}
     for i, data in enumerate(frames):
         try:
             groups.setdefault(_header(data), []).append(i)

@@ -108,6 +108,7 @@ class Scorer:
                 threads=config.intra_op_threads,
                 capacity=config.state_capacity,
                 replay_steps=config.replay_steps,
+                season_bins=config.season_bins,
                 warmup_steps=config.warmup_steps,
                 gap_reset_s=config.gap_reset_s,
                 late_tolerance_s=config.late_tolerance_s,

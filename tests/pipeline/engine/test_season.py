@@ -150,3 +150,34 @@ def test_a_model_swap_keeps_the_profile_and_restarts_the_blend(tiny_registry: Pa
     np.testing.assert_array_equal(st.sp, before)
     assert (st.sbin == 288).all() and not st.bm.any()
     np.testing.assert_array_equal(st.mfc, st.fc[:, 0, :])
+
+
+def test_a_store_without_a_profile_serves_the_model_alone(tiny_registry: Path) -> None:
+    """``--season-bins 0``: the same forecasts as stepping without event times."""
+    from pipeline.engine.covariates import covariates
+    from pipeline.engine.stepper import advance
+
+    meta = Registry(tiny_registry).meta("tiny")
+    session = StepSession(meta)
+    stores = [
+        StateStore(
+            layers=meta.layers, hidden=meta.hidden, features=1, horizon=meta.horizon,
+            capacity=3, season_bins=bins,
+        )
+        for bins in (0, season.BINS)
+    ]  # fmt: skip
+    slots = [s.slots_for(["a", "b", "c"], now=0.0) for s in stores]
+    rng = np.random.default_rng(0)
+    for k in range(3 * 24):
+        ts = np.full(3, T0 + 3600.0 * k)
+        prev = ts - 3600.0 if k else np.full(3, -np.inf)
+        x = _business_hours(ts)[:, None] + rng.normal(0, 0.1, (3, 1))
+        cov = covariates(ts, prev, meta.covariates)
+        fcs = []
+        for store, sl, when in zip(stores, slots, ((ts, prev), (None, None)), strict=True):
+            st = store.gather(sl)
+            advance(session, meta.normalisation, meta.anomaly, st, x, cov, None, *when)
+            store.scatter(sl, st)
+            fcs.append(st.fc)
+        np.testing.assert_array_equal(fcs[0], fcs[1])
+    assert stores[0].sp.shape == (3, 0, 1) and not stores[0].sbin.any()

@@ -305,3 +305,33 @@ def test_frames_too_short_to_have_a_format_byte_are_skipped_not_an_index_error()
     for frame in (b"SCS", b""):
         with pytest.raises(ValueError):
             source_offset_of(frame)
+
+
+def test_frames_carry_the_profile_size_and_a_store_of_another_size_restarts_it() -> None:
+    """A scorer may keep fewer bins per stream (``--season-bins``) or none: its frames say
+    how many, and a store of another size restores everything else."""
+    rng = np.random.default_rng(3)
+    frames = {}
+    for bins in (0, 24, 288):
+        store = StateStore(layers=1, hidden=3, features=1, horizon=2, capacity=2, season_bins=bins)
+        store.slots_for(["a"], now=0.0)
+        store.sp[...] = rng.normal(size=store.sp.shape)
+        store.sbin[...] = min(bins, 24)
+        store.emu[...] = 0.25
+        (frame,) = encode_snapshots(store, np.asarray([0]), "m", "v")
+        assert frame == encode_snapshot(store.snapshot(0, "m", "v"))
+        frames[bins] = (frame, store.sp[0].copy())
+    for bins, (frame, sp) in frames.items():
+        snap = decode_snapshot(frame)
+        assert snap.sp is not None and snap.sp.shape == (bins, 1)
+        for other_bins in (0, 24, 288):
+            other = StateStore(
+                layers=1, hidden=3, features=1, horizon=2, capacity=2, season_bins=other_bins
+            )
+            slot = other.load("a", snap, partition=0, now=0.0)
+            assert other.emu[slot] == 0.25
+            if other_bins == bins:
+                np.testing.assert_array_equal(other.sp[slot], sp)
+                assert other.sbin[slot] == min(bins, 24)
+            else:
+                assert other.sbin[slot] == 0.0 and not other.sp[slot].any()
