@@ -62,9 +62,11 @@ def learn(
     x: F64,
     ts: F64,
     prev_ts: F64,
+    usual: npt.NDArray[np.bool_] | None = None,
 ) -> None:
     """Learn one value per stream in place: ``x [B, F]`` at ``ts [B]``, the stream's
-    previous event at ``prev_ts`` (-inf or NaN: none).
+    previous event at ``prev_ts`` (-inf or NaN: none); where ``usual`` is false (an
+    anomaly) after the profile's first day, only the level learns it, not the profile.
 
     1. A stream's first value starts its level; its first positive step fixes its bins.
     2. The value's bin learns ``x - L - S(τ)`` at the day's rate.
@@ -95,6 +97,9 @@ def learn(
     days = np.floor(np.maximum(t - st0[rows], 0.0) / DAY)
     per_day = np.maximum(SEASON_RATE, 1.0 / (1.0 + days))
     rate = np.minimum(MAX_STEP_RATE, per_day * step * nb / DAY)
+    if usual is not None:
+        # From the second day on (the first day's values are all the profile has).
+        rate = np.where(usual[rows] | (days < 1), rate, 0.0)
     at = _bin(t, nb)
     bins = sp[rows, at].astype(np.float64)
     bins += rate[:, None] * (xs - slev[rows] - bins)

@@ -120,12 +120,8 @@ def advance(
         st.gxy, st.gxx, st.gn, st.dlt, x - st.last_x, std_prev,
         st.has_fc & np.isfinite(st.last_x).all(axis=1),
     )  # fmt: skip
-    # The blend learns which of the model's and the profile's last forecasts did better,
-    # then the profile learns this value.
+    # The blend learns which of the model's and the profile's last forecasts did better.
     st.bm = blend.learn(st.bm, x, st.mfc, st.sfc, std_prev, st.has_fc)
-    if ts is not None:
-        before = np.full(len(x), -np.inf) if prev_ts is None else prev_ts
-        season.learn(st.sp, st.sbin, st.slev, st.st0, x, ts, before)
     repeated = np.all(x == st.last_x, axis=1)
     stuck, st.run, st.rep_p = stuck_surprise(anom, repeated, st.n, st.run, st.rep_p)
     beyond, st.lo, st.hi, st.rec = range_surprise(
@@ -150,6 +146,12 @@ def advance(
     st.tb = np.where(learn, tb, st.tb)
     score = np.where(has, score_of(surprise), np.nan)
     e = np.where(has, e, np.nan)
+    # The profile learns this value, unless it is an anomaly: a normal day should not
+    # learn an incident's shape (the level still follows it).
+    if ts is not None:
+        before = np.full(len(x), -np.inf) if prev_ts is None else prev_ts
+        usual = ~(np.nan_to_num(score) >= anom.threshold)
+        season.learn(st.sp, st.sbin, st.slev, st.st0, x, ts, before, usual)
     # 2. Normaliser.
     st.n, st.mean, st.var = update(norm, st.n, st.mean, st.var, x)
     std = std_of(norm, st.mean, st.var)

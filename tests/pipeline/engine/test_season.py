@@ -181,3 +181,29 @@ def test_a_store_without_a_profile_serves_the_model_alone(tiny_registry: Path) -
             fcs.append(st.fc)
         np.testing.assert_array_equal(fcs[0], fcs[1])
     assert stores[0].sp.shape == (3, 0, 1) and not stores[0].sbin.any()
+
+
+def test_an_anomaly_moves_the_level_but_is_not_learnt_into_the_profile() -> None:
+    """After the profile's first day, a value the detector flags (``usual`` false) leaves
+    its bin as it was; on the first day every value counts (it is all there is)."""
+    p = Profile()
+    step = 3600.0
+    ts = T0 + step * np.arange(3 * 24)
+    v = _business_hours(ts)
+    for t, x in zip(ts[:-1], v[:-1], strict=True):
+        p.learn(float(t), np.asarray([x]))
+    t = float(ts[-1])
+    bins, level = p.sp.copy(), p.slev.copy()
+    args = (p.sp, p.sbin, p.slev, p.st0)
+    season.learn(
+        *args, np.asarray([[500.0]]), np.asarray([t]), np.asarray([p.prev]), np.zeros(1, bool)
+    )
+    np.testing.assert_array_equal(p.sp, bins)
+    assert p.slev[0, 0] > level[0, 0] + 50
+    first = Profile()
+    first.learn(T0, np.asarray([20.0]))
+    season.learn(
+        first.sp, first.sbin, first.slev, first.st0, np.asarray([[500.0]]),
+        np.asarray([T0 + step]), np.asarray([T0]), np.zeros(1, bool),
+    )  # fmt: skip
+    assert first.sp.any()
