@@ -10,7 +10,9 @@ features), and publishes the mix with the smallest, at every horizon::
 
     w* = argmin_w E|x - ((1 - w) · model + w · seasonal)|
 
-``w = 0`` is the model alone (and wins ties). Absolute errors, because forecasts are judged
+``w = 0`` is the model alone (and wins ties). The served scale (intervals, the forecast
+surprise) is mixed the same way, the profile's share taken by its recent mean absolute
+error (the w = 1 mix's loss). Absolute errors, because forecasts are judged
 by them and because one spike does not decide them (a minimum-variance weight on squared
 errors chased the spikes of bursty streams). Until :data:`MIN_EVIDENCE` updates the model
 stands alone; after a model swap the blend learns afresh (it describes how this model fits

@@ -178,6 +178,14 @@ def advance(
         mix = (w > 0) & np.isfinite(seasonal).all(axis=(1, 2))
         if mix.any():
             st.fc[mix] += w[mix, None, None] * (seasonal[mix] - st.fc[mix])
+            if s is not None:
+                # The mix's scale, weighted like its forecast, so that the interval and
+                # the forecast surprise describe the forecast that is served: the
+                # profile's recent mean absolute error (a Laplace scale; a Gaussian's is
+                # 1.25 times it) in place of the model's scale for its share.
+                per = 1.0 if band is None or band.distribution == "laplace" else 1.2533
+                mae = per * st.bm[mix, len(blend.WEIGHTS) - 1, None, None] * std[mix, None, :]
+                st.fs[mix] += w[mix, None, None] * (mae - st.fs[mix])
     st.has_fc = np.ones_like(has)
     st.steps = st.steps + 1
     return Stepped(score, e, reason.astype(np.int64), expected[0], expected[1], abs_error, nll)

@@ -207,3 +207,37 @@ def test_an_anomaly_moves_the_level_but_is_not_learnt_into_the_profile() -> None
         np.asarray([T0 + step]), np.asarray([T0]), np.zeros(1, bool),
     )  # fmt: skip
     assert first.sp.any()
+
+
+def test_where_the_profile_serves_so_does_its_scale() -> None:
+    """A stream whose blend serves the profile alone (w = 1) gets the profile's forecast
+    and, as its scale, the profile's recent mean absolute error in the stream's units (a
+    Laplace scale), not the model's: the interval and the forecast surprise then describe
+    the forecast that is served."""
+    from pipeline.engine.covariates import covariates
+    from pipeline.engine.interval import Band, IntervalParams
+    from pipeline.engine.normalise import std_of
+    from pipeline.engine.stepper import advance
+
+    meta = Registry(Path(__file__).resolve().parents[3] / "exported_models").meta("default")
+    assert meta.distribution == "laplace"
+    store = StateStore(layers=meta.layers, hidden=meta.hidden, features=1, horizon=meta.horizon)
+    slot = store.slots_for(["a"], now=0.0)
+    st = store.gather(slot)
+    st.n[:], st.mean[:], st.var[:] = 500.0, 50.0, 4.0
+    st.sbin[:], st.st0[:], st.slev[:] = 24.0, T0 - 2 * season.DAY, 50.0
+    st.sp[:, :24, 0] = np.arange(24, dtype=np.float32)  # S(τ) = the hour
+    st.bm[:] = [3.0, 2.0, 1.0, 0.5, 0.25, 100.0]  # the pure profile has done best
+    assert blend.weight_of(st.bm)[0] == 1.0
+    ts, prev = np.asarray([T0]), np.asarray([T0 - 3600.0])
+    x = np.asarray([[50.0 + 16.0]])  # 16:00, as the profile expects
+    cov = covariates(ts, prev, meta.covariates)
+    band = Band.of("laplace", IntervalParams())
+    advance(
+        session := StepSession(meta), meta.normalisation, meta.anomaly, st, x, cov, band, ts, prev
+    )
+    del session
+    hours = 16.0 + np.arange(1, meta.horizon + 1)
+    np.testing.assert_allclose(st.fc[0, :, 0], st.slev[0, 0] + hours, rtol=1e-6)
+    std = std_of(meta.normalisation, st.mean, st.var)
+    np.testing.assert_allclose(st.fs[0, :, 0], 0.25 * std[0, 0], rtol=1e-9)
