@@ -9,15 +9,16 @@ indexed by event time rather than by step count, so that a gap does not shift it
 - the day is cut into as many bins as the stream's first sampling step makes in a day
   (one per step, as Holt-Winters has), at most :data:`BINS` (5-minute resolution, 1.1 KB
   per feature in float32; a scorer may keep fewer, ``--season-bins``, or none) and at
-  least 4; a value belongs to the bin nearest its time of
-  day ``τ``;
+  least 4; a value belongs to the bin nearest its time of day ``τ``;
 - a level ``L`` follows the deseasonalised value: ``L += LEVEL_RATE·(x - S(τ) - L)``;
 - the profile learns the value's offset from that level, ``S(τ) += r·(x - L - S(τ))``, at a
   rate that gives each bin a weight of about :data:`SEASON_RATE` per day: a plain average
   while the stream is younger than ``1 / SEASON_RATE`` days, so that on the first day the
   profile takes each value whole and the level stays put (a repeating day is then
   forecast exactly from the second day on), and a slow rate after, so that a level shift
-  moves ``L`` within a few steps but the profile only a little;
+  moves ``L`` within a few steps but the profile only a little; after the first day a
+  value the detector flags is not learnt into the profile (an incident should not become
+  tomorrow's forecast), only into the level;
 - the forecast ``h`` steps ahead is ``L + S(τ + h·Δt)``, with ``Δt`` the stream's last
   sampling step (at most one bin), once the profile has seen a whole day (NaN before).
 

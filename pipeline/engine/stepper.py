@@ -12,7 +12,8 @@ For each stream in the batch, with value ``x`` arriving (all vectorised over str
 4. turn the new forecast and its scale back into sensor units with the step's statistics,
    the one-step forecast's change from ``x`` scaled by the stream's gain
    (:mod:`pipeline.engine.gain`);
-5. given event times, mix in the stream's own daily profile (:mod:`pipeline.engine.season`)
+5. given event times, mix the stream's own daily profile (:mod:`pipeline.engine.season`,
+   which learnt ``x`` in step 1 unless ``x`` was flagged) into the forecast and its scale,
    by the weight its one-step errors earned against the model's
    (:mod:`pipeline.engine.blend`), at every horizon.
 """
@@ -202,7 +203,8 @@ def rebuild(
 
     Used after a model swap: the normaliser and error statistics are kept (they describe
     the sensor, not the model), and so is the daily profile; the interval multiplier, the
-    gain and the blend weight, which calibrate a model on the stream, start again; ``recent[i]`` holds stream i's inputs, oldest first.
+    gain and the blend weight, which calibrate a model on the stream, start again;
+    ``recent[i]`` holds stream i's inputs, oldest first.
     """
     st.qlog = np.zeros_like(st.qlog)
     st.gxy, st.gxx, st.gn = np.zeros_like(st.gxy), np.zeros_like(st.gxx), np.zeros_like(st.gn)
