@@ -261,17 +261,11 @@ def main() -> int:
     )
     args = ap.parse_args()
     if args.choose:
-        runs = []
-        for path in args.choose:
-            run = json.loads(path.read_text())
-            runs.append({**run, "name": path.stem})
-        H = int(
-            next(
-                k
-                for k in runs[0]["summary"]
-                if k.startswith("model_h") and k != "model_h1_geo_ratio"
-            ).split("_")[1][1:]
-        )
+        if args.data is None:
+            ap.error("--choose needs --data (the files' categories)")
+        runs = [{**json.loads(p.read_text()), "name": p.stem} for p in args.choose]
+        # The runs' horizon H, from their per-file columns (model_h1, model_hH).
+        H = max(int(k[len("model_h") :]) for k in runs[0]["rows"][0] if k.startswith("model_h"))
         result = choose_loco(runs, args.data, H)
         print(json.dumps(result, indent=1))
         if args.json:
