@@ -41,15 +41,7 @@ def main() -> int:
     a = ap.parse_args()
     meta = Registry(a.registry).meta(a.model)
     n = 10_000
-    store = StateStore(
-        layers=meta.layers,
-        hidden=meta.hidden,
-        features=len(meta.features),
-        horizon=meta.horizon,
-        capacity=n,
-        ring=a.ring,
-        season_bins=a.season_bins,
-    )
+    store = StateStore.for_model(meta, capacity=n, ring=a.ring, season_bins=a.season_bins)
     total = store.memory_bytes() / n
     print(
         f"model {a.model}/{meta.version}: {meta.layers}x{meta.hidden} LSTM, horizon "

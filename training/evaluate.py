@@ -70,17 +70,7 @@ def replay(
     session = StepSession(meta, threads=threads)
     anom = anomaly or meta.anomaly
     band = None if meta.distribution is None else Band.of(meta.distribution, interval)
-    store = StateStore(
-        layers=meta.layers,
-        hidden=meta.hidden,
-        features=len(meta.features),
-        horizon=meta.horizon,
-        capacity=len(streams),
-        ring=0,
-        prior_mu=anom.prior_mean,
-        prior_var=anom.prior_std**2,
-        prior_rep=anom.prior_rep,
-    )
+    store = StateStore.for_model(meta, capacity=len(streams), ring=0, anomaly=anom)
     slots = store.slots_for([f"{i}:{s.name}" for i, s in enumerate(streams)], now=0.0)
     lengths = np.asarray([len(s.ts) for s in streams])
     out = [

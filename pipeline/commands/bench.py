@@ -220,14 +220,7 @@ def model_only_steps(
     session = StepSession(meta)
     # Intervals are part of the step's cost for a model with a scale head.
     band = None if meta.distribution is None else Band.of(meta.distribution, IntervalParams())
-    store = StateStore(
-        layers=meta.layers,
-        hidden=meta.hidden,
-        features=len(meta.features),
-        horizon=meta.horizon,
-        capacity=streams,
-        ring=0,
-    )
+    store = StateStore.for_model(meta, capacity=streams, ring=0)
     slots_all = store.slots_for([f"s{i}" for i in range(streams)], now=0.0)
     rng = np.random.default_rng(0)
     n, started = 0, time.monotonic()

@@ -166,17 +166,8 @@ class ServedModel:
         self.store = self._new_store(self.meta, capacity)
 
     def _new_store(self, meta: ModelMeta, capacity: int) -> StateStore:
-        return StateStore(
-            layers=meta.layers,
-            hidden=meta.hidden,
-            features=len(meta.features),
-            horizon=meta.horizon,
-            capacity=capacity,
-            ring=self.replay_steps,
-            season_bins=self.season_bins,
-            prior_mu=meta.anomaly.prior_mean,
-            prior_var=meta.anomaly.prior_std**2,
-            prior_rep=meta.anomaly.prior_rep,
+        return StateStore.for_model(
+            meta, capacity=capacity, ring=self.replay_steps, season_bins=self.season_bins
         )
 
     def pinned(self, version: str) -> ServedModel:

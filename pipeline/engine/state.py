@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +33,10 @@ import numpy.typing as npt
 from pipeline.engine.blend import MOMENTS
 from pipeline.engine.covariates import WEEK
 from pipeline.engine.season import BINS
+
+if TYPE_CHECKING:
+    from pipeline.engine.anomaly import AnomalyParams
+    from pipeline.engine.registry import ModelMeta
 
 __all__ = ["Snapshot", "StateStore", "StepState"]
 
@@ -263,6 +267,32 @@ class StateStore:
         self._ids: list[str | None] = []
         self._free: list[int] = []
         self._alloc(max(1, capacity))
+
+    @classmethod
+    def for_model(
+        cls,
+        meta: ModelMeta,
+        *,
+        capacity: int,
+        ring: int,
+        season_bins: int = BINS,
+        anomaly: AnomalyParams | None = None,
+    ) -> StateStore:
+        """A store shaped for ``meta``'s network and features, its new streams starting
+        from the priors of ``anomaly`` (default: the model's own)."""
+        anom = anomaly or meta.anomaly
+        return cls(
+            layers=meta.layers,
+            hidden=meta.hidden,
+            features=len(meta.features),
+            horizon=meta.horizon,
+            capacity=capacity,
+            ring=ring,
+            season_bins=season_bins,
+            prior_mu=anom.prior_mean,
+            prior_var=anom.prior_std**2,
+            prior_rep=anom.prior_rep,
+        )
 
     # -- allocation -----------------------------------------------------------------
 
