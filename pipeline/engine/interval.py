@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from pipeline.errors import ConfigError
 
-__all__ = ["DISTRIBUTIONS", "Band", "IntervalParams", "adapt", "half_width"]
+__all__ = ["DISTRIBUTIONS", "Band", "IntervalParams", "adapt", "half_width", "scale_per_mae"]
 
 F64 = npt.NDArray[np.float64]
 # The predictive distributions a model's scale head can be trained for (model.json).
@@ -57,6 +57,16 @@ def half_width(distribution: str, coverage: float) -> float:
         return -math.log(alpha)
     if distribution == "gaussian":
         return NormalDist().inv_cdf(1.0 - alpha / 2.0)
+    raise ConfigError(f"unknown distribution {distribution!r}; known: {DISTRIBUTIONS}")
+
+
+def scale_per_mae(distribution: str) -> float:
+    """The distribution's scale per unit of mean absolute deviation: a Laplace's ``b`` is
+    its mean absolute deviation, a Gaussian's sigma is sqrt(pi / 2) times it."""
+    if distribution == "laplace":
+        return 1.0
+    if distribution == "gaussian":
+        return math.sqrt(math.pi / 2.0)
     raise ConfigError(f"unknown distribution {distribution!r}; known: {DISTRIBUTIONS}")
 
 

@@ -39,7 +39,7 @@ from pipeline.engine.anomaly import (
     stuck_surprise,
 )
 from pipeline.engine.inference import StepSession
-from pipeline.engine.interval import Band, adapt
+from pipeline.engine.interval import Band, adapt, scale_per_mae
 from pipeline.engine.normalise import NormaliserParams, std_of, update
 from pipeline.engine.state import StepState
 
@@ -85,6 +85,8 @@ def advance(
     ``ts [B]`` the events' times and ``prev_ts [B]`` each stream's previous event time
     (-inf: none): without them the daily profile is neither learnt nor used.
     """
+    if ts is not None and prev_ts is None:
+        prev_ts = np.full(len(x), -np.inf)
     # 1. Score against the previous forecast, in the scale predicted with it (or the
     #    spread known before this value), and against the stream's level, range and
     #    repeat rate (pipeline.engine.anomaly).
@@ -149,10 +151,9 @@ def advance(
     e = np.where(has, e, np.nan)
     # The profile learns this value, unless it is an anomaly: a normal day should not
     # learn an incident's shape (the level still follows it).
-    if ts is not None:
-        before = np.full(len(x), -np.inf) if prev_ts is None else prev_ts
+    if ts is not None and prev_ts is not None:
         usual = ~(np.nan_to_num(score) >= anom.threshold)
-        season.learn(st.sp, st.sbin, st.slev, st.st0, x, ts, before, usual)
+        season.learn(st.sp, st.sbin, st.slev, st.st0, x, ts, prev_ts, usual)
     # 2. Normaliser.
     st.n, st.mean, st.var = update(norm, st.n, st.mean, st.var, x)
     std = std_of(norm, st.mean, st.var)
@@ -169,8 +170,8 @@ def advance(
     st.fs = np.full_like(st.fc, np.nan) if s is None else s.astype(np.float64) * std[:, None, :]
     st.mfc = st.fc[:, 0, :].copy()
     # 5. The daily profile's forecast, mixed in by the stream's blend weight.
-    if ts is not None:
-        step = ts - (np.full(len(x), -np.inf) if prev_ts is None else prev_ts)
+    if ts is not None and prev_ts is not None:
+        step = ts - prev_ts
         # After a gap the last step says nothing about the next one: at most one bin.
         step = np.minimum(step, season.DAY / np.maximum(st.sbin, 1.0))
         seasonal = season.forecast(st.sp, st.sbin, st.slev, st.st0, ts, step, st.fc.shape[1])
@@ -182,9 +183,9 @@ def advance(
             if s is not None:
                 # The mix's scale, weighted like its forecast, so that the interval and
                 # the forecast surprise describe the forecast that is served: the
-                # profile's recent mean absolute error (a Laplace scale; a Gaussian's is
-                # 1.25 times it) in place of the model's scale for its share.
-                per = 1.0 if band is None or band.distribution == "laplace" else 1.2533
+                # profile's recent mean absolute error, as a scale, in place of the
+                # model's scale for its share.
+                per = 1.0 if band is None else scale_per_mae(band.distribution)
                 mae = per * st.bm[mix, len(blend.WEIGHTS) - 1, None, None] * std[mix, None, :]
                 st.fs[mix] += w[mix, None, None] * (mae - st.fs[mix])
     st.has_fc = np.ones_like(has)
