@@ -162,6 +162,9 @@ _CHECKED_SCALARS = (
     "tu", "tb", "sbin", "st0",
 )  # fmt: skip
 _FIELDS = [f.name for f in dataclasses.fields(StepState)]
+# The profile's and blend's per-feature vectors: NaN until known (a new stream, a frame
+# from before them).
+_SEASON_VECTORS = ("slev", "sfc", "mfc")
 _STATE_AXIS1 = ("h", "c")  # arrays whose stream axis is 1
 # What describes the sensor rather than the model: kept across a model swap.
 _MODEL_INDEPENDENT = (
@@ -369,7 +372,7 @@ class StateStore:
         self.rep_p[slots] = self.prior_rep
         self.lo[slots] = np.nan
         self.hi[slots] = np.nan
-        for name in ("slev", "sfc", "mfc"):
+        for name in _SEASON_VECTORS:
             getattr(self, name)[slots] = np.nan
         self.evar[slots] = self.prior_var
         self.last_ts[slots] = -np.inf
@@ -585,7 +588,7 @@ class StateStore:
         self.gxy[slot], self.gxx[slot], self.gn[slot] = snap.gxy, snap.gxx, snap.gn
         self.dlt[slot] = 0.0 if snap.dlt is None else snap.dlt
         self.sbin[slot], self.st0[slot] = snap.sbin, snap.st0
-        for name in ("slev", "sfc", "mfc"):
+        for name in _SEASON_VECTORS:
             value = getattr(snap, name)
             getattr(self, name)[slot] = np.nan if value is None else value
         self.bm[slot] = 0.0 if snap.bm is None else snap.bm
