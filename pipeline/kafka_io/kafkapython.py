@@ -41,6 +41,9 @@ def client_settings(config: KafkaConfig) -> dict[str, Any]:
         "bootstrap_servers": config.bootstrap.split(","),
         "security_protocol": config.security_protocol,
         "request_timeout_ms": int(config.request_timeout_s * 1000),
+        # How long a client waits for its first metadata: the request timeout, not the
+        # library's own 30 s, so an unreachable broker fails as soon as the operator asked.
+        "bootstrap_timeout_ms": int(config.request_timeout_s * 1000),
         "reconnect_backoff_max_ms": 5000,
     }
     if config.sasl_mechanism:

@@ -185,6 +185,7 @@ def test_crash_and_resume_reproduces_the_uninterrupted_run(
     _assert_same(_scores(got), reference(inp, n))
 
 
+@pytest.mark.slow_with("kafka-python")  # suite time; the other backend stays
 def test_rebalance_moves_state_with_the_partitions(
     kafka_config: KafkaConfig,
     tiny_registry: Path,
@@ -259,6 +260,7 @@ garbage = st.one_of(
 
 @settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(garbage, min_size=30, max_size=60))
+@pytest.mark.slow_with("kafka-python")  # suite time; the other backend stays
 def test_fuzzed_garbage_goes_to_the_dlq_and_valid_records_score_as_without_it(
     kafka_config: KafkaConfig,
     tiny_registry: Path,
