@@ -15,8 +15,9 @@ surprise) is mixed the same way, the profile's share taken by its recent mean ab
 error (the w = 1 mix's loss). Absolute errors, because forecasts are judged
 by them and because one spike does not decide them (a minimum-variance weight on squared
 errors chased the spikes of bursty streams). Until :data:`MIN_EVIDENCE` updates the model
-stands alone; after a model swap the blend learns afresh (it describes how this model fits
-this stream).
+stands alone; a model swap keeps the evidence (it follows the new model within about
+``1 / RATE`` steps; starting afresh served the new model alone for ``MIN_EVIDENCE`` steps
+after every refresh).
 
 Constants: the memory (``RATE``, about 100 steps) and the evidence threshold are the
 gain's; five mixes and absolute errors were compared with minimum-variance weights on the

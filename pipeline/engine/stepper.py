@@ -65,6 +65,7 @@ class Stepped:
     # How good the forecast of this value was, comparable across models (live evidence):
     abs_error: F64  # [B] mean |x - forecast| over features, in the stream's spread
     nll: F64  # [B] its negative log density under the interval's distribution (NaN: none)
+    inputs: F64  # [B, F] the normalised values the network saw (input drift, drift.py)
 
 
 def advance(
@@ -158,6 +159,7 @@ def advance(
     st.n, st.mean, st.var = update(norm, st.n, st.mean, st.var, x)
     std = std_of(norm, st.mean, st.var)
     z = np.clip((x - st.mean) / std, -norm.clip, norm.clip).astype(np.float32)
+    inputs = z.astype(np.float64)
     # 3. One LSTM step (the covariates go in beside the normalised value).
     if cov is not None and cov.shape[1]:
         z = np.concatenate([z, cov], axis=1)
@@ -190,7 +192,9 @@ def advance(
                 st.fs[mix] += w[mix, None, None] * (mae - st.fs[mix])
     st.has_fc = np.ones_like(has)
     st.steps = st.steps + 1
-    return Stepped(score, e, reason.astype(np.int64), expected[0], expected[1], abs_error, nll)
+    return Stepped(
+        score, e, reason.astype(np.int64), expected[0], expected[1], abs_error, nll, inputs
+    )
 
 
 def rebuild(
@@ -203,13 +207,16 @@ def rebuild(
     """Rebuild (h, c) and the last forecast of each stream by replaying its recent inputs.
 
     Used after a model swap: the normaliser and error statistics are kept (they describe
-    the sensor, not the model), and so is the daily profile; the interval multiplier, the
-    gain and the blend weight, which calibrate a model on the stream, start again;
-    ``recent[i]`` holds stream i's inputs, oldest first.
+    the sensor, not the model), and so are the daily profile and the blend's evidence (a
+    stream served mostly by its profile stays so: starting the blend again would serve
+    the new model alone for its first ``blend.MIN_EVIDENCE`` steps, worse forecasts and
+    a biased live comparison at every refresh; the evidence follows the new model within
+    about ``1 / blend.RATE`` steps); the interval multiplier and the gain, which calibrate
+    a model's own outputs on the stream, start again; ``recent[i]`` holds stream i's
+    inputs, oldest first.
     """
     st.qlog = np.zeros_like(st.qlog)
     st.gxy, st.gxx, st.gn = np.zeros_like(st.gxy), np.zeros_like(st.gxx), np.zeros_like(st.gn)
-    st.bm = np.zeros_like(st.bm)
     B = len(recent)
     st.h = np.zeros_like(st.h)
     st.c = np.zeros_like(st.c)

@@ -132,7 +132,9 @@ def test_no_blend_before_enough_evidence_and_nothing_learnt_from_unknown_forecas
     assert (blend.weight_of(m) == 1.0).all()
 
 
-def test_a_model_swap_keeps_the_profile_and_restarts_the_blend(tiny_registry: Path) -> None:
+def test_a_model_swap_keeps_the_profile_and_the_blend(tiny_registry: Path) -> None:
+    """Both describe the stream, not the model: a stream served by its profile is served
+    by it from the first step after a refresh."""
     meta = Registry(tiny_registry).meta("tiny")
     session = StepSession(meta)
     store = StateStore(
@@ -143,12 +145,13 @@ def test_a_model_swap_keeps_the_profile_and_restarts_the_blend(tiny_registry: Pa
     rng = np.random.default_rng(0)
     st.sp[...] = rng.normal(size=st.sp.shape).astype(np.float32)
     st.sbin[...] = 288
-    st.bm[...] = 1.0
-    before = st.sp.copy()
+    st.bm[...] = [3.0, 2.0, 1.0, 0.5, 0.25, 100.0]
+    before, blend_before = st.sp.copy(), st.bm.copy()
     cov = [np.zeros((3, len(meta.covariates)), np.float32)] * 2
     rebuild(session, meta.normalisation, st, [np.ones((3, 1), np.float32)] * 2, cov)
     np.testing.assert_array_equal(st.sp, before)
-    assert (st.sbin == 288).all() and not st.bm.any()
+    assert (st.sbin == 288).all()
+    np.testing.assert_array_equal(st.bm, blend_before)
     np.testing.assert_array_equal(st.mfc, st.fc[:, 0, :])
 
 
