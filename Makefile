@@ -25,13 +25,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/statecast kafka fetch
 	@touch $@
 
-# Prometheus (prometheus + promtool) from Debian's package, for the alerting tests.
+# Prometheus (prometheus + promtool) and Alertmanager from Debian's packages, for the
+# alerting tests (rules, dashboards' queries, and delivery of alerts to a webhook).
 .statecast/prometheus.installed:
 	@mkdir -p .statecast
-	@command -v promtool >/dev/null 2>&1 || { \
+	@{ command -v promtool && command -v prometheus-alertmanager; } >/dev/null 2>&1 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus prometheus-alertmanager; }
 	@promtool --version | head -1
+	@prometheus-alertmanager --version 2>&1 | head -1
 	@touch $@
 
 demo: setup

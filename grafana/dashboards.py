@@ -272,6 +272,15 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
                 ],
             ),
             (
+                "Drift: live error over validation error, input stability index (PSI)",
+                "timeseries",
+                "short",
+                [
+                    ("max by (model) (statecast_live_drift_ratio)", "error ratio {{model}}"),
+                    ("max by (model) (statecast_live_input_psi)", "input PSI {{model}}"),
+                ],
+            ),
+            (
                 "Decisions on live evidence (1d)",
                 "timeseries",
                 "short",

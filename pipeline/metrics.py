@@ -174,6 +174,14 @@ class ScorerMetrics:
             ["model"],
             registry=r,
         )
+        self.live_input_psi = Gauge(
+            "statecast_live_input_psi",
+            "Population stability index of the champion's normalised inputs over its last "
+            "block of events against its validation inputs (model.json "
+            "validation.input_hist): above 0.25, a regime the model was not validated on",
+            ["model"],
+            registry=r,
+        )
         self.shadow_agreement = Counter(
             "statecast_shadow_alarm_agreement",
             "Compared events by who alarmed: both, champion_only, shadow_only",

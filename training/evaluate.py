@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.engine import drift
 from pipeline.engine.anomaly import AnomalyParams
 from pipeline.engine.covariates import covariates
 from pipeline.engine.inference import StepSession
@@ -34,6 +35,7 @@ __all__ = [
     "alarm_rate",
     "calibrate",
     "forecast_metrics",
+    "input_hist",
     "live_mae",
     "plot_forecasts",
     "replay",
@@ -55,6 +57,7 @@ class Replayed:
     lo: F64
     hi: F64
     abs_error: F64  # [T] the scorer's live error measure (stepper.Stepped.abs_error)
+    inputs: F64  # [T, F] the normalised values the network saw (stepper.Stepped.inputs)
 
 
 def replay(
@@ -83,6 +86,7 @@ def replay(
             np.full((len(s.ts), meta.horizon, len(meta.features)), np.nan),
             np.full((len(s.ts), meta.horizon, len(meta.features)), np.nan),
             np.full(len(s.ts), np.nan),
+            np.full((len(s.ts), len(meta.features)), np.nan),
         )
         for s in streams
     ]
@@ -107,6 +111,7 @@ def replay(
             out[i].score[t] = score[j]
             out[i].error[t] = err[j]
             out[i].abs_error[t] = stepped.abs_error[j]
+            out[i].inputs[t] = stepped.inputs[j]
     return out
 
 
@@ -117,6 +122,14 @@ def live_mae(replayed: list[Replayed], fraction: float, warmup: int = 48) -> flo
     e = np.concatenate(errors) if errors else np.empty(0)
     e = e[np.isfinite(e)]
     return float(e.mean()) if len(e) else float("nan")
+
+
+def input_hist(replayed: list[Replayed], fraction: float, warmup: int = 48) -> list[float]:
+    """The fractions of the network's inputs per bin of :data:`pipeline.engine.drift.EDGES`
+    over each stream's last ``fraction`` and its warm steps (as :func:`live_mae`): the
+    model's reference for input drift."""
+    parts = [r.inputs[max(int(len(r.values) * (1.0 - fraction)), warmup) :] for r in replayed]
+    return drift.fractions(drift.counts(np.concatenate(parts) if parts else np.empty(0)))
 
 
 def forecast_metrics(replayed: list[Replayed], val_fraction: float, horizon: int) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from training.evaluate import (
     alarm_rate,
     calibrate,
     forecast_metrics,
+    input_hist,
     live_mae,
     plot_forecasts,
     repeat_rate,
@@ -194,6 +195,8 @@ class Trainer:
             metrics["alarm_rate"] = alarm_rate(rep, cfg.val_fraction, anom.threshold)
             # The reference for drift: the scorer's live error measure on validation data.
             metrics["live_mae"] = live_mae(rep, cfg.val_fraction)
+            # ... and for input drift: where its normalised inputs fell, per bin.
+            metrics["input_hist"] = input_hist(rep, cfg.val_fraction)
             doc["anomaly"] = anom.to_json()
             doc["validation"] = metrics
             # 5. Champion / challenger on the same held-out window, which neither was

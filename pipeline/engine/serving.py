@@ -54,6 +54,7 @@ class _Out:
     accepted: npt.NDArray[np.bool_]
     abs_error: F64
     nll: F64
+    inputs: F64  # [N, F]
 
 
 def _recent_covariates(
@@ -113,6 +114,7 @@ class Scored:
     # How good the forecast of each value was (stepper.Stepped; NaN: no forecast yet).
     abs_error: F64 | None = None  # [N]
     nll: F64 | None = None  # [N]
+    inputs: F64 | None = None  # [N, F] the normalised values the network saw (NaN: none)
 
 
 def _rank_within_stream(slots: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
@@ -255,6 +257,7 @@ class ServedModel:
             accepted=np.zeros(N, np.bool_),
             abs_error=np.full(N, np.nan),
             nll=np.full(N, np.nan),
+            inputs=np.full((N, F), np.nan),
         )
         store = self.store
         record_of = batch.index[rows]
@@ -306,6 +309,7 @@ class ServedModel:
             touched,
             out.abs_error[keep],
             out.nll[keep],
+            out.inputs[keep],
         )
 
     def _step(
@@ -374,6 +378,7 @@ class ServedModel:
         out.expected[1, idx[keep]] = stepped.expected_hi[keep]
         out.abs_error[idx[keep]] = stepped.abs_error[keep]
         out.nll[idx[keep]] = stepped.nll[keep]
+        out.inputs[idx[keep]] = stepped.inputs[keep]
         if band is not None:
             lo, hi = band.bounds(st.fc[keep], st.fs[keep], st.qlog[keep])
             out.lo[idx[keep]], out.hi[idx[keep]] = lo, hi

@@ -5,7 +5,9 @@ checkpoint protocol), :meth:`LiveJudge.observe`:
 
 1. counts the champion's forecasts of warm streams (metrics, role ``champion``) and,
    every ``DRIFT_EVENTS`` of them, sets its drift ratio: their mean error over the same
-   measure on its validation data (``validation.live_mae`` in model.json);
+   measure on its validation data (``validation.live_mae`` in model.json), and its input
+   drift: the population stability index of the normalised inputs of the same events
+   against its validation inputs (``validation.input_hist``, :mod:`pipeline.engine.drift`);
 2. if another version runs beside it — the registry's ``SHADOW`` version (role
    ``shadow``), or after a change of champion the previous one (role ``previous``) —
    scores the events the champion accepted with that version's own copy of every
@@ -43,6 +45,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline.config import ScorerConfig
+from pipeline.engine import drift
 from pipeline.engine.events import DecodedBatch
 from pipeline.engine.live import LiveRules, Tally, judge_rollback, judge_shadow
 from pipeline.engine.registry import Registry
@@ -64,6 +67,7 @@ class _Watch:
     def __init__(self, version: str) -> None:
         self.version = version  # the champion
         self.recent = Tally()  # its forecasts since the last drift ratio
+        self.inputs = np.zeros(drift.BINS, np.int64)  # ... and where their inputs fell
         self.unwatched: str | None = None  # a version rolled back to: not judged again
         self.other: ServedModel | None = None  # the version run beside the champion
         self.role = "shadow"  # ... the registry's SHADOW, or the "previous" champion
@@ -115,11 +119,17 @@ class LiveJudge:
         error = np.where(scored.warm, scored.abs_error, np.nan)
         self._count(served.name, "champion", error, alarms)
         w.recent.add(error, scored.nll, alarms)
+        if scored.inputs is not None:
+            w.inputs += drift.counts(scored.inputs[np.isfinite(error)])
         if w.recent.n >= DRIFT_EVENTS:
-            reference = served.meta.raw.get("validation", {}).get("live_mae")
+            validation = served.meta.raw.get("validation", {})
+            reference = validation.get("live_mae")
             if isinstance(reference, float) and reference > 0:
                 self.metrics.live_drift.labels(served.name).set(w.recent.mae / reference)
-            w.recent = Tally()
+            hist = validation.get("input_hist")
+            if isinstance(hist, list) and len(hist) == drift.BINS:
+                self.metrics.live_input_psi.labels(served.name).set(drift.psi(hist, w.inputs))
+            w.recent, w.inputs = Tally(), np.zeros(drift.BINS, np.int64)
         # 2. The version beside it, on the events the champion accepted.
         if w.other is None:
             return
@@ -192,6 +202,7 @@ class LiveJudge:
             return
         previous, watched = w.version, served.version != w.unwatched
         w.version, w.unwatched, w.recent = served.version, None, Tally()
+        w.inputs = np.zeros(drift.BINS, np.int64)
         w.stop_other()  # its pairing was with the old champion
         if not (watched and self.rules.rollback_after):
             log.info("model %s: champion %s -> %s", served.name, previous, served.version)

@@ -25,7 +25,7 @@ def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
 def test_rules_are_valid() -> None:
     proc = _promtool("check", "rules", "prometheus/statecast.rules.yml")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 14 rules found" in proc.stdout
+    assert "SUCCESS: 15 rules found" in proc.stdout
 
 
 def test_every_alert_has_unit_tests_that_pass() -> None:
@@ -38,7 +38,7 @@ def test_every_alert_has_unit_tests_that_pass() -> None:
         for line in rules.splitlines()
         if line.strip().startswith("- alert:")
     ]
-    assert len(alerts) == 14
+    assert len(alerts) == 15
     for alert in alerts:
         # each alert is tested firing (exp_alerts with labels) and quiet (exp_alerts: [])
         block = [t for t in tests.split("alertname: ")[1:] if t.startswith(alert + "\n")]

@@ -7,12 +7,10 @@ import importlib.util
 import json
 import re
 import shutil
-import socket
-import subprocess
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,7 @@ import yaml
 from pipeline.config import KafkaConfig, ScorerConfig
 from pipeline.kafka_io.codec import encode_event
 from tests.kafka_helpers import ScorerThread, produce
+from tests.observability.daemons import free_port, get, query
 from training.config import TrainConfig
 from training.schedule import TrainerMetrics, run_periodically
 from training.synthetic import generate, write_csv
@@ -30,68 +29,6 @@ from training.trainer import Trainer, TrainJob
 pytestmark = [pytest.mark.integration, pytest.mark.alerting]
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
-def _get(url: str) -> dict[str, object]:
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        doc: dict[str, object] = json.loads(resp.read())
-    return doc
-
-
-def _query(base: str, expr: str) -> dict[str, object]:
-    return _get(f"{base}/api/v1/query?query={urllib.parse.quote(expr)}")
-
-
-@pytest.fixture
-def prometheus(tmp_path: Path) -> Iterator[Callable[[dict[str, int]], str]]:
-    binary = shutil.which("prometheus")
-    assert binary, "prometheus missing: `make setup` installs Debian's prometheus package"
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(targets: dict[str, int]) -> str:
-        port = _free_port()
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(REPO / "prometheus/statecast.rules.yml")],
-            "scrape_configs": [
-                {"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{p}"]}]}
-                for job, p in targets.items()
-            ],
-        }
-        (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-        with open(tmp_path / "prometheus.log", "wb") as log:
-            proc = subprocess.Popen(
-                [
-                    binary,
-                    f"--config.file={tmp_path / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-            )
-        procs.append(proc)
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{base}/-/ready", timeout=1).close()
-                return base
-            except OSError:
-                time.sleep(0.2)
-        raise AssertionError((tmp_path / "prometheus.log").read_text()[-2000:])
-
-    yield start
-    for proc in procs:
-        proc.terminate()
-        proc.wait(20)
 
 
 def _dashboard_expressions() -> list[str]:
@@ -120,7 +57,7 @@ def test_dashboards_and_rules_query_real_data(
     shutil.copytree(tiny_registry, registry)
     # A trainer with its metrics endpoint (as `statecast train --every 24h --metrics-port P`).
     trainer_metrics = TrainerMetrics()
-    trainer_port = _free_port()
+    trainer_port = free_port()
     server, _ = __import__("prometheus_client").start_http_server(
         trainer_port, addr="127.0.0.1", registry=trainer_metrics.registry
     )
@@ -138,7 +75,7 @@ def test_dashboards_and_rules_query_real_data(
 
     # A scorer with metrics, fed a stream with a spike and some bad records.
     inp = topic_factory("in", partitions=2)
-    scorer_port = _free_port()
+    scorer_port = free_port()
     config = ScorerConfig(
         kafka=kafka_config,
         input_topic=inp,
@@ -176,7 +113,7 @@ def test_dashboards_and_rules_query_real_data(
         (registry / "tiny" / "CURRENT").write_text("broken\n")
         time.sleep(6)
 
-        targets = _get(f"{base}/api/v1/targets")["data"]["activeTargets"]  # type: ignore[index]
+        targets = get(f"{base}/api/v1/targets")["data"]["activeTargets"]
         assert {t["health"] for t in targets} == {"up"}, targets
 
         missing = _dashboard_expressions()
@@ -184,22 +121,22 @@ def test_dashboards_and_rules_query_real_data(
         while missing and time.monotonic() < deadline:
             still = []
             for expr in missing:
-                res = _query(base, expr)
+                res = query(base, expr)
                 assert res["status"] == "success", (expr, res)
-                if not res["data"]["result"]:  # type: ignore[index]
+                if not res["data"]["result"]:
                     still.append(expr)
             missing = still
             time.sleep(1)
         assert not missing, f"dashboard expressions without data: {missing}"
 
         for expr in _rule_expressions():
-            res = _query(base, expr)
+            res = query(base, expr)
             assert res["status"] == "success", (expr, res)
             for name in set(re.findall(r"\b(statecast_[a-z_]+|up)\b", expr)):
-                found = _query(base, f'count({{__name__="{name}"}})')
-                assert found["data"]["result"], f"rule {expr!r} uses {name}, which has no data"  # type: ignore[index]
-        alerts = _query(base, 'ALERTS{alertname="StatecastModelRefused", alertstate="firing"}')
-        assert alerts["data"]["result"], "the refused model did not fire StatecastModelRefused"  # type: ignore[index]
+                found = query(base, f'count({{__name__="{name}"}})')
+                assert found["data"]["result"], f"rule {expr!r} uses {name}, which has no data"
+        alerts = query(base, 'ALERTS{alertname="StatecastModelRefused", alertstate="firing"}')
+        assert alerts["data"]["result"], "the refused model did not fire StatecastModelRefused"
         # /healthz and /readyz
         for path, expected in (("/healthz", b"ok\n"), ("/readyz", b"ready\n")):
             with urllib.request.urlopen(f"http://127.0.0.1:{scorer_port}{path}", timeout=5) as resp:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +76,101 @@ def test_every_score_names_its_channel_and_the_interval_the_value_left(
     assert not scored.expected_lo[600, 0] <= 80.0 <= scored.expected_hi[600, 0]
     assert scored.expected_lo[599, 0] < scored.expected_hi[599, 0]
     assert reason[660] == "stuck" and scored.score[660] > 0.6
+
+
+def test_served_inputs_forecasts_and_errors_are_those_of_the_replay(tiny_registry: Path) -> None:
+    """The live evidence (errors, the inputs behind input drift) measures what training's
+    replay measures: the same values, stepped in batches of mixed streams, give the same
+    normalised inputs, forecasts and errors as stepping each stream through replay."""
+    from pipeline.engine.csvdata import Series
+    from pipeline.engine.events import DecodedBatch
+    from pipeline.engine.registry import Registry
+    from pipeline.engine.serving import ServedModel
+    from training.evaluate import replay
+
+    registry = Registry(tiny_registry)
+    served = ServedModel("tiny", registry)
+    rng = np.random.default_rng(8)
+    n, streams = 400, 3
+    ts = 1_764_000_000.0 + 300.0 * np.arange(n)
+    values = 20 + 5 * np.sin(np.arange(n)[None, :] / 15 + np.arange(streams)[:, None])
+    values = values + rng.normal(0, 0.5, (streams, n))
+    values[:, 250:] += 8.0  # a level shift: the inputs move off centre
+    reps = replay(
+        served.meta, [Series(f"s{i}", ts, values[i][:, None], ("value",)) for i in range(streams)]
+    )
+    # Interleaved as a feed, cut into uneven batches.
+    order = [(t, i) for t in range(n) for i in range(streams)]
+    got_inputs = np.full((streams, n), np.nan)
+    got_error = np.full((streams, n), np.nan)
+    got_fc = np.full((streams, n), np.nan)
+    cuts = [0, *sorted(rng.choice(np.arange(1, len(order)), 20, replace=False)), len(order)]
+    for a, b in itertools.pairwise(cuts):
+        part = order[a:b]
+        batch = DecodedBatch(
+            index=np.arange(len(part), dtype=np.int64),
+            stream_ids=[f"s{i}" for _, i in part],
+            ts=np.asarray([ts[t] for t, _ in part]),
+            values=np.asarray([[values[i, t]] for t, i in part]),
+            ts_raw=[ts[t] for t, _ in part],
+            rejections=[],
+        )
+        scored = served.score(batch, np.arange(len(part), dtype=np.int64), now=ts[-1])
+        assert scored.inputs is not None and scored.abs_error is not None
+        for j, row in enumerate(scored.rows.tolist()):
+            t, i = part[row]
+            got_inputs[i, t] = scored.inputs[j, 0]
+            got_error[i, t] = scored.abs_error[j]
+            got_fc[i, t] = scored.forecast[j, 0, 0]
+    for i, r in enumerate(reps):
+        np.testing.assert_allclose(got_inputs[i], r.inputs[:, 0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got_fc[i], r.forecast[:, 0, 0], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got_error[i], r.abs_error, rtol=1e-5, atol=1e-6)
+
+
+def test_a_swap_does_not_cost_a_seasonal_stream_its_forecasts_or_raise_alarms() -> None:
+    """Business-hours streams served mostly by their daily profiles, swapped (to the same
+    network, as a nightly refresh that changed little) on day 4: the next 100 forecasts
+    are as good as without the swap and raise no alarm. (Starting each stream's blend
+    afresh on a swap served the network alone for 50 steps: 53% larger errors and 15 false
+    alarms over these 20 streams.)"""
+    from pipeline.engine.events import DecodedBatch
+    from pipeline.engine.registry import Registry
+    from pipeline.engine.serving import ServedModel
+
+    registry = Registry(Path(__file__).resolve().parents[3] / "exported_models")
+    S, n, swap = 20, 288 * 4, 288 * 3
+    ts = 1_764_000_000.0 + 300.0 * np.arange(n)
+    day = ts % 86400 / 86400
+    rng = np.random.default_rng(0)
+    values = np.stack(
+        [
+            50 + 10 * ((day > 0.35) & (day < 0.75)) + 3 * np.sin(2 * np.pi * day + i)
+            + rng.normal(0, 0.3, n)
+            for i in range(S)
+        ]
+    )  # fmt: skip
+
+    def after_swap(swapped: bool) -> tuple[float, int]:
+        served = ServedModel("default", registry)
+        errors, alarms = [], 0
+        for t in range(n):
+            if swapped and t == swap:
+                served._carry_over(served.meta, served.session)
+            batch = DecodedBatch(
+                index=np.arange(S, dtype=np.int64),
+                stream_ids=[f"s{i}" for i in range(S)],
+                ts=np.full(S, ts[t]),
+                values=values[:, t, None],
+                ts_raw=[ts[t]] * S,
+                rejections=[],
+            )
+            scored = served.score(batch, np.arange(S, dtype=np.int64), now=ts[t])
+            if swap < t <= swap + 100:
+                assert scored.abs_error is not None
+                errors.append(float(np.nanmean(scored.abs_error)))
+                alarms += int((np.nan_to_num(scored.score) >= served.threshold).sum())
+        return float(np.mean(errors)), alarms
+
+    (kept, kept_alarms), (unswapped, _) = after_swap(True), after_swap(False)
+    assert kept < 1.05 * unswapped and kept_alarms == 0, (kept, unswapped, kept_alarms)
