@@ -176,9 +176,9 @@ class ScorerMetrics:
         )
         self.live_input_psi = Gauge(
             "statecast_live_input_psi",
-            "Population stability index of the champion's normalised inputs over its last "
-            "block of events against its validation inputs (model.json "
-            "validation.input_hist): above 0.25, a regime the model was not validated on",
+            "Population stability index of the champion's normalised inputs over the last "
+            "day of event time against its validation inputs (model.json "
+            "validation.input_hist): normal days 0.1 to 0.4, a regime the model never saw 1+",
             ["model"],
             registry=r,
         )

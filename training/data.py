@@ -32,6 +32,7 @@ __all__ = [
     "load_paths",
     "parse_duration",
     "prepare",
+    "without_tail",
 ]
 
 F32 = npt.NDArray[np.float32]
@@ -196,3 +197,9 @@ def prepare(
         ],
     }
     return Prepared(features, np.stack(xs), np.stack(ys), np.stack(ms), val, streams, summary)
+
+
+def without_tail(s: Series, fraction: float) -> Series:
+    """``s`` without its last ``fraction`` of points (the held-out gate window)."""
+    n = len(s.ts) - int(len(s.ts) * fraction)
+    return dataclasses.replace(s, ts=s.ts[:n], values=s.values[:n], ts_text=s.ts_text[:n])

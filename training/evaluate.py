@@ -34,6 +34,7 @@ __all__ = [
     "Replayed",
     "alarm_rate",
     "calibrate",
+    "drift_references",
     "forecast_metrics",
     "input_hist",
     "live_mae",
@@ -130,6 +131,12 @@ def input_hist(replayed: list[Replayed], fraction: float, warmup: int = 48) -> l
     model's reference for input drift."""
     parts = [r.inputs[max(int(len(r.values) * (1.0 - fraction)), warmup) :] for r in replayed]
     return drift.fractions(drift.counts(np.concatenate(parts) if parts else np.empty(0)))
+
+
+def drift_references(replayed: list[Replayed], fraction: float) -> dict[str, Any]:
+    """What the scorer compares live traffic with (model.json ``validation``): its live
+    error measure (``live_mae``) and its inputs' histogram (``input_hist``)."""
+    return {"live_mae": live_mae(replayed, fraction), "input_hist": input_hist(replayed, fraction)}
 
 
 def forecast_metrics(replayed: list[Replayed], val_fraction: float, horizon: int) -> dict[str, Any]:

@@ -27,12 +27,12 @@ from pipeline.engine.normalise import NormaliserParams
 from pipeline.engine.registry import FORMAT_VERSION, ModelMeta, Registry, new_version
 from pipeline.errors import DataError, RegistryError
 from training.config import TrainConfig
-from training.data import Series, load_kafka, load_paths, parse_duration, prepare
+from training.data import Series, load_kafka, load_paths, parse_duration, prepare, without_tail
 from training.evaluate import (
     alarm_rate,
     calibrate,
+    drift_references,
     forecast_metrics,
-    input_hist,
     live_mae,
     plot_forecasts,
     repeat_rate,
@@ -160,7 +160,7 @@ class Trainer:
                 log.info("%s", reason)
                 return TrainOutcome(None, False, reason, None, {"drift_ratio": drift})
         prepared = prepare(
-            [_without_tail(s, cfg.gate_fraction) for s in streams],
+            [without_tail(s, cfg.gate_fraction) for s in streams],
             self.norm,
             cfg.horizon,
             cfg.val_fraction,
@@ -193,10 +193,9 @@ class Trainer:
             rep = replay(meta, prepared.streams, threads=cfg.threads)
             metrics = forecast_metrics(rep, cfg.val_fraction, cfg.horizon)
             metrics["alarm_rate"] = alarm_rate(rep, cfg.val_fraction, anom.threshold)
-            # The reference for drift: the scorer's live error measure on validation data.
-            metrics["live_mae"] = live_mae(rep, cfg.val_fraction)
-            # ... and for input drift: where its normalised inputs fell, per bin.
-            metrics["input_hist"] = input_hist(rep, cfg.val_fraction)
+            # The references for drift: the scorer's live error measure and where the
+            # network's inputs fell, on validation data.
+            metrics.update(drift_references(rep, cfg.val_fraction))
             doc["anomaly"] = anom.to_json()
             doc["validation"] = metrics
             # 5. Champion / challenger on the same held-out window, which neither was
@@ -377,9 +376,3 @@ class Trainer:
                 "onnxruntime": onnxruntime.__version__,
             },
         }
-
-
-def _without_tail(s: Series, fraction: float) -> Series:
-    """``s`` without its last ``fraction`` of points."""
-    n = len(s.ts) - int(len(s.ts) * fraction)
-    return dataclasses.replace(s, ts=s.ts[:n], values=s.values[:n], ts_text=s.ts_text[:n])

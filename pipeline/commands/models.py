@@ -1,4 +1,5 @@
-"""``statecast models``: list, show, promote, shadow or roll back registered models."""
+"""``statecast models``: list, show, promote, shadow or roll back registered models, and
+record drift references for a version trained without them."""
 
 from __future__ import annotations
 
@@ -64,6 +65,19 @@ def run(ns: argparse.Namespace) -> int:
         reg.set_shadow(where.model, None)
         print(f"{where.model}: no shadow")
         return 0
+    if ns.action == "reference":
+        if not ns.data:
+            print("statecast: error: reference needs --data (the training data)", file=sys.stderr)
+            return 2
+        from training.references import backfill
+
+        refs = backfill(reg, where.model, ns.version, ns.data)
+        print(
+            f"{where.model}/{ns.version or reg.current(where.model)}: drift references "
+            f"recorded (live_mae {refs['live_mae']:.4f}, input_hist over "
+            f"{len(refs['input_hist'])} bins)"
+        )
+        return 0
     target = reg.rollback(where.model)
     print(f"{where.model} rolled back to {target}")
     return 0
@@ -73,10 +87,21 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("models", help="list, show, promote, shadow or roll back registered models")
     p.add_argument(
         "action",
-        choices=["list", "show", "promote", "shadow", "unshadow", "rollback", "keygen"],
+        choices=[
+            "list", "show", "promote", "shadow", "unshadow", "rollback", "keygen", "reference",
+        ],
+    )  # fmt: skip
+    p.add_argument(
+        "version",
+        nargs="?",
+        help="the version (promote, shadow, show, reference); keygen: key file",
     )
     p.add_argument(
-        "version", nargs="?", help="the version (promote, shadow, show); keygen: key file"
+        "--data",
+        type=Path,
+        action="append",
+        help="reference: the CSV files or folders the version was trained on, to record "
+        "its drift references (live_mae, input_hist) if it was trained without them",
     )
     add_model_flags(p)
     p.set_defaults(func=run)

@@ -6,8 +6,10 @@ checkpoint protocol), :meth:`LiveJudge.observe`:
 1. counts the champion's forecasts of warm streams (metrics, role ``champion``) and,
    every ``DRIFT_EVENTS`` of them, sets its drift ratio: their mean error over the same
    measure on its validation data (``validation.live_mae`` in model.json), and its input
-   drift: the population stability index of the normalised inputs of the same events
-   against its validation inputs (``validation.input_hist``, :mod:`pipeline.engine.drift`);
+   drift: the population stability index of the normalised inputs over the last day of
+   event time against its validation inputs (``validation.input_hist``,
+   :mod:`pipeline.engine.drift`; the inputs do not depend on the model, so the day
+   carries over a swap and is compared with the new model's reference);
 2. if another version runs beside it — the registry's ``SHADOW`` version (role
    ``shadow``), or after a change of champion the previous one (role ``previous``) —
    scores the events the champion accepted with that version's own copy of every
@@ -68,6 +70,7 @@ class _Watch:
         self.version = version  # the champion
         self.recent = Tally()  # its forecasts since the last drift ratio
         self.inputs = np.zeros(drift.BINS, np.int64)  # ... and where their inputs fell
+        self.day = drift.DayOfInputs()  # ... and over the last day of event time
         self.unwatched: str | None = None  # a version rolled back to: not judged again
         self.other: ServedModel | None = None  # the version run beside the champion
         self.role = "shadow"  # ... the registry's SHADOW, or the "previous" champion
@@ -126,9 +129,10 @@ class LiveJudge:
             reference = validation.get("live_mae")
             if isinstance(reference, float) and reference > 0:
                 self.metrics.live_drift.labels(served.name).set(w.recent.mae / reference)
-            hist = validation.get("input_hist")
-            if isinstance(hist, list) and len(hist) == drift.BINS:
-                self.metrics.live_input_psi.labels(served.name).set(drift.psi(hist, w.inputs))
+            w.day.add(float(np.nanmin(batch.ts)), float(np.nanmax(batch.ts)), w.inputs)
+            hist, day = validation.get("input_hist"), w.day.day()
+            if isinstance(hist, list) and len(hist) == drift.BINS and day is not None:
+                self.metrics.live_input_psi.labels(served.name).set(drift.psi(hist, day))
             w.recent, w.inputs = Tally(), np.zeros(drift.BINS, np.int64)
         # 2. The version beside it, on the events the champion accepted.
         if w.other is None:

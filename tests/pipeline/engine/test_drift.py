@@ -68,3 +68,19 @@ def test_the_models_inputs_after_a_level_shift_and_a_noisier_regime_drift() -> N
     assert drift.psi(reference, drift.counts(after[0])) < 0.1
     assert drift.psi(reference, drift.counts(after[1])) > 0.25
     assert drift.psi(reference, drift.counts(after[2])) > 0.25
+
+
+def test_a_day_of_inputs_compares_whole_days_from_the_second_on() -> None:
+    """Nothing until a whole day after the first day; then exactly the last day's blocks
+    (a block is dropped once its latest event is a day older than the newest)."""
+    hour = 3600.0
+    day = drift.DayOfInputs()
+    one = np.ones(drift.BINS, np.int64)
+    for h in range(48):  # hour h's block counts h of each bin
+        day.add(h * hour, (h + 1) * hour - 1, one * h)
+        assert day.day() is None  # the first day is the normalisers' young day
+    day.add(48 * hour, 49 * hour - 1, one * 48)
+    got = day.day()
+    assert got is not None
+    # The last day ends at 49 h - 1 s: the blocks of hours 25..48.
+    np.testing.assert_array_equal(got, one * sum(range(25, 49)))
