@@ -36,7 +36,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["BINS", "DAY", "LEVEL_RATE", "SEASON_RATE", "forecast", "learn"]
+__all__ = ["BINS", "DAY", "LEVEL_RATE", "SEASON_RATE", "deseasoned", "forecast", "learn"]
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -45,6 +45,7 @@ BINS = 288
 MIN_BINS = 4
 LEVEL_RATE = 0.2
 SEASON_RATE = 0.2
+SETTLED_DAYS = 2  # before it, the profile is too young to say where a value belongs
 MAX_STEP_RATE = 1.0  # a bin moves at most all the way to one value (the first day's)
 
 
@@ -125,3 +126,31 @@ def forecast(sp: F32, sbin: F64, slev: F64, st0: F64, ts: F64, step: F64, horizo
     for h in range(horizon):
         out[rows, h] = level + sp[rows, _bin(t + (h + 1) * step[rows], nb)]
     return out
+
+
+def deseasoned(sp: F32, sbin: F64, st0: F64, ts: F64) -> tuple[F64, F64]:
+    """``(offset, spread) [B, F]``: what the time of day ``ts`` adds to the stream's mean,
+    ``S(τ) - mean(S)``, and the variance the profile accounts for, ``var(S)`` over the
+    day's bins; NaN until the profile has seen :data:`SETTLED_DAYS` whole days (one day's
+    profile is that day's noise as much as its shape). The stream's long-run
+    mean plus ``offset`` is where a value is expected at that time of day, and its
+    long-run variance less ``spread`` how far values stray from that when nothing
+    happens: a reference that a drift does not drag along, unlike the level ``L``."""
+    B, cap, F = sp.shape
+    offset = np.full((B, F), np.nan)
+    spread = np.full((B, F), np.nan)
+    if cap == 0:
+        return offset, spread
+    ok = (sbin > 0) & (ts - st0 >= SETTLED_DAYS * DAY)
+    if not ok.any():
+        return offset, spread
+    rows = np.nonzero(ok)[0]
+    nb = sbin[rows]
+    used = np.arange(cap)[None, :] < nb[:, None]  # [R, cap]: the bins this stream has
+    prof = np.where(used[:, :, None], sp[rows].astype(np.float64), 0.0)
+    mean = prof.sum(axis=1) / nb[:, None]
+    var = (np.where(used[:, :, None], prof - mean[:, None, :], 0.0) ** 2).sum(axis=1) / nb[:, None]
+    now = sp[rows, _bin(ts[rows], nb)].astype(np.float64)
+    offset[rows] = now - mean
+    spread[rows] = var
+    return offset, spread

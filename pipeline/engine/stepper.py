@@ -68,6 +68,9 @@ class Stepped:
     inputs: F64  # [B, F] the normalised values the network saw (input drift, drift.py)
 
 
+SEASONAL_SHARE = 0.6
+
+
 def advance(
     session: StepSession,
     norm: NormaliserParams,
@@ -101,6 +104,21 @@ def advance(
     abs_error = np.where(st.has_fc, np.mean(np.abs(x - fc1) / std_prev, axis=1), np.nan)
     nll = np.full(len(x), np.nan)
     z_level = np.where(st.n >= anom.min_history, error_of(x, st.mean, std_prev), np.nan)
+    if anom.season_level and ts is not None:
+        offset, spread = season.deseasoned(st.sp, st.sbin, st.st0, ts)
+        # How far values stray from the mean at this time of day: what the profile leaves
+        # of the long-run variance, but never less than the profile's own recent one-step
+        # error (a young profile holds its first days' noise, and so claims too much).
+        mae = st.bm[:, len(blend.WEIGHTS) - 1, None] * std_prev
+        known = st.bm[:, -1] >= blend.MIN_EVIDENCE
+        floor = np.maximum(1.25 * mae, 0.1 * std_prev)
+        resid = np.sqrt(np.maximum(std_prev**2 - spread, floor**2))
+        z_season = error_of(x, st.mean + offset, resid)
+        # Only where the day explains most of the stream's variance: elsewhere the
+        # profile is mostly its days' noise, and the variance it claims is not the day's.
+        seasonal = np.mean(spread, axis=1) >= SEASONAL_SHARE * np.mean(std_prev**2, axis=1)
+        use = known & seasonal & np.isfinite(z_season) & np.isfinite(z_level)
+        z_level = np.where(use, z_season, z_level)
     raw, en, es, emu, evar = score_step(anom, e, st.en, st.es, st.emu, st.evar)
     tu, tb = st.tu, st.tb
     if anom.excess_rate > 0:

@@ -244,3 +244,22 @@ def test_where_the_profile_serves_so_does_its_scale() -> None:
     np.testing.assert_allclose(st.fc[0, :, 0], st.slev[0, 0] + hours, rtol=1e-6)
     std = std_of(meta.normalisation, st.mean, st.var)
     np.testing.assert_allclose(st.fs[0, :, 0], 0.25 * std[0, 0], rtol=1e-9)
+
+
+def test_deseasoned_gives_the_time_of_days_offset_and_the_variance_the_day_explains() -> None:
+    """Three days of a daily sine of amplitude 10 around 50, 5-minute steps: the offset at
+    each time of day is the sine's value there (the mean of the profile taken out), the
+    variance the profile accounts for is the sine's (50); nothing before two days."""
+    p = Profile()
+    n = 3 * 288
+    ts = T0 + 300.0 * np.arange(n + 288)
+    v = 50 + 10 * np.sin(2 * np.pi * np.arange(n + 288) / 288)
+    for i in range(n):
+        if i == 2 * 288 - 1:
+            off, var = season.deseasoned(p.sp, p.sbin, p.st0, ts[i : i + 1])
+            assert np.isnan(off).all() and np.isnan(var).all()
+        p.learn(float(ts[i]), np.asarray([v[i]]))
+    for i in range(n, n + 288, 36):
+        off, var = season.deseasoned(p.sp, p.sbin, p.st0, ts[i : i + 1])
+        assert abs(off[0, 0] - (v[i] - 50)) < 0.2
+        assert abs(var[0, 0] - 50.0) < 1.0
