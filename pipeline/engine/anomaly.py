@@ -104,9 +104,10 @@ class AnomalyParams:
     min_sigma: float = 0.05
     value_weight: float = 1.0
     # Level novelty against the stream's long-run mean at this time of day, in the spread
-    # its daily profile leaves (strongly seasonal streams, profile two days old). Off by
-    # default: it finds contextual anomalies and drifts on generated feeds without false
-    # alarms there, but re-alarms after real regime changes on NAB (docs/quality.md).
+    # its daily profile leaves (strongly seasonal streams, profile two days old, two
+    # values in a row). Off by default: it finds contextual anomalies and drifts on
+    # generated feeds without false alarms there, but not better on nab-dev, whose days
+    # vary more than the generated ones (docs/quality.md).
     season_level: bool = False
     min_history: int = 10
     tail_level: float = 9.2

@@ -104,7 +104,7 @@ def advance(
     abs_error = np.where(st.has_fc, np.mean(np.abs(x - fc1) / std_prev, axis=1), np.nan)
     nll = np.full(len(x), np.nan)
     z_level = np.where(st.n >= anom.min_history, error_of(x, st.mean, std_prev), np.nan)
-    if anom.season_level and ts is not None:
+    if anom.season_level and ts is not None and prev_ts is not None:
         offset, spread = season.deseasoned(st.sp, st.sbin, st.st0, ts)
         # How far values stray from the mean at this time of day: what the profile leaves
         # of the long-run variance, but never less than the profile's own recent one-step
@@ -113,7 +113,13 @@ def advance(
         known = st.bm[:, -1] >= blend.MIN_EVIDENCE
         floor = np.maximum(1.25 * mae, 0.1 * std_prev)
         resid = np.sqrt(np.maximum(std_prev**2 - spread, floor**2))
-        z_season = error_of(x, st.mean + offset, resid)
+        # Two values in a row on the same side: a contextual anomaly or a drift lasts,
+        # while one odd value is the forecast channel's to judge.
+        d_now = (x - st.mean - offset) / resid
+        off_prev, _ = season.deseasoned(st.sp, st.sbin, st.st0, prev_ts)
+        d_prev = (st.last_x - st.mean - off_prev) / resid
+        both = np.where(np.sign(d_now) == np.sign(d_prev), np.minimum(abs(d_now), abs(d_prev)), 0.0)
+        z_season = np.sqrt(np.mean(both * both, axis=1))
         # Only where the day explains most of the stream's variance: elsewhere the
         # profile is mostly its days' noise, and the variance it claims is not the day's.
         seasonal = np.mean(spread, axis=1) >= SEASONAL_SHARE * np.mean(std_prev**2, axis=1)

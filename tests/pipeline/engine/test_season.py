@@ -263,3 +263,32 @@ def test_deseasoned_gives_the_time_of_days_offset_and_the_variance_the_day_expla
         off, var = season.deseasoned(p.sp, p.sbin, p.st0, ts[i : i + 1])
         assert abs(off[0, 0] - (v[i] - 50)) < 0.2
         assert abs(var[0, 0] - 50.0) < 1.0
+
+
+def test_season_level_finds_a_half_height_business_day_without_false_alarms() -> None:
+    """Business hours at 80 against 20 at night (noise 2, 5-minute steps) for nine days;
+    on day 8 the busy hours reach only 50, a level the stream shows every day. With
+    ``season_level`` those hours are flagged and nothing else after the profile's second
+    day."""
+    import dataclasses
+
+    from pipeline.engine.csvdata import Series
+    from training.evaluate import replay
+
+    meta = Registry(Path(__file__).resolve().parents[3] / "exported_models").meta("default")
+    rng = np.random.default_rng(3)
+    n = 9 * 288
+    ts = T0 + 300.0 * np.arange(n)
+    hour = np.mod(ts, season.DAY) / 3600
+    busy = (hour >= 9) & (hour < 17)
+    v = np.where(busy, 80.0, 20.0) + rng.normal(0, 2.0, n)
+    day8 = slice(7 * 288, 8 * 288)
+    v[day8] = np.where(busy[day8], 50.0, 20.0) + rng.normal(0, 2.0, 288)
+    series = [Series("s", ts, v[:, None], ("value",))]
+    on = dataclasses.replace(meta.anomaly, season_level=True)
+    (r,) = replay(meta, series, anomaly=on)
+    flags = np.nan_to_num(r.score) >= on.threshold
+    assert not flags[2 * 288 : 7 * 288].any() and not flags[8 * 288 + 12 :].any()
+    hours8 = np.zeros(n, bool)
+    hours8[day8] = busy[day8]
+    assert flags[hours8].any()
