@@ -88,9 +88,13 @@ class DayOfInputs:
         self.first_ts = math.inf
         self.last_ts = -math.inf
 
+    def saw(self, first_ts: float) -> None:
+        """Events from ``first_ts`` on were seen (the day's clock starts at the first)."""
+        self.first_ts = min(self.first_ts, first_ts)
+
     def add(self, first_ts: float, last_ts: float, block: npt.NDArray[np.int64]) -> None:
         """A block of counts from events with times ``first_ts .. last_ts``."""
-        self.first_ts = min(self.first_ts, first_ts)
+        self.saw(first_ts)
         self.last_ts = max(self.last_ts, last_ts)
         self.blocks.append((last_ts, block))
         while self.blocks and self.blocks[0][0] <= self.last_ts - self.span_s:

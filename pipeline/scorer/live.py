@@ -122,6 +122,8 @@ class LiveJudge:
         error = np.where(scored.warm, scored.abs_error, np.nan)
         self._count(served.name, "champion", error, alarms)
         w.recent.add(error, scored.nll, alarms)
+        if len(batch.ts):
+            w.day.saw(float(np.nanmin(batch.ts)))
         if scored.inputs is not None:
             w.inputs += drift.counts(scored.inputs[np.isfinite(error)])
         if w.recent.n >= DRIFT_EVENTS:

@@ -29,6 +29,10 @@ from training.trainer import Trainer, TrainJob
 pytestmark = [pytest.mark.integration, pytest.mark.alerting]
 
 REPO = Path(__file__).resolve().parents[2]
+# Events every 10 minutes: the 500 steps span 83 hours, so that input drift (compared over
+# whole days from a stream's second day on, every 2,000 events) has a value for its
+# dashboard panel.
+STEP = 600
 
 
 def _dashboard_expressions() -> list[str]:
@@ -91,13 +95,16 @@ def test_dashboards_and_rules_query_real_data(
     base = prometheus({"statecast-scorer": scorer_port, "statecast-trainer": trainer_port})
     try:
         rng = np.random.default_rng(0)
-        for chunk in range(4):
+        for chunk in range(5):
             events: list[tuple[bytes | None, bytes]] = []
             for t in range(chunk * 100, (chunk + 1) * 100):
                 for s in range(10):
                     v = 20 + np.sin(t / 10) + rng.normal(0, 0.1) + (60 if t == 350 else 0)
                     events.append(
-                        (f"s{s}".encode(), encode_event(f"s{s}", 1_764_000_000 + 60 * t, float(v)))
+                        (
+                            f"s{s}".encode(),
+                            encode_event(f"s{s}", 1_764_000_000 + STEP * t, float(v)),
+                        )
                     )
             events += [(None, b"garbage"), (b"s0", b'{"stream_id": "s0"}')]
             produce(kafka_config, inp, events)
