@@ -68,6 +68,8 @@ class Stepped:
     inputs: F64  # [B, F] the normalised values the network saw (input drift, drift.py)
 
 
+# The share of a stream's variance its daily profile must explain before the level channel
+# measures against the time of day (``AnomalyParams.season_level``; docs/quality.md).
 SEASONAL_SHARE = 0.6
 
 
@@ -118,7 +120,9 @@ def advance(
         d_now = (x - st.mean - offset) / resid
         off_prev, _ = season.deseasoned(st.sp, st.sbin, st.st0, prev_ts)
         d_prev = (st.last_x - st.mean - off_prev) / resid
-        both = np.where(np.sign(d_now) == np.sign(d_prev), np.minimum(abs(d_now), abs(d_prev)), 0.0)
+        both = np.where(
+            np.sign(d_now) == np.sign(d_prev), np.minimum(np.abs(d_now), np.abs(d_prev)), 0.0
+        )
         z_season = np.sqrt(np.mean(both * both, axis=1))
         # Only where the day explains most of the stream's variance: elsewhere the
         # profile is mostly its days' noise, and the variance it claims is not the day's.
