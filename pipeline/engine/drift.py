@@ -92,9 +92,8 @@ class DayOfInputs:
         """Events from ``first_ts`` on were seen (the day's clock starts at the first)."""
         self.first_ts = min(self.first_ts, first_ts)
 
-    def add(self, first_ts: float, last_ts: float, block: npt.NDArray[np.int64]) -> None:
-        """A block of counts from events with times ``first_ts .. last_ts``."""
-        self.saw(first_ts)
+    def add(self, last_ts: float, block: npt.NDArray[np.int64]) -> None:
+        """A block of counts from events up to ``last_ts`` (all of them :meth:`saw`)."""
         self.last_ts = max(self.last_ts, last_ts)
         self.blocks.append((last_ts, block))
         while self.blocks and self.blocks[0][0] <= self.last_ts - self.span_s:

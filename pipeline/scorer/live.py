@@ -131,7 +131,7 @@ class LiveJudge:
             reference = validation.get("live_mae")
             if isinstance(reference, float) and reference > 0:
                 self.metrics.live_drift.labels(served.name).set(w.recent.mae / reference)
-            w.day.add(float(np.nanmin(batch.ts)), float(np.nanmax(batch.ts)), w.inputs)
+            w.day.add(float(np.nanmax(batch.ts)), w.inputs)
             hist, day = validation.get("input_hist"), w.day.day()
             if isinstance(hist, list) and len(hist) == drift.BINS and day is not None:
                 self.metrics.live_input_psi.labels(served.name).set(drift.psi(hist, day))

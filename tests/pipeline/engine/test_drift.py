@@ -77,9 +77,11 @@ def test_a_day_of_inputs_compares_whole_days_from_the_second_on() -> None:
     day = drift.DayOfInputs()
     one = np.ones(drift.BINS, np.int64)
     for h in range(48):  # hour h's block counts h of each bin
-        day.add(h * hour, (h + 1) * hour - 1, one * h)
+        day.saw(h * hour)
+        day.add((h + 1) * hour - 1, one * h)
         assert day.day() is None  # the first day is the normalisers' young day
-    day.add(48 * hour, 49 * hour - 1, one * 48)
+    day.saw(48 * hour)
+    day.add(49 * hour - 1, one * 48)
     got = day.day()
     assert got is not None
     # The last day ends at 49 h - 1 s: the blocks of hours 25..48.
