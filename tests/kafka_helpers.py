@@ -6,10 +6,13 @@ import socket
 import subprocess
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import kafka as kafka_client
+import orjson
 
 from pipeline.commands.score import score_argv
 from pipeline.config import KafkaConfig, ScorerConfig
@@ -63,6 +66,19 @@ def read_all(
             if all(consumer.position(tp) >= ends[tp] for tp in parts):
                 break
     consumer.close()
+    return out
+
+
+def read_scores(config: KafkaConfig, topic: str, expect: int) -> list[dict[str, Any]]:
+    """The score records of ``topic`` as JSON documents, in the order read back."""
+    return [orjson.loads(r.value or b"") for r in read_all(config, topic, expect=expect)]
+
+
+def ts_per_stream(outputs: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """Each stream's output event times, in the order they were read back."""
+    out: dict[str, list[float]] = defaultdict(list)
+    for o in outputs:
+        out[o["stream_id"]].append(o["ts"])
     return out
 
 

@@ -11,10 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.observability.daemons import Daemons, Webhook, free_port
+from tests.observability.daemons import RULES, Daemons, Webhook, free_port
 
 REPO = Path(__file__).resolve().parents[2]
-RULES = REPO / "prometheus/statecast.rules.yml"
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+RULES = Path(__file__).resolve().parents[2] / "prometheus/statecast.rules.yml"
+
 
 def free_port() -> int:
     with socket.socket() as s:

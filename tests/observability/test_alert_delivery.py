@@ -7,13 +7,11 @@ reordering an event → the drift alerts resolve."""
 from __future__ import annotations
 
 import shutil
-from collections import defaultdict
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 import numpy as np
-import orjson
 import pytest
 import yaml
 
@@ -23,13 +21,13 @@ from pipeline.kafka_io.codec import encode_event
 from tests.kafka_helpers import (
     ScorerThread,
     produce,
-    read_all,
+    read_scores,
     scorer_config,
+    ts_per_stream,
     wait_records,
     wait_until,
 )
-from tests.observability.conftest import RULES
-from tests.observability.daemons import Webhook, free_port
+from tests.observability.daemons import RULES, Webhook, free_port
 from training.config import TrainConfig
 from training.synthetic import generate
 from training.trainer import Trainer, TrainJob
@@ -166,16 +164,10 @@ def test_drift_is_alerted_refreshed_shadowed_promoted_and_resolved(
     finally:
         runner.stop()
 
-    outputs = [
-        orjson.loads(r.value or b"")
-        for r in read_all(kafka_config, inp + ".scores", expect=len(events))
-    ]
+    outputs = read_scores(kafka_config, inp + ".scores", expect=len(events))
     assert len(outputs) == len(events)
     assert {o["model_version"] for o in outputs} == {champion, outcome.version}
-    per_stream: dict[str, list[float]] = defaultdict(list)
-    for o in outputs:
-        per_stream[o["stream_id"]].append(o["ts"])
-        # Every stream's state went across the swap: the new model's first events are warm.
-        if o["model_version"] == outcome.version:
-            assert o["warm"]
+    # Every stream's state went across the swap: the new model's first events are warm.
+    assert all(o["warm"] for o in outputs if o["model_version"] == outcome.version)
+    per_stream = ts_per_stream(outputs)
     assert all(ts == sorted(ts) and len(ts) == BEFORE + AFTER for ts in per_stream.values())

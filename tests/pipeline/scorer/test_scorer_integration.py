@@ -22,7 +22,9 @@ from tests.kafka_helpers import (
     ScorerThread,
     produce,
     read_all,
+    read_scores,
     scorer_config,
+    ts_per_stream,
     wait_records,
     wait_until,
 )
@@ -218,16 +220,11 @@ def test_live_model_swap_under_load_skips_nothing(
     wait_records(kafka_config, inp + ".scores", len(events))
     runner.stop()
 
-    outputs = [
-        orjson.loads(r.value or b"")
-        for r in read_all(kafka_config, inp + ".scores", expect=len(events))
-    ]
+    outputs = read_scores(kafka_config, inp + ".scores", expect=len(events))
     assert len(outputs) == len(events)
     versions = [o["model_version"] for o in outputs]
     assert set(versions) == {v1, v2}
-    per_stream: dict[str, list[int]] = defaultdict(list)
-    for o in outputs:
-        per_stream[o["stream_id"]].append(o["ts"])
+    per_stream = ts_per_stream(outputs)
     assert all(ts == [T0 + 60 * t for t in range(EVENTS)] for ts in per_stream.values())
     assert runner.scorer.metrics.swaps.labels("tiny")._value.get() == 1
 
@@ -263,9 +260,7 @@ def test_a_corrupted_model_is_refused_and_the_old_one_keeps_serving(
     produce(kafka_config, inp, events[100:])
     wait_records(kafka_config, inp + ".scores", 200)
     runner.stop()
-    outputs = [
-        orjson.loads(r.value or b"") for r in read_all(kafka_config, inp + ".scores", expect=200)
-    ]
+    outputs = read_scores(kafka_config, inp + ".scores", expect=200)
     assert len(outputs) == 200
     assert {o["model_version"] for o in outputs} == {v1}
     assert runner.scorer.metrics.refused.labels("tiny")._value.get() == 1
@@ -311,9 +306,7 @@ def test_scorer_follows_models_published_on_the_model_topic(
     produce(kafka_config, inp, _interleaved(_feed(np.random.default_rng(4)))[:100])
     wait_records(kafka_config, inp + ".scores", 100)
     runner.stop()
-    outputs = [
-        orjson.loads(r.value or b"") for r in read_all(kafka_config, inp + ".scores", expect=100)
-    ]
+    outputs = read_scores(kafka_config, inp + ".scores", expect=100)
     assert {o["model_version"] for o in outputs} == {v2}
     assert reg.current("tiny") == v2
 
@@ -426,13 +419,8 @@ def test_shadow_promotion_rejection_and_rollback_on_live_evidence(
     wait_records(kafka_config, inp + ".scores", len(events))
     runner.stop()
 
-    outputs = [
-        orjson.loads(r.value or b"")
-        for r in read_all(kafka_config, inp + ".scores", expect=len(events))
-    ]
+    outputs = read_scores(kafka_config, inp + ".scores", expect=len(events))
     assert len(outputs) == len(events)
     assert {o["model_version"] for o in outputs} == {bad, shipped}
-    per_stream: dict[str, list[float]] = defaultdict(list)
-    for o in outputs:
-        per_stream[o["stream_id"]].append(o["ts"])
+    per_stream = ts_per_stream(outputs)
     assert all(ts == sorted(ts) and len(ts) == 400 for ts in per_stream.values())
