@@ -100,6 +100,9 @@ def test_drift_is_alerted_refreshed_shadowed_promoted_and_resolved(
         scorer_config(
             kafka_config, registry, inp, group_factory(), until_idle=None,
             metrics_port=port, model_check_s=0.5, shadow_promote_after=500,
+            # Small polls: a backlog read partition by partition in large batches would
+            # put days of one partition's streams into one block of input evidence.
+            max_poll_records=200,
         )
     ).start()  # fmt: skip
     m = runner.scorer.metrics
