@@ -155,6 +155,10 @@ class ScorerConfig:
     model_verify_key: Path | None = None  # Ed25519 public key (PEM): refuse unsigned models
     changelog: bool = True
     min_compaction_lag_ms: int = 3_600_000
+    # Local state snapshots (pipeline.scorer.local_state): a restart reads only the
+    # changelog's tail after the newest one. None: off (restores read the whole changelog).
+    state_dir: Path | None = None
+    snapshot_interval_s: float = 60.0
     model_check_s: float = 5.0
     intra_op_threads: int = 1
     # Bounds that keep one producer's records from stopping or poisoning the scorer.
@@ -190,6 +194,7 @@ class ScorerConfig:
             "max_abs_value",
             "max_future_skew_s",
             "max_streams",
+            "snapshot_interval_s",
         ):
             _positive(name, getattr(self, name))
         if self.until_idle is not None:
@@ -206,6 +211,8 @@ class ScorerConfig:
             )
         if self.guarantee == "exactly-once" and not self.changelog:
             raise ConfigError("exactly-once needs the state changelog (changelog=true)")
+        if self.state_dir is not None and not self.changelog:
+            raise ConfigError("state_dir (local snapshots) needs the state changelog")
         if not 0.5 <= self.interval < 1.0:
             raise ConfigError(f"interval must be in [0.5, 1), got {self.interval}")
         if self.shadow_promote_after < 0 or self.rollback_after < 0:

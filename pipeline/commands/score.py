@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from pipeline.commands.flags import add_kafka_flags, flags
@@ -178,5 +179,18 @@ def add_parser(sub: Any) -> None:
         action="store_const",
         const=False,
         help="keep state in memory only (it is lost on restart)",
+    )
+    p.add_argument(
+        "--state-dir",
+        dest="state_dir",
+        type=Path,
+        help="local state snapshots here: a restart reads only the changelog written since "
+        "the newest one (default: off, restores read the whole changelog)",
+    )
+    p.add_argument(
+        "--snapshot-interval-s",
+        dest="snapshot_interval_s",
+        type=float,
+        help="seconds between local snapshots (default 60)",
     )
     p.set_defaults(func=run)

@@ -516,6 +516,31 @@ class StateStore:
         for name in _MODEL_INDEPENDENT:
             getattr(self, name)[...] = getattr(other, name)
 
+    def extract(self, slots: I64) -> StateStore:
+        """A compact copy of the given streams (slot i of the copy is ``slots[i]``), e.g.
+        for a snapshot written while this store moves on."""
+        out = StateStore(
+            layers=self.layers,
+            hidden=self.hidden,
+            features=self.features,
+            horizon=self.horizon,
+            capacity=1,
+            ring=self.ring,
+            season_bins=self.season_bins,
+            prior_mu=self.prior_mu,
+            prior_var=self.prior_var,
+            prior_rep=self.prior_rep,
+        )
+        for name in {*_FIELDS, *_MODEL_INDEPENDENT}:
+            arr = getattr(self, name)
+            setattr(out, name, arr[:, slots] if name in _STATE_AXIS1 else arr[slots])
+        ids = [self._ids[s] for s in slots.tolist()]
+        out.capacity = len(ids)
+        out._ids = list(ids)
+        out._slot = {sid: i for i, sid in enumerate(ids) if sid is not None}
+        out._free = []
+        return out
+
     def streams_in(self, partitions: set[int]) -> list[str]:
         """Streams whose input comes from one of ``partitions``."""
         return [sid for sid, slot in self._slot.items() if int(self.part[slot]) in partitions]

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from pipeline.config import KafkaConfig
@@ -57,9 +57,11 @@ def read_to_end(
     read_committed: bool = False,
     max_message_bytes: int = 1 << 20,
     timeout_s: float = 120.0,
+    start: Mapping[int, int] | None = None,
 ) -> Iterator[tuple[int, bytes | None, bytes | None]]:
     """``(partition, key, value)`` of every record of the given partitions, from their
-    start to their end as of the call, on the configured backend (no consumer group)."""
+    start (or ``start[p]``) to their end as of the call, on the configured backend (no
+    consumer group)."""
     if config.backend == "confluent-kafka":
         from pipeline.kafka_io.confluent import read_to_end as read
     else:
@@ -71,4 +73,5 @@ def read_to_end(
         read_committed=read_committed,
         max_message_bytes=max_message_bytes,
         timeout_s=timeout_s,
+        start=start,
     )

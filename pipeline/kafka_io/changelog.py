@@ -35,6 +35,7 @@ records long enough for that rule to find the older state after a crash.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,7 @@ __all__ = [
     "decode_snapshots",
     "encode_snapshot",
     "encode_snapshots",
+    "frame_blocks",
     "read_partitions",
     "source_offset_of",
     "topic_config",
@@ -170,6 +172,17 @@ def encode_snapshots(
     laid out as one numpy structured array and cut into records.
     """
     out: list[bytes | None] = [None] * len(slots)
+    for pick, data, size in frame_blocks(store, slots, model, version):
+        for j, i in enumerate(pick.tolist()):
+            out[i] = data[j * size : (j + 1) * size]
+    return [b for b in out if b is not None]
+
+
+def frame_blocks(
+    store: StateStore, slots: npt.NDArray[np.int64], model: str, version: str
+) -> Iterator[tuple[npt.NDArray[np.int64], bytes, int]]:
+    """The frames of ``slots`` as blocks of equal-size frames: ``(positions in slots,
+    the block's bytes, the frame size)``; frame j of a block is ``bytes[j*size:(j+1)*size]``."""
     L, H, F, Z, R = store.layers, store.hidden, store.features, store.horizon, store.ring
     P = store.season_bins
     prefix = MAGIC + bytes([FORMAT]) + _str(model.encode()) + _str(version.encode())
@@ -204,11 +217,7 @@ def encode_snapshots(
             start = np.where(store.ring_len[sl] > R, store.ring_len[sl] % max(R, 1), 0)
             cols = (start[:, None] + np.arange(r)) % max(R, 1)
             rec["ring"] = store.ring_buf[sl[:, None], cols]
-        data = rec.tobytes()
-        size = dtype.itemsize
-        for j, i in enumerate(pick.tolist()):
-            out[i] = data[j * size : (j + 1) * size]
-    return [b for b in out if b is not None]
+        yield pick, rec.tobytes(), dtype.itemsize
 
 
 def _header(data: bytes) -> tuple[int, str, str, int, Dims]:
@@ -385,18 +394,25 @@ def read_partitions(
     *,
     read_committed: bool,
     timeout_s: float = 120.0,
+    start: Mapping[int, int] | None = None,
+    seed: Mapping[str, tuple[bytes, int]] | None = None,
 ) -> tuple[dict[str, tuple[Snapshot, int]], int]:
     """Restore the streams of the given changelog partitions.
 
     ``committed[p]`` is the committed offset of input partition p (None: nothing committed,
     so nothing is restored). Returns ``({stream id: (snapshot, partition)}, records read)``.
+    With a local snapshot (pipeline.scorer.local_state), ``seed`` holds its frames (stream
+    id → (frame, partition)) and ``start[p]`` the changelog offset it covers: the records
+    from there on are applied over it by the same rule, in log order.
     """
     wanted = {p: c for p, c in committed.items() if c is not None and c > 0}
     if not wanted:
         return {}, 0
     # Pick each stream's frame by its source offset alone, then decode only the winners:
     # a changelog holds many superseded frames per stream until it is compacted.
-    best: dict[str, tuple[bytes, int] | None] = {}
+    best: dict[str, tuple[bytes, int] | None] = {
+        sid: (frame, part) for sid, (frame, part) in (seed or {}).items() if part in wanted
+    }
     count = 0
     for part, key, value in read_to_end(
         config,
@@ -405,6 +421,7 @@ def read_partitions(
         read_committed=read_committed,
         max_message_bytes=MAX_SNAPSHOT_BYTES,
         timeout_s=timeout_s,
+        start=start,
     ):
         count += 1
         if key is None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import confluent_kafka as ck
@@ -258,6 +258,19 @@ class ConfluentConsumer:
     def group_metadata(self) -> object:
         return self._consumer.consumer_group_metadata()
 
+    def end_offsets(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+        try:
+            return {
+                p: int(
+                    self._consumer.get_watermark_offsets(
+                        ck.TopicPartition(topic, p), timeout=self._timeout_s, cached=False
+                    )[1]
+                )
+                for p in partitions
+            }
+        except (ck.KafkaException, RuntimeError, TypeError) as exc:
+            raise KafkaError(f"cannot read the end offsets of {topic}: {_describe(exc)}") from exc
+
     def close(self) -> None:
         try:
             self._consumer.close()
@@ -474,10 +487,11 @@ def read_to_end(
     read_committed: bool,
     max_message_bytes: int,
     timeout_s: float,
+    start: Mapping[int, int] | None = None,
 ) -> Iterator[tuple[int, bytes | None, bytes | None]]:
     """``(partition, key, value)`` of every record from the start of the given partitions
-    to their end (librdkafka's partition-EOF event; the last stable offset when
-    ``read_committed``)."""
+    (or from ``start[p]``) to their end (librdkafka's partition-EOF event; the last stable
+    offset when ``read_committed``)."""
     pending = set(partitions)
     if not pending:
         return
@@ -490,13 +504,22 @@ def read_to_end(
                 "group.id": f"statecast-reader-{topic}",
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,
+                # A start offset the log no longer has: read from its beginning (more, never
+                # less).
+                "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed" if read_committed else "read_uncommitted",
                 "max.partition.fetch.bytes": max_message_bytes,
                 "fetch.max.bytes": 64 * 1024 * 1024,
                 "error_cb": errors,
             }
         )
-        consumer.assign([ck.TopicPartition(topic, p, ck.OFFSET_BEGINNING) for p in sorted(pending)])
+        begin = start or {}
+        consumer.assign(
+            [
+                ck.TopicPartition(topic, p, begin.get(p, ck.OFFSET_BEGINNING))
+                for p in sorted(pending)
+            ]
+        )
         deadline = time.monotonic() + timeout_s
         m: Any
         while pending:

@@ -65,6 +65,11 @@ class Consumer(Protocol):
         """Opaque group metadata for transactional offset commits."""
         ...
 
+    def end_offsets(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+        """The end (high watermark) of each given partition of any topic, assigned or not;
+        raises KafkaError if the broker cannot say."""
+        ...
+
     def close(self) -> None: ...
 
 

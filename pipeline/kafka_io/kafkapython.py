@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import kafka
@@ -184,6 +184,13 @@ class KafkaPythonConsumer:
             raise KafkaError(f"cannot read committed offsets: {exc}") from exc
         return out
 
+    def end_offsets(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+        try:
+            ends = self._consumer.end_offsets([KTP(topic, p) for p in partitions])
+        except kafka.errors.KafkaError as exc:
+            raise KafkaError(f"cannot read the end offsets of {topic}: {exc}") from exc
+        return {tp.partition: int(off) for tp, off in ends.items()}
+
     def group_metadata(self) -> object:
         return self._consumer.group_metadata()
 
@@ -356,9 +363,11 @@ def read_to_end(
     read_committed: bool,
     max_message_bytes: int,
     timeout_s: float,
+    start: Mapping[int, int] | None = None,
 ) -> Iterator[tuple[int, bytes | None, bytes | None]]:
     """``(partition, key, value)`` of every record from the start of the given partitions
-    to their end as of the call (the last stable offset when ``read_committed``)."""
+    (or from ``start[p]``) to their end as of the call (the last stable offset when
+    ``read_committed``)."""
     try:
         consumer = kafka.KafkaConsumer(
             enable_auto_commit=False,
@@ -370,6 +379,11 @@ def read_to_end(
         parts = [KTP(topic, p) for p in sorted(set(partitions))]
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
+        begins = consumer.beginning_offsets(parts)
+        for tp in parts:
+            if start and tp.partition in start:
+                # A start the log no longer has: from its beginning (more, never less).
+                consumer.seek(tp, max(start[tp.partition], begins[tp]))
         ends = consumer.end_offsets(parts)
         deadline = time.monotonic() + timeout_s
         while any(consumer.position(tp) < ends[tp] for tp in parts):

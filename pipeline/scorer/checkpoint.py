@@ -36,6 +36,7 @@ from pipeline.engine.serving import ServedModel
 from pipeline.kafka_io import Consumer, Producer, Record, TopicPartition
 from pipeline.kafka_io.changelog import encode_snapshots
 from pipeline.metrics import ScorerMetrics
+from pipeline.scorer.local_state import SnapshotTaker
 
 __all__ = ["Checkpointer"]
 
@@ -54,8 +55,13 @@ class Checkpointer:
         changelog: str | None,
         exactly_once: bool,
         interval_s: float,
+        snapshots: SnapshotTaker | None = None,
     ) -> None:
         self.models = models
+        self.snapshots = snapshots
+        # The next input offset to process per owned partition (from its committed offset
+        # and every batch since): what a local snapshot's frames describe.
+        self.positions: dict[int, int] = {}
         self.metrics = metrics
         self.changelog = changelog
         self.exactly_once = exactly_once
@@ -85,6 +91,7 @@ class Checkpointer:
             self._touched[name].update(slots.tolist())
         for rec in records:  # the last offset per partition wins
             self._offsets[TopicPartition(rec.topic, rec.partition)] = rec.offset + 1
+            self.positions[rec.partition] = rec.offset + 1
         self._appends.append(np.fromiter((r.timestamp_ms for r in records), np.float64))
 
     @property
@@ -99,6 +106,13 @@ class Checkpointer:
         for tp in revoked:
             self._offsets.pop(tp, None)
             self._waiting.pop(tp, None)
+            self.positions.pop(tp.partition, None)
+
+    def start_partitions(self, committed: dict[TopicPartition, int | None]) -> None:
+        """Newly assigned partitions start at their committed offsets."""
+        for tp, off in committed.items():
+            if off is not None:
+                self.positions[tp.partition] = off
 
     def abandon(self, producer: Producer | None) -> None:
         """Give up the interval (after a Kafka failure): abort its transaction, if any."""
@@ -110,12 +124,20 @@ class Checkpointer:
 
     # -- the protocol -----------------------------------------------------------------
 
-    def checkpoint(self, producer: Producer, consumer: Consumer, *, final: bool = False) -> None:
+    def checkpoint(
+        self, producer: Producer, consumer: Consumer, *, final: bool = False, snapshot: bool = True
+    ) -> None:
         """Steps 4 (changelog), 5 and 6 for everything processed since the last checkpoint
-        (``final``: before stopping, so 5 blocks)."""
+        (``final``: before stopping, so 5 blocks). ``snapshot``: a local snapshot may be
+        taken (not inside a rebalance callback, where no blocking client call may run)."""
         # 4. One changelog record per touched stream.
         if self.changelog:
             self._send_changelog(producer, self.changelog)
+            # A local snapshot (pipeline.scorer.local_state) now, after this checkpoint's
+            # changelog records and before anything else is sent.
+            now = time.monotonic()
+            if self.snapshots is not None and snapshot and (final or self.snapshots.due(now)):
+                self.snapshots.take(consumer, self.models, self.positions, now, wait=final)
         if self.exactly_once:
             if self.in_txn:
                 # 5.-6. One transaction: outputs, dead letters, changelog and offsets.

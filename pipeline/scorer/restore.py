@@ -4,7 +4,9 @@ Runs on start and on every partition assignment, right after the poll that deliv
 and before any record of those partitions is processed:
 
 1. read the group's committed offset C of each newly assigned input partition;
-2. read the changelog partition from the beginning (read_committed in exactly-once);
+2. read the changelog partition from the beginning (read_committed in exactly-once), or,
+   with a usable local snapshot (:mod:`pipeline.scorer.local_state`), from the offset it
+   covers, over its frames;
 3. for each stream keep the newest state whose source offset is below C;
 4. install those states; a state from another model version gets its LSTM state
    rebuilt from its recent inputs. A damaged or mismatched frame never stops a restore:
@@ -23,6 +25,7 @@ from pipeline.engine.state import Snapshot
 from pipeline.kafka_io import Consumer, TopicPartition
 from pipeline.kafka_io.changelog import read_partitions
 from pipeline.metrics import ScorerMetrics
+from pipeline.scorer.local_state import LocalState
 from pipeline.scorer.routing import Router
 
 __all__ = ["Restorer"]
@@ -38,25 +41,35 @@ class Restorer:
         models: dict[str, ServedModel],
         router: Router,
         metrics: ScorerMetrics,
+        local: LocalState | None = None,
     ) -> None:
         self.config = config
         self.changelog = changelog
         self.models = models
         self.router = router
         self.metrics = metrics
+        self.local = local
         self.restored_streams = 0
+        self.changelog_records = 0  # read by restores so far
 
-    def restore(self, consumer: Consumer, assigned: set[TopicPartition]) -> int:
-        """Steps 1-4 for ``assigned``; returns the number of streams installed."""
+    def restore(
+        self, consumer: Consumer, assigned: set[TopicPartition]
+    ) -> dict[TopicPartition, int | None]:
+        """Steps 1-4 for ``assigned``; returns their committed offsets."""
         started = time.monotonic()
         # 1. Committed offsets of the new partitions.
         committed = consumer.committed(assigned)
+        wanted = {tp.partition: off for tp, off in committed.items()}
+        # 2. From a local snapshot's offset, where one is usable.
+        start, seed = self._seeds(consumer, wanted)
         # 2.-3. Newest state below the committed offset, per stream.
         snaps, records = read_partitions(
             self.config.kafka,
             self.changelog,
-            {tp.partition: off for tp, off in committed.items()},
+            wanted,
             read_committed=self.config.guarantee == "exactly-once",
+            start=start,
+            seed=seed,
         )
         # 4. Install, per served model.
         by_model: dict[str, dict[str, tuple[Snapshot, int]]] = defaultdict(dict)
@@ -74,10 +87,31 @@ class Restorer:
         elapsed = time.monotonic() - started
         self.metrics.restore.set(elapsed)
         log.info(
-            "restored %d streams from %d changelog records of partitions %s in %.2fs",
+            "restored %d streams from %d changelog records of partitions %s "
+            "(local snapshots: %d of them, %d frames) in %.2fs",
             restored,
             records,
             sorted(tp.partition for tp in assigned),
+            len(start),
+            len(seed),
             elapsed,
         )
-        return restored
+        self.changelog_records += records
+        return committed
+
+    def _seeds(
+        self, consumer: Consumer, committed: dict[int, int | None]
+    ) -> tuple[dict[int, int], dict[str, tuple[bytes, int]]]:
+        """Step 2's local snapshots: changelog start offsets and frames, per partition."""
+        usable = {p: c for p, c in committed.items() if c}
+        if self.local is None or not usable:
+            return {}, {}
+        ends = consumer.end_offsets(self.changelog, sorted(usable))
+        start: dict[int, int] = {}
+        seed: dict[str, tuple[bytes, int]] = {}
+        for p, c in sorted(usable.items()):
+            s = self.local.seed(p, c, ends[p])
+            if s is not None:
+                start[p] = s.changelog_offset
+                seed.update((sid, (frame, p)) for sid, frame in s.frames.items())
+        return start, seed

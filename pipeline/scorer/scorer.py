@@ -67,6 +67,7 @@ from pipeline.scorer.batch import BatchScorer
 from pipeline.scorer.checkpoint import Checkpointer
 from pipeline.scorer.housekeeping import Housekeeper
 from pipeline.scorer.live import LiveJudge
+from pipeline.scorer.local_state import LocalState, SnapshotTaker
 from pipeline.scorer.restore import Restorer
 from pipeline.scorer.routing import Router
 
@@ -122,15 +123,24 @@ class Scorer:
         router = Router(config.model, config.route_map)
         self.live = LiveJudge(config, self.registry, self.models, self.metrics)
         self.batches = BatchScorer(config, self.models, router, self.metrics, self.live)
+        local = (
+            LocalState(config.state_dir, self.changelog)
+            if self.changelog and config.state_dir is not None
+            else None
+        )
+        self.snapshots = (
+            SnapshotTaker(local, local.changelog, config.snapshot_interval_s) if local else None
+        )
         self.checkpointer = Checkpointer(
             self.models,
             self.metrics,
             changelog=self.changelog,
             exactly_once=self.exactly_once,
             interval_s=config.commit_interval_s,
+            snapshots=self.snapshots,
         )
         self.restorer = (
-            Restorer(config, self.changelog, self.models, router, self.metrics)
+            Restorer(config, self.changelog, self.models, router, self.metrics, local)
             if self.changelog
             else None
         )
@@ -273,7 +283,7 @@ class Scorer:
         """
         if self.exactly_once and self.checkpointer.in_txn and self._failure is None:
             try:
-                self.checkpoint()
+                self.checkpoint(snapshot=False)
             except KafkaError as exc:
                 self._failure = exc  # raised from the loop, after the poll returns
         parts = {tp.partition for tp in revoked if tp.topic == self.config.input_topic}
@@ -286,6 +296,8 @@ class Scorer:
         log.info("partitions revoked: %s", sorted(parts))
 
     def _close(self) -> None:
+        if self.snapshots is not None:
+            self.snapshots.close()
         self._disconnect()
         if self.server is not None:
             self.server.stop()
@@ -314,7 +326,8 @@ class Scorer:
                     if self._pending_restore:
                         pending, self._pending_restore = self._pending_restore, set()
                         if self.restorer is not None:
-                            self.restorer.restore(self.consumer, pending)
+                            committed = self.restorer.restore(self.consumer, pending)
+                            self.checkpointer.start_partitions(committed)
                         last_input = now  # idle time counts from the (re)assignment
                     self._mark_ready()
                     # 5.-6. (at-least-once) Commit a checkpoint whose sends are all
@@ -388,11 +401,13 @@ class Scorer:
             self.checkpoint()
         self.processed += len(records)
 
-    def checkpoint(self, final: bool = False) -> None:
+    def checkpoint(self, final: bool = False, snapshot: bool = True) -> None:
         """Steps 4 (changelog), 5 and 6 for everything processed since the last checkpoint."""
         assert self.producer is not None and self.consumer is not None
         try:
-            self.checkpointer.checkpoint(self.producer, self.consumer, final=final)
+            self.checkpointer.checkpoint(
+                self.producer, self.consumer, final=final, snapshot=snapshot
+            )
         except KafkaError:
             self.metrics.commit_failures.inc()
             raise

@@ -22,6 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.config import KafkaConfig, ScorerConfig
+from pipeline.kafka_io import read_to_end
+from pipeline.kafka_io.changelog import changelog_topic
 from pipeline.kafka_io.codec import encode_event
 from pipeline.localkafka import LocalBroker
 from tests.kafka_helpers import (
@@ -142,7 +144,17 @@ def reference(
 # a loaded 2-core machine, sometimes miss their 60 s commit deadline: they run in
 # `make test-slow`, and confluent-kafka's runs keep the scenarios in `make test`.
 @pytest.mark.slow_with("kafka-python")
-@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
+@pytest.mark.parametrize(
+    ("guarantee", "state"),
+    [
+        ("at-least-once", ""),
+        # Suite time: the whole-changelog restore under exactly-once also runs in the
+        # rebalance and membership tests.
+        pytest.param("exactly-once", "", marks=pytest.mark.slow),
+        ("at-least-once", "local"),
+        ("exactly-once", "local"),
+    ],
+)
 def test_crash_and_resume_reproduces_the_uninterrupted_run(
     kafka_config: KafkaConfig,
     tiny_registry: Path,
@@ -150,6 +162,8 @@ def test_crash_and_resume_reproduces_the_uninterrupted_run(
     group_factory: Callable[[], str],
     reference: Callable[..., dict[tuple[str, int], tuple[list[float], float]]],
     guarantee: str,
+    state: str,
+    tmp_path: Path,
 ) -> None:
     inp = topic_factory("in", partitions=4)
     events = _events(200, 100)
@@ -159,22 +173,32 @@ def test_crash_and_resume_reproduces_the_uninterrupted_run(
 
     out = topic_factory("out", partitions=4)
     group = group_factory()
-    proc = _spawn(kafka_config, tiny_registry, inp, out, group, "--guarantee", guarantee)
-    wait_committed(kafka_config, group, inp, half // 4)  # at least one checkpoint happened
+    # Local snapshots at every checkpoint: the restart reads only the changelog's tail.
+    local = ["--state-dir", str(tmp_path), "--snapshot-interval-s", "0.1"] if state else []
+    opts = ("--guarantee", guarantee, "--commit-interval-s", "0.3", *local)
+    proc = _spawn(kafka_config, tiny_registry, inp, out, group, *opts)
+    wait_committed(kafka_config, group, inp, half // 2)  # checkpoints happened
     _kill(proc)  # mid-stream, no goodbye
     produce(
         kafka_config, inp, events[half:]
     )  # the restarted scorer must continue from restored state
-    restart = _spawn(
-        kafka_config, tiny_registry, inp, out, group, "--guarantee", guarantee, "--until-idle", "5"
-    )
+    restart = _spawn(kafka_config, tiny_registry, inp, out, group, *opts, "--until-idle", "5")
     _, err = restart.communicate(timeout=180)
     assert restart.returncode == 0, err.decode()[-2000:]
     log = err.decode()
-    restored = re.search(r"restored (\d+) streams", log)
+    restored = re.search(r"restored (\d+) streams from (\d+) changelog records", log)
     resumed = re.search(r"scorer stopped after (\d+) records", log)
     assert restored and int(restored.group(1)) > 0, log[-2000:]  # state came from the changelog
     assert resumed and int(resumed.group(1)) > 0, log[-2000:]  # the kill really was mid-stream
+    seeded = re.search(r"local snapshots: (\d+) of them, (\d+) frames", log)
+    assert seeded, log[-2000:]
+    if state:
+        # Streams came from the snapshots, and fewer records than were written were read.
+        assert int(seeded.group(1)) > 0 and int(seeded.group(2)) > 0, log[-2000:]
+        written = sum(1 for _ in read_to_end(kafka_config, changelog_topic(group), range(4)))
+        assert int(restored.group(2)) < written, (restored.group(0), written)
+    else:
+        assert seeded.group(1) == "0", log[-2000:]
 
     isolation = "read_committed" if guarantee == "exactly-once" else "read_uncommitted"
     got = read_all(kafka_config, out, isolation_level=isolation, timeout_s=20)

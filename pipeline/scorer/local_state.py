@@ -1,0 +1,299 @@
+"""Local state snapshots: a restore that reads the changelog's tail, not all of it.
+
+A changelog keeps one frame per touched stream per checkpoint until the log cleaner
+compacts it, so a restore that reads it from the beginning grows with uptime. As Kafka
+Streams keeps a local store and a checkpoint file of changelog offsets, the scorer keeps
+one snapshot file per input partition: every stream's frame (the changelog's format), the
+input position the frames describe and the changelog offset they cover. A restore then
+reads only the changelog records after that offset.
+
+Snapshot protocol (at a checkpoint K, every ``snapshot_interval_s``, after step 4 has
+handed K's changelog records to the producer and before anything else is sent):
+
+1. read the changelog's end offset E of each owned partition (blocking, one request);
+   every record sent after this step lands at or after E;
+2. copy the state rows of the owned partitions' streams (the only work in the poll
+   loop besides 1: a few ms per 10k streams) with each partition's input position P_K
+   (the next offset to process: every frame's source offset is below it);
+3. in a background thread, encode the frames and write ``<partition>.snap`` (written to a
+   temporary file, flushed to disk, renamed; the previous one is kept as
+   ``<partition>.prev.snap``).
+
+Restore protocol, for input partition p with committed offset C (run by the restorer):
+
+1. take the newest snapshot of p whose position P_K is at most C (its checkpoint was
+   committed, so every frame in it is below C) and whose offset E is not beyond the
+   changelog's end (else it belongs to another incarnation of the topic);
+2. read the changelog of p from E and apply each record over the snapshot's frames with
+   the changelog's restore rule (newest frame below C wins; a tombstone removes);
+3. without a usable snapshot, read the changelog from its beginning, as before.
+
+Why this equals a restore from the whole changelog: a stream's frame in the snapshot is
+its state at K, which is its newest frame sent up to K (a stream touched since its last
+frame is in K's records); records before E are older than K's or equal to them. Records
+at or after E include everything sent after K, in log order, so each stream ends with the
+same newest frame below C, or is removed by the same tombstone (a tombstone before E for a
+stream that is in the snapshot was followed by a frame that re-created it, which is in the
+snapshot and, if it is at or after E, re-applied after the tombstone).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import threading
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from pipeline.engine.serving import ServedModel
+from pipeline.engine.state import StateStore
+from pipeline.errors import StatecastError
+from pipeline.kafka_io import Consumer
+from pipeline.kafka_io.changelog import frame_blocks
+
+__all__ = ["LocalState", "Seed", "SnapshotTaker"]
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"SCLS"
+FORMAT = 1
+_HEAD = struct.Struct(">qqII")  # input position, changelog offset, frames, crc32 of the body
+
+
+@dataclass(frozen=True)
+class Seed:
+    """A usable snapshot of one partition: the changelog offset it covers and its frames
+    (stream id → frame)."""
+
+    partition: int
+    position: int
+    changelog_offset: int
+    frames: dict[str, bytes]
+
+
+class LocalState:
+    """The snapshot files of one changelog topic under ``root``."""
+
+    def __init__(self, root: Path, changelog: str) -> None:
+        self.changelog = changelog
+        self.dir = root / changelog
+
+    def path(self, partition: int, *, previous: bool = False) -> Path:
+        return self.dir / (f"{partition}.prev.snap" if previous else f"{partition}.snap")
+
+    def write(
+        self,
+        partition: int,
+        position: int,
+        changelog_offset: int,
+        keys: list[bytes],
+        blocks: list[tuple[int, bytes]],
+    ) -> int:
+        """Step 3 for one partition: ``blocks`` are ``(frame size, frames)`` in the order of
+        ``keys``. Returns the bytes written."""
+        sizes = np.concatenate(
+            [np.full(len(data) // size, size, np.int64) for size, data in blocks]
+            or [np.empty(0, np.int64)]
+        )
+        if len(sizes) != len(keys):
+            raise ValueError(f"{len(keys)} keys for {len(sizes)} frames")
+        body = b"".join(
+            (
+                np.fromiter(map(len, keys), ">u4", len(keys)).tobytes(),
+                sizes.astype(">u4").tobytes(),
+                b"".join(keys),
+                *(data for _, data in blocks),
+            )
+        )
+        name = self.changelog.encode()
+        head = b"".join(
+            (
+                MAGIC,
+                bytes([FORMAT]),
+                struct.pack(">H", len(name)),
+                name,
+                _HEAD.pack(position, changelog_offset, len(keys), zlib.crc32(body)),
+            )
+        )
+        self.dir.mkdir(parents=True, exist_ok=True)
+        current, tmp = self.path(partition), self.dir / f"{partition}.snap.tmp"
+        with open(tmp, "wb") as f:
+            f.write(head)
+            f.write(body)
+            f.flush()
+            os.fsync(f.fileno())
+        if current.exists():
+            os.replace(current, self.path(partition, previous=True))
+        os.replace(tmp, current)
+        return len(head) + len(body)
+
+    def read(self, partition: int, *, previous: bool = False) -> Seed | None:
+        """One snapshot file; None if it is missing, damaged or of another topic."""
+        path = self.path(partition, previous=previous)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("local state %s unreadable (%s): ignored", path, exc)
+            return None
+        try:
+            return self._parse(partition, data)
+        except (ValueError, struct.error, UnicodeDecodeError) as exc:
+            log.warning("local state %s ignored: %s", path, exc)
+            return None
+
+    def _parse(self, partition: int, data: bytes) -> Seed:
+        if data[:4] != MAGIC or len(data) < 7 or data[4] != FORMAT:
+            raise ValueError("not a Statecast snapshot file of this format")
+        (n,) = struct.unpack_from(">H", data, 5)
+        topic = data[7 : 7 + n].decode()
+        if topic != self.changelog:
+            raise ValueError(f"it belongs to changelog {topic!r}")
+        pos = 7 + n
+        position, offset, count, crc = _HEAD.unpack_from(data, pos)
+        body = memoryview(data)[pos + _HEAD.size :]
+        if zlib.crc32(body) != crc:
+            raise ValueError("checksum mismatch (a partial or damaged write)")
+        klen = np.frombuffer(body, ">u4", count, 0).astype(np.int64)
+        flen = np.frombuffer(body, ">u4", count, 4 * count).astype(np.int64)
+        kend = 8 * count + np.cumsum(klen)
+        fend = int(kend[-1] if count else 8 * count) + np.cumsum(flen)
+        if count and int(fend[-1]) != len(body):
+            raise ValueError("frame lengths do not add up to the file's size")
+        raw = bytes(body)
+        frames = {
+            raw[ke - kl : ke].decode(): raw[fe - fl : fe]
+            for ke, kl, fe, fl in zip(
+                kend.tolist(), klen.tolist(), fend.tolist(), flen.tolist(), strict=True
+            )
+        }
+        return Seed(partition, int(position), int(offset), frames)
+
+    def seed(self, partition: int, committed: int, changelog_end: int) -> Seed | None:
+        """Restore step 1: the newest snapshot of ``partition`` usable at ``committed``."""
+        found = [s for s in (self.read(partition), self.read(partition, previous=True)) if s]
+        if any(s.changelog_offset > changelog_end for s in found):
+            log.warning(
+                "local state of partition %d covers changelog offsets beyond its end (%d): "
+                "the changelog was recreated; the snapshots are ignored",
+                partition,
+                changelog_end,
+            )
+            return None
+        for s in found:
+            if s.position <= committed:
+                return s
+            log.info(
+                "local state of partition %d is ahead of the committed offset (%d > %d): its "
+                "checkpoint was not committed; trying an older one",
+                partition,
+                s.position,
+                committed,
+            )
+        return None
+
+
+@dataclass
+class _Job:
+    """A copy of the owned partitions' state rows (snapshot step 2)."""
+
+    stores: list[tuple[StateStore, str, str]]  # (copy, model name, version)
+    positions: dict[int, int]  # partition → input position P_K
+    ends: dict[int, int]  # partition → changelog end E
+
+
+class SnapshotTaker:
+    """Snapshot steps 1-2 in the poll loop and step 3 in a background thread."""
+
+    def __init__(self, local: LocalState, changelog: str, interval_s: float) -> None:
+        self.local = local
+        self.changelog = changelog
+        self.interval_s = interval_s
+        self._last = 0.0
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self.written = 0  # snapshots written, for tests and logs
+        self.skipped = 0  # due while the previous one was still being written
+
+    def due(self, now: float) -> bool:
+        return now - self._last >= self.interval_s
+
+    def take(
+        self,
+        consumer: Consumer,
+        models: dict[str, ServedModel],
+        positions: dict[int, int],
+        now: float,
+        *,
+        wait: bool = False,
+    ) -> None:
+        """Steps 1-2 now, 3 in the background (``wait``: also 3, before returning)."""
+        self._last = now
+        if self._thread is not None and self._thread.is_alive():
+            if not wait:
+                self.skipped += 1
+                return
+            self._thread.join()
+        if not positions:
+            return
+        # 1. The changelog's end of every owned partition.
+        ends = consumer.end_offsets(self.changelog, sorted(positions))
+        # 2. Copy the owned partitions' rows.
+        stores = []
+        for served in models.values():
+            store = served.store
+            slots = np.fromiter(
+                (s for sid in store.stream_ids() if (s := store.slot_of(sid)) is not None),
+                np.int64,
+            )
+            slots = slots[np.isin(store.part[slots], list(positions))]
+            stores.append((store.extract(slots), served.name, served.version))
+        job = _Job(stores, dict(positions), ends)
+        # 3. Encode and write, off the loop.
+        self._thread = threading.Thread(
+            target=self._write, args=(job,), name="statecast-snapshot", daemon=True
+        )
+        self._thread.start()
+        if wait:
+            self._thread.join()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+
+    def _write(self, job: _Job) -> None:
+        try:
+            for part in sorted(job.positions):
+                keys: list[bytes] = []
+                blocks: list[tuple[int, bytes]] = []
+                for store, name, version in job.stores:
+                    slots = _slots_of(store, part)
+                    for pick, data, size in frame_blocks(store, slots, name, version):
+                        keys.extend(_ids(store, slots[pick]))
+                        blocks.append((size, data))
+                self.local.write(part, job.positions[part], job.ends[part], keys, blocks)
+            self.written += 1
+        except (OSError, ValueError, StatecastError) as exc:
+            # A snapshot is an optimisation: without it, restores read more of the changelog.
+            log.warning("local state snapshot not written (%s): restores read the changelog", exc)
+
+
+def _ids(store: StateStore, slots: npt.NDArray[np.int64]) -> list[bytes]:
+    out = []
+    for s in slots.tolist():
+        sid = store.id_of(s)
+        assert sid is not None  # a compact copy has no free slots
+        out.append(sid.encode())
+    return out
+
+
+def _slots_of(store: StateStore, partition: int) -> npt.NDArray[np.int64]:
+    live = np.arange(len(store), dtype=np.int64)
+    out: npt.NDArray[np.int64] = live[store.part[: len(store)] == partition]
+    return out

@@ -1,0 +1,104 @@
+"""Local state snapshots: the files, their validity rules and the compact copy they are
+written from. The restore through them runs against the real broker in
+tests/pipeline/scorer/test_durability.py (crash and resume)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.engine.state import StateStore
+from pipeline.kafka_io.changelog import encode_snapshots, frame_blocks
+from pipeline.scorer.local_state import LocalState
+
+
+def _store(streams: int = 9) -> StateStore:
+    rng = np.random.default_rng(3)
+    store = StateStore(layers=2, hidden=3, features=1, horizon=2, capacity=4, ring=4)
+    slots = store.slots_for([f"s{i}" for i in range(streams)], now=0.0)
+    for i, slot in enumerate(slots.tolist()):
+        for _ in range(i):  # ring lengths from empty to wrapped
+            store.push_inputs(np.asarray([slot]), rng.normal(size=(1, 1)))
+    for name in ("h", "c", "mean", "var", "fc", "sp", "bm", "emu"):
+        arr = getattr(store, name)
+        arr[...] = rng.normal(size=arr.shape)
+    store.part[slots] = np.arange(len(slots)) % 3
+    store.src_offset[slots] = np.arange(len(slots)) * 10
+    return store
+
+
+def _write(local: LocalState, store: StateStore, part: int, position: int, offset: int) -> None:
+    slots = np.nonzero(store.part[: len(store)] == part)[0].astype(np.int64)
+    keys: list[bytes] = []
+    blocks: list[tuple[int, bytes]] = []
+    for pick, data, size in frame_blocks(store, slots, "m", "v1"):
+        keys.extend(str(store.id_of(s)).encode() for s in slots[pick].tolist())
+        blocks.append((size, data))
+    local.write(part, position, offset, keys, blocks)
+
+
+def test_a_compact_copy_encodes_the_same_frames() -> None:
+    store = _store()
+    slots = np.asarray([7, 2, 5], np.int64)
+    copy = store.extract(slots)
+    assert [copy.id_of(i) for i in range(3)] == ["s7", "s2", "s5"]
+    assert encode_snapshots(copy, np.arange(3), "m", "v1") == encode_snapshots(
+        store, slots, "m", "v1"
+    )
+    store.h[...] = 0.0  # the copy does not follow the store
+    assert encode_snapshots(copy, np.arange(3), "m", "v1") != encode_snapshots(
+        store, slots, "m", "v1"
+    )
+
+
+def test_a_snapshot_file_holds_every_frame_of_its_partition(tmp_path: Path) -> None:
+    store = _store()
+    local = LocalState(tmp_path, "g.state-changelog")
+    _write(local, store, 1, position=100, offset=40)
+    seed = local.read(1)
+    assert seed is not None
+    assert (seed.partition, seed.position, seed.changelog_offset) == (1, 100, 40)
+    slots = np.asarray([1, 4, 7], np.int64)  # the streams of partition 1
+    assert seed.frames == dict(
+        zip(["s1", "s4", "s7"], encode_snapshots(store, slots, "m", "v1"), strict=True)
+    )
+
+
+def test_an_empty_partition_writes_an_empty_snapshot(tmp_path: Path) -> None:
+    local = LocalState(tmp_path, "t")
+    _write(local, _store(), 5, position=3, offset=0)
+    seed = local.read(5)
+    assert seed is not None and seed.frames == {}
+
+
+def test_a_damaged_or_foreign_file_is_ignored(tmp_path: Path) -> None:
+    store = _store()
+    local = LocalState(tmp_path, "t")
+    _write(local, store, 0, position=100, offset=40)
+    data = bytearray(local.path(0).read_bytes())
+    data[-5] ^= 0xFF
+    local.path(0).write_bytes(bytes(data))
+    assert local.read(0) is None  # checksum
+    local.path(0).write_bytes(bytes(data[:30]))
+    assert local.read(0) is None  # truncated
+    _write(LocalState(tmp_path, "other"), store, 0, position=100, offset=40)
+    (tmp_path / "other" / "0.snap").rename(local.path(0))
+    assert local.read(0) is None  # another changelog's
+
+
+def test_the_newest_committed_snapshot_is_used(tmp_path: Path) -> None:
+    store = _store()
+    local = LocalState(tmp_path, "t")
+    _write(local, store, 2, position=100, offset=40)
+    _write(local, store, 2, position=200, offset=90)  # the first becomes the previous
+    seed = local.seed(2, committed=250, changelog_end=500)
+    assert seed is not None and seed.position == 200
+    # The newest checkpoint was not committed: the previous snapshot stands.
+    seed = local.seed(2, committed=150, changelog_end=500)
+    assert seed is not None and (seed.position, seed.changelog_offset) == (100, 40)
+    # Neither was: none (the restore reads the whole changelog).
+    assert local.seed(2, committed=99, changelog_end=500) is None
+    # A changelog shorter than what the snapshot covers is another incarnation of it.
+    assert local.seed(2, committed=250, changelog_end=50) is None
+    assert local.seed(1, committed=250, changelog_end=500) is None  # no file
