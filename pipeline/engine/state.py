@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from pipeline.engine.anomaly import AnomalyParams
     from pipeline.engine.registry import ModelMeta
 
-__all__ = ["Snapshot", "StateStore", "StepState"]
+__all__ = ["Columns", "Snapshot", "StateStore", "StepState", "column"]
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -102,6 +102,38 @@ class Snapshot:
 
 
 @dataclasses.dataclass
+class Columns:
+    """Many streams' snapshots of one model version and layout, field by field: each
+    :class:`Snapshot` field is an array with one row per stream (None: a field the frames
+    predate). ``rows`` says where each stream came from (e.g. positions in a frame list)."""
+
+    model: str
+    version: str
+    rows: list[int]
+    cols: dict[str, npt.NDArray[Any] | None]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def take(self, pick: I64) -> Columns:
+        """The streams at positions ``pick``."""
+        return Columns(
+            self.model,
+            self.version,
+            [self.rows[i] for i in pick.tolist()],
+            {k: None if v is None else v[pick] for k, v in self.cols.items()},
+        )
+
+    def snapshot(self, j: int) -> Snapshot:
+        """Stream ``j`` as a :class:`Snapshot` (its arrays are views)."""
+        kw: dict[str, Any] = {}
+        for name in _SNAPSHOT_FIELDS:
+            v = self.cols[name]
+            kw[name] = None if v is None else v[j].item() if v.ndim == 1 else v[j]
+        return Snapshot(model=self.model, version=self.version, **kw)
+
+
+@dataclasses.dataclass
 class StepState:
     """The gathered state of ``B`` streams (copies; write back with ``scatter``)."""
 
@@ -162,6 +194,14 @@ _CHECKED_SCALARS = (
     "tu", "tb", "sbin", "st0",
 )  # fmt: skip
 _FIELDS = [f.name for f in dataclasses.fields(StepState)]
+_SNAPSHOT_FIELDS = [
+    f.name for f in dataclasses.fields(Snapshot) if f.name not in ("model", "version")
+]
+# Per-stream scalars a snapshot carries and a store keeps under the same name.
+_SNAPSHOT_SCALARS = (
+    "n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate", "qlog", "gxy", "gxx",
+    "gn", "tu", "tb", "sbin", "st0", "has_fc", "steps", "last_ts",
+)  # fmt: skip
 # The profile's and blend's per-feature vectors: NaN until known (a new stream, a frame
 # from before them).
 _SEASON_VECTORS = ("slev", "sfc", "mfc")
@@ -635,5 +675,50 @@ class StateStore:
         self.ring_len[slot] = len(ring)
         return int(slot)
 
+    def load_many(self, stream_ids: Sequence[str], cols: Columns, parts: I64, now: float) -> I64:
+        """:meth:`load` for many streams at once, from columns (shapes must match this
+        store); returns their slots."""
+        c = cols.cols
+        h, fc = column(c, "h"), column(c, "fc")
+        if h.shape[1:] != (self.layers, self.hidden) or fc.shape[1:] != (
+            self.horizon,
+            self.features,
+        ):
+            raise ValueError("snapshot shapes do not match this model")
+        slots = self.slots_for(stream_ids, now)
+        for name in ("h", "c"):
+            getattr(self, name)[:, slots] = np.swapaxes(column(c, name), 0, 1)
+        for name in (*_SNAPSHOT_SCALARS, "mean", "var", "fc", "last_x", "lo", "hi"):
+            getattr(self, name)[slots] = column(c, name)
+        for name, missing in (("fs", np.nan), ("dlt", 0.0), ("bm", 0.0)):
+            v = c[name]
+            getattr(self, name)[slots] = missing if v is None else v
+        for name in _SEASON_VECTORS:
+            v = c[name]
+            getattr(self, name)[slots] = np.nan if v is None else v
+        sp = c["sp"]
+        if sp is None or sp.shape[1:] != self.sp.shape[1:]:
+            # Frames from before the profile, or from a scorer with another number of
+            # bins: the profile starts afresh.
+            self.sp[slots], self.sbin[slots] = 0.0, 0.0
+        else:
+            self.sp[slots] = sp
+        self.part[slots], self.src_offset[slots] = parts, column(c, "source_offset")
+        ring = column(c, "ring")
+        kept = min(ring.shape[1], self.ring)
+        if kept:
+            self.ring_buf[slots, :kept] = ring[:, ring.shape[1] - kept :]
+        self.ring_ts[slots] = np.nan
+        self.ring_len[slots] = kept
+        return slots
+
     def memory_bytes(self) -> int:
         return int(sum(getattr(self, n).nbytes for n in {*_FIELDS, *_MODEL_INDEPENDENT}))
+
+
+def column(cols: dict[str, npt.NDArray[Any] | None], name: str) -> npt.NDArray[Any]:
+    """``cols[name]``, which a restore needs (ValueError if the frames lack it)."""
+    v = cols[name]
+    if v is None:
+        raise ValueError(f"snapshot columns lack {name}")
+    return v

@@ -43,12 +43,13 @@ import numpy.typing as npt
 
 from pipeline.config import KafkaConfig
 from pipeline.engine.blend import MOMENTS
-from pipeline.engine.state import Snapshot, StateStore
+from pipeline.engine.state import Columns, Snapshot, StateStore
 from pipeline.kafka_io import read_to_end
 
 __all__ = [
     "FORMAT",
     "changelog_topic",
+    "decode_columns",
     "decode_snapshot",
     "decode_snapshots",
     "encode_snapshot",
@@ -285,89 +286,61 @@ def _layout(fmt: int, pos: int, dims: Dims) -> np.dtype[np.void]:
     )
 
 
-def decode_snapshots(frames: list[bytes]) -> list[Snapshot | None]:
-    """Parse many frames (None for a malformed one), as :func:`decode_snapshot` would.
+def decode_columns(frames: list[bytes]) -> tuple[list[Columns], list[int]]:
+    """Parse many frames into columns, one :class:`~pipeline.engine.state.Columns` per
+    layout (model, version, dimensions), each with the positions of its frames in
+    ``frames``; also returns the positions of malformed frames.
 
     A restore decodes one frame per stream (100k streams: 5.6 s one by one); frames of
-    one layout are parsed as one numpy structured array instead.
+    one layout are parsed as one numpy structured array instead, and installed as columns.
     """
-    out: list[Snapshot | None] = [None] * len(frames)
     groups: dict[tuple[int, str, str, int, Dims], list[int]] = {}
+    bad: list[int] = []
     for i, data in enumerate(frames):
         try:
             groups.setdefault(_header(data), []).append(i)
         except ValueError:
-            continue
+            bad.append(i)
+    out = []
     for (fmt, model, version, pos, dims), idx in groups.items():
         rec = np.frombuffer(b"".join(frames[i] for i in idx), _layout(fmt, pos, dims))
-        col = {
+        col: dict[str, npt.NDArray[Any] | None] = {
             name: rec[name].astype(np.float32 if name in ("h", "c", "ring") else np.float64)
             for name in ("h", "c", "mean", "var", "fc", "last_x", "ring")
         }
+        mean, var = rec["mean"].astype(np.float64), rec["var"].astype(np.float64)
         if fmt >= 2:
             col["lo"] = rec["lo"].astype(np.float64)
             col["hi"] = rec["hi"].astype(np.float64)
         else:
-            spread = LEGACY_RANGE_STDS * np.sqrt(np.maximum(col["var"], 0.0))
-            col["lo"], col["hi"] = col["mean"] - spread, col["mean"] + spread
-        col["fs"] = rec["fs"].astype(np.float64) if fmt >= 3 else np.full_like(col["fc"], np.nan)
-        col["dlt"] = rec["dlt"].astype(np.float64) if fmt >= 3 else np.zeros_like(col["mean"])
+            spread = LEGACY_RANGE_STDS * np.sqrt(np.maximum(var, 0.0))
+            col["lo"], col["hi"] = mean - spread, mean + spread
+        fc = rec["fc"].astype(np.float64)
+        col["fs"] = rec["fs"].astype(np.float64) if fmt >= 3 else np.full_like(fc, np.nan)
+        col["dlt"] = rec["dlt"].astype(np.float64) if fmt >= 3 else np.zeros_like(mean)
         # From format 5: the daily profile and the blend (older frames: None, start afresh).
-        season: dict[str, npt.NDArray[Any]] = {}
-        if fmt >= 5:
-            season = {name: rec[name].astype(np.float64) for name in (*_SEASON_F64, "bm")}
-            season["sp"] = rec["sp"].astype(np.float32)
-        missing = [0.0] * (len(_STATS) - _STATS_IN[fmt])  # the newer statistics start at 0
-        stats = [[*row, *missing] for row in rec["stats"].astype(np.float64).tolist()]
-        offs = rec["off"].tolist()
-        last_ts = rec["last_ts"].tolist()
-        steps = rec["steps"].tolist()
-        ring_len = rec["ring_len"].tolist()
-        has_fc = rec["has_fc"].tolist()
-        for j, i in enumerate(idx):
-            (n_, en, es, emu, evar, run, rep_p, peak, rcr, trate, qlog, gxy, gxx, gn, tu, tb,
-             sbin, st0) = stats[j]  # fmt: skip
-            out[i] = Snapshot(
-                model=model,
-                version=version,
-                source_offset=offs[j],
-                last_ts=last_ts[j],
-                steps=steps[j],
-                ring_len=ring_len[j],
-                has_fc=bool(has_fc[j]),
-                n=n_,
-                en=en,
-                es=es,
-                emu=emu,
-                evar=evar,
-                run=run,
-                rep_p=rep_p,
-                peak=peak,
-                rec=rcr,
-                trate=trate,
-                last_x=col["last_x"][j],
-                lo=col["lo"][j],
-                hi=col["hi"][j],
-                h=col["h"][j],
-                c=col["c"][j],
-                mean=col["mean"][j],
-                var=col["var"][j],
-                fc=col["fc"][j],
-                ring=col["ring"][j],
-                fs=col["fs"][j],
-                qlog=qlog,
-                gxy=gxy,
-                gxx=gxx,
-                gn=gn,
-                dlt=col["dlt"][j],
-                tu=tu,
-                tb=tb,
-                sbin=sbin,
-                st0=st0,
-                **{
-                    name: season[name][j] if season else None for name in (*_SEASON_F64, "bm", "sp")
-                },
-            )
+        for name in (*_SEASON_F64, "bm"):
+            col[name] = rec[name].astype(np.float64) if fmt >= 5 else None
+        col["sp"] = rec["sp"].astype(np.float32) if fmt >= 5 else None
+        stats = rec["stats"].astype(np.float64)
+        for k, name in enumerate(_STATS):  # the newer statistics start at 0
+            col[name] = stats[:, k] if k < _STATS_IN[fmt] else np.zeros(len(idx))
+        col["source_offset"] = rec["off"].astype(np.int64)
+        col["last_ts"] = rec["last_ts"].astype(np.float64)
+        col["steps"] = rec["steps"].astype(np.int64)
+        col["ring_len"] = rec["ring_len"].astype(np.int64)
+        col["has_fc"] = rec["has_fc"].astype(np.bool_)
+        out.append(Columns(model, version, idx, col))
+    return out, bad
+
+
+def decode_snapshots(frames: list[bytes]) -> list[Snapshot | None]:
+    """Parse many frames (None for a malformed one), as :func:`decode_snapshot` would."""
+    out: list[Snapshot | None] = [None] * len(frames)
+    groups, _ = decode_columns(frames)
+    for g in groups:
+        for j, i in enumerate(g.rows):
+            out[i] = g.snapshot(j)
     return out
 
 
@@ -396,11 +369,12 @@ def read_partitions(
     timeout_s: float = 120.0,
     start: Mapping[int, int] | None = None,
     seed: Mapping[str, tuple[bytes, int]] | None = None,
-) -> tuple[dict[str, tuple[Snapshot, int]], int]:
-    """Restore the streams of the given changelog partitions.
+) -> tuple[dict[str, tuple[bytes, int]], int]:
+    """The frames that restore the streams of the given changelog partitions.
 
     ``committed[p]`` is the committed offset of input partition p (None: nothing committed,
-    so nothing is restored). Returns ``({stream id: (snapshot, partition)}, records read)``.
+    so nothing is restored). Returns ``({stream id: (frame, partition)}, records read)``;
+    :func:`decode_columns` parses the frames.
     With a local snapshot (pipeline.scorer.local_state), ``seed`` holds its frames (stream
     id → (frame, partition)) and ``start[p]`` the changelog offset it covers: the records
     from there on are applied over it by the same rule, in log order.
@@ -436,11 +410,4 @@ def read_partitions(
             continue  # a corrupt frame is skipped; an older one (if any) stands
         if offset < wanted[part]:
             best[sid] = (value, part)
-    ids = [sid for sid, v in best.items() if v is not None]
-    chosen = [v for v in best.values() if v is not None]
-    snaps = decode_snapshots([frame for frame, _ in chosen])
-    return {
-        sid: (snap, part)
-        for sid, snap, (_, part) in zip(ids, snaps, chosen, strict=True)
-        if snap is not None
-    }, count
+    return {sid: v for sid, v in best.items() if v is not None}, count

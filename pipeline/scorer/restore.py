@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
+
+import numpy as np
 
 from pipeline.config import ScorerConfig
 from pipeline.engine.serving import ServedModel
-from pipeline.engine.state import Snapshot
 from pipeline.kafka_io import Consumer, TopicPartition
-from pipeline.kafka_io.changelog import read_partitions
+from pipeline.kafka_io.changelog import decode_columns, read_partitions
 from pipeline.metrics import ScorerMetrics
 from pipeline.scorer.local_state import LocalState
 from pipeline.scorer.routing import Router
@@ -63,7 +63,7 @@ class Restorer:
         # 2. From a local snapshot's offset, where one is usable.
         start, seed = self._seeds(consumer, wanted)
         # 2.-3. Newest state below the committed offset, per stream.
-        snaps, records = read_partitions(
+        frames, records = read_partitions(
             self.config.kafka,
             self.changelog,
             wanted,
@@ -71,16 +71,28 @@ class Restorer:
             start=start,
             seed=seed,
         )
-        # 4. Install, per served model.
-        by_model: dict[str, dict[str, tuple[Snapshot, int]]] = defaultdict(dict)
-        for sid, (snap, part) in snaps.items():
-            name = snap.model if snap.model in self.models else self.router.model_for(sid.encode())
-            by_model[name][sid] = (snap, part)
+        # 4. Install, per served model, as columns.
+        ids = list(frames)
+        groups, bad = decode_columns([frame for frame, _ in frames.values()])
+        parts = np.fromiter((part for _, part in frames.values()), np.int64, len(frames))
         now = time.time()
-        restored = skipped = 0
-        for m, s in by_model.items():
-            done, bad = self.models[m].restore(s, now)
-            restored, skipped = restored + done, skipped + bad
+        restored, skipped = 0, len(bad)
+        for g in groups:
+            gids = [ids[i] for i in g.rows]
+            if g.model in self.models:
+                routed = {g.model: np.arange(len(g), dtype=np.int64)}
+            else:  # a model no longer served: where its streams are routed now
+                names = [self.router.model_for(sid.encode()) for sid in gids]
+                routed = {
+                    m: np.asarray([j for j, n in enumerate(names) if n == m], np.int64)
+                    for m in set(names)
+                }
+            for m, pick in routed.items():
+                sub = g.take(pick)
+                done, dropped = self.models[m].restore_columns(
+                    [gids[j] for j in pick.tolist()], parts[sub.rows], sub, now
+                )
+                restored, skipped = restored + done, skipped + dropped
         self.restored_streams += restored
         if skipped:
             self.metrics.restore_skipped.inc(skipped)

@@ -174,3 +174,72 @@ def test_a_swap_does_not_cost_a_seasonal_stream_its_forecasts_or_raise_alarms() 
 
     (kept, kept_alarms), (unswapped, _) = after_swap(True), after_swap(False)
     assert kept < 1.05 * unswapped and kept_alarms == 0, (kept, unswapped, kept_alarms)
+
+
+def test_a_restore_from_columns_installs_what_a_restore_of_snapshots_does(
+    tiny_registry: Path,
+) -> None:
+    """The restorer's columnar path against the per-stream one, on every kind of frame: the
+    served version, another version (rebuilt from the ring), another layout (LSTM state
+    dropped), non-finite statistics and another feature count (both skipped)."""
+    from pipeline.engine.registry import Registry
+    from pipeline.engine.serving import ServedModel
+    from pipeline.engine.state import _FIELDS, _MODEL_INDEPENDENT, StateStore
+    from pipeline.kafka_io.changelog import decode_columns, decode_snapshot, encode_snapshots
+
+    meta = ServedModel("tiny", Registry(tiny_registry)).meta
+    F = len(meta.features)
+    rng = np.random.default_rng(11)
+    frames: dict[str, tuple[bytes, int]] = {}
+    kinds = [
+        ("same", meta.hidden, F, meta.version),
+        ("old", meta.hidden, F, "v-old"),
+        ("layout", meta.hidden + 1, F, meta.version),
+        ("nan", meta.hidden, F, meta.version),
+        ("features", meta.hidden, F + 1, meta.version),
+    ]
+    for kind, hidden, features, version in kinds:
+        store = StateStore(
+            layers=meta.layers, hidden=hidden, features=features, horizon=meta.horizon, ring=8
+        )
+        ids = [f"{kind}-{i}" for i in range(6)]
+        slots = store.slots_for(ids, now=0.0)
+        for _ in range(11):
+            store.push_inputs(slots, rng.normal(20, 2, (len(ids), features)))
+        for name in ("h", "c", "fc", "sp", "bm", "slev", "sfc", "mfc", "lo", "hi", "last_x"):
+            arr = getattr(store, name)
+            arr[...] = rng.normal(size=arr.shape)
+        store.mean[slots] = rng.uniform(10, 30, (len(ids), features))
+        store.var[slots] = rng.uniform(1, 4, (len(ids), features))
+        store.n[slots], store.steps[slots], store.sbin[slots] = 50.0, 50, 288.0
+        store.src_offset[slots] = np.arange(len(ids))
+        if kind == "nan":
+            store.evar[slots[::2]] = np.nan
+        for i, frame in enumerate(encode_snapshots(store, slots, "tiny", version)):
+            frames[ids[i]] = (frame, i % 3)
+
+    per_stream = ServedModel("tiny", Registry(tiny_registry))
+    expected = per_stream.restore(
+        {sid: (decode_snapshot(f), p) for sid, (f, p) in frames.items()}, now=5.0
+    )
+    columnar = ServedModel("tiny", Registry(tiny_registry))
+    ids = list(frames)
+    groups, bad = decode_columns([f for f, _ in frames.values()])
+    assert not bad
+    got = [0, 0]
+    for g in groups:
+        parts = np.asarray([frames[ids[i]][1] for i in g.rows], np.int64)
+        done, skipped = columnar.restore_columns([ids[i] for i in g.rows], parts, g, now=5.0)
+        got = [got[0] + done, got[1] + skipped]
+    assert tuple(got) == expected == (6 * 3 + 3, 3 + 6)
+    a, b = per_stream.store, columnar.store
+    assert sorted(a.stream_ids()) == sorted(b.stream_ids())
+    sa = np.asarray([a.slot_of(s) for s in sorted(a.stream_ids())])
+    sb = np.asarray([b.slot_of(s) for s in sorted(a.stream_ids())])
+    for name in sorted({*_FIELDS, *_MODEL_INDEPENDENT}):
+        xa, xb = getattr(a, name), getattr(b, name)
+        if name in ("h", "c"):
+            xa, xb = xa[:, sa], xb[:, sb]
+        else:
+            xa, xb = xa[sa], xb[sb]
+        np.testing.assert_array_equal(xa, xb, err_msg=name)
