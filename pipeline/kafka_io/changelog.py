@@ -221,7 +221,27 @@ def frame_blocks(
         yield pick, rec.tobytes(), dtype.itemsize
 
 
-def _header(data: bytes) -> tuple[int, str, str, int, Dims]:
+_Header = tuple[int, str, str, int, Dims]
+
+
+def _header_memo(data: bytes, memo: dict[tuple[bytes, bytes, int], _Header]) -> _Header:
+    """:func:`_header`, remembered for frames that share its prefix (model and version),
+    dimensions and size: a restore reads millions of frames of a few layouts."""
+    try:
+        fmt = data[3]
+        n1 = int.from_bytes(data[4:6], "big")
+        pos = 6 + n1 + 2 + int.from_bytes(data[6 + n1 : 8 + n1], "big")
+        dims = pos + 33  # after off, last_ts, steps, ring_len, has_fc
+        key = (data[:pos], data[dims : dims + 2 * _DIMS_IN.get(fmt, 0)], len(data))
+    except IndexError:
+        return _header(data)
+    got = memo.get(key)
+    if got is None:
+        got = memo[key] = _header(data)  # raises ValueError if malformed
+    return got
+
+
+def _header(data: bytes) -> _Header:
     """``(format, model, version, header end, (L, H, F, Z, R, P))`` of a frame whose size
     matches its dimensions; ValueError on anything malformed."""
     if len(data) > MAX_SNAPSHOT_BYTES or len(data) < 4 or data[:3] != MAGIC:
@@ -294,11 +314,12 @@ def decode_columns(frames: list[bytes]) -> tuple[list[Columns], list[int]]:
     A restore decodes one frame per stream (100k streams: 5.6 s one by one); frames of
     one layout are parsed as one numpy structured array instead, and installed as columns.
     """
-    groups: dict[tuple[int, str, str, int, Dims], list[int]] = {}
+    groups: dict[_Header, list[int]] = {}
     bad: list[int] = []
+    memo: dict[tuple[bytes, bytes, int], _Header] = {}
     for i, data in enumerate(frames):
         try:
-            groups.setdefault(_header(data), []).append(i)
+            groups.setdefault(_header_memo(data, memo), []).append(i)
         except ValueError:
             bad.append(i)
     out = []
@@ -369,6 +390,7 @@ def read_partitions(
     timeout_s: float = 120.0,
     start: Mapping[int, int] | None = None,
     seed: Mapping[str, tuple[bytes, int]] | None = None,
+    ends: Mapping[int, int] | None = None,
 ) -> tuple[dict[str, tuple[bytes, int]], int]:
     """The frames that restore the streams of the given changelog partitions.
 
@@ -377,7 +399,8 @@ def read_partitions(
     :func:`decode_columns` parses the frames.
     With a local snapshot (pipeline.scorer.local_state), ``seed`` holds its frames (stream
     id → (frame, partition)) and ``start[p]`` the changelog offset it covers: the records
-    from there on are applied over it by the same rule, in log order.
+    from there on are applied over it by the same rule, in log order (a partition whose
+    ``start`` is its end, ``ends[p]``, is not read at all).
     """
     wanted = {p: c for p, c in committed.items() if c is not None and c > 0}
     if not wanted:
@@ -388,10 +411,13 @@ def read_partitions(
         sid: (frame, part) for sid, (frame, part) in (seed or {}).items() if part in wanted
     }
     count = 0
+    memo: dict[tuple[bytes, bytes, int], _Header] = {}
+    begin, end = start or {}, ends or {}
+    to_read = [p for p in wanted if p not in begin or p not in end or begin[p] < end[p]]
     for part, key, value in read_to_end(
         config,
         topic,
-        wanted,
+        to_read,
         read_committed=read_committed,
         max_message_bytes=MAX_SNAPSHOT_BYTES,
         timeout_s=timeout_s,
@@ -405,9 +431,10 @@ def read_partitions(
             best[sid] = None  # evicted
             continue
         try:
-            offset = source_offset_of(value)
+            pos = _header_memo(value, memo)[3]
         except ValueError:
             continue  # a corrupt frame is skipped; an older one (if any) stands
+        offset = int.from_bytes(value[pos : pos + 8], "big", signed=True)
         if offset < wanted[part]:
             best[sid] = (value, part)
     return {sid: v for sid, v in best.items() if v is not None}, count

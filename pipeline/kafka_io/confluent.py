@@ -259,15 +259,16 @@ class ConfluentConsumer:
         return self._consumer.consumer_group_metadata()
 
     def end_offsets(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+        # One ListOffsets request for every partition (timestamp -1: the latest offset;
+        # get_watermark_offsets asks once per partition, ~100 ms each on a busy broker).
         try:
-            return {
-                p: int(
-                    self._consumer.get_watermark_offsets(
-                        ck.TopicPartition(topic, p), timeout=self._timeout_s, cached=False
-                    )[1]
-                )
-                for p in partitions
-            }
+            got = self._consumer.offsets_for_times(
+                [ck.TopicPartition(topic, p, -1) for p in partitions], timeout=self._timeout_s
+            )
+            out = {tp.partition: int(tp.offset) for tp in got}
+            if any(off < 0 or tp.error for off, tp in zip(out.values(), got, strict=True)):
+                raise KafkaError(f"cannot read the end offsets of {topic}: {got}")
+            return out
         except (ck.KafkaException, RuntimeError, TypeError) as exc:
             raise KafkaError(f"cannot read the end offsets of {topic}: {_describe(exc)}") from exc
 
@@ -504,6 +505,9 @@ def read_to_end(
                 "group.id": f"statecast-reader-{topic}",
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,
+                # The end is known as soon as a fetch comes back empty: do not let the
+                # broker hold it (500 ms by default), a restore waits for it.
+                "fetch.wait.max.ms": 10,
                 # A start offset the log no longer has: read from its beginning (more, never
                 # less).
                 "auto.offset.reset": "earliest",
@@ -526,7 +530,9 @@ def read_to_end(
             errors.check()
             if time.monotonic() > deadline:
                 raise KafkaError(f"reading {topic} to its end took longer than {timeout_s:.0f}s")
-            for m in consumer.consume(10_000, 0.5):
+            # consume() waits for the whole batch or the timeout; a short one ends the
+            # read soon after the last partition-EOF event.
+            for m in consumer.consume(10_000, 0.05):
                 err = m.error()
                 if err is None:
                     yield m.partition(), m.key(), m.value()

@@ -61,7 +61,7 @@ class Restorer:
         committed = consumer.committed(assigned)
         wanted = {tp.partition: off for tp, off in committed.items()}
         # 2. From a local snapshot's offset, where one is usable.
-        start, seed = self._seeds(consumer, wanted)
+        start, seed, ends = self._seeds(consumer, wanted)
         # 2.-3. Newest state below the committed offset, per stream.
         frames, records = read_partitions(
             self.config.kafka,
@@ -70,6 +70,7 @@ class Restorer:
             read_committed=self.config.guarantee == "exactly-once",
             start=start,
             seed=seed,
+            ends=ends,
         )
         # 4. Install, per served model, as columns.
         ids = list(frames)
@@ -113,11 +114,12 @@ class Restorer:
 
     def _seeds(
         self, consumer: Consumer, committed: dict[int, int | None]
-    ) -> tuple[dict[int, int], dict[str, tuple[bytes, int]]]:
-        """Step 2's local snapshots: changelog start offsets and frames, per partition."""
+    ) -> tuple[dict[int, int], dict[str, tuple[bytes, int]], dict[int, int]]:
+        """Step 2's local snapshots: changelog start offsets and frames, per partition, and
+        the changelog's end offsets."""
         usable = {p: c for p, c in committed.items() if c}
         if self.local is None or not usable:
-            return {}, {}
+            return {}, {}, {}
         ends = consumer.end_offsets(self.changelog, sorted(usable))
         start: dict[int, int] = {}
         seed: dict[str, tuple[bytes, int]] = {}
@@ -126,4 +128,4 @@ class Restorer:
             if s is not None:
                 start[p] = s.changelog_offset
                 seed.update((sid, (frame, p)) for sid, frame in s.frames.items())
-        return start, seed
+        return start, seed, ends
