@@ -45,6 +45,7 @@ from pipeline.engine.serving import ServedModel  # noqa: E402
 from pipeline.kafka_io import (  # noqa: E402
     Record,
     TopicPartition,
+    delete_topics,
     ensure_topic,
     open_consumer,
     open_producer,
@@ -212,6 +213,7 @@ def _scenario(
         del fresh, restorer
     consumer.close()
     producer.close()
+    delete_topics(kafka, [cfg.input_topic, changelog])  # gigabytes of frames
     return out
 
 

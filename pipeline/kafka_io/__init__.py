@@ -11,13 +11,14 @@ from typing import Any
 
 from pipeline.config import KafkaConfig
 from pipeline.kafka_io.interface import Consumer, Header, Producer, Record, TopicPartition
-from pipeline.kafka_io.kafkapython import ensure_topic, partitions_for
+from pipeline.kafka_io.kafkapython import delete_topics, ensure_topic, partitions_for
 
 __all__ = [
     "Consumer",
     "Header",
     "Producer",
     "Record",
+    "delete_topics",
     "TopicPartition",
     "ensure_topic",
     "open_consumer",

@@ -49,6 +49,7 @@ from pipeline.kafka_io import read_to_end
 __all__ = [
     "FORMAT",
     "changelog_topic",
+    "decode_block",
     "decode_columns",
     "decode_snapshot",
     "decode_snapshots",
@@ -322,37 +323,57 @@ def decode_columns(frames: list[bytes]) -> tuple[list[Columns], list[int]]:
             groups.setdefault(_header_memo(data, memo), []).append(i)
         except ValueError:
             bad.append(i)
-    out = []
-    for (fmt, model, version, pos, dims), idx in groups.items():
-        rec = np.frombuffer(b"".join(frames[i] for i in idx), _layout(fmt, pos, dims))
-        col: dict[str, npt.NDArray[Any] | None] = {
-            name: rec[name].astype(np.float32 if name in ("h", "c", "ring") else np.float64)
-            for name in ("h", "c", "mean", "var", "fc", "last_x", "ring")
-        }
-        mean, var = rec["mean"].astype(np.float64), rec["var"].astype(np.float64)
-        if fmt >= 2:
-            col["lo"] = rec["lo"].astype(np.float64)
-            col["hi"] = rec["hi"].astype(np.float64)
-        else:
-            spread = LEGACY_RANGE_STDS * np.sqrt(np.maximum(var, 0.0))
-            col["lo"], col["hi"] = mean - spread, mean + spread
-        fc = rec["fc"].astype(np.float64)
-        col["fs"] = rec["fs"].astype(np.float64) if fmt >= 3 else np.full_like(fc, np.nan)
-        col["dlt"] = rec["dlt"].astype(np.float64) if fmt >= 3 else np.zeros_like(mean)
-        # From format 5: the daily profile and the blend (older frames: None, start afresh).
-        for name in (*_SEASON_F64, "bm"):
-            col[name] = rec[name].astype(np.float64) if fmt >= 5 else None
-        col["sp"] = rec["sp"].astype(np.float32) if fmt >= 5 else None
-        stats = rec["stats"].astype(np.float64)
-        for k, name in enumerate(_STATS):  # the newer statistics start at 0
-            col[name] = stats[:, k] if k < _STATS_IN[fmt] else np.zeros(len(idx))
-        col["source_offset"] = rec["off"].astype(np.int64)
-        col["last_ts"] = rec["last_ts"].astype(np.float64)
-        col["steps"] = rec["steps"].astype(np.int64)
-        col["ring_len"] = rec["ring_len"].astype(np.int64)
-        col["has_fc"] = rec["has_fc"].astype(np.bool_)
-        out.append(Columns(model, version, idx, col))
+    out = [
+        _columns(header, b"".join(frames[i] for i in idx), idx) for header, idx in groups.items()
+    ]
     return out, bad
+
+
+def decode_block(data: bytes | memoryview, size: int) -> Columns | None:
+    """Parse a block of equal frames (``size`` bytes each, one layout: a local snapshot's
+    block, :mod:`pipeline.scorer.local_state`) in one go; None if the first frame is
+    malformed or the block does not match its size. Rows are positions in the block."""
+    try:
+        header = _header(bytes(data[:size]))
+    except ValueError:
+        return None
+    if size <= 0 or len(data) % size:
+        return None
+    return _columns(header, data, list(range(len(data) // size)))
+
+
+def _columns(header: _Header, data: bytes | memoryview, rows: list[int]) -> Columns:
+    """The columns of ``data``: frames of one layout, back to back."""
+    fmt, model, version, pos, dims = header
+    rec = np.frombuffer(data, _layout(fmt, pos, dims))
+    # Views where the stored type is the native one (a store copies them on install).
+    col: dict[str, npt.NDArray[Any] | None] = {
+        name: rec[name].astype(np.float32 if name in ("h", "c", "ring") else np.float64, copy=False)
+        for name in ("h", "c", "mean", "var", "fc", "last_x", "ring")
+    }
+    mean, var = rec["mean"].astype(np.float64), rec["var"].astype(np.float64)
+    if fmt >= 2:
+        col["lo"] = rec["lo"].astype(np.float64, copy=False)
+        col["hi"] = rec["hi"].astype(np.float64, copy=False)
+    else:
+        spread = LEGACY_RANGE_STDS * np.sqrt(np.maximum(var, 0.0))
+        col["lo"], col["hi"] = mean - spread, mean + spread
+    fc = rec["fc"].astype(np.float64)
+    col["fs"] = rec["fs"].astype(np.float64, copy=False) if fmt >= 3 else np.full_like(fc, np.nan)
+    col["dlt"] = rec["dlt"].astype(np.float64, copy=False) if fmt >= 3 else np.zeros_like(mean)
+    # From format 5: the daily profile and the blend (older frames: None, start afresh).
+    for name in (*_SEASON_F64, "bm"):
+        col[name] = rec[name].astype(np.float64, copy=False) if fmt >= 5 else None
+    col["sp"] = rec["sp"].astype(np.float32, copy=False) if fmt >= 5 else None
+    stats = rec["stats"].astype(np.float64)
+    for k, name in enumerate(_STATS):  # the newer statistics start at 0
+        col[name] = stats[:, k] if k < _STATS_IN[fmt] else np.zeros(len(rows))
+    col["source_offset"] = rec["off"].astype(np.int64)
+    col["last_ts"] = rec["last_ts"].astype(np.float64)
+    col["steps"] = rec["steps"].astype(np.int64)
+    col["ring_len"] = rec["ring_len"].astype(np.int64)
+    col["has_fc"] = rec["has_fc"].astype(np.bool_)
+    return Columns(model, version, rows, col)
 
 
 def decode_snapshots(frames: list[bytes]) -> list[Snapshot | None]:
@@ -389,27 +410,24 @@ def read_partitions(
     read_committed: bool,
     timeout_s: float = 120.0,
     start: Mapping[int, int] | None = None,
-    seed: Mapping[str, tuple[bytes, int]] | None = None,
     ends: Mapping[int, int] | None = None,
-) -> tuple[dict[str, tuple[bytes, int]], int]:
+) -> tuple[dict[str, tuple[bytes, int] | None], int]:
     """The frames that restore the streams of the given changelog partitions.
 
     ``committed[p]`` is the committed offset of input partition p (None: nothing committed,
-    so nothing is restored). Returns ``({stream id: (frame, partition)}, records read)``;
-    :func:`decode_columns` parses the frames.
-    With a local snapshot (pipeline.scorer.local_state), ``seed`` holds its frames (stream
-    id → (frame, partition)) and ``start[p]`` the changelog offset it covers: the records
-    from there on are applied over it by the same rule, in log order (a partition whose
-    ``start`` is its end, ``ends[p]``, is not read at all).
+    so nothing is restored). Returns ``({stream id: (frame, partition), or None if the
+    stream was evicted}, records read)``; :func:`decode_columns` parses the frames.
+    With a local snapshot (pipeline.scorer.local_state), ``start[p]`` is the changelog
+    offset it covers: only the records from there on are read, and a stream in the result
+    replaces the snapshot's (a partition whose ``start`` is its end, ``ends[p]``, is not
+    read at all).
     """
     wanted = {p: c for p, c in committed.items() if c is not None and c > 0}
     if not wanted:
         return {}, 0
     # Pick each stream's frame by its source offset alone, then decode only the winners:
     # a changelog holds many superseded frames per stream until it is compacted.
-    best: dict[str, tuple[bytes, int] | None] = {
-        sid: (frame, part) for sid, (frame, part) in (seed or {}).items() if part in wanted
-    }
+    best: dict[str, tuple[bytes, int] | None] = {}
     count = 0
     memo: dict[tuple[bytes, bytes, int], _Header] = {}
     begin, end = start or {}, ends or {}
@@ -437,4 +455,4 @@ def read_partitions(
         offset = int.from_bytes(value[pos : pos + 8], "big", signed=True)
         if offset < wanted[part]:
             best[sid] = (value, part)
-    return {sid: v for sid, v in best.items() if v is not None}, count
+    return best, count

@@ -341,6 +341,19 @@ def ensure_topic(
         client.close()
 
 
+def delete_topics(config: KafkaConfig, names: list[str]) -> None:
+    """Delete topics (e.g. a benchmark's, to free the broker's disk); missing ones are fine."""
+    client = admin(config)
+    try:
+        existing = set(client.list_topics())
+        if gone := [n for n in names if n in existing]:
+            client.delete_topics(gone)
+    except kafka.errors.KafkaError as exc:
+        raise KafkaError(f"cannot delete topics {names}: {exc}") from exc
+    finally:
+        client.close()
+
+
 def partitions_for(config: KafkaConfig, topic: str) -> int:
     """Number of partitions of an existing topic (0 if it does not exist)."""
     client = admin(config)

@@ -61,23 +61,43 @@ __all__ = ["LocalState", "Seed", "SnapshotTaker"]
 log = logging.getLogger(__name__)
 
 MAGIC = b"SCLS"
-FORMAT = 1
-_HEAD = struct.Struct(">qqII")  # input position, changelog offset, frames, crc32 of the body
+FORMAT = 2
+# input position, changelog offset, frames, blocks, crc32 of the body
+_HEAD = struct.Struct(">qqIII")
 
 
 @dataclass(frozen=True)
 class Seed:
-    """A usable snapshot of one partition: the changelog offset it covers and its frames
-    (stream id → frame)."""
+    """A usable snapshot of one partition: the changelog offset it covers, its streams'
+    ids and their frames as blocks of one layout, ``(frame size, frames)`` in the order of
+    ``ids`` (a block decodes as one array: :func:`pipeline.kafka_io.changelog.decode_block`)."""
 
     partition: int
     position: int
     changelog_offset: int
-    frames: dict[str, bytes]
+    ids: list[str]
+    blocks: list[tuple[int, memoryview]]
+
+    @property
+    def frames(self) -> dict[str, bytes]:
+        """Stream id → frame (for tests and tools; a restore uses the blocks)."""
+        out: dict[str, bytes] = {}
+        row = 0
+        for size, data in self.blocks:
+            for j in range(len(data) // size):
+                out[self.ids[row]] = bytes(data[j * size : (j + 1) * size])
+                row += 1
+        return out
 
 
 class LocalState:
-    """The snapshot files of one changelog topic under ``root``."""
+    """The snapshot files of one changelog topic under ``root``.
+
+    File: ``SCLS | u8 format | u16 len + changelog topic | i64 input position
+    | i64 changelog offset | u32 frames | u32 blocks | u32 crc32 of the body``, then the
+    body: ``(u32 frame size, u32 frames)`` per block, ``u32`` key length per frame, the
+    keys, the blocks' frames.
+    """
 
     def __init__(self, root: Path, changelog: str) -> None:
         self.changelog = changelog
@@ -96,16 +116,13 @@ class LocalState:
     ) -> int:
         """Step 3 for one partition: ``blocks`` are ``(frame size, frames)`` in the order of
         ``keys``. Returns the bytes written."""
-        sizes = np.concatenate(
-            [np.full(len(data) // size, size, np.int64) for size, data in blocks]
-            or [np.empty(0, np.int64)]
-        )
-        if len(sizes) != len(keys):
-            raise ValueError(f"{len(keys)} keys for {len(sizes)} frames")
+        table = np.asarray([(size, len(data) // size) for size, data in blocks], ">u4")
+        if int(table[:, 1].sum() if len(table) else 0) != len(keys):
+            raise ValueError(f"{len(keys)} keys for {int(table[:, 1].sum())} frames")
         body = b"".join(
             (
+                table.tobytes(),
                 np.fromiter(map(len, keys), ">u4", len(keys)).tobytes(),
-                sizes.astype(">u4").tobytes(),
                 b"".join(keys),
                 *(data for _, data in blocks),
             )
@@ -117,7 +134,7 @@ class LocalState:
                 bytes([FORMAT]),
                 struct.pack(">H", len(name)),
                 name,
-                _HEAD.pack(position, changelog_offset, len(keys), zlib.crc32(body)),
+                _HEAD.pack(position, changelog_offset, len(keys), len(blocks), zlib.crc32(body)),
             )
         )
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -156,24 +173,27 @@ class LocalState:
         if topic != self.changelog:
             raise ValueError(f"it belongs to changelog {topic!r}")
         pos = 7 + n
-        position, offset, count, crc = _HEAD.unpack_from(data, pos)
+        position, offset, count, nblocks, crc = _HEAD.unpack_from(data, pos)
         body = memoryview(data)[pos + _HEAD.size :]
         if zlib.crc32(body) != crc:
             raise ValueError("checksum mismatch (a partial or damaged write)")
-        klen = np.frombuffer(body, ">u4", count, 0).astype(np.int64)
-        flen = np.frombuffer(body, ">u4", count, 4 * count).astype(np.int64)
-        kend = 8 * count + np.cumsum(klen)
-        fend = int(kend[-1] if count else 8 * count) + np.cumsum(flen)
-        if count and int(fend[-1]) != len(body):
-            raise ValueError("frame lengths do not add up to the file's size")
-        raw = bytes(body)
-        frames = {
-            raw[ke - kl : ke].decode(): raw[fe - fl : fe]
-            for ke, kl, fe, fl in zip(
-                kend.tolist(), klen.tolist(), fend.tolist(), flen.tolist(), strict=True
-            )
-        }
-        return Seed(partition, int(position), int(offset), frames)
+        table = np.frombuffer(body, ">u4", 2 * nblocks).reshape(nblocks, 2).astype(np.int64)
+        at = 8 * nblocks
+        klen = np.frombuffer(body, ">u4", count, at).astype(np.int64)
+        at += 4 * count
+        if int(table[:, 1].sum()) != count or at + int(klen.sum()) + int(
+            (table[:, 0] * table[:, 1]).sum()
+        ) != len(body):
+            raise ValueError("its sizes do not add up to the file's size")
+        keys = bytes(body[at : at + int(klen.sum())])
+        ends = np.cumsum(klen).tolist()
+        ids = [keys[e - k : e].decode() for e, k in zip(ends, klen.tolist(), strict=True)]
+        at += len(keys)
+        blocks = []
+        for size, frames in table.tolist():
+            blocks.append((size, body[at : at + size * frames]))
+            at += size * frames
+        return Seed(partition, int(position), int(offset), ids, blocks)
 
     def seed(self, partition: int, committed: int, changelog_end: int) -> Seed | None:
         """Restore step 1: the newest snapshot of ``partition`` usable at ``committed``."""

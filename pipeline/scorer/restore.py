@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 
 import numpy as np
+import numpy.typing as npt
 
 from pipeline.config import ScorerConfig
 from pipeline.engine.serving import ServedModel
+from pipeline.engine.state import Columns
 from pipeline.kafka_io import Consumer, TopicPartition
-from pipeline.kafka_io.changelog import decode_columns, read_partitions
+from pipeline.kafka_io.changelog import decode_block, decode_columns, read_partitions
 from pipeline.metrics import ScorerMetrics
-from pipeline.scorer.local_state import LocalState
+from pipeline.scorer.local_state import LocalState, Seed
 from pipeline.scorer.routing import Router
 
 __all__ = ["Restorer"]
@@ -61,39 +64,26 @@ class Restorer:
         committed = consumer.committed(assigned)
         wanted = {tp.partition: off for tp, off in committed.items()}
         # 2. From a local snapshot's offset, where one is usable.
-        start, seed, ends = self._seeds(consumer, wanted)
+        seeds, ends = self._seeds(consumer, wanted)
         # 2.-3. Newest state below the committed offset, per stream.
-        frames, records = read_partitions(
+        tail, records = read_partitions(
             self.config.kafka,
             self.changelog,
             wanted,
             read_committed=self.config.guarantee == "exactly-once",
-            start=start,
-            seed=seed,
+            start={s.partition: s.changelog_offset for s in seeds},
             ends=ends,
         )
-        # 4. Install, per served model, as columns.
-        ids = list(frames)
-        groups, bad = decode_columns([frame for frame, _ in frames.values()])
-        parts = np.fromiter((part for _, part in frames.values()), np.int64, len(frames))
+        # 4. Install, per served model, as columns: the snapshots' streams the changelog's
+        # tail did not replace or remove, then the tail's.
         now = time.time()
-        restored, skipped = 0, len(bad)
-        for g in groups:
-            gids = [ids[i] for i in g.rows]
-            if g.model in self.models:
-                routed = {g.model: np.arange(len(g), dtype=np.int64)}
-            else:  # a model no longer served: where its streams are routed now
-                names = [self.router.model_for(sid.encode()) for sid in gids]
-                routed = {
-                    m: np.asarray([j for j, n in enumerate(names) if n == m], np.int64)
-                    for m in set(names)
-                }
-            for m, pick in routed.items():
-                sub = g.take(pick)
-                done, dropped = self.models[m].restore_columns(
-                    [gids[j] for j in pick.tolist()], parts[sub.rows], sub, now
-                )
-                restored, skipped = restored + done, skipped + dropped
+        restored = skipped = 0
+        for ids, parts, cols in [*self._seeded(seeds, tail), *_decoded(tail)]:
+            if cols is None:
+                skipped += len(ids)
+                continue
+            done, dropped = self._install(ids, parts, cols, now)
+            restored, skipped = restored + done, skipped + dropped
         self.restored_streams += restored
         if skipped:
             self.metrics.restore_skipped.inc(skipped)
@@ -105,8 +95,8 @@ class Restorer:
             restored,
             records,
             sorted(tp.partition for tp in assigned),
-            len(start),
-            len(seed),
+            len(seeds),
+            sum(len(s.ids) for s in seeds),
             elapsed,
         )
         self.changelog_records += records
@@ -114,18 +104,65 @@ class Restorer:
 
     def _seeds(
         self, consumer: Consumer, committed: dict[int, int | None]
-    ) -> tuple[dict[int, int], dict[str, tuple[bytes, int]], dict[int, int]]:
-        """Step 2's local snapshots: changelog start offsets and frames, per partition, and
-        the changelog's end offsets."""
+    ) -> tuple[list[Seed], dict[int, int]]:
+        """Step 2's local snapshots, and the changelog's end offsets."""
         usable = {p: c for p, c in committed.items() if c}
         if self.local is None or not usable:
-            return {}, {}, {}
+            return [], {}
         ends = consumer.end_offsets(self.changelog, sorted(usable))
-        start: dict[int, int] = {}
-        seed: dict[str, tuple[bytes, int]] = {}
-        for p, c in sorted(usable.items()):
-            s = self.local.seed(p, c, ends[p])
-            if s is not None:
-                start[p] = s.changelog_offset
-                seed.update((sid, (frame, p)) for sid, frame in s.frames.items())
-        return start, seed, ends
+        seeds = [self.local.seed(p, c, ends[p]) for p, c in sorted(usable.items())]
+        return [s for s in seeds if s is not None], ends
+
+    def _seeded(
+        self, seeds: list[Seed], tail: dict[str, tuple[bytes, int] | None]
+    ) -> Iterator[tuple[list[str], npt.NDArray[np.int64], Columns | None]]:
+        """The snapshots' streams, block by block, without those the tail has."""
+        for s in seeds:
+            row = 0
+            for size, data in s.blocks:
+                n = len(data) // size
+                ids, row = s.ids[row : row + n], row + n
+                cols = decode_block(data, size)
+                if cols is None:
+                    yield ids, np.empty(0, np.int64), None
+                    continue
+                keep = [j for j, sid in enumerate(ids) if sid not in tail]
+                if len(keep) < n:
+                    cols = cols.take(np.asarray(keep, np.int64))
+                    ids = [ids[j] for j in keep]
+                yield ids, np.full(len(ids), s.partition, np.int64), cols
+
+    def _install(
+        self, ids: list[str], parts: npt.NDArray[np.int64], cols: Columns, now: float
+    ) -> tuple[int, int]:
+        """Streams of one layout into the models they are served by."""
+        if cols.model in self.models:
+            return self.models[cols.model].restore_columns(ids, parts, cols, now)
+        # A model no longer served: where its streams are routed now.
+        names = [self.router.model_for(sid.encode()) for sid in ids]
+        restored = skipped = 0
+        for m in set(names):
+            pick = np.asarray([j for j, n in enumerate(names) if n == m], np.int64)
+            done, dropped = self.models[m].restore_columns(
+                [ids[j] for j in pick.tolist()], parts[pick], cols.take(pick), now
+            )
+            restored, skipped = restored + done, skipped + dropped
+        return restored, skipped
+
+
+def _decoded(
+    tail: dict[str, tuple[bytes, int] | None],
+) -> Iterator[tuple[list[str], npt.NDArray[np.int64], Columns | None]]:
+    """The changelog's winning frames as columns, per layout (malformed ones: None)."""
+    live = [(sid, v) for sid, v in tail.items() if v is not None]
+    groups, bad = decode_columns([frame for _, (frame, _) in live])
+    parts = np.fromiter((part for _, (_, part) in live), np.int64, len(live))
+    for g in groups:
+        # Rows of the columns: positions in ``live``, as the ids and partitions are taken.
+        yield (
+            [live[i][0] for i in g.rows],
+            parts[g.rows],
+            Columns(g.model, g.version, list(range(len(g))), g.cols),
+        )
+    if bad:
+        yield [live[i][0] for i in bad], np.empty(0, np.int64), None

@@ -9,7 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.engine.state import StateStore
-from pipeline.kafka_io.changelog import encode_snapshots, frame_blocks
+from pipeline.kafka_io.changelog import (
+    decode_block,
+    decode_columns,
+    encode_snapshots,
+    frame_blocks,
+)
 from pipeline.scorer.local_state import LocalState
 
 
@@ -102,3 +107,24 @@ def test_the_newest_committed_snapshot_is_used(tmp_path: Path) -> None:
     # A changelog shorter than what the snapshot covers is another incarnation of it.
     assert local.seed(2, committed=250, changelog_end=50) is None
     assert local.seed(1, committed=250, changelog_end=500) is None  # no file
+
+
+def test_a_block_decodes_as_its_frames_do(tmp_path: Path) -> None:
+    store = _store()
+    local = LocalState(tmp_path, "t")
+    _write(local, store, 1, position=100, offset=40)
+    seed = local.read(1)
+    assert seed is not None and len(seed.blocks) == 2  # two ring lengths
+    row = 0
+    for size, data in seed.blocks:
+        got = decode_block(data, size)
+        assert got is not None
+        n = len(data) // size
+        (want,), _ = decode_columns([seed.frames[sid] for sid in seed.ids[row : row + n]])
+        for name, col in want.cols.items():
+            other = got.cols[name]
+            assert (col is None) == (other is None), name
+            if col is not None and other is not None:
+                np.testing.assert_array_equal(col, other, err_msg=name)
+        row += n
+    assert decode_block(seed.blocks[0][1], seed.blocks[0][0] + 1) is None  # wrong size
