@@ -98,6 +98,15 @@ def main() -> int:
     ap.add_argument("--touched", type=int, default=15_000, help="streams per checkpoint")
     ap.add_argument("--checkpoints", type=int, default=120)
     ap.add_argument("--snapshot-interval", type=int, default=10, help="checkpoints")
+    ap.add_argument(
+        "--pace",
+        type=float,
+        default=0.0,
+        help="seconds of wall time per checkpoint (1: as the scorer checkpoints, so the "
+        "broker's log cleaner compacts as it would; 0: as fast as possible)",
+    )
+    ap.add_argument("--lag-ms", type=int, default=60_000, help="min.compaction.lag.ms")
+    ap.add_argument("--stops", default="clean,kill")
     ap.add_argument("--registry", type=Path, default=REPO / "exported_models")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
@@ -105,7 +114,7 @@ def main() -> int:
     tag = uuid.uuid4().hex[:8]
     results = []
     with tempfile.TemporaryDirectory() as state_dir:
-        for stop in ("clean", "kill"):
+        for stop in a.stops.split(","):
             results += _scenario(a, kafka, f"restore-bench-{tag}-{stop}", stop, Path(state_dir))
     for r in results:
         print(json.dumps(r), flush=True)
@@ -128,7 +137,7 @@ def _scenario(
     )
     changelog = changelog_topic(cfg.group)
     ensure_topic(kafka, cfg.input_topic, a.partitions)
-    ensure_topic(kafka, changelog, a.partitions, topic_config())
+    ensure_topic(kafka, changelog, a.partitions, topic_config(a.lag_ms))
     rng = np.random.default_rng(0)
     models = _served(cfg, a.streams)
     slots = _fill(models[cfg.model], a.streams, a.partitions, rng)
@@ -170,7 +179,11 @@ def _scenario(
     # The first checkpoint writes every stream (as a restore, or a first day, leaves them).
     ckpt.start_partitions({TopicPartition(cfg.input_topic, p): 0 for p in range(a.partitions)})
     checkpoint(slots, snapshot=True)
+    tick = time.monotonic()
     for i in range(1, a.checkpoints + 1):
+        tick += a.pace
+        time.sleep(max(0.0, tick - time.monotonic()))
+        consumer.poll(1, 1)  # a group member that polls (the input topic is empty)
         touched = rng.choice(slots, a.touched, replace=False)
         last = i == a.checkpoints
         due = i % a.snapshot_interval == 0
@@ -178,6 +191,7 @@ def _scenario(
             taker.close()  # the interval's real time: the previous snapshot is written
         checkpoint(touched, snapshot=stop == "clean" if last else due, final=last)
     taker.close()
+    snapshot_cost = {"take_s": round(taker.take_s, 3), "write_s": round(taker.write_s, 3)}
     print(
         f"{stop}: wrote {written:,} changelog frames in {time.monotonic() - started:.0f}s",
         file=sys.stderr,
@@ -207,6 +221,9 @@ def _scenario(
                 "streams": a.streams,
                 "changelog_records": restorer.changelog_records,
                 "changelog_written": written,
+                "pace_s": a.pace,
+                "snapshot": snapshot_cost,
+                "min_compaction_lag_ms": a.lag_ms,
                 "seconds": round(seconds, 3),
             }
         )

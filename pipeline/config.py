@@ -154,7 +154,7 @@ class ScorerConfig:
     model_topic_check_s: float = 30.0
     model_verify_key: Path | None = None  # Ed25519 public key (PEM): refuse unsigned models
     changelog: bool = True
-    min_compaction_lag_ms: int = 3_600_000
+    min_compaction_lag_ms: int = 60_000  # pipeline.kafka_io.changelog.topic_config
     # Local state snapshots (pipeline.scorer.local_state): a restart reads only the
     # changelog's tail after the newest one. None: off (restores read the whole changelog).
     state_dir: Path | None = None

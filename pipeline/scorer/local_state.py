@@ -43,6 +43,7 @@ import logging
 import os
 import struct
 import threading
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,7 +139,10 @@ class LocalState:
             )
         )
         self.dir.mkdir(parents=True, exist_ok=True)
-        current, tmp = self.path(partition), self.dir / f"{partition}.snap.tmp"
+        # A temporary name of this writer's own: scorers that share the directory may both
+        # write a partition around a rebalance; each file is valid, the last rename wins.
+        current = self.path(partition)
+        tmp = self.dir / f"{partition}.snap.{os.getpid()}-{threading.get_ident()}.tmp"
         with open(tmp, "wb") as f:
             f.write(head)
             f.write(body)
@@ -240,6 +244,8 @@ class SnapshotTaker:
         self._error: BaseException | None = None
         self.written = 0  # snapshots written, for tests and logs
         self.skipped = 0  # due while the previous one was still being written
+        self.take_s = 0.0  # the last snapshot's steps 1-2 (the poll loop waits for them)
+        self.write_s = 0.0  # ... and its step 3 (in the background)
 
     def due(self, now: float) -> bool:
         return now - self._last >= self.interval_s
@@ -262,6 +268,7 @@ class SnapshotTaker:
             self._thread.join()
         if not positions:
             return
+        started = time.monotonic()
         # 1. The changelog's end of every owned partition.
         ends = consumer.end_offsets(self.changelog, sorted(positions))
         # 2. Copy the owned partitions' rows.
@@ -275,6 +282,7 @@ class SnapshotTaker:
             slots = slots[np.isin(store.part[slots], list(positions))]
             stores.append((store.extract(slots), served.name, served.version))
         job = _Job(stores, dict(positions), ends)
+        self.take_s = time.monotonic() - started
         # 3. Encode and write, off the loop.
         self._thread = threading.Thread(
             target=self._write, args=(job,), name="statecast-snapshot", daemon=True
@@ -288,6 +296,7 @@ class SnapshotTaker:
             self._thread.join()
 
     def _write(self, job: _Job) -> None:
+        started = time.monotonic()
         try:
             for part in sorted(job.positions):
                 keys: list[bytes] = []
@@ -299,6 +308,7 @@ class SnapshotTaker:
                         blocks.append((size, data))
                 self.local.write(part, job.positions[part], job.ends[part], keys, blocks)
             self.written += 1
+            self.write_s = time.monotonic() - started
         except (OSError, ValueError, StatecastError) as exc:
             # A snapshot is an optimisation: without it, restores read more of the changelog.
             log.warning("local state snapshot not written (%s): restores read the changelog", exc)
