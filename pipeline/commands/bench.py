@@ -112,6 +112,29 @@ def _fill(opts: BenchOptions, topic: str, events: int, streams: int | None = Non
 
 def _run_worker(system: str, args: dict[str, Any]) -> dict[str, Any]:
     """One measured run in a child process; adds cpu_us_per_event and peak_rss_bytes."""
+    return _finish_worker(system, _start_worker(system, args))
+
+
+def _run_group(system: str, args: dict[str, Any], members: int) -> dict[str, Any]:
+    """``members`` workers in one consumer group at once (scale-out on one machine): the
+    events of all over the time from the first one's first batch to the last one's last."""
+    procs = [_start_worker(system, args) for _ in range(members)]
+    results = [_finish_worker(system, p) for p in procs]
+    events = sum(int(r["events"]) for r in results)
+    busy = [r for r in results if r.get("first") is not None]
+    seconds = max(r["last"] for r in busy) - min(r["first"] for r in busy)
+    return {
+        "events": events,
+        "seconds": seconds,
+        "events_per_s": events / max(seconds, 1e-9),
+        "cpu_us_per_event": sum(r["cpu_us_per_event"] * int(r["events"]) for r in results)
+        / max(events, 1),
+        "peak_rss_bytes": sum(r["peak_rss_bytes"] for r in results),
+        "members": members,
+    }
+
+
+def _start_worker(system: str, args: dict[str, Any]) -> subprocess.Popen[bytes]:
     if system == "naive":
         cmd = [
             sys.executable,
@@ -124,10 +147,14 @@ def _run_worker(system: str, args: dict[str, Any]) -> dict[str, Any]:
         ]
     else:
         cmd = [sys.executable, "-m", "pipeline.commands.bench", "worker", system, json.dumps(args)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
-    _pid, status, usage = os.wait4(proc.pid, 0)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+
+
+def _finish_worker(system: str, proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+    # Reading the pipes first: a worker blocked on a full pipe would never exit.
     assert proc.stdout is not None and proc.stderr is not None
     out, err = proc.stdout.read(), proc.stderr.read()
+    _pid, status, usage = os.wait4(proc.pid, 0)
     proc.stdout.close()
     proc.stderr.close()
     if os.waitstatus_to_exitcode(status) != 0:
@@ -166,7 +193,13 @@ def _worker(system: str, args: dict[str, Any]) -> dict[str, Any]:
         tune_gc()
         scorer.run()
         seconds = (scorer.last_batch_at or 0) - (scorer.first_batch_at or 0)
-        return {"events": scorer.processed, "seconds": seconds}
+        # Monotonic times are system-wide: a scale-out run compares its members' times.
+        return {
+            "events": scorer.processed,
+            "seconds": seconds,
+            "first": scorer.first_batch_at,
+            "last": scorer.last_batch_at,
+        }
     if system == "passthrough":
         from pipeline.kafka_io import TopicPartition, open_consumer
 
@@ -401,6 +434,31 @@ def run_bench(opts: BenchOptions, progress: bool = True) -> dict[str, Any]:
     wide = measure("statecast", wide_in, opts.events, 1, fastest, streams=opts.memory_streams)
     wide["variant"] = "many-streams"
     runs.append(wide)
+    # Scale-out: two scorers in one group on this machine against the one above.
+    pair = _run_group(
+        "statecast",
+        {
+            **base,
+            "backend": fastest,
+            "input": inp,
+            "output": f"bench-{run}-pair-out",
+            "group": f"bench-{run}-pair",
+            "events": opts.events,
+        },
+        members=2,
+    )
+    say(f"  statecast x2  {fastest:<15}       : {pair['events_per_s']:>9.0f} events/s (one group)")
+    runs.append(
+        {
+            "system": "statecast",
+            "backend": fastest,
+            "variant": "two-members",
+            "streams": opts.streams,
+            "runs": 1,
+            **{k: pair[k] for k in ("events_per_s", "cpu_us_per_event", "peak_rss_bytes")},
+            "events": pair["events"],
+        }
+    )
     per_stream = (wide["peak_rss_bytes"] - scorers[fastest]["peak_rss_bytes"]) / max(
         1, opts.memory_streams - opts.streams
     )

@@ -508,6 +508,11 @@ def read_to_end(
                 # The end is known as soon as a fetch comes back empty: do not let the
                 # broker hold it (500 ms by default), a restore waits for it.
                 "fetch.wait.max.ms": 10,
+                # Prefetch deep: a restore reads hundreds of MB, and librdkafka's default
+                # queue (64 MB, 100k messages) halves the read rate (measured: 13-15 vs
+                # 5 us per 3 KB frame). The queue is freed when the reader closes.
+                "queued.max.messages.kbytes": 256 * 1024,
+                "queued.min.messages": 1_000_000,
                 # A start offset the log no longer has: read from its beginning (more, never
                 # less).
                 "auto.offset.reset": "earliest",
