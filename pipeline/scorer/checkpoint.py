@@ -107,12 +107,15 @@ class Checkpointer:
             self._offsets.pop(tp, None)
             self._waiting.pop(tp, None)
             self.positions.pop(tp.partition, None)
+        if self.snapshots is not None:
+            self.snapshots.forget({tp.partition for tp in revoked})
 
     def start_partitions(self, committed: dict[TopicPartition, int | None]) -> None:
         """Newly assigned partitions start at their committed offsets."""
-        for tp, off in committed.items():
-            if off is not None:
-                self.positions[tp.partition] = off
+        known = {tp.partition: off for tp, off in committed.items() if off is not None}
+        self.positions.update(known)
+        if self.snapshots is not None:
+            self.snapshots.confirm(known)
 
     def abandon(self, producer: Producer | None) -> None:
         """Give up the interval (after a Kafka failure): abort its transaction, if any."""
@@ -120,6 +123,11 @@ class Checkpointer:
             producer.abort()
         self.in_txn = False
         self._waiting, self._waiting_appends = {}, []
+        # The state is dropped and restored again: no snapshot of a partition until then
+        # (a stale position would write a snapshot of streams this scorer no longer has).
+        self.positions = {}
+        if self.snapshots is not None:
+            self.snapshots.forget()
         self._reset()
 
     # -- the protocol -----------------------------------------------------------------
@@ -143,6 +151,7 @@ class Checkpointer:
                 # 5.-6. One transaction: outputs, dead letters, changelog and offsets.
                 producer.commit(self._offsets, consumer.group_metadata())
                 self.in_txn = False
+                self._confirm(self._offsets)
             self._observe(self._appends)
             self._reset()
             return
@@ -171,8 +180,14 @@ class Checkpointer:
             producer.flush()
         # 6. Commit the next offset of every partition processed.
         consumer.commit(self._waiting)
+        self._confirm(self._waiting)
         self._observe(self._waiting_appends)
         self._waiting, self._waiting_appends = {}, []
+
+    def _confirm(self, offsets: dict[TopicPartition, int]) -> None:
+        """Local snapshots whose positions these committed offsets cover are published."""
+        if self.snapshots is not None:
+            self.snapshots.confirm({tp.partition: off for tp, off in offsets.items()})
 
     def _observe(self, appends: list[npt.NDArray[np.float64]]) -> None:
         """End-to-end latency: from each input's broker append to its checkpoint's commit."""

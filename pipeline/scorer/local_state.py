@@ -15,9 +15,14 @@ handed K's changelog records to the producer and before anything else is sent):
 2. copy the state rows of the owned partitions' streams (the only work in the poll
    loop besides 1: a few ms per 10k streams) with each partition's input position P_K
    (the next offset to process: every frame's source offset is below it);
-3. in a background thread, encode the frames and write ``<partition>.snap`` (written to a
-   temporary file, flushed to disk, renamed; the previous one is kept as
-   ``<partition>.prev.snap``).
+3. in a background thread, encode the frames and write them to a temporary file, flushed
+   to disk;
+4. once the partition's input offsets up to P_K are committed (K's checkpoint, or an
+   earlier one if nothing of it was processed since), rename the file to
+   ``<partition>.snap``, keeping the one it replaces as ``<partition>.prev.snap``. A
+   snapshot whose checkpoint never commits (a scorer fenced or expelled from the group
+   while another one processed the partition) is never published: its changelog offset E
+   may lie after the other scorer's frames.
 
 Restore protocol, for input partition p with committed offset C (run by the restorer):
 
@@ -39,6 +44,7 @@ snapshot and, if it is at or after E, re-applied after the tombstone).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import struct
@@ -115,8 +121,22 @@ class LocalState:
         keys: list[bytes],
         blocks: list[tuple[int, bytes]],
     ) -> int:
-        """Step 3 for one partition: ``blocks`` are ``(frame size, frames)`` in the order of
-        ``keys``. Returns the bytes written."""
+        """:meth:`stage` then :meth:`publish` (tests, tools). Returns the bytes written."""
+        tmp = self.stage(partition, position, changelog_offset, keys, blocks)
+        size = tmp.stat().st_size
+        self.publish(partition, tmp)
+        return size
+
+    def stage(
+        self,
+        partition: int,
+        position: int,
+        changelog_offset: int,
+        keys: list[bytes],
+        blocks: list[tuple[int, bytes]],
+    ) -> Path:
+        """Step 3 for one partition, up to a temporary file on disk: ``blocks`` are
+        ``(frame size, frames)`` in the order of ``keys``."""
         table = np.asarray([(size, len(data) // size) for size, data in blocks], ">u4")
         if int(table[:, 1].sum() if len(table) else 0) != len(keys):
             raise ValueError(f"{len(keys)} keys for {int(table[:, 1].sum())} frames")
@@ -141,17 +161,28 @@ class LocalState:
         self.dir.mkdir(parents=True, exist_ok=True)
         # A temporary name of this writer's own: scorers that share the directory may both
         # write a partition around a rebalance; each file is valid, the last rename wins.
-        current = self.path(partition)
-        tmp = self.dir / f"{partition}.snap.{os.getpid()}-{threading.get_ident()}.tmp"
+        tmp = self.dir / f"{partition}.snap.{os.getpid()}-{threading.get_ident()}-{position}.tmp"
         with open(tmp, "wb") as f:
             f.write(head)
             f.write(body)
             f.flush()
             os.fsync(f.fileno())
+        return tmp
+
+    def publish(self, partition: int, tmp: Path) -> None:
+        """Make a staged file the partition's snapshot (the current one becomes previous)."""
+        current = self.path(partition)
         if current.exists():
             os.replace(current, self.path(partition, previous=True))
         os.replace(tmp, current)
-        return len(head) + len(body)
+
+    def sweep(self, older_than_s: float) -> None:
+        """Delete temporary files left by writers that died (older than ``older_than_s``)."""
+        cutoff = time.time() - older_than_s
+        for tmp in self.dir.glob("*.tmp") if self.dir.exists() else []:
+            with contextlib.suppress(OSError):
+                if tmp.stat().st_mtime < cutoff:
+                    tmp.unlink()
 
     def read(self, partition: int, *, previous: bool = False) -> Seed | None:
         """One snapshot file; None if it is missing, damaged or of another topic."""
@@ -233,7 +264,10 @@ class _Job:
 
 
 class SnapshotTaker:
-    """Snapshot steps 1-2 in the poll loop and step 3 in a background thread."""
+    """Snapshot steps 1-2 in the poll loop and 3 in a background thread; step 4: a
+    partition's file is published only once its position is committed (:meth:`confirm`),
+    so a snapshot whose checkpoint never commits (a fenced zombie, a failed commit) never
+    replaces a good one."""
 
     def __init__(self, local: LocalState, changelog: str, interval_s: float) -> None:
         self.local = local
@@ -241,11 +275,15 @@ class SnapshotTaker:
         self.interval_s = interval_s
         self._last = 0.0
         self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._committed: dict[int, int] = {}  # partition → committed offset (known)
+        self._staged: dict[int, tuple[int, Path]] = {}  # partition → (position, file)
         self.written = 0  # snapshots written, for tests and logs
+        self.published = 0  # partition files published
         self.skipped = 0  # due while the previous one was still being written
         self.take_s = 0.0  # the last snapshot's steps 1-2 (the poll loop waits for them)
         self.write_s = 0.0  # ... and its step 3 (in the background)
+        local.sweep(older_than_s=3600.0)
 
     def due(self, now: float) -> bool:
         return now - self._last >= self.interval_s
@@ -291,9 +329,37 @@ class SnapshotTaker:
         if wait:
             self._thread.join()
 
+    def confirm(self, committed: dict[int, int]) -> None:
+        """4. These input offsets are committed (or were at assignment): publish the
+        staged snapshots they cover."""
+        with self._lock:
+            for p, off in committed.items():
+                self._committed[p] = max(off, self._committed.get(p, off))
+            self._publish_covered()
+
+    def forget(self, partitions: set[int] | None = None) -> None:
+        """Partitions given up (revoked; all: after a Kafka failure): their staged files
+        are dropped, and what was committed for them is no longer known here."""
+        with self._lock:
+            for p in list(self._staged if partitions is None else partitions):
+                self._committed.pop(p, None)
+                staged = self._staged.pop(p, None)
+                if staged is not None:
+                    staged[1].unlink(missing_ok=True)
+            if partitions is None:
+                self._committed.clear()
+
     def close(self) -> None:
         if self._thread is not None:
             self._thread.join()
+        self.forget()  # never committed: the files are of no use
+
+    def _publish_covered(self) -> None:
+        for p, (pos, tmp) in list(self._staged.items()):
+            if pos <= self._committed.get(p, -1):
+                del self._staged[p]
+                self.local.publish(p, tmp)
+                self.published += 1
 
     def _write(self, job: _Job) -> None:
         started = time.monotonic()
@@ -306,7 +372,13 @@ class SnapshotTaker:
                     for pick, data, size in frame_blocks(store, slots, name, version):
                         keys.extend(_ids(store, slots[pick]))
                         blocks.append((size, data))
-                self.local.write(part, job.positions[part], job.ends[part], keys, blocks)
+                tmp = self.local.stage(part, job.positions[part], job.ends[part], keys, blocks)
+                with self._lock:
+                    older = self._staged.get(part)
+                    if older is not None:
+                        older[1].unlink(missing_ok=True)
+                    self._staged[part] = (job.positions[part], tmp)
+                    self._publish_covered()
             self.written += 1
             self.write_s = time.monotonic() - started
         except (OSError, ValueError, StatecastError) as exc:

@@ -128,3 +128,55 @@ def test_a_block_decodes_as_its_frames_do(tmp_path: Path) -> None:
                 np.testing.assert_array_equal(col, other, err_msg=name)
         row += n
     assert decode_block(seed.blocks[0][1], seed.blocks[0][0] + 1) is None  # wrong size
+
+
+class _Ends:
+    """The one Consumer call a snapshot makes (the changelog's end offsets)."""
+
+    def __init__(self) -> None:
+        self.end = 0
+
+    def end_offsets(self, topic: str, partitions: list[int]) -> dict[int, int]:
+        return {p: self.end for p in partitions}
+
+
+def test_a_snapshot_is_published_only_once_its_position_is_committed(
+    tmp_path: Path, tiny_registry: Path
+) -> None:
+    from pipeline.engine.registry import Registry
+    from pipeline.engine.serving import ServedModel
+    from pipeline.scorer.local_state import SnapshotTaker
+
+    served = ServedModel("tiny", Registry(tiny_registry))
+    slots = served.store.slots_for(["a", "b", "c"], now=0.0)
+    served.store.part[slots] = [0, 0, 1]
+    local = LocalState(tmp_path, "t")
+    taker = SnapshotTaker(local, "t", interval_s=60.0)
+    ends = _Ends()
+    models = {"tiny": served}
+
+    ends.end = 7
+    taker.take(ends, models, {0: 10, 1: 4}, now=0.0, wait=True)  # type: ignore[arg-type]
+    assert local.read(0) is None and local.read(1) is None  # nothing committed yet
+    taker.confirm({0: 10})  # partition 0's checkpoint commits, 1's not yet
+    seed = local.read(0)
+    assert seed is not None and (seed.position, seed.changelog_offset) == (10, 7)
+    assert sorted(seed.frames) == ["a", "b"] and local.read(1) is None
+    taker.confirm({1: 3})
+    assert local.read(1) is None
+    taker.confirm({1: 4})
+    assert local.read(1) is not None
+
+    ends.end = 9
+    taker.take(ends, models, {0: 20, 1: 4}, now=60.0, wait=True)  # type: ignore[arg-type]
+    current = local.read(1)  # already covered by the commit at 4: published at once
+    assert current is not None and current.changelog_offset == 9
+    taker.confirm({0: 15})  # a commit short of the snapshot: the old file stands
+    seed = local.read(0)
+    assert seed is not None and seed.position == 10
+    taker.forget({0})  # revoked before its checkpoint committed: never published
+    taker.confirm({0: 20})
+    seed = local.read(0)
+    assert seed is not None and seed.position == 10
+    taker.close()
+    assert not list((tmp_path / "t").glob("*.tmp"))  # nothing left behind
