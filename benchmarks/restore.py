@@ -28,65 +28,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
-import time
-import uuid
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.config import KafkaConfig, ScorerConfig  # noqa: E402
-from pipeline.engine.registry import Registry  # noqa: E402
-from pipeline.engine.serving import ServedModel  # noqa: E402
-from pipeline.kafka_io import (  # noqa: E402
-    Record,
-    TopicPartition,
-    delete_topics,
-    ensure_topic,
-    open_consumer,
-    open_producer,
-)
-from pipeline.kafka_io.changelog import changelog_topic, topic_config  # noqa: E402
-from pipeline.metrics import ScorerMetrics  # noqa: E402
-from pipeline.scorer.checkpoint import Checkpointer  # noqa: E402
-from pipeline.scorer.local_state import LocalState, SnapshotTaker  # noqa: E402
-from pipeline.scorer.restore import Restorer  # noqa: E402
-from pipeline.scorer.routing import Router  # noqa: E402
-
-
-def _served(cfg: ScorerConfig, capacity: int) -> dict[str, ServedModel]:
-    return {cfg.model: ServedModel(cfg.model, Registry(cfg.registry), capacity=capacity)}
-
-
-def _fill(served: ServedModel, streams: int, partitions: int, rng: np.random.Generator) -> Any:
-    """Every stream's state with plausible, finite values (the restore cost does not
-    depend on them; the frame size does, and it is the model's)."""
-    store = served.store
-    slots = store.slots_for([f"sensor-{i:06d}" for i in range(streams)], now=time.time())
-    F = store.features
-    store.part[slots] = np.arange(streams) % partitions
-    store.h[:, slots] = rng.normal(0, 0.3, (store.layers, streams, store.hidden))
-    store.c[:, slots] = rng.normal(0, 0.3, (store.layers, streams, store.hidden))
-    store.n[slots] = 500.0
-    store.mean[slots] = rng.uniform(10, 100, (streams, F))
-    store.var[slots] = 4.0
-    store.steps[slots] = 500
-    store.has_fc[slots] = True
-    store.last_x[slots] = store.mean[slots]
-    store.lo[slots], store.hi[slots] = store.mean[slots] - 9, store.mean[slots] + 9
-    store.sp[slots] = rng.normal(0, 1, store.sp[slots].shape)
-    store.sbin[slots] = store.season_bins
-    store.slev[slots] = store.mean[slots]
-    store.sfc[slots] = store.mean[slots]
-    store.mfc[slots] = store.mean[slots]
-    store.ring_buf[slots] = rng.normal(50, 5, store.ring_buf[slots].shape)
-    store.ring_len[slots] = 500
-    store.last_ts[slots] = 1_764_000_000.0
-    return slots
+from pipeline.commands.bench_restore import RestoreScenario, measure_restores  # noqa: E402
+from pipeline.config import KafkaConfig  # noqa: E402
 
 
 def main() -> int:
@@ -108,130 +56,30 @@ def main() -> int:
     ap.add_argument("--lag-ms", type=int, default=60_000, help="min.compaction.lag.ms")
     ap.add_argument("--stops", default="clean,kill")
     ap.add_argument("--registry", type=Path, default=REPO / "exported_models")
+    ap.add_argument("--model", default="default")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
-    kafka = KafkaConfig(bootstrap=a.bootstrap, backend=a.backend)
-    tag = uuid.uuid4().hex[:8]
-    results = []
-    with tempfile.TemporaryDirectory() as state_dir:
-        for stop in a.stops.split(","):
-            results += _scenario(a, kafka, f"restore-bench-{tag}-{stop}", stop, Path(state_dir))
+    scenario = RestoreScenario(
+        streams=a.streams,
+        partitions=a.partitions,
+        touched=a.touched,
+        checkpoints=a.checkpoints,
+        snapshot_interval=a.snapshot_interval,
+        pace=a.pace,
+        lag_ms=a.lag_ms,
+    )
+    results = measure_restores(
+        KafkaConfig(bootstrap=a.bootstrap, backend=a.backend),
+        a.registry,
+        a.model,
+        scenario,
+        tuple(a.stops.split(",")),
+    )
     for r in results:
         print(json.dumps(r), flush=True)
     if a.json:
         a.json.write_text(json.dumps({"restore": results}, indent=1) + "\n")
     return 0
-
-
-def _scenario(
-    a: argparse.Namespace, kafka: KafkaConfig, name: str, stop: str, root: Path
-) -> list[dict[str, Any]]:
-    cfg = ScorerConfig(
-        kafka=kafka,
-        input_topic=name,
-        output_topic=name + ".out",
-        dlq_topic=name + ".dlq",
-        group=name,
-        registry=a.registry,
-        state_dir=root,
-    )
-    changelog = changelog_topic(cfg.group)
-    ensure_topic(kafka, cfg.input_topic, a.partitions)
-    ensure_topic(kafka, changelog, a.partitions, topic_config(a.lag_ms))
-    rng = np.random.default_rng(0)
-    models = _served(cfg, a.streams)
-    slots = _fill(models[cfg.model], a.streams, a.partitions, rng)
-    store = models[cfg.model].store
-    consumer = open_consumer(kafka, [cfg.input_topic], cfg.group)
-    while len(consumer.assignment()) < a.partitions:
-        consumer.poll(200, 1)
-    producer = open_producer(kafka, linger_ms=20)
-    local = LocalState(root, changelog)
-    # Due at every checkpoint; this script says at which ones it is taken.
-    taker = SnapshotTaker(local, changelog, interval_s=1e-9)
-    ckpt = Checkpointer(
-        models,
-        ScorerMetrics(),
-        changelog=changelog,
-        exactly_once=False,
-        interval_s=0.0,
-        snapshots=taker,
-    )
-    pos = np.zeros(a.partitions, np.int64)
-    written = 0
-    started = time.monotonic()
-
-    def checkpoint(touched: np.ndarray, snapshot: bool, final: bool = False) -> None:
-        nonlocal written
-        parts = store.part[touched]
-        offsets = pos[parts] + np.arange(len(touched))
-        store.src_offset[touched] = offsets
-        store.h[:, touched] += np.float32(0.01)  # the state moves on
-        records = [
-            Record(cfg.input_topic, int(p), int(pos[p]) + len(touched) - 1, None, None, 0, ())
-            for p in range(a.partitions)
-        ]
-        pos[:] += len(touched)
-        ckpt.add_batch(records, {cfg.model: touched})
-        ckpt.checkpoint(producer, consumer, final=final, snapshot=snapshot)
-        written += len(touched)
-
-    # The first checkpoint writes every stream (as a restore, or a first day, leaves them).
-    ckpt.start_partitions({TopicPartition(cfg.input_topic, p): 0 for p in range(a.partitions)})
-    checkpoint(slots, snapshot=True)
-    tick = time.monotonic()
-    for i in range(1, a.checkpoints + 1):
-        tick += a.pace
-        time.sleep(max(0.0, tick - time.monotonic()))
-        consumer.poll(1, 1)  # a group member that polls (the input topic is empty)
-        touched = rng.choice(slots, a.touched, replace=False)
-        last = i == a.checkpoints
-        due = i % a.snapshot_interval == 0
-        if due or last:
-            taker.close()  # the interval's real time: the previous snapshot is written
-        checkpoint(touched, snapshot=stop == "clean" if last else due, final=last)
-    taker.close()
-    snapshot_cost = {"take_s": round(taker.take_s, 3), "write_s": round(taker.write_s, 3)}
-    print(
-        f"{stop}: wrote {written:,} changelog frames in {time.monotonic() - started:.0f}s",
-        file=sys.stderr,
-    )
-    out = []
-    for mode in ("warm", "cold"):
-        fresh = _served(cfg, a.streams)
-        restorer = Restorer(
-            cfg, changelog, fresh, Router(cfg.model, {}), ScorerMetrics(),
-            local if mode == "warm" else None,
-        )  # fmt: skip
-        assigned = {TopicPartition(cfg.input_topic, p) for p in range(a.partitions)}
-        t0 = time.monotonic()
-        restorer.restore(consumer, assigned)
-        seconds = time.monotonic() - t0
-        got = fresh[cfg.model].store
-        assert len(got) == a.streams, (len(got), a.streams)
-        # The restored state is the state that was checkpointed last.
-        check = rng.choice(slots, 200, replace=False)
-        mine = [got.slot_of(str(store.id_of(int(s)))) for s in check]
-        assert np.array_equal(got.h[:, mine], store.h[:, check])
-        assert np.array_equal(got.src_offset[mine], store.src_offset[check])
-        out.append(
-            {
-                "mode": mode,
-                "stop": stop,
-                "streams": a.streams,
-                "changelog_records": restorer.changelog_records,
-                "changelog_written": written,
-                "pace_s": a.pace,
-                "snapshot": snapshot_cost,
-                "min_compaction_lag_ms": a.lag_ms,
-                "seconds": round(seconds, 3),
-            }
-        )
-        del fresh, restorer
-    consumer.close()
-    producer.close()
-    delete_topics(kafka, [cfg.input_topic, changelog])  # gigabytes of frames
-    return out
 
 
 if __name__ == "__main__":

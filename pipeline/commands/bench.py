@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.commands.bench_restore import RestoreScenario, measure_restores
 from pipeline.commands.flags import add_kafka_flags, add_model_flags, kafka_for, models_config
 from pipeline.commands.score import score_argv
 from pipeline.config import BACKENDS, KafkaConfig, ScorerConfig
@@ -73,6 +74,9 @@ class BenchOptions:
     memory_streams: int = 100_000  # second statecast run: RSS per stream from the slope
     # Offered loads of the latency runs, as fractions of each backend's measured maximum.
     loads: tuple[float, ...] = (0.5,)
+    # Restores of memory_streams streams after this many checkpoints, each touching 15%
+    # of them (pipeline.commands.bench_restore); 0: not measured.
+    restore_checkpoints: int = 30
 
     @classmethod
     def quick(cls, kafka: KafkaConfig, **kw: Any) -> BenchOptions:
@@ -84,6 +88,7 @@ class BenchOptions:
             naive_events=4_000,
             latency_seconds=8.0,
             memory_streams=20_000,
+            restore_checkpoints=10,
             **kw,
         )
 
@@ -488,9 +493,24 @@ def run_bench(opts: BenchOptions, progress: bool = True) -> dict[str, Any]:
             "fraction_of_passthrough": sc["events_per_s"] / passthrough[backend]["events_per_s"],
             "p99_ms": sc["latency_ms"]["p99"],
         }
+    restore: list[dict[str, Any]] = []
+    if opts.restore_checkpoints:
+        say(f"restores of {opts.memory_streams} streams (warm: local snapshot; cold: changelog)...")
+        restore = measure_restores(
+            dataclasses.replace(opts.kafka, backend=fastest),
+            opts.registry,
+            opts.model,
+            RestoreScenario(
+                streams=opts.memory_streams,
+                partitions=opts.partitions,
+                touched=max(1, opts.memory_streams * 15 // 100),
+                checkpoints=opts.restore_checkpoints,
+            ),
+        )
     return {
         "runs": runs,
         "latency": latency,
+        "restore": restore,
         "summary": summary,
         "targets": {"by_backend": TARGETS, "rss_bytes_per_stream": MEMORY_TARGET_BYTES_PER_STREAM},
         "options": {k: str(v) for k, v in dataclasses.asdict(opts).items()},
@@ -523,6 +543,11 @@ def print_table(report: dict[str, Any]) -> None:
                 f"{name:<28} {e['events_per_s']:>10.0f} {e['p50']:>8.1f} {e['p99']:>8.1f} "
                 f"{e['p999']:>8.1f}"
             )
+    if report.get("restore"):
+        print(f"\n{'restore':<28} {'streams':>8} {'records read':>13} {'seconds':>8}")
+        for e in report["restore"]:
+            name = f"{e['mode']} after a {e['stop']} stop"
+            print(f"{name:<28} {e['streams']:>8} {e['changelog_records']:>13} {e['seconds']:>8.2f}")
     s = report["summary"]
     print()
     for backend, got in s["by_backend"].items():
