@@ -135,6 +135,21 @@ class ScorerMetrics:
             "Duration of the last state restore",
             registry=r,
         )
+        self.restore_records = Counter(
+            "statecast_restore_changelog_records",
+            "Changelog records read by restores (from a local snapshot's offset, if any)",
+            registry=r,
+        )
+        self.snapshot_published = Gauge(
+            "statecast_state_snapshot_published_timestamp_seconds",
+            "When a local state snapshot was last published (0: never; --state-dir)",
+            registry=r,
+        )
+        self.snapshot_pause = Gauge(
+            "statecast_state_snapshot_pause_seconds",
+            "How long the last local snapshot held the poll loop (copying the state rows)",
+            registry=r,
+        )
         self.restore_skipped = Counter(
             "statecast_restore_skipped",
             "Changelog states skipped at restore (damaged or mismatched): the stream cold-starts",

@@ -62,6 +62,7 @@ from pipeline.engine.state import StateStore
 from pipeline.errors import StatecastError
 from pipeline.kafka_io import Consumer
 from pipeline.kafka_io.changelog import frame_blocks
+from pipeline.metrics import ScorerMetrics
 
 __all__ = ["LocalState", "Seed", "SnapshotTaker"]
 
@@ -269,8 +270,15 @@ class SnapshotTaker:
     so a snapshot whose checkpoint never commits (a fenced zombie, a failed commit) never
     replaces a good one."""
 
-    def __init__(self, local: LocalState, changelog: str, interval_s: float) -> None:
+    def __init__(
+        self,
+        local: LocalState,
+        changelog: str,
+        interval_s: float,
+        metrics: ScorerMetrics | None = None,
+    ) -> None:
         self.local = local
+        self.metrics = metrics
         self.changelog = changelog
         self.interval_s = interval_s
         self._last = 0.0
@@ -321,6 +329,8 @@ class SnapshotTaker:
             stores.append((store.extract(slots), served.name, served.version))
         job = _Job(stores, dict(positions), ends)
         self.take_s = time.monotonic() - started
+        if self.metrics is not None:
+            self.metrics.snapshot_pause.set(self.take_s)
         # 3. Encode and write, off the loop.
         self._thread = threading.Thread(
             target=self._write, args=(job,), name="statecast-snapshot", daemon=True
@@ -360,6 +370,8 @@ class SnapshotTaker:
                 del self._staged[p]
                 self.local.publish(p, tmp)
                 self.published += 1
+                if self.metrics is not None:
+                    self.metrics.snapshot_published.set(time.time())
 
     def _write(self, job: _Job) -> None:
         started = time.monotonic()

@@ -100,6 +100,7 @@ class Restorer:
             elapsed,
         )
         self.changelog_records += records
+        self.metrics.restore_records.inc(records)
         return committed
 
     def _seeds(

@@ -129,7 +129,9 @@ class Scorer:
             else None
         )
         self.snapshots = (
-            SnapshotTaker(local, local.changelog, config.snapshot_interval_s) if local else None
+            SnapshotTaker(local, local.changelog, config.snapshot_interval_s, self.metrics)
+            if local
+            else None
         )
         self.checkpointer = Checkpointer(
             self.models,

@@ -147,9 +147,9 @@ def reference(
 @pytest.mark.parametrize(
     ("guarantee", "state"),
     [
-        ("at-least-once", ""),
-        # Suite time: the whole-changelog restore under exactly-once also runs in the
-        # rebalance and membership tests.
+        # Suite time: a restore from the whole changelog also runs in the rebalance,
+        # broker-restart and membership tests of `make test`.
+        pytest.param("at-least-once", "", marks=pytest.mark.slow),
         pytest.param("exactly-once", "", marks=pytest.mark.slow),
         ("at-least-once", "local"),
         ("exactly-once", "local"),

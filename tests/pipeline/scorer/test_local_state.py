@@ -145,20 +145,25 @@ def test_a_snapshot_is_published_only_once_its_position_is_committed(
 ) -> None:
     from pipeline.engine.registry import Registry
     from pipeline.engine.serving import ServedModel
+    from pipeline.metrics import ScorerMetrics
     from pipeline.scorer.local_state import SnapshotTaker
 
     served = ServedModel("tiny", Registry(tiny_registry))
     slots = served.store.slots_for(["a", "b", "c"], now=0.0)
     served.store.part[slots] = [0, 0, 1]
     local = LocalState(tmp_path, "t")
-    taker = SnapshotTaker(local, "t", interval_s=60.0)
+    metrics = ScorerMetrics()
+    taker = SnapshotTaker(local, "t", interval_s=60.0, metrics=metrics)
     ends = _Ends()
     models = {"tiny": served}
 
     ends.end = 7
     taker.take(ends, models, {0: 10, 1: 4}, now=0.0, wait=True)  # type: ignore[arg-type]
     assert local.read(0) is None and local.read(1) is None  # nothing committed yet
+    published = metrics.snapshot_published
+    assert published._value.get() == 0.0
     taker.confirm({0: 10})  # partition 0's checkpoint commits, 1's not yet
+    assert published._value.get() > 0.0
     seed = local.read(0)
     assert seed is not None and (seed.position, seed.changelog_offset) == (10, 7)
     assert sorted(seed.frames) == ["a", "b"] and local.read(1) is None
