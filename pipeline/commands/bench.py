@@ -28,6 +28,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -122,9 +123,18 @@ def _run_worker(system: str, args: dict[str, Any]) -> dict[str, Any]:
 
 def _run_group(system: str, args: dict[str, Any], members: int) -> dict[str, Any]:
     """``members`` workers in one consumer group at once (scale-out on one machine): the
-    events of all over the time from the first one's first batch to the last one's last."""
-    procs = [_start_worker(system, args) for _ in range(members)]
-    results = [_finish_worker(system, p) for p in procs]
+    events of all over the time from the first one's first batch to the last one's last.
+    They join together (each waits, model loaded, for the others), so the group's first
+    assignment already has them all."""
+    with tempfile.TemporaryDirectory() as barrier:
+        procs = [_start_worker(system, {**args, "barrier": barrier}) for _ in range(members)]
+        deadline = time.monotonic() + 120.0
+        while len(list(Path(barrier).glob("*.ready"))) < members:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                break  # a worker died or hangs: _finish_worker reports it
+            time.sleep(0.05)
+        (Path(barrier) / "go").touch()
+        results = [_finish_worker(system, p) for p in procs]
     events = sum(int(r["events"]) for r in results)
     busy = [r for r in results if r.get("first") is not None]
     seconds = max(r["last"] for r in busy) - min(r["first"] for r in busy)
@@ -196,6 +206,11 @@ def _worker(system: str, args: dict[str, Any]) -> dict[str, Any]:
         )
         scorer = Scorer(cfg)
         tune_gc()
+        if "barrier" in args:  # scale-out: join the group together with the others
+            barrier = Path(args["barrier"])
+            (barrier / f"{os.getpid()}.ready").touch()
+            while not (barrier / "go").exists():
+                time.sleep(0.01)
         scorer.run()
         seconds = (scorer.last_batch_at or 0) - (scorer.first_batch_at or 0)
         # Monotonic times are system-wide: a scale-out run compares its members' times.
