@@ -520,6 +520,8 @@ def run_bench(opts: BenchOptions, progress: bool = True) -> dict[str, Any]:
                 partitions=opts.partitions,
                 touched=max(1, opts.memory_streams * 15 // 100),
                 checkpoints=opts.restore_checkpoints,
+                # A snapshot before the kill stop's last few checkpoints (its tail).
+                snapshot_interval=max(1, min(10, opts.restore_checkpoints // 2)),
             ),
         )
     return {
