@@ -77,6 +77,7 @@ __all__ = [
     "range_surprise",
     "score_of",
     "score_step",
+    "stuck_onset",
     "stuck_surprise",
 ]
 
@@ -122,6 +123,10 @@ class AnomalyParams:
     min_rep_p: float = 1e-3
     stuck_max_rate: float = 0.01
     stuck_history: int = 100
+    # What a frozen run counts as in the novelty rule once it has crossed the threshold
+    # (nats; 0: its growing surprise, an alarm per frozen reading): it alarms once, at the
+    # onset, and is damped afterwards like any other incident (score 1/2; stuck_onset).
+    stuck_cap: float = 2.0 * math.log(1e5)
     prior_rep: float = 0.1
     novelty_decay: float = 0.95
     novelty_damp: float = 0.5
@@ -219,6 +224,25 @@ def stuck_surprise(
     a = np.maximum(1.0 / (n + 10.0), p.stuck_alpha) * (surprise < SCORE_HALF_NATS)
     rep_p = rep_p + a * (repeated.astype(np.float64) - rep_p)
     return surprise, run, rep_p
+
+
+def stuck_onset(p: AnomalyParams, surprise: F64, rep_p: F64) -> tuple[F64, npt.NDArray[np.bool_]]:
+    """One alarm per frozen run: ``(what the run adds to the novelty rule, onset [B])``.
+
+    A run's surprise grows with every frozen reading, so through the novelty rule alone it
+    would beat the stream's recent peak, and alarm, on every one of them. Instead the run
+    counts as ``stuck_cap`` nats from the reading where its surprise first reaches the
+    threshold (the onset, which the caller alarms on whatever the peak), and the novelty
+    rule damps the rest of it like any other incident's. ``rep_p``: the repeat rate the
+    surprise was computed with (a surprising run does not move it).
+    """
+    if p.stuck_cap <= 0:
+        return surprise, np.zeros(len(surprise), np.bool_)
+    level = p.threshold / (1.0 - p.threshold) * SCORE_HALF_NATS
+    step = -np.log(np.maximum(rep_p, p.min_rep_p))
+    onset = (surprise >= level) & (surprise - step < level)
+    novel: F64 = np.where(surprise >= level, np.maximum(p.stuck_cap, 0.0), surprise)
+    return novel, onset
 
 
 def range_surprise(

@@ -36,6 +36,7 @@ from pipeline.engine.anomaly import (
     range_surprise,
     score_of,
     score_step,
+    stuck_onset,
     stuck_surprise,
 )
 from pipeline.engine.inference import StepSession
@@ -156,6 +157,7 @@ def advance(
     st.bm = blend.learn(st.bm, x, st.mfc, st.sfc, std_prev, st.has_fc)
     repeated = np.all(x == st.last_x, axis=1)
     stuck, st.run, st.rep_p = stuck_surprise(anom, repeated, st.n, st.run, st.rep_p)
+    stuck_novel, onset = stuck_onset(anom, stuck, st.rep_p)
     beyond, st.lo, st.hi, st.rec = range_surprise(
         anom, x, st.n, st.lo, st.hi, st.mean, st.rec, std_prev
     )
@@ -165,7 +167,9 @@ def advance(
     top = np.maximum(raw, level)
     k = np.where(top > 0, gauss / np.where(top > 0, top, 1.0), 1.0)
     reason = np.argmax(np.stack([np.maximum(raw, 0.0) * k, level * k, beyond, stuck]), axis=0)
-    surprise, peak = novelty(anom, np.maximum(gauss, np.maximum(stuck, beyond)), st.peak)
+    surprise, peak = novelty(anom, np.maximum(gauss, np.maximum(stuck_novel, beyond)), st.peak)
+    # A sensor that just froze alarms, even within another incident's decaying peak.
+    surprise = np.where(onset, np.maximum(surprise, stuck), surprise)
     st.peak = np.where(has, peak, st.peak)
     # The first errors of a stream (its normaliser barely started) are no guide to later ones.
     learn = has & (st.n >= anom.min_history)

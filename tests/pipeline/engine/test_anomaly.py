@@ -16,6 +16,7 @@ from pipeline.engine.anomaly import (
     range_surprise,
     score_of,
     score_step,
+    stuck_onset,
     stuck_surprise,
 )
 
@@ -200,9 +201,8 @@ def test_novelty_keeps_the_first_and_rising_surprises_and_damps_the_rest() -> No
     assert out[-1] == 40.0  # the peak has decayed: a new incident alarms again
 
 
-def test_a_sensor_frozen_for_long_stays_flagged() -> None:
-    """The frozen run does not teach the channel that repeats are normal."""
-    p = AnomalyParams()
+def _frozen_run(p: AnomalyParams) -> tuple[list[float], float]:
+    """Stuck surprises of 250 noisy values then 60 frozen ones, and the final repeat rate."""
     rng = np.random.default_rng(7)
     series = np.r_[rng.normal(0, 1, 250), np.full(60, 0.25)]
     n, run, rep = np.zeros(1), np.zeros(1), np.zeros(1)
@@ -211,10 +211,35 @@ def test_a_sensor_frozen_for_long_stays_flagged() -> None:
     for x in series:
         s, run, rep = stuck_surprise(p, np.array([x == last]), n, run, rep)
         n, last = n + 1, x
-        surprises.append(s[0])
+        surprises.append(float(s[0]))
+    return surprises, float(rep[0])
+
+
+def _alarms(p: AnomalyParams, surprises: list[float], rep: float, peak0: float = 0.0) -> int:
+    """Values whose score reaches 0.6 through stuck_onset and the novelty rule, as the
+    stepper combines them (``peak0``: another incident's surprise just before)."""
+    peak, alarms = np.full(1, peak0), 0
+    for s in surprises:
+        novel, onset = stuck_onset(p, np.array([s]), np.array([rep]))
+        d, peak = novelty(p, novel, peak)
+        d = np.where(onset, np.maximum(d, s), d)
+        alarms += int(score_of(d)[0] >= 0.6)
+    return alarms
+
+
+def test_a_frozen_sensor_stays_surprising_and_alarms_once() -> None:
+    """The frozen run does not teach the channel that repeats are normal and its surprise
+    keeps growing, but it alarms once, at its onset, even right after a larger incident."""
+    p = AnomalyParams()
+    surprises, rep = _frozen_run(p)
     frozen = np.array(surprises[253:])
     assert np.all(frozen > math.log(1e5)) and np.all(np.diff(frozen) > 0)
-    assert rep[0] < p.stuck_max_rate
+    assert rep < p.stuck_max_rate
+    assert _alarms(p, surprises, rep) == 1
+    assert _alarms(p, surprises, rep, peak0=300.0) == 1  # a spike's peak does not mask it
+    # Without the cap every frozen reading beats the peak: an alarm each.
+    uncapped = AnomalyParams(stuck_cap=0.0)
+    assert _alarms(uncapped, surprises, rep) > 50
 
 
 def _run_excess(p: AnomalyParams, errors: np.ndarray) -> np.ndarray:

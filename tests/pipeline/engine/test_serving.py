@@ -75,7 +75,10 @@ def test_every_score_names_its_channel_and_the_interval_the_value_left(
     assert reason[600] in ("forecast", "level", "range") and scored.score[600] > 0.6
     assert not scored.expected_lo[600, 0] <= 80.0 <= scored.expected_hi[600, 0]
     assert scored.expected_lo[599, 0] < scored.expected_hi[599, 0]
-    assert reason[660] == "stuck" and scored.score[660] > 0.6
+    # A frozen sensor alarms when its run becomes surprising, then stays flagged as stuck
+    # below the threshold (one incident, one alarm).
+    assert reason[660] == "stuck" and 0.45 < scored.score[660] < 0.6
+    assert (scored.score[650:700] >= 0.6).sum() == 1
 
 
 def test_served_inputs_forecasts_and_errors_are_those_of_the_replay(tiny_registry: Path) -> None:
