@@ -130,6 +130,9 @@ class AnomalyParams:
     prior_rep: float = 0.1
     novelty_decay: float = 0.95
     novelty_damp: float = 0.5
+    # How much more surprising than the recent peak a value must be to count as news
+    # (nats; 0: any amount): within a climbing burst every value beats the last by a little.
+    novelty_margin: float = 0.0
     # The forecast surprise from a tail fitted to the stream's own largest errors
     # (:func:`excess_step`): the share of errors in the fit (0: the Gaussian tail of the
     # error statistics, as before 2026-12-01), its learning rate, and the largest
@@ -272,8 +275,9 @@ def range_surprise(
 
 
 def novelty(p: AnomalyParams, surprise: F64, peak: F64) -> tuple[F64, F64]:
-    """Damp a surprise that does not exceed the stream's recent peak; returns ``(surprise, peak)``."""
-    damped = np.where(surprise > peak, surprise, p.novelty_damp * surprise)
+    """Damp a surprise that does not exceed the stream's recent peak by ``novelty_margin``
+    nats; returns ``(surprise, peak)``."""
+    damped = np.where(surprise > peak + p.novelty_margin, surprise, p.novelty_damp * surprise)
     peak = np.maximum(surprise, p.novelty_decay * peak)
     return damped, peak
 
