@@ -286,6 +286,8 @@ class SnapshotTaker:
         self._lock = threading.Lock()
         self._committed: dict[int, int] = {}  # partition → committed offset (known)
         self._staged: dict[int, tuple[int, Path]] = {}  # partition → (position, file)
+        # Partitions given up while the running job writes (None: all): not staged.
+        self._gone: set[int] | None = set()
         self.written = 0  # snapshots written, for tests and logs
         self.published = 0  # partition files published
         self.skipped = 0  # due while the previous one was still being written
@@ -328,6 +330,8 @@ class SnapshotTaker:
             slots = slots[np.isin(store.part[slots], list(positions))]
             stores.append((store.extract(slots), served.name, served.version))
         job = _Job(stores, dict(positions), ends)
+        with self._lock:
+            self._gone = set()
         self.take_s = time.monotonic() - started
         if self.metrics is not None:
             self.metrics.snapshot_pause.set(self.take_s)
@@ -351,6 +355,10 @@ class SnapshotTaker:
         """Partitions given up (revoked; all: after a Kafka failure): their staged files
         are dropped, and what was committed for them is no longer known here."""
         with self._lock:
+            if partitions is None:
+                self._gone = None
+            elif self._gone is not None:
+                self._gone |= partitions
             for p in list(self._staged if partitions is None else partitions):
                 self._committed.pop(p, None)
                 staged = self._staged.pop(p, None)
@@ -386,6 +394,9 @@ class SnapshotTaker:
                         blocks.append((size, data))
                 tmp = self.local.stage(part, job.positions[part], job.ends[part], keys, blocks)
                 with self._lock:
+                    if self._gone is None or part in self._gone:
+                        tmp.unlink(missing_ok=True)  # given up meanwhile
+                        continue
                     older = self._staged.get(part)
                     if older is not None:
                         older[1].unlink(missing_ok=True)
