@@ -357,10 +357,29 @@ class Scorer:
                     failures += 1
                     last_input = time.monotonic()
             if self.checkpointer.pending and self.consumer is not None:
-                self.checkpoint(final=True)  # SIGTERM / idle exit: finish, flush, commit
+                self._final_checkpoint()
         finally:
             self._close()
         return 0
+
+    def _final_checkpoint(self) -> None:
+        """SIGTERM / idle exit: finish, flush, commit. If that fails (a rebalance took the
+        partitions meanwhile, the broker went away), the interval is abandoned instead: its
+        inputs are not committed, so their next owner processes them again (exactly-once:
+        the transaction is aborted), and the exit stays clean."""
+        failure, self._failure = self._failure, None
+        try:
+            if failure is not None:
+                raise failure  # a revoke's commit already failed: nothing to commit
+            self.checkpoint(final=True)
+        except KafkaError as exc:
+            log.warning(
+                "final checkpoint not committed (%s): the partitions' next owner redoes it", exc
+            )
+            try:
+                self.checkpointer.abandon(self.producer)
+            except KafkaError as abort_exc:  # the producer is fenced or gone: nothing to abort
+                log.warning("aborting the final transaction: %s", abort_exc)
 
     def _idle_for(self, idle_s: float, running_s: float) -> bool:
         """``--until-idle``: idle time counts only while partitions are assigned (a joining
