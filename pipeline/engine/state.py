@@ -438,6 +438,10 @@ class StateStore:
     def stream_ids(self) -> list[str]:
         return list(self._slot)
 
+    def live_slots(self) -> I64:
+        """The slots that hold a stream."""
+        return np.fromiter(self._slot.values(), np.int64, len(self._slot))
+
     def slots_for(self, stream_ids: Sequence[str], now: float, *, touch: bool = True) -> I64:
         """Slots of the given streams, allocating (and initialising) new ones. New slots are
         seen at ``now``; existing ones too unless ``touch`` is false (the caller then
@@ -478,7 +482,7 @@ class StateStore:
 
     def evict_idle(self, now: float, ttl_s: float) -> list[tuple[str, int]]:
         """Free the slots of streams not seen for ``ttl_s``; returns their (id, partition)."""
-        live = np.fromiter(self._slot.values(), np.int64, len(self._slot))
+        live = self.live_slots()
         if not len(live):
             return []
         idle = live[self.last_seen[live] < now - ttl_s]

@@ -323,10 +323,7 @@ class SnapshotTaker:
         stores = []
         for served in models.values():
             store = served.store
-            slots = np.fromiter(
-                (s for sid in store.stream_ids() if (s := store.slot_of(sid)) is not None),
-                np.int64,
-            )
+            slots = store.live_slots()
             slots = slots[np.isin(store.part[slots], list(positions))]
             stores.append((store.extract(slots), served.name, served.version))
         job = _Job(stores, dict(positions), ends)
