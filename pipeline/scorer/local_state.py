@@ -45,6 +45,7 @@ snapshot and, if it is at or after E, re-applied after the tombstone).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import struct
@@ -67,6 +68,9 @@ from pipeline.metrics import ScorerMetrics
 __all__ = ["LocalState", "Seed", "SnapshotTaker"]
 
 log = logging.getLogger(__name__)
+# Temporary file names of this process: a name per staged file, so a newer one of the
+# same partition and position never shares (and then deletes) an older one's.
+_TMP_IDS = itertools.count()
 
 MAGIC = b"SCLS"
 FORMAT = 2
@@ -162,7 +166,7 @@ class LocalState:
         self.dir.mkdir(parents=True, exist_ok=True)
         # A temporary name of this writer's own: scorers that share the directory may both
         # write a partition around a rebalance; each file is valid, the last rename wins.
-        tmp = self.dir / f"{partition}.snap.{os.getpid()}-{threading.get_ident()}-{position}.tmp"
+        tmp = self.dir / f"{partition}.snap.{os.getpid()}-{next(_TMP_IDS)}.tmp"
         with open(tmp, "wb") as f:
             f.write(head)
             f.write(body)
@@ -373,7 +377,12 @@ class SnapshotTaker:
         for p, (pos, tmp) in list(self._staged.items()):
             if pos <= self._committed.get(p, -1):
                 del self._staged[p]
-                self.local.publish(p, tmp)
+                try:
+                    self.local.publish(p, tmp)
+                except OSError as exc:
+                    # An optimisation failing: restores read more of the changelog.
+                    log.warning("local state of partition %d not published: %s", p, exc)
+                    continue
                 self.published += 1
                 if self.metrics is not None:
                     self.metrics.snapshot_published.set(time.time())

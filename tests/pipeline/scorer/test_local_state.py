@@ -183,5 +183,12 @@ def test_a_snapshot_is_published_only_once_its_position_is_committed(
     taker.confirm({0: 20})
     seed = local.read(0)
     assert seed is not None and seed.position == 10
+    # Two snapshots at one position before it commits (a partition without input since):
+    # the newer replaces the older, and the commit publishes it.
+    taker.take(ends, models, {0: 30}, now=120.0, wait=True)  # type: ignore[arg-type]
+    taker.take(ends, models, {0: 30}, now=180.0, wait=True)  # type: ignore[arg-type]
+    taker.confirm({0: 30})
+    seed = local.read(0)
+    assert seed is not None and seed.position == 30
     taker.close()
     assert not list((tmp_path / "t").glob("*.tmp"))  # nothing left behind
