@@ -38,22 +38,25 @@ from pipeline.config import KafkaConfig  # noqa: E402
 
 
 def main() -> int:
+    d = RestoreScenario()  # the defaults
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--backend", default="confluent-kafka")
-    ap.add_argument("--streams", type=int, default=100_000)
-    ap.add_argument("--partitions", type=int, default=4)
-    ap.add_argument("--touched", type=int, default=15_000, help="streams per checkpoint")
-    ap.add_argument("--checkpoints", type=int, default=120)
-    ap.add_argument("--snapshot-interval", type=int, default=10, help="checkpoints")
+    ap.add_argument("--streams", type=int, default=d.streams)
+    ap.add_argument("--partitions", type=int, default=d.partitions)
+    ap.add_argument("--touched", type=int, default=d.touched, help="streams per checkpoint")
+    ap.add_argument("--checkpoints", type=int, default=d.checkpoints)
+    ap.add_argument(
+        "--snapshot-interval", type=int, default=d.snapshot_interval, help="checkpoints"
+    )
     ap.add_argument(
         "--pace",
         type=float,
-        default=0.0,
+        default=d.pace,
         help="seconds of wall time per checkpoint (1: as the scorer checkpoints, so the "
         "broker's log cleaner compacts as it would; 0: as fast as possible)",
     )
-    ap.add_argument("--lag-ms", type=int, default=60_000, help="min.compaction.lag.ms")
+    ap.add_argument("--lag-ms", type=int, default=d.lag_ms, help="min.compaction.lag.ms")
     ap.add_argument("--stops", default="clean,kill")
     ap.add_argument("--registry", type=Path, default=REPO / "exported_models")
     ap.add_argument("--model", default="default")

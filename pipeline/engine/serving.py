@@ -30,7 +30,7 @@ from pipeline.engine.inference import StepSession
 from pipeline.engine.interval import Band, IntervalParams
 from pipeline.engine.registry import ModelMeta, Registry
 from pipeline.engine.season import BINS
-from pipeline.engine.state import Columns, Snapshot, StateStore, column
+from pipeline.engine.state import Columns, Snapshot, StateStore, column, layout_of
 from pipeline.engine.stepper import advance, rebuild
 from pipeline.errors import RegistryError, describe
 
@@ -79,25 +79,8 @@ def _recent_covariates(
     return out
 
 
-# The scalars a restore requires to be finite (with mean, var, h and c): as _unusable.
+# The scalars a restore requires to be finite (with mean, var, h and c).
 _CHECKED_ON_RESTORE = ("n", "en", "es", "emu", "evar", "peak", "rec", "trate", "tu", "tb")
-
-
-def _unusable(snap: Snapshot, features: int) -> str | None:
-    """Why a restored snapshot cannot become a stream of a model with ``features``, if so."""
-    if snap.mean.shape != (features,) or snap.ring.ndim != 2 or snap.ring.shape[1] != features:
-        return (
-            f"it has {snap.mean.shape[0] if snap.mean.ndim else 0} features, the model {features}"
-        )
-    stats = [snap.n, snap.en, snap.es, snap.emu, snap.evar, snap.peak, snap.rec, snap.trate]
-    stats += [snap.tu, snap.tb]
-    if not (
-        np.isfinite(stats).all() and np.isfinite(snap.mean).all() and np.isfinite(snap.var).all()
-    ):
-        return "its statistics are not finite"
-    if not (np.isfinite(snap.h).all() and np.isfinite(snap.c).all()):
-        return "its LSTM state is not finite"
-    return None
 
 
 @dataclasses.dataclass
@@ -434,9 +417,13 @@ class ServedModel:
     def restore_columns(
         self, stream_ids: list[str], parts: npt.NDArray[np.int64], cols: Columns, now: float
     ) -> tuple[int, int]:
-        """:meth:`restore` for many streams of one layout at once (what a restore from the
-        changelog installs; equal to :meth:`restore` of the same snapshots, tested).
-        Returns ``(restored, skipped)``."""
+        """Install restored streams of one layout (model, version, shapes) at once.
+
+        A stream saved under another model version keeps its sensor statistics but gets its
+        LSTM state rebuilt from its recent inputs, as after a live swap; one saved with
+        another network layout starts its LSTM state afresh. A stream that cannot be one of
+        this model (another feature count, non-finite statistics or state) is skipped and
+        cold-starts with its next event. Returns ``(restored, skipped)``."""
         c = cols.cols
         mean, var, h, cc = (column(c, name) for name in ("mean", "var", "h", "c"))
         F = len(self.meta.features)
@@ -493,51 +480,18 @@ class ServedModel:
         return n, len(ok) - n
 
     def restore(self, snapshots: dict[str, tuple[Snapshot, int]], now: float) -> tuple[int, int]:
-        """Install restored snapshots (stream id → (snapshot, partition)).
-
-        A snapshot made under another model version keeps its sensor statistics but gets
-        its LSTM state rebuilt from its recent inputs, as after a live swap. A snapshot
-        that cannot describe a stream of this model (another feature count, non-finite
-        statistics) is skipped: that stream cold-starts with its next event. Returns
-        ``(restored, skipped)``.
-        """
-        stale: list[int] = []
-        skipped = 0
-        F = len(self.meta.features)
-        for sid, (snap, part) in snapshots.items():
-            why = _unusable(snap, F)
-            if why:
-                log.warning(
-                    "model %s: stream %r not restored (%s); it cold-starts", self.name, sid, why
-                )
-                skipped += 1
-                continue
-            if snap.h.shape != (self.meta.layers, self.meta.hidden) or snap.fc.shape != (
-                self.meta.horizon,
-                F,
-            ):
-                snap = dataclasses.replace(
-                    snap,
-                    h=np.zeros((self.meta.layers, self.meta.hidden), np.float32),
-                    c=np.zeros((self.meta.layers, self.meta.hidden), np.float32),
-                    fc=np.zeros((self.meta.horizon, F)),
-                    fs=None,
-                )
-            slot = self.store.load(sid, snap, part, now)
-            if snap.version != self.version:
-                stale.append(slot)
-        if stale:
-            sl = np.asarray(stale, np.int64)
-            st = self.store.gather(sl)
-            rebuild(
-                self.session,
-                self.meta.normalisation,
-                st,
-                [self.store.recent_inputs(s) for s in stale],
-                _recent_covariates(self.store, sl, self.meta.covariates),
-            )
-            self.store.scatter(sl, st)
-        return len(snapshots) - skipped, skipped
+        """Install restored snapshots (stream id → (snapshot, partition)), as
+        :meth:`restore_columns` does, grouped by layout. Returns ``(restored, skipped)``."""
+        groups: dict[tuple[object, ...], list[str]] = {}
+        for sid, (snap, _) in snapshots.items():
+            groups.setdefault(layout_of(snap), []).append(sid)
+        restored = skipped = 0
+        for ids in groups.values():
+            cols = Columns.from_snapshots([snapshots[sid][0] for sid in ids])
+            parts = np.asarray([snapshots[sid][1] for sid in ids], np.int64)
+            done, dropped = self.restore_columns(ids, parts, cols, now)
+            restored, skipped = restored + done, skipped + dropped
+        return restored, skipped
 
     def _carry_over(self, meta: ModelMeta, session: StepSession) -> None:
         """Rebuild each stream's LSTM state in the new model from its recent inputs."""

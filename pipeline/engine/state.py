@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from pipeline.engine.anomaly import AnomalyParams
     from pipeline.engine.registry import ModelMeta
 
-__all__ = ["Columns", "Snapshot", "StateStore", "StepState", "column"]
+__all__ = ["Columns", "Snapshot", "StateStore", "StepState", "column", "layout_of"]
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -124,6 +124,21 @@ class Columns:
             {k: None if v is None else v[pick] for k, v in self.cols.items()},
         )
 
+    @classmethod
+    def from_snapshots(cls, snaps: Sequence[Snapshot]) -> Columns:
+        """Snapshots of one :func:`layout_of` as columns (rows: their positions)."""
+        cols: dict[str, npt.NDArray[Any] | None] = {}
+        for name in _SNAPSHOT_FIELDS:
+            values = [getattr(s, name) for s in snaps]
+            cols[name] = (
+                None
+                if values[0] is None
+                else np.asarray(values)
+                if np.ndim(values[0]) == 0
+                else np.stack(values)
+            )
+        return cls(snaps[0].model, snaps[0].version, list(range(len(snaps))), cols)
+
     def snapshot(self, j: int) -> Snapshot:
         """Stream ``j`` as a :class:`Snapshot` (its arrays are views)."""
         kw: dict[str, Any] = {}
@@ -131,6 +146,16 @@ class Columns:
             v = self.cols[name]
             kw[name] = None if v is None else v[j].item() if v.ndim == 1 else v[j]
         return Snapshot(model=self.model, version=self.version, **kw)
+
+
+def layout_of(snap: Snapshot) -> tuple[object, ...]:
+    """What snapshots must share to become one :class:`Columns`: model, version, and each
+    field's shape (None for a field the snapshot lacks)."""
+    return (
+        snap.model,
+        snap.version,
+        *(None if (v := getattr(snap, n)) is None else np.shape(v) for n in _SNAPSHOT_FIELDS),
+    )
 
 
 @dataclasses.dataclass
@@ -637,51 +662,14 @@ class StateStore:
 
     def load(self, stream_id: str, snap: Snapshot, partition: int, now: float) -> int:
         """Install a restored snapshot (shapes must match this store); returns the slot."""
-        if snap.h.shape != (self.layers, self.hidden) or snap.fc.shape != (
-            self.horizon,
-            self.features,
-        ):
-            raise ValueError("snapshot shapes do not match this model")
-        (slot,) = self.slots_for([stream_id], now).tolist()
-        self.h[:, slot] = snap.h
-        self.c[:, slot] = snap.c
-        self.n[slot], self.en[slot], self.es[slot] = snap.n, snap.en, snap.es
-        self.emu[slot], self.evar[slot] = snap.emu, snap.evar
-        self.run[slot], self.rep_p[slot], self.last_x[slot] = snap.run, snap.rep_p, snap.last_x
-        self.lo[slot], self.hi[slot], self.peak[slot] = snap.lo, snap.hi, snap.peak
-        self.rec[slot], self.trate[slot] = snap.rec, snap.trate
-        self.tu[slot], self.tb[slot] = snap.tu, snap.tb
-        self.mean[slot], self.var[slot], self.fc[slot] = snap.mean, snap.var, snap.fc
-        self.fs[slot] = np.nan if snap.fs is None else snap.fs
-        self.qlog[slot] = snap.qlog
-        self.gxy[slot], self.gxx[slot], self.gn[slot] = snap.gxy, snap.gxx, snap.gn
-        self.dlt[slot] = 0.0 if snap.dlt is None else snap.dlt
-        self.sbin[slot], self.st0[slot] = snap.sbin, snap.st0
-        for name in _SEASON_VECTORS:
-            value = getattr(snap, name)
-            getattr(self, name)[slot] = np.nan if value is None else value
-        self.bm[slot] = 0.0 if snap.bm is None else snap.bm
-        if snap.sp is None or snap.sp.shape != self.sp.shape[1:]:
-            # A frame from before the profile, or from a scorer with another number of
-            # bins: the profile starts afresh.
-            self.sp[slot], self.sbin[slot] = 0.0, 0.0
-        else:
-            self.sp[slot] = snap.sp
-        self.has_fc[slot], self.steps[slot], self.last_ts[slot] = (
-            snap.has_fc,
-            snap.steps,
-            snap.last_ts,
-        )
-        self.part[slot], self.src_offset[slot] = partition, snap.source_offset
-        ring = snap.ring[-self.ring :] if self.ring else snap.ring[:0]
-        self.ring_buf[slot, : len(ring)] = ring
-        self.ring_ts[slot] = np.nan
-        self.ring_len[slot] = len(ring)
+        (slot,) = self.load_many(
+            [stream_id], Columns.from_snapshots([snap]), np.asarray([partition]), now
+        ).tolist()
         return int(slot)
 
     def load_many(self, stream_ids: Sequence[str], cols: Columns, parts: I64, now: float) -> I64:
-        """:meth:`load` for many streams at once, from columns (shapes must match this
-        store); returns their slots."""
+        """Install restored streams from columns (shapes must match this store); returns
+        their slots."""
         c = cols.cols
         h, fc = column(c, "h"), column(c, "fc")
         if h.shape[1:] != (self.layers, self.hidden) or fc.shape[1:] != (

@@ -410,7 +410,11 @@ def decode_snapshot(data: bytes) -> Snapshot:
 
 def source_offset_of(data: bytes) -> int:
     """The source offset a frame records, without decoding the rest; ValueError if malformed."""
-    _, _, _, pos, _ = _header(data)
+    return _offset_at(data, _header(data)[3])
+
+
+def _offset_at(data: bytes, pos: int) -> int:
+    """The source offset of a frame whose header ends at ``pos`` (its first field)."""
     (off,) = struct.unpack_from(">q", data, pos)
     return int(off)
 
@@ -462,10 +466,9 @@ def read_partitions(
             best[sid] = None  # evicted
             continue
         try:
-            pos = _header_memo(value, memo)[3]
+            offset = _offset_at(value, _header_memo(value, memo)[3])
         except ValueError:
             continue  # a corrupt frame is skipped; an older one (if any) stands
-        offset = int.from_bytes(value[pos : pos + 8], "big", signed=True)
         if offset < wanted[part]:
             best[sid] = (value, part)
     return best, count
