@@ -39,8 +39,9 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/statecast demo
 
+# --durations: the CI log names the tests that push `make test` towards its ~12-minute budget.
 test: setup lint
-	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not slow" --durations=15 $(PYTEST_ARGS)
 
 test-unit: setup
 	$(BIN)/pytest -m "not slow and not integration" $(PYTEST_ARGS)

@@ -18,6 +18,7 @@ import yaml
 from pipeline.config import KafkaConfig
 from pipeline.engine.registry import Registry
 from pipeline.kafka_io.codec import encode_event
+from pipeline.localkafka import LocalBroker
 from tests.kafka_helpers import (
     ScorerThread,
     produce,
@@ -38,9 +39,11 @@ STREAMS, BEFORE, AFTER = 10, 600, 1300
 DRIFT_ALERTS = ("StatecastForecastDrift", "StatecastInputDrift")
 
 
-@pytest.fixture
-def kafka_config(backend_config: KafkaConfig) -> KafkaConfig:
-    return backend_config
+# The alert path does not depend on the client; kafka-python's run (about 50 s with its
+# Prometheus) is in `make test-slow`, the scorer's Kafka path is tested on both elsewhere.
+@pytest.fixture(params=["confluent-kafka", pytest.param("kafka-python", marks=pytest.mark.slow)])
+def kafka_config(request: pytest.FixtureRequest, broker: LocalBroker) -> KafkaConfig:
+    return KafkaConfig(bootstrap=broker.config.bootstrap, backend=request.param)
 
 
 def _feed() -> list[tuple[bytes, bytes]]:

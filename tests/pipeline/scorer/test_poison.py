@@ -8,7 +8,7 @@ arbitrary bytes, arbitrary JSON and arbitrary keys, and checks after every batch
 - every record yields exactly one output or exactly one dead letter with a reason;
 - every stream's state is finite, and its changelog frame decodes.
 
-Examples: ``STATECAST_FUZZ_EXAMPLES`` (5,000 in ``make test``; the slow twin runs
+Examples: ``STATECAST_FUZZ_EXAMPLES`` (2,000 in ``make test``; the slow twin runs
 1,000,000). The regression tests below each fail on the code before the fix.
 """
 
@@ -178,7 +178,7 @@ def _lit(x: object) -> str:
     return orjson.dumps(x).decode() if not isinstance(x, int) or isinstance(x, bool) else str(x)
 
 
-EXAMPLES = int(os.environ.get("STATECAST_FUZZ_EXAMPLES", "5000"))
+EXAMPLES = int(os.environ.get("STATECAST_FUZZ_EXAMPLES", "2000"))
 
 
 def _property(h: Harness, batch: list[tuple[bytes | None, bytes | None]]) -> None:
