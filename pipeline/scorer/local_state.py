@@ -60,7 +60,7 @@ import numpy.typing as npt
 
 from pipeline.engine.serving import ServedModel
 from pipeline.engine.state import StateStore
-from pipeline.errors import StatecastError
+from pipeline.errors import KafkaError, StatecastError
 from pipeline.kafka_io import Consumer
 from pipeline.kafka_io.changelog import frame_blocks
 from pipeline.metrics import ScorerMetrics
@@ -294,7 +294,7 @@ class SnapshotTaker:
         self._gone: set[int] | None = set()
         self.written = 0  # snapshots written, for tests and logs
         self.published = 0  # partition files published
-        self.skipped = 0  # due while the previous one was still being written
+        self.skipped = 0  # due while the previous one was still being written, or no end offsets
         self.take_s = 0.0  # the last snapshot's steps 1-2 (the poll loop waits for them)
         self.write_s = 0.0  # ... and its step 3 (in the background)
         local.sweep(older_than_s=3600.0)
@@ -322,7 +322,14 @@ class SnapshotTaker:
             return
         started = time.monotonic()
         # 1. The changelog's end of every owned partition.
-        ends = consumer.end_offsets(self.changelog, sorted(positions))
+        try:
+            ends = consumer.end_offsets(self.changelog, sorted(positions))
+        except KafkaError as exc:
+            # A snapshot is an optimisation: the scorer keeps serving, the next one is due
+            # at the next interval (a broker that stays away fails the checkpoint itself).
+            self.skipped += 1
+            log.warning("local state snapshot skipped: %s", exc)
+            return
         # 2. Copy the owned partitions' rows.
         stores = []
         for served in models.values():

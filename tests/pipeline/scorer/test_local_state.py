@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.engine.state import StateStore
+from pipeline.errors import KafkaError
 from pipeline.kafka_io.changelog import (
     decode_block,
     decode_columns,
@@ -192,3 +193,32 @@ def test_a_snapshot_is_published_only_once_its_position_is_committed(
     assert seed is not None and seed.position == 30
     taker.close()
     assert not list((tmp_path / "t").glob("*.tmp"))  # nothing left behind
+
+
+class _NoEnds:
+    """A broker that does not answer the end-offset request."""
+
+    def end_offsets(self, topic: str, partitions: list[int]) -> dict[int, int]:
+        raise KafkaError(f"cannot read the end offsets of {topic}: timed out")
+
+
+def test_a_snapshot_without_end_offsets_is_skipped_not_raised(
+    tmp_path: Path, tiny_registry: Path
+) -> None:
+    from pipeline.engine.registry import Registry
+    from pipeline.engine.serving import ServedModel
+    from pipeline.scorer.local_state import SnapshotTaker
+
+    served = ServedModel("tiny", Registry(tiny_registry))
+    served.store.part[served.store.slots_for(["a"], now=0.0)] = 0
+    local = LocalState(tmp_path, "t")
+    taker = SnapshotTaker(local, "t", interval_s=60.0)
+    taker.take(_NoEnds(), {"tiny": served}, {0: 5}, now=0.0, wait=True)  # type: ignore[arg-type]
+    assert (taker.skipped, taker.written) == (1, 0)
+    taker.confirm({0: 5})
+    assert local.read(0) is None
+    ends = _Ends()  # the broker is back: the next one is taken
+    taker.take(ends, {"tiny": served}, {0: 5}, now=60.0, wait=True)  # type: ignore[arg-type]
+    taker.confirm({0: 5})
+    assert taker.written == 1 and local.read(0) is not None
+    taker.close()
