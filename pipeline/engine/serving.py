@@ -153,6 +153,10 @@ class ServedModel:
         self.session = StepSession(self.meta, threads=threads)
         self.refused_version: str | None = None
         self.store = self._new_store(self.meta, capacity)
+        # Called with the slots a batch is about to change, before any of them changes:
+        # the scorer writes the changelog frames a checkpoint has not written yet
+        # (pipeline.scorer.checkpoint, 4c).
+        self.before_update: Callable[[npt.NDArray[np.int64]], None] | None = None
 
     def _new_store(self, meta: ModelMeta, capacity: int) -> StateStore:
         return StateStore.for_model(
@@ -232,6 +236,8 @@ class ServedModel:
         N = len(rows)
         F, Z = len(self.meta.features), self.meta.horizon
         slots = self.store.slots_for(sids_all, now, touch=False) if N else np.empty(0, np.int64)
+        if N and self.before_update is not None:
+            self.before_update(slots)
         rank = _rank_within_stream(slots)
         out = _Out(
             score=np.full(N, np.nan),

@@ -17,7 +17,8 @@ Checkpoint protocol of one poll batch (the numbers recur in the code):
 4. produce one score record per accepted event and one DLQ record per rejected one;
    at a checkpoint (every ``commit_interval_s``, 0 = every batch), also one changelog
    record per stream whose state changed since the last checkpoint (its partition is
-   the input partition, and it carries the offset of the last input applied);
+   the input partition, and it carries the offset of the last input applied;
+   at-least-once, written over the next loop turns: :mod:`.checkpoint`, 4a-4d);
 5. checkpoint: flush, i.e. wait until the broker acknowledged everything from step 4;
 6. checkpoint: commit the next offset of every partition processed.
    Exactly-once: the transaction spans a checkpoint interval, and steps 5-6 are one
@@ -35,6 +36,7 @@ SIGTERM/SIGINT finish the current batch, flush, commit and close.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import signal
@@ -141,6 +143,8 @@ class Scorer:
             interval_s=config.commit_interval_s,
             snapshots=self.snapshots,
         )
+        for name, served in self.models.items():
+            served.before_update = functools.partial(self.checkpointer.before_update, name)
         self.restorer = (
             Restorer(config, self.changelog, self.models, router, self.metrics, local)
             if self.changelog
@@ -288,6 +292,7 @@ class Scorer:
                 self.checkpoint(snapshot=False)
             except KafkaError as exc:
                 self._failure = exc  # raised from the loop, after the poll returns
+        self.checkpointer.drain()  # before their streams' slots are released
         parts = {tp.partition for tp in revoked if tp.topic == self.config.input_topic}
         for served in self.models.values():
             served.store.release(served.store.streams_in(parts))
@@ -328,6 +333,7 @@ class Scorer:
                     if self._pending_restore:
                         pending, self._pending_restore = self._pending_restore, set()
                         if self.restorer is not None:
+                            self.checkpointer.drain()
                             committed = self.restorer.restore(self.consumer, pending)
                             self.checkpointer.start_partitions(committed)
                         last_input = now  # idle time counts from the (re)assignment
@@ -414,6 +420,8 @@ class Scorer:
         now = time.time()
         # 1. (exactly-once) The interval's transaction begins with its first batch.
         self.checkpointer.begin_batch(producer)
+        if self.housekeeper.evict_due:
+            self.checkpointer.drain()  # eviction releases slots and writes tombstones
         self.housekeeper.evict(producer, now)
         # 2.-4. Route, decode, score; outputs and dead letters.
         touched = self.batches.score(records, producer, now)
@@ -444,4 +452,5 @@ class Scorer:
 
     def housekeeping(self) -> None:
         """Model swaps, gauges, and scheduling idle-stream eviction; runs between batches."""
+        self.checkpointer.drain()  # a swap rebuilds every stream's state
         self.housekeeper.run(self.consumer)

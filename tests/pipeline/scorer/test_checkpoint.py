@@ -5,10 +5,19 @@ test_durability.py and test_chaos.py.)"""
 
 from __future__ import annotations
 
-import numpy as np
+import functools
+from pathlib import Path
 
+import numpy as np
+import pytest
+
+from pipeline.engine.events import DecodedBatch
+from pipeline.engine.registry import Registry
+from pipeline.engine.serving import ServedModel
 from pipeline.kafka_io import Record, TopicPartition
+from pipeline.kafka_io.changelog import encode_snapshots
 from pipeline.metrics import ScorerMetrics
+from pipeline.scorer import checkpoint
 from pipeline.scorer.checkpoint import Checkpointer
 from tests.memory_producer import MemoryProducer
 
@@ -92,3 +101,64 @@ def test_a_client_that_cannot_tell_flushes_at_the_checkpoint() -> None:
     _batch(cp, producer, 2, 3)
     cp.checkpoint(producer, consumer)  # type: ignore[arg-type]
     assert producer.flushes == 1 and consumer.commits == [{TopicPartition("in", 2): 4}]
+
+
+def _events(
+    served: ServedModel, ids: list[str], step: int, offset: int
+) -> tuple[list[Record], dict[str, np.ndarray]]:
+    """One event per stream id, scored; the records and the slots they touched."""
+    n = len(ids)
+    batch = DecodedBatch(
+        index=np.arange(n, dtype=np.int64),
+        stream_ids=ids,
+        ts=np.full(n, 1_764_000_000.0 + 60.0 * step),
+        values=np.full((n, 1), 20.0 + step),
+        ts_raw=[step] * n,
+        rejections=[],
+    )
+    offsets = np.arange(offset, offset + n, dtype=np.int64)
+    scored = served.score(
+        batch, np.arange(n, dtype=np.int64), now=1_764_100_000.0,
+        partitions=np.zeros(n, np.int64), offsets=offsets,
+    )  # fmt: skip
+    records = [
+        Record("in", 0, int(o), i.encode(), b"", 0, []) for i, o in zip(ids, offsets, strict=True)
+    ]
+    return records, {"tiny": scored.touched}
+
+
+def test_frames_written_after_the_checkpoint_still_describe_it(
+    tiny_registry: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At-least-once, a checkpoint's frames are written over the next loop turns (4b); a
+    batch that changes a stream whose frame is not written yet writes it first (4c), so
+    every frame is the one the checkpoint would have written at once, and the offsets are
+    committed only after the last of them."""
+    monkeypatch.setattr(checkpoint, "FRAMES_PER_TURN", 100)
+    served = ServedModel("tiny", Registry(tiny_registry))
+    producer, consumer = _Acks(), _Commits()
+    cp = Checkpointer(
+        {"tiny": served}, ScorerMetrics(), changelog="cl", exactly_once=False, interval_s=1.0
+    )
+    served.before_update = functools.partial(cp.before_update, "tiny")
+    ids = [f"s{i:03d}" for i in range(350)]
+    for step in range(3):
+        cp.add_batch(*_events(served, ids, step, 350 * step))
+    slots = np.asarray([served.store.slot_of(i) for i in ids], np.int64)
+    expected = dict(
+        zip(ids, encode_snapshots(served.store, slots, "tiny", served.version), strict=True)
+    )
+    cp.checkpoint(producer, consumer)  # type: ignore[arg-type]
+    assert len(producer.to("cl")) == 100  # 4b: one chunk in this turn
+    # The last 150 streams change before their turn came: written first (4c).
+    cp.add_batch(*_events(served, ids[200:], 3, 1050))
+    assert len(producer.to("cl")) == 250
+    while len(producer.to("cl")) < 350:
+        producer.ack()
+        cp.complete(producer, consumer)  # type: ignore[arg-type]
+        assert consumer.commits == [] or len(producer.to("cl")) == 350
+    written = {k.decode(): v for _, k, v, _, _ in producer.to("cl")}
+    assert len(written) == 350 and written == expected
+    producer.ack()
+    cp.complete(producer, consumer)  # type: ignore[arg-type]
+    assert consumer.commits == [{TopicPartition("in", 0): 1050}]
