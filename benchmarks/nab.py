@@ -199,6 +199,15 @@ def main() -> int:
     print("\nstandard profile raw score per category (optimised threshold):")
     for cat, raws in sorted(per_cat.items()):
         print(f"  {cat:<24} {sum(raws):+8.3f} over {len(raws)} files")
+    if a.engine:
+        thr = optimised["standard"]["threshold"]
+        report["channels"] = channels = _channels(nab, results, a.data, thr)
+        print(
+            f"\nrecords flagged at the standard optimum ({thr:.4f}) by the channel that scored "
+            "highest (after NAB's probationary period):"
+        )
+        for name, c in channels.items():
+            print(f"  {name:<10} in a window {c['in_window']:>4}   outside {c['outside']:>4}")
     skill = _skill(results, a.data)
     print("\nforecast skill vs persistence (h=1, after the probationary period):")
     for name, s in skill.items():
@@ -225,6 +234,7 @@ def _engine_detect(
     sys.path.insert(0, str(REPO))
     from pipeline.commands.replay import collect_streams
     from pipeline.engine.registry import Registry
+    from pipeline.engine.stepper import REASONS
     from training.evaluate import replay
 
     meta = Registry(registry).meta(model)
@@ -239,7 +249,9 @@ def _engine_detect(
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow(["timestamp", "value", "anomaly_score", "forecast", "is_anomaly"])
+            w.writerow(
+                ["timestamp", "value", "anomaly_score", "forecast", "is_anomaly", "anomaly_reason"]
+            )
             for i in range(len(s.ts)):
                 score = float(np.nan_to_num(r.score[i])) if i >= 48 else 0.0
                 w.writerow(
@@ -249,8 +261,34 @@ def _engine_detect(
                         f"{score:.9f}",
                         r.forecast[i, 0, 0],
                         int(score >= anom.threshold),
+                        REASONS[r.reason[i]] if score > 0 else "",
                     ]
                 )
+
+
+def _channels(nab: Any, results: Path, data: Path, threshold: float) -> dict[str, dict[str, int]]:
+    """Records flagged at ``threshold`` per channel (the ``anomaly_reason`` column of
+    :func:`_engine_detect`), inside NAB's windows or outside them, after each file's
+    probationary period (where NAB does not score)."""
+    import csv
+    from datetime import datetime
+
+    windows = json.loads((data / "combined_windows.json").read_text())
+    out: dict[str, dict[str, int]] = {}
+    for f in sorted(results.rglob("*.csv")):
+        rows = list(csv.DictReader(f.open()))
+        spans = [
+            (datetime.fromisoformat(lo), datetime.fromisoformat(hi))
+            for lo, hi in windows.get(str(f.relative_to(results)), [])
+        ]
+        for row in rows[int(nab.probation_length(len(rows))) :]:
+            if float(row["anomaly_score"]) < threshold:
+                continue
+            ts = datetime.fromisoformat(row["timestamp"])
+            where = "in_window" if any(lo <= ts <= hi for lo, hi in spans) else "outside"
+            c = out.setdefault(row["anomaly_reason"], {"in_window": 0, "outside": 0})
+            c[where] += 1
+    return out
 
 
 def _leave_one_category_out(

@@ -59,6 +59,7 @@ class Replayed:
     hi: F64
     abs_error: F64  # [T] the scorer's live error measure (stepper.Stepped.abs_error)
     inputs: F64  # [T, F] the normalised values the network saw (stepper.Stepped.inputs)
+    reason: npt.NDArray[np.int64]  # [T] the channel that scored highest (stepper.REASONS)
 
 
 def replay(
@@ -88,6 +89,7 @@ def replay(
             np.full((len(s.ts), meta.horizon, len(meta.features)), np.nan),
             np.full(len(s.ts), np.nan),
             np.full((len(s.ts), len(meta.features)), np.nan),
+            np.zeros(len(s.ts), np.int64),
         )
         for s in streams
     ]
@@ -113,6 +115,7 @@ def replay(
             out[i].error[t] = err[j]
             out[i].abs_error[t] = stepped.abs_error[j]
             out[i].inputs[t] = stepped.inputs[j]
+            out[i].reason[t] = stepped.reason[j]
     return out
 
 
