@@ -288,6 +288,9 @@ def _channels(nab: Any, results: Path, data: Path, threshold: float) -> dict[str
             where = "in_window" if any(lo <= ts <= hi for lo, hi in spans) else "outside"
             c = out.setdefault(row["anomaly_reason"], {"in_window": 0, "outside": 0})
             c[where] += 1
+            if where == "outside":  # which files the false positives fall on
+                key = f"outside:{f.relative_to(results).with_suffix('')}"
+                c[key] = c.get(key, 0) + 1
     return out
 
 
