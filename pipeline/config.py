@@ -149,6 +149,9 @@ class ScorerConfig:
     input_partitions: int = 4
     guarantee: str = "at-least-once"
     commit_interval_s: float = 1.0
+    # At-least-once: a checkpoint's changelog frames written per poll-loop turn
+    # (pipeline.scorer.checkpoint, 4b): fewer, shorter pauses of the loop.
+    changelog_frames_per_turn: int = 512
     instance_id: str | None = None
     model_topic: str | None = None
     model_topic_check_s: float = 30.0
@@ -195,6 +198,7 @@ class ScorerConfig:
             "max_future_skew_s",
             "max_streams",
             "snapshot_interval_s",
+            "changelog_frames_per_turn",
         ):
             _positive(name, getattr(self, name))
         if self.until_idle is not None:

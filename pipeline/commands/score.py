@@ -174,6 +174,13 @@ def add_parser(sub: Any) -> None:
         help="seconds between checkpoints (changelog + flush + commit); 0: every batch",
     )
     p.add_argument(
+        "--changelog-frames-per-turn",
+        dest="changelog_frames_per_turn",
+        type=int,
+        help="at-least-once: a checkpoint's changelog frames written per poll-loop turn "
+        "(default 512)",
+    )
+    p.add_argument(
         "--no-changelog",
         dest="changelog",
         action="store_const",

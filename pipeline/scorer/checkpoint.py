@@ -15,7 +15,7 @@ At-least-once, step 4 is spread over the next loop turns, so that no turn stops 
 whole checkpoint's frames (10k streams: 100-250 ms under load):
 
 4a. the checkpoint takes the set of touched streams and its offsets; nothing is encoded;
-4b. each loop turn writes ``FRAMES_PER_TURN`` of those frames (:meth:`Checkpointer.advance`);
+4b. each loop turn writes ``frames_per_turn`` of those frames (:meth:`Checkpointer.advance`);
 4c. a batch about to change any stream of the set writes that stream's frame first
     (:meth:`ServedModel.before_update <pipeline.engine.serving.ServedModel>`), so every
     frame still describes its stream at the checkpoint's offsets, as a frame written at
@@ -71,6 +71,7 @@ class Checkpointer:
         exactly_once: bool,
         interval_s: float,
         snapshots: SnapshotTaker | None = None,
+        frames_per_turn: int = FRAMES_PER_TURN,
     ) -> None:
         self.models = models
         self.snapshots = snapshots
@@ -81,6 +82,7 @@ class Checkpointer:
         self.changelog = changelog
         self.exactly_once = exactly_once
         self.interval_s = interval_s
+        self.frames_per_turn = frames_per_turn
         self.in_txn = False
         self._offsets: dict[TopicPartition, int] = {}
         self._touched: dict[str, set[int]] = defaultdict(set)
@@ -193,12 +195,12 @@ class Checkpointer:
         self.complete(producer, consumer, block=final)  # 4b first
 
     def advance(self, producer: Producer) -> None:
-        """4b. Write the next ``FRAMES_PER_TURN`` frames of the deferred checkpoint; 4d. once
+        """4b. Write the next ``frames_per_turn`` frames of the deferred checkpoint; 4d. once
         they are all sent, its offsets wait for their sends' acknowledgements (5)."""
         d = self._deferred
         if d is None:
             return
-        budget = FRAMES_PER_TURN
+        budget = self.frames_per_turn
         for name in list(d.order):
             slots = d.next(name, budget)
             budget -= len(slots)

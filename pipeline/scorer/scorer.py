@@ -142,6 +142,7 @@ class Scorer:
             exactly_once=self.exactly_once,
             interval_s=config.commit_interval_s,
             snapshots=self.snapshots,
+            frames_per_turn=config.changelog_frames_per_turn,
         )
         for name, served in self.models.items():
             served.before_update = functools.partial(self.checkpointer.before_update, name)

@@ -104,6 +104,8 @@ class Group:
             group,
             "--max-poll-records",
             "200",
+            "--changelog-frames-per-turn",
+            "16",  # frames over many turns (checkpoint 4b-4c), kills among them
             "--guarantee",
             guarantee,
             "--instance-id",

@@ -9,7 +9,6 @@ import functools
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from pipeline.engine.events import DecodedBatch
 from pipeline.engine.registry import Registry
@@ -17,7 +16,6 @@ from pipeline.engine.serving import ServedModel
 from pipeline.kafka_io import Record, TopicPartition
 from pipeline.kafka_io.changelog import encode_snapshots
 from pipeline.metrics import ScorerMetrics
-from pipeline.scorer import checkpoint
 from pipeline.scorer.checkpoint import Checkpointer
 from tests.memory_producer import MemoryProducer
 
@@ -128,17 +126,21 @@ def _events(
 
 
 def test_frames_written_after_the_checkpoint_still_describe_it(
-    tiny_registry: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_registry: Path,
 ) -> None:
     """At-least-once, a checkpoint's frames are written over the next loop turns (4b); a
     batch that changes a stream whose frame is not written yet writes it first (4c), so
     every frame is the one the checkpoint would have written at once, and the offsets are
     committed only after the last of them."""
-    monkeypatch.setattr(checkpoint, "FRAMES_PER_TURN", 100)
     served = ServedModel("tiny", Registry(tiny_registry))
     producer, consumer = _Acks(), _Commits()
     cp = Checkpointer(
-        {"tiny": served}, ScorerMetrics(), changelog="cl", exactly_once=False, interval_s=1.0
+        {"tiny": served},
+        ScorerMetrics(),
+        changelog="cl",
+        exactly_once=False,
+        interval_s=1.0,
+        frames_per_turn=100,
     )
     served.before_update = functools.partial(cp.before_update, "tiny")
     ids = [f"s{i:03d}" for i in range(350)]

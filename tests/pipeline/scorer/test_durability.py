@@ -111,7 +111,12 @@ def _no_leftover_scorers() -> Iterator[None]:
 def _spawn(
     kafka: KafkaConfig, registry: Path, inp: str, out: str, group: str, *extra: str
 ) -> subprocess.Popen[bytes]:
-    proc = spawn_scorer(kafka, registry, inp, out, group, "--max-poll-records", "300", *extra)
+    # 16 frames a turn: a checkpoint's frames span many turns and batches (4b-4c of the
+    # checkpoint protocol), so kills and rebalances land in the middle of them too.
+    proc = spawn_scorer(
+        kafka, registry, inp, out, group, "--max-poll-records", "300",
+        "--changelog-frames-per-turn", "16", *extra,
+    )  # fmt: skip
     _SPAWNED.append(proc)
     return proc
 
