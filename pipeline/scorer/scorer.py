@@ -293,7 +293,10 @@ class Scorer:
                 self.checkpoint(snapshot=False)
             except KafkaError as exc:
                 self._failure = exc  # raised from the loop, after the poll returns
-        self.checkpointer.drain()  # before their streams' slots are released
+        try:
+            self.checkpointer.drain()  # before their streams' slots are released
+        except KafkaError as exc:
+            self._failure = exc  # as above: recovered from in the loop
         parts = {tp.partition for tp in revoked if tp.topic == self.config.input_topic}
         for served in self.models.values():
             served.store.release(served.store.streams_in(parts))
