@@ -153,9 +153,9 @@ class ServedModel:
         self.session = StepSession(self.meta, threads=threads)
         self.refused_version: str | None = None
         self.store = self._new_store(self.meta, capacity)
-        # Called with the slots a batch is about to change, before any of them changes:
-        # the scorer writes the changelog frames a checkpoint has not written yet
-        # (pipeline.scorer.checkpoint, 4c).
+        # Called with the slots a batch, a swap or an eviction is about to change or free,
+        # before any of them changes: the scorer writes the changelog frames a checkpoint
+        # has not written yet (pipeline.scorer.checkpoint, 4c).
         self.before_update: Callable[[npt.NDArray[np.int64]], None] | None = None
 
     def _new_store(self, meta: ModelMeta, capacity: int) -> StateStore:
@@ -409,6 +409,8 @@ class ServedModel:
                 exc,
             )
             raise
+        if self.before_update is not None:
+            self.before_update(self.store.live_slots())  # the swap changes every stream
         self._carry_over(meta, session)
         log.info(
             "model %s: swapped %s -> %s for %d streams",

@@ -24,7 +24,7 @@ Policies:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -505,12 +505,17 @@ class StateStore:
                 self._ids[slot] = None
                 self._free.append(slot)
 
-    def evict_idle(self, now: float, ttl_s: float) -> list[tuple[str, int]]:
-        """Free the slots of streams not seen for ``ttl_s``; returns their (id, partition)."""
+    def evict_idle(
+        self, now: float, ttl_s: float, before_release: Callable[[I64], None] | None = None
+    ) -> list[tuple[str, int]]:
+        """Free the slots of streams not seen for ``ttl_s`` (``before_release`` is called with
+        them first, if any); returns their (id, partition)."""
         live = self.live_slots()
         if not len(live):
             return []
         idle = live[self.last_seen[live] < now - ttl_s]
+        if len(idle) and before_release is not None:
+            before_release(idle)
         gone = [(self._ids[s], int(self.part[s])) for s in idle.tolist()]
         self.release([sid for sid, _ in gone if sid is not None])
         return [(sid, part) for sid, part in gone if sid is not None]

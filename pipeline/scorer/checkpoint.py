@@ -16,12 +16,12 @@ whole checkpoint's frames (10k streams: 100-250 ms under load):
 
 4a. the checkpoint takes the set of touched streams and its offsets; nothing is encoded;
 4b. each loop turn writes ``frames_per_turn`` of those frames (:meth:`Checkpointer.advance`);
-4c. a batch about to change any stream of the set writes that stream's frame first
-    (:meth:`ServedModel.before_update <pipeline.engine.serving.ServedModel>`), so every
-    frame still describes its stream at the checkpoint's offsets, as a frame written at
-    once would; whatever else changes or releases state (eviction, a model swap, a
-    revoke, a restore, a local snapshot, the next checkpoint, stopping) first writes all
-    that are left (:meth:`Checkpointer.drain`);
+4c. whatever is about to change or release streams of the set writes their frames first
+    (:meth:`ServedModel.before_update <pipeline.engine.serving.ServedModel>`: a batch its
+    streams, a model swap all of them, eviction the idle ones, before their tombstones),
+    so every frame still describes its stream at the checkpoint's offsets, as a frame
+    written at once would; a revoke, a restore, a local snapshot, the next checkpoint and
+    stopping first write all that are left (:meth:`Checkpointer.drain`);
 4d. once the last frame is sent, the offsets go on to 5.
 
 Pipelined where the client can tell without blocking (confluent-kafka): the poll loop

@@ -67,7 +67,8 @@ class Housekeeper:
             return
         self.evict_due = False
         for served in self.models.values():
-            gone = served.store.evict_idle(now, self.config.state_ttl_s)
+            # Frames a checkpoint still owes for these streams go before their tombstones.
+            gone = served.store.evict_idle(now, self.config.state_ttl_s, served.before_update)
             if gone:
                 self.metrics.evicted.inc(len(gone))
                 if self.changelog:

@@ -424,8 +424,6 @@ class Scorer:
         now = time.time()
         # 1. (exactly-once) The interval's transaction begins with its first batch.
         self.checkpointer.begin_batch(producer)
-        if self.housekeeper.evict_due:
-            self.checkpointer.drain()  # eviction releases slots and writes tombstones
         self.housekeeper.evict(producer, now)
         # 2.-4. Route, decode, score; outputs and dead letters.
         touched = self.batches.score(records, producer, now)
@@ -456,5 +454,4 @@ class Scorer:
 
     def housekeeping(self) -> None:
         """Model swaps, gauges, and scheduling idle-stream eviction; runs between batches."""
-        self.checkpointer.drain()  # a swap rebuilds every stream's state
         self.housekeeper.run(self.consumer)

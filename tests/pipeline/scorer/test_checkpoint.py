@@ -164,3 +164,36 @@ def test_frames_written_after_the_checkpoint_still_describe_it(
     producer.ack()
     cp.complete(producer, consumer)  # type: ignore[arg-type]
     assert consumer.commits == [{TopicPartition("in", 0): 1050}]
+
+
+def test_an_eviction_writes_the_frames_it_would_lose_before_its_tombstones(
+    tiny_registry: Path,
+) -> None:
+    """Streams evicted while their checkpoint frames are still owed get them written first
+    (4c), so each frame precedes its tombstone and equals the one written at once."""
+    served = ServedModel("tiny", Registry(tiny_registry))
+    producer, consumer = _Acks(), _Commits()
+    cp = Checkpointer(
+        {"tiny": served},
+        ScorerMetrics(),
+        changelog="cl",
+        exactly_once=False,
+        interval_s=1.0,
+        frames_per_turn=100,
+    )
+    served.before_update = functools.partial(cp.before_update, "tiny")
+    ids = [f"s{i:03d}" for i in range(300)]
+    cp.add_batch(*_events(served, ids, 0, 0))
+    slots = np.asarray([served.store.slot_of(i) for i in ids], np.int64)
+    expected = dict(
+        zip(ids, encode_snapshots(served.store, slots, "tiny", served.version), strict=True)
+    )
+    cp.checkpoint(producer, consumer)  # type: ignore[arg-type]
+    assert len(producer.to("cl")) == 100
+    served.store.last_seen[slots[250:]] = -1e9  # the last 50 went idle
+    gone = served.store.evict_idle(0.0, 1.0, served.before_update)
+    assert sorted(sid for sid, _ in gone) == ids[250:]
+    assert len(producer.to("cl")) == 150  # their frames, written before they are freed
+    cp.drain()
+    written = {k.decode(): v for _, k, v, _, _ in producer.to("cl")}
+    assert len(producer.to("cl")) == 300 and written == expected
