@@ -269,27 +269,20 @@ def _engine_detect(
 def _channels(nab: Any, results: Path, data: Path, threshold: float) -> dict[str, dict[str, int]]:
     """Records flagged at ``threshold`` per channel (the ``anomaly_reason`` column of
     :func:`_engine_detect`), inside NAB's windows or outside them, after each file's
-    probationary period (where NAB does not score)."""
+    probationary period: the scorer's own reading of each file (``load_file``)."""
     import csv
-    from datetime import datetime
 
-    windows = json.loads((data / "combined_windows.json").read_text())
     out: dict[str, dict[str, int]] = {}
-    for f in sorted(results.rglob("*.csv")):
-        rows = list(csv.DictReader(f.open()))
-        spans = [
-            (datetime.fromisoformat(lo), datetime.fromisoformat(hi))
-            for lo, hi in windows.get(str(f.relative_to(results)), [])
-        ]
-        for row in rows[int(nab.probation_length(len(rows))) :]:
-            if float(row["anomaly_score"]) < threshold:
-                continue
-            ts = datetime.fromisoformat(row["timestamp"])
-            where = "in_window" if any(lo <= ts <= hi for lo, hi in spans) else "outside"
-            c = out.setdefault(row["anomaly_reason"], {"in_window": 0, "outside": 0})
+    for rel, spans in sorted(json.loads((data / "combined_windows.json").read_text()).items()):
+        f = nab.load_file(str(data), str(results), rel, spans)
+        with (results / rel).open() as fh:
+            reasons = [row["anomaly_reason"] for row in csv.DictReader(fh)]
+        for i in np.flatnonzero(f.scorable & (f.scores >= threshold)).tolist():
+            where = "in_window" if f.win[i] >= 0 else "outside"
+            c = out.setdefault(reasons[i], {"in_window": 0, "outside": 0})
             c[where] += 1
             if where == "outside":  # which files the false positives fall on
-                key = f"outside:{f.relative_to(results).with_suffix('')}"
+                key = f"outside:{Path(rel).with_suffix('')}"
                 c[key] = c.get(key, 0) + 1
     return out
 
