@@ -215,15 +215,16 @@ class Checkpointer:
         self._waiting_appends.extend(d.appends)
 
     def drain(self, producer: Producer | None = None) -> None:
-        """4c. Write every frame the deferred checkpoint has left (before anything changes
-        or releases state other than a batch)."""
+        """4c. Write every frame the deferred checkpoint has left (before a revoke, a
+        restore, a local snapshot, the next checkpoint or stopping)."""
         producer = producer or self._producer
         while self._deferred is not None and producer is not None:
             self.advance(producer)
 
     def before_update(self, name: str, slots: npt.NDArray[np.int64]) -> None:
-        """4c. A batch is about to change these slots of model ``name``: those whose frame
-        the deferred checkpoint has not written yet are written now."""
+        """4c. A batch, a swap or an eviction is about to change or free these slots of
+        model ``name``: those whose frame the deferred checkpoint has not written yet are
+        written now."""
         d, producer = self._deferred, self._producer
         if d is None or producer is None:
             return
