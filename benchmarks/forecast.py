@@ -5,6 +5,7 @@ online Holt-Winters (statsmodels ETS), at h=1 and h=H, with interval coverage.
         [--registry exported_models --model default] [--json docs/bench/forecast.json]
         [--no-season | --bins N] [--gain-rate R]
     .venv/bin/python benchmarks/forecast.py --corpus 2026 ...     # generated series instead
+    .venv/bin/python benchmarks/forecast.py --corpus 2026 --coarse [--no-week]  # 30/60-min
     .venv/bin/python benchmarks/forecast.py --data ../shared/data/nab-dev --choose A.json B.json
 
 The model runs offline through the engine's own stepping code (``training.evaluate.replay``:
@@ -246,6 +247,17 @@ def main() -> int:
         "(pipeline.engine.season, pipeline.engine.blend)",
     )
     ap.add_argument(
+        "--coarse",
+        action="store_true",
+        help="with --corpus: every series sampled every 30 or 60 minutes (where a stream's "
+        "profile has room for the week, pipeline.engine.season)",
+    )
+    ap.add_argument(
+        "--no-week",
+        action="store_true",
+        help="the daily profile without the week (pipeline.engine.season) for this run",
+    )
+    ap.add_argument(
         "--bins",
         type=int,
         help="cap the daily profile's bins per day (pipeline.engine.season.BINS, at most "
@@ -277,6 +289,10 @@ def main() -> int:
         if not season.MIN_BINS <= args.bins <= season.BINS:
             ap.error(f"--bins must be in [{season.MIN_BINS}, {season.BINS}]")
         season.BINS = args.bins
+    if args.no_week:
+        from pipeline.engine import season
+
+        season.WEEK_ROWS = season.BINS + 1  # never room for it
     if args.gain_rate is not None:
         from pipeline.engine import gain
 
@@ -286,8 +302,11 @@ def main() -> int:
 
     meta = Registry(args.registry).meta(args.model, args.version)
     if args.corpus is not None:
+        from training import corpus as generated
         from training.corpus import corpus
 
+        if args.coarse:
+            generated.PERIODS_S = (1800.0, 3600.0)
         streams = [
             Series(c.name, c.ts, c.values.reshape(len(c.ts), -1), ("value",))
             for c in corpus(60, 4000, seed=args.corpus, prefix="corpus")
@@ -331,6 +350,8 @@ def main() -> int:
                     "data": str(args.data) if args.corpus is None else f"corpus seed {args.corpus}",
                     "season": not args.no_season,
                     "bins": args.bins,
+                    "coarse": args.coarse,
+                    "week": not args.no_week,
                     "rows": rows,
                     "summary": summary,
                 },

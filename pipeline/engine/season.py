@@ -22,6 +22,33 @@ indexed by event time rather than by step count, so that a gap does not shift it
 - the forecast ``h`` steps ahead is ``L + S(τ + h·Δt)``, with ``Δt`` the stream's last
   sampling step (at most one bin), once the profile has seen a whole day (NaN before).
 
+**The week**, for a stream sampled coarsely enough that its day leaves room in the profile's
+rows (a step of 15 minutes or more, as hourly business metrics and traffic counts are): a
+weekday and a Sunday differ, and a daily profile averages them, so a holiday (a Thursday
+that looks like a Sunday) is as usual to it as any Sunday. The rows after the day's hold
+:data:`WEEK_BINS` hourly offsets ``W(ω)`` by hour of the week ``ω``, and two error
+trackers:
+
+- ``W(ω)`` learns what the day leaves, ``x - L - S(τ)``, at about :data:`SEASON_RATE` per
+  week (a plain average over the first weeks), from flagged values only in the first week;
+  once the week is in use the day learns what the week leaves (both follow the same
+  residual; their sum is what is forecast);
+- the trackers keep the exponentially weighted absolute one-step error (memory about a
+  week) of ``L + S(τ)`` and of ``L + S(τ) + W(ω)``, each made before the value was seen,
+  over the values the detector does not flag;
+- once the stream is a week old and the week's forecast has the smaller error, forecasts
+  are ``L + S + W`` and the level learns ``x - S - W``; before that, or on a stream
+  without a week, they are exactly the daily profile's. The week is kept only where it
+  has shown it helps (on a stream without one, it is a week's noise).
+
+Rows of one stream's profile (``sp[slot]``, ``nb`` its day's bins)::
+
+    [0, nb)                     S: the day, one bin per sampling step
+    [nb, nb + WEEK_BINS)        W: the hour of the week's offset from the day (if room)
+    nb + WEEK_BINS              absolute error of the forecast with the week
+    nb + WEEK_BINS + 1          absolute error of the forecast without it
+    nb + WEEK_BINS + 2          the week's level: x - S - W, about a week's memory
+
 :mod:`.blend` weighs this forecast against the model's, per stream, by how each has done.
 The profile describes the sensor, not the model: it survives a model swap and a gap.
 
@@ -36,7 +63,18 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["BINS", "DAY", "LEVEL_RATE", "SEASON_RATE", "deseasoned", "forecast", "learn"]
+__all__ = [
+    "BINS",
+    "DAY",
+    "LEVEL_RATE",
+    "SEASON_RATE",
+    "WEEK",
+    "WEEK_BINS",
+    "deseasoned",
+    "forecast",
+    "learn",
+    "week_in_use",
+]
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -47,12 +85,45 @@ LEVEL_RATE = 0.2
 SEASON_RATE = 0.2
 SETTLED_DAYS = 2  # before it, the profile is too young to say where a value belongs
 MAX_STEP_RATE = 1.0  # a bin moves at most all the way to one value (the first day's)
+WEEK = 7 * DAY
+WEEK_BINS = 168  # hourly
+WEEK_ROWS = WEEK_BINS + 3  # the offsets, the two error trackers and the week's level
+# The trackers' memory: about a week of steps, within these rates.
+TRACK_RATE_MIN, TRACK_RATE_MAX = 0.002, 0.05
 
 
 def _bin(ts: F64, nb: F64) -> npt.NDArray[np.int64]:
     """The bin nearest to each stream's time of day."""
     nbs = np.maximum(nb, 1.0)
     out: npt.NDArray[np.int64] = np.mod(np.round(np.mod(ts, DAY) / DAY * nbs), nbs).astype(np.int64)
+    return out
+
+
+def _week_bin(ts: F64) -> npt.NDArray[np.int64]:
+    """The hour of the week each time falls in."""
+    out: npt.NDArray[np.int64] = np.floor(np.mod(ts, WEEK) / 3600.0).astype(np.int64) % WEEK_BINS
+    return out
+
+
+def _has_week(nb: F64, cap: int) -> npt.NDArray[np.bool_]:
+    """Streams whose day leaves room for the week in the profile's ``cap`` rows."""
+    out: npt.NDArray[np.bool_] = (nb > 0) & (nb + WEEK_ROWS <= cap)
+    return out
+
+
+def week_in_use(sp: F32, sbin: F64, st0: F64, ts: F64) -> npt.NDArray[np.bool_]:
+    """``[B]``: the stream's forecasts include the week (a week old, and the week's
+    one-step forecasts have had the smaller absolute error, in every feature on average)."""
+    B, cap, _ = sp.shape
+    ok = _has_week(sbin, cap) & (ts - st0 >= WEEK)
+    out = np.zeros(B, np.bool_)
+    if not ok.any():
+        return out
+    rows = np.nonzero(ok)[0]
+    base = sbin[rows].astype(np.int64) + WEEK_BINS
+    with_week = sp[rows, base].astype(np.float64).mean(axis=1)
+    without = sp[rows, base + 1].astype(np.float64).mean(axis=1)
+    out[rows] = with_week < without
     return out
 
 
@@ -71,8 +142,14 @@ def learn(
     anomaly) after the profile's first day, only the level learns it, not the profile.
 
     1. A stream's first value starts its level; its first positive step fixes its bins.
-    2. The value's bin learns ``x - L - S(τ)`` at the day's rate.
-    3. The level moves towards ``x - S(τ)`` (with the updated profile) by ``LEVEL_RATE``.
+    2. Where the stream has a week: the trackers learn the absolute errors of the
+       forecasts with and without it, made before this value.
+    3. The value's bin learns ``x - L - S(τ)`` at the day's rate (``- W(ω)`` too where
+       the week is in use).
+    4. Where the stream has a week: its hour learns ``x - L - S(τ) - W(ω)`` (with the
+       updated day) at the week's rate.
+    5. The level moves towards ``x - S(τ)`` (with the updated profile; ``- W(ω)`` too
+       where the week is in use) by ``LEVEL_RATE``.
     """
     cap = sp.shape[1]  # the store's bins per stream (0: no profile)
     if cap == 0:
@@ -94,7 +171,29 @@ def learn(
         return
     rows = np.nonzero(go)[0]
     xs, t, step, nb = x[rows], ts[rows], dt[rows], sbin[rows]
-    # 2. Profile: a plain average over the first days, then SEASON_RATE per day. (Only
+    at = _bin(t, nb)
+    bins = sp[rows, at].astype(np.float64)
+    weekly = _has_week(nb, cap)
+    wrows, wat = rows[weekly], nb[weekly].astype(np.int64) + _week_bin(t[weekly])
+    week = sp[wrows, wat].astype(np.float64)
+    in_use = week_in_use(sp, sbin, st0, ts)[rows]
+    # 2. The week's trackers: the one-step errors of both forecasts, made before x. A
+    #    fast level holds the offset of the hour just seen, so both are judged from
+    #    there: the week's forecast adds how the next hour's offset differs from it.
+    if weekly.any():
+        base = nb[weekly].astype(np.int64)
+        prev_week = sp[wrows, base + _week_bin(prev_ts[wrows])].astype(np.float64)
+        without = xs[weekly] - slev[wrows] - bins[weekly]
+        without -= np.where(in_use[weekly, None], prev_week, 0.0)
+        r = np.clip(step[weekly] / WEEK, TRACK_RATE_MIN, TRACK_RATE_MAX)[:, None]
+        if usual is not None:
+            # An incident misleads both forecasts and says nothing about which is better.
+            r = np.where(usual[wrows, None], r, 0.0)
+        errors = (np.abs(without - (week - prev_week)), np.abs(without))
+        for row, err in zip((base + WEEK_BINS, base + WEEK_BINS + 1), errors, strict=True):
+            cur = sp[wrows, row].astype(np.float64)
+            sp[wrows, row] = cur + r * (np.nan_to_num(err) - cur)
+    # 3. Profile: a plain average over the first days, then SEASON_RATE per day. (Only
     #    the value's bin is read and written: the profile is most of a stream's state.)
     days = np.floor(np.maximum(t - st0[rows], 0.0) / DAY)
     per_day = np.maximum(SEASON_RATE, 1.0 / (1.0 + days))
@@ -102,17 +201,46 @@ def learn(
     if usual is not None:
         # From the second day on (the first day's values are all the profile has).
         rate = np.where(usual[rows] | (days < 1), rate, 0.0)
-    at = _bin(t, nb)
-    bins = sp[rows, at].astype(np.float64)
-    bins += rate[:, None] * (xs - slev[rows] - bins)
+    # Where the week is in use, the day learns what the week leaves (else it would swing
+    # towards every weekend and back, faster than the week learns).
+    used = np.zeros((len(rows), x.shape[1]))
+    if in_use.any():
+        used[weekly] = np.where(in_use[weekly, None], week, 0.0)
+    bins += rate[:, None] * (xs - slev[rows] - used - bins)
     sp[rows, at] = bins
-    # 3. Level, of the deseasonalised value.
-    slev[rows] += LEVEL_RATE * (xs - bins - slev[rows])
+    # 4. The week: a plain average over the first weeks, then SEASON_RATE per week.
+    if weekly.any():
+        weeks = np.floor(np.maximum(t[weekly] - st0[wrows], 0.0) / WEEK)
+        per_week = np.maximum(SEASON_RATE, 1.0 / (1.0 + weeks))
+        wrate = np.minimum(MAX_STEP_RATE, per_week * step[weekly] * WEEK_BINS / WEEK)
+        if usual is not None:
+            wrate = np.where(usual[wrows] | (weeks < 1), wrate, 0.0)
+        # Against a slow level (about a week's memory, a plain mean at first): the fast
+        # one absorbs a weekend within hours, and the week would learn only its edges.
+        slow = sp[wrows, base + WEEK_BINS + 2].astype(np.float64)
+        age = np.maximum(t[weekly] - st0[wrows], step[weekly])
+        lrate = np.maximum(step[weekly] / WEEK, step[weekly] / age)[:, None]
+        slow += np.minimum(lrate, 1.0) * (xs[weekly] - bins[weekly] - week - slow)
+        sp[wrows, base + WEEK_BINS + 2] = slow
+        delta = wrate[:, None] * (xs[weekly] - slow - bins[weekly] - week)
+        # The week holds how the days differ, not what they share (the day's): what one
+        # hour of the week learns, the same hour of the other six days unlearn by a
+        # seventh, so the hour's offsets keep a zero mean and the day need not chase them.
+        hour = (wat - nb[weekly].astype(np.int64)) % 24
+        for d in range(7):
+            same = nb[weekly].astype(np.int64) + d * 24 + hour
+            sp[wrows, same] = sp[wrows, same].astype(np.float64) - delta / 7.0
+        sp[wrows, wat] = sp[wrows, wat].astype(np.float64) + delta
+        week = sp[wrows, wat].astype(np.float64)
+        used[weekly] = np.where(in_use[weekly, None], week, 0.0)
+    # 5. Level, of the deseasonalised value.
+    slev[rows] += LEVEL_RATE * (xs - bins - used - slev[rows])
 
 
 def forecast(sp: F32, sbin: F64, slev: F64, st0: F64, ts: F64, step: F64, horizon: int) -> F64:
-    """``[B, horizon, F]``: ``L + S(ts + h·step)`` for h = 1..horizon (NaN where a stream's
-    profile has not seen a whole day yet, or its step is unknown)."""
+    """``[B, horizon, F]``: ``L + S(ts + h·step)`` for h = 1..horizon, ``+ W`` of that
+    hour of the week where the week is in use (NaN where a stream's profile has not seen
+    a whole day yet, or its step is unknown)."""
     B, cap, F = sp.shape
     out = np.full((B, horizon, F), np.nan)
     if cap == 0:
@@ -123,8 +251,14 @@ def forecast(sp: F32, sbin: F64, slev: F64, st0: F64, ts: F64, step: F64, horizo
         return out
     rows = np.nonzero(ok)[0]
     nb, t, level = sbin[rows], ts[rows], slev[rows]
+    weekly = week_in_use(sp, sbin, st0, ts)[rows]
+    base = nb.astype(np.int64)
     for h in range(horizon):
-        out[rows, h] = level + sp[rows, _bin(t + (h + 1) * step[rows], nb)]
+        ahead = t + (h + 1) * step[rows]
+        out[rows, h] = level + sp[rows, _bin(ahead, nb)]
+        if weekly.any():
+            wr = rows[weekly]
+            out[wr, h] += sp[wr, base[weekly] + _week_bin(ahead[weekly])]
     return out
 
 
@@ -151,6 +285,14 @@ def deseasoned(sp: F32, sbin: F64, st0: F64, ts: F64) -> tuple[F64, F64]:
     mean = prof.sum(axis=1) / nb[:, None]
     var = (np.where(used[:, :, None], prof - mean[:, None, :], 0.0) ** 2).sum(axis=1) / nb[:, None]
     now = sp[rows, _bin(ts[rows], nb)].astype(np.float64)
+    weekly = week_in_use(sp, sbin, st0, ts)[rows]
+    if weekly.any():
+        # The hour of the week's offset, and the variance the week adds to the day's.
+        wr, base = rows[weekly], nb[weekly].astype(np.int64)
+        pick = base[:, None] + np.arange(WEEK_BINS)[None, :]
+        week = sp[wr[:, None], pick].astype(np.float64)  # [W, WEEK_BINS, F]
+        now[weekly] += sp[wr, base + _week_bin(ts[wr])].astype(np.float64)
+        var[weekly] += np.mean((week - week.mean(axis=1, keepdims=True)) ** 2, axis=1)
     offset[rows] = now - mean
     spread[rows] = var
     return offset, spread
