@@ -79,6 +79,8 @@ __all__ = [
     "score_step",
     "stuck_onset",
     "stuck_surprise",
+    "sustained_onset",
+    "sustained_step",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -140,6 +142,11 @@ class AnomalyParams:
     excess_rate: float = 0.02
     excess_alpha: float = 0.05
     excess_cap: float = 10.0
+    # Sustained deviation (:func:`sustained_step`): the rate of the EW mean of the value's
+    # standardised deviation from where it is expected (0: off), and the rate at which
+    # that mean's own spread is learnt.
+    sustained_rate: float = 0.05
+    sustained_alpha: float = 1.0 / 1000.0
     threshold: float = 0.6
 
     def to_json(self) -> dict[str, Any]:
@@ -152,7 +159,7 @@ class AnomalyParams:
 
 
 # What a model.json without these fields meant.
-_LEGACY: dict[str, Any] = {"excess_rate": 0.0}
+_LEGACY: dict[str, Any] = {"excess_rate": 0.0, "sustained_rate": 0.0}
 
 
 def error_of(x: F64, forecast: F64, std: F64) -> F64:
@@ -377,3 +384,60 @@ def _excess_quantile(rate: float) -> float:
     """The square of the two-sided standard normal quantile exceeded with probability ``rate``."""
     z = statistics.NormalDist().inv_cdf(1.0 - rate / 2.0)
     return z * z
+
+
+def sustained_step(
+    p: AnomalyParams, d: F64, n: F64, pm: F64, pv: F64, learn: npt.NDArray[np.bool_]
+) -> tuple[F64, F64, F64]:
+    """Surprise of a deviation that lasts; returns ``(surprise, pm, pv)``.
+
+    ``d [B]``: the value's signed deviation from where it is expected (the stream's
+    long-run mean, at this time of day and week where its profile knows the day), in the
+    spread values show around it. One such value is the level channel's to judge; many
+    on the same side, each unremarkable, are a holiday, a partial outage or a drift,
+    which a forecaster that follows the stream step by step never sees. ``pm`` is the
+    EW mean of ``d`` (rate ``sustained_rate``, about ``1 / rate`` steps), and ``pv`` the
+    EW mean of ``pm**2`` (seeded as if the deviations were independent,
+    ``rate / (2 - rate)``; rate ``max(1 / (n + 10), sustained_alpha)``, and not from a
+    surprising ``pm``): the surprise is the two-sided Gaussian tail of ``pm / sqrt(pv)``,
+    so a stream whose deviations persist by nature (a random walk, a wandering level) has
+    a wide ``pv`` and is not alarmed by them. ``n [B]``: values seen; ``learn [B]``:
+    where ``d`` is known (elsewhere nothing moves and the surprise is 0).
+    """
+    a = p.sustained_rate
+    if a <= 0:
+        return np.zeros(len(d)), pm, pv
+    pm_next = np.where(learn, pm + a * (np.nan_to_num(d) - pm), pm)
+    pv = np.where(pv > 0, pv, a / (2.0 - a))
+    surprise = np.where(learn, _two_sided(pm_next / np.sqrt(pv)), 0.0)
+    rate = np.maximum(1.0 / (n + 10.0), p.sustained_alpha)
+    quiet = learn & (surprise < SCORE_HALF_NATS)
+    pv = np.where(quiet, pv + rate * (pm_next * pm_next - pv), pv)
+    return surprise, pm_next, pv
+
+
+def _two_sided(z: F64) -> F64:
+    out: F64 = np.maximum(-(math.log(2.0) + log_tail(np.abs(z))), 0.0)
+    return out
+
+
+def sustained_onset(
+    p: AnomalyParams, surprise: F64, quiet: F64
+) -> tuple[F64, npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """One alarm per sustained deviation: ``(what it adds to the novelty rule, onset [B],
+    ongoing [B])``; ongoing: at or above the threshold, alarmed or not; ``quiet [B]``:
+    the steps since the stream last alarmed or this channel was last ongoing.
+
+    The mean deviation climbs for as long as the deviation lasts, and wavers about the
+    threshold as it does, so it would alarm at every step of the climb and at every
+    waver. It counts once instead: as ``stuck_cap`` nats where it reaches the threshold
+    after ``1 / sustained_rate`` quiet steps (the mean deviation's own memory: by then it
+    holds little of the last incident), and as nothing while it stays there. An alarm of
+    any channel within that memory (the step that began the incident) makes it the same
+    incident, not a second alert. The caller keeps ``quiet``.
+    """
+    level = p.threshold / (1.0 - p.threshold) * SCORE_HALF_NATS
+    ongoing = surprise >= level
+    onset = ongoing & (quiet >= 1.0 / max(p.sustained_rate, 1e-9))
+    novel: F64 = np.where(onset, np.maximum(p.stuck_cap, 0.0), np.where(ongoing, 0.0, surprise))
+    return novel, onset, ongoing

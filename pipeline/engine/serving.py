@@ -80,7 +80,9 @@ def _recent_covariates(
 
 
 # The scalars a restore requires to be finite (with mean, var, h and c).
-_CHECKED_ON_RESTORE = ("n", "en", "es", "emu", "evar", "peak", "rec", "trate", "tu", "tb")
+_CHECKED_ON_RESTORE = (
+    "n", "en", "es", "emu", "evar", "peak", "rec", "trate", "tu", "tb", "pm", "pv", "pq",
+)  # fmt: skip
 
 
 @dataclasses.dataclass

@@ -89,6 +89,12 @@ class Snapshot:
     # (pipeline.engine.anomaly.pot_step; 0: not seeded yet, a frame from before them).
     tu: float = 0.0
     tb: float = 0.0
+    # The sustained-deviation channel (pipeline.engine.anomaly.sustained_step): the EW mean
+    # of the value's standardised deviation from where it is expected, and the EW mean of
+    # that mean's square (0: not seeded, a frame from before them).
+    pm: float = 0.0
+    pv: float = 0.0
+    pq: float = 0.0  # steps since that channel was last at the threshold
     # The stream's daily profile (pipeline.engine.season: bins, levels, start, the profile
     # [BINS, F]) and the seasonal blend (pipeline.engine.blend: the two forecasters' last
     # one-step forecasts and the weight's moments). None: a frame from before them.
@@ -190,6 +196,9 @@ class StepState:
     trate: F64  # [B] long-run rate of Gaussian surprises above tail_level
     tu: F64  # [B] forecast tail: threshold on squared errors (0: not seeded)
     tb: F64  # [B] forecast tail: mean excess over it
+    pm: F64  # [B] sustained deviation: EW mean of the standardised deviation
+    pv: F64  # [B] ... and the EW mean of its square (0: not seeded)
+    pq: F64  # [B] ... and the steps since it was last at the threshold
     sp: F32  # [B, bins, F] daily profile (pipeline.engine.season; bins 0: none)
     sbin: F64  # [B] its bins (0: not started)
     slev: F64  # [B, F] deseasonalised level (NaN: not started)
@@ -216,7 +225,7 @@ class StepState:
 
 _CHECKED_SCALARS = (
     "n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate", "qlog", "gxy", "gxx",
-    "tu", "tb", "sbin", "st0",
+    "tu", "tb", "sbin", "st0", "pm", "pv", "pq",
 )  # fmt: skip
 _FIELDS = [f.name for f in dataclasses.fields(StepState)]
 _SNAPSHOT_FIELDS = [
@@ -225,7 +234,7 @@ _SNAPSHOT_FIELDS = [
 # Per-stream scalars a snapshot carries and a store keeps under the same name.
 _SNAPSHOT_SCALARS = (
     "n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate", "qlog", "gxy", "gxx",
-    "gn", "tu", "tb", "sbin", "st0", "has_fc", "steps", "last_ts",
+    "gn", "tu", "tb", "sbin", "st0", "pm", "pv", "pq", "has_fc", "steps", "last_ts",
 )  # fmt: skip
 # The profile's and blend's per-feature vectors: NaN until known (a new stream, a frame
 # from before them).
@@ -251,6 +260,9 @@ _MODEL_INDEPENDENT = (
     "trate",
     "tu",
     "tb",
+    "pm",
+    "pv",
+    "pq",
     "sp",
     "sbin",
     "slev",
@@ -297,6 +309,9 @@ class StateStore:
     trate: F64
     tu: F64
     tb: F64
+    pm: F64
+    pv: F64
+    pq: F64
     sp: F32
     sbin: F64
     slev: F64
@@ -406,6 +421,9 @@ class StateStore:
         grow("trate", (capacity,), np.float64)
         grow("tu", (capacity,), np.float64)
         grow("tb", (capacity,), np.float64)
+        grow("pm", (capacity,), np.float64)
+        grow("pv", (capacity,), np.float64)
+        grow("pq", (capacity,), np.float64)
         grow("sp", (capacity, self.season_bins, F), np.float32)
         grow("sbin", (capacity,), np.float64)
         grow("slev", (capacity, F), np.float64)
@@ -656,6 +674,9 @@ class StateStore:
             dlt=self.dlt[slot].copy(),
             tu=float(self.tu[slot]),
             tb=float(self.tb[slot]),
+            pm=float(self.pm[slot]),
+            pv=float(self.pv[slot]),
+            pq=float(self.pq[slot]),
             sbin=float(self.sbin[slot]),
             st0=float(self.st0[slot]),
             slev=self.slev[slot].copy(),

@@ -38,6 +38,8 @@ from pipeline.engine.anomaly import (
     score_step,
     stuck_onset,
     stuck_surprise,
+    sustained_onset,
+    sustained_step,
 )
 from pipeline.engine.inference import StepSession
 from pipeline.engine.interval import Band, adapt, scale_per_mae
@@ -48,7 +50,7 @@ __all__ = ["REASONS", "Stepped", "advance", "rebuild"]
 
 # Why a stream scored what it scored: the channel with the largest surprise
 # (pipeline.engine.anomaly), by index.
-REASONS = ("forecast", "level", "range", "stuck")
+REASONS = ("forecast", "level", "range", "stuck", "sustained")
 
 F64 = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]
@@ -107,29 +109,45 @@ def advance(
     abs_error = np.where(st.has_fc, np.mean(np.abs(x - fc1) / std_prev, axis=1), np.nan)
     nll = np.full(len(x), np.nan)
     z_level = np.where(st.n >= anom.min_history, error_of(x, st.mean, std_prev), np.nan)
-    if anom.season_level and ts is not None and prev_ts is not None:
+    # Where the value is expected, and how far values stray from it when nothing happens:
+    # the stream's long-run mean and spread, or, where its profile knows the day (two
+    # days old, the day most of the variance), the long-run mean at this time of day and
+    # week in the spread the profile leaves. (For season_level never less than the
+    # profile's own recent one-step error: a young profile holds its first days' noise,
+    # and so claims too much. The sustained channel learns its own spread instead: that
+    # error grows within the very incident it should see, and would blind it.)
+    centre, resid, bare = st.mean, std_prev, std_prev
+    known_day = np.zeros(len(x), np.bool_)
+    if ts is not None and prev_ts is not None and (anom.season_level or anom.sustained_rate > 0):
         offset, spread = season.deseasoned(st.sp, st.sbin, st.st0, ts)
-        # How far values stray from the mean at this time of day: what the profile leaves
-        # of the long-run variance, but never less than the profile's own recent one-step
-        # error (a young profile holds its first days' noise, and so claims too much).
         mae = st.bm[:, len(blend.WEIGHTS) - 1, None] * std_prev
         known = st.bm[:, -1] >= blend.MIN_EVIDENCE
         floor = np.maximum(1.25 * mae, 0.1 * std_prev)
-        resid = np.sqrt(np.maximum(std_prev**2 - spread, floor**2))
-        # Two values in a row on the same side: a contextual anomaly or a drift lasts,
-        # while one odd value is the forecast channel's to judge.
-        d_now = (x - st.mean - offset) / resid
-        off_prev, _ = season.deseasoned(st.sp, st.sbin, st.st0, prev_ts)
-        d_prev = (st.last_x - st.mean - off_prev) / resid
-        both = np.where(
-            np.sign(d_now) == np.sign(d_prev), np.minimum(np.abs(d_now), np.abs(d_prev)), 0.0
-        )
-        z_season = np.sqrt(np.mean(both * both, axis=1))
+        day_resid = np.sqrt(np.maximum(std_prev**2 - spread, floor**2))
+        day_bare = np.sqrt(np.maximum(std_prev**2 - spread, (0.1 * std_prev) ** 2))
         # Only where the day explains most of the stream's variance: elsewhere the
         # profile is mostly its days' noise, and the variance it claims is not the day's.
         seasonal = np.mean(spread, axis=1) >= SEASONAL_SHARE * np.mean(std_prev**2, axis=1)
-        use = known & seasonal & np.isfinite(z_season) & np.isfinite(z_level)
-        z_level = np.where(use, z_season, z_level)
+        known_day = known & seasonal & np.isfinite(offset).all(axis=1)
+        centre = np.where(known_day[:, None], st.mean + np.nan_to_num(offset), st.mean)
+        resid = np.where(known_day[:, None], day_resid, std_prev)
+        bare = np.where(known_day[:, None], day_bare, std_prev)
+        if anom.season_level:
+            # Two values in a row on the same side: a contextual anomaly or a drift lasts,
+            # while one odd value is the forecast channel's to judge.
+            d_now = (x - centre) / resid
+            off_prev, _ = season.deseasoned(st.sp, st.sbin, st.st0, prev_ts)
+            d_prev = (st.last_x - st.mean - off_prev) / resid
+            both = np.where(
+                np.sign(d_now) == np.sign(d_prev), np.minimum(np.abs(d_now), np.abs(d_prev)), 0.0
+            )
+            z_season = np.sqrt(np.mean(both * both, axis=1))
+            use = known_day & np.isfinite(z_season) & np.isfinite(z_level)
+            z_level = np.where(use, z_season, z_level)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        deviation = np.mean((x - centre) / bare, axis=1)
+    sure = (st.n >= anom.min_history) & np.isfinite(deviation)
+    sustained, pm, pv = sustained_step(anom, deviation, st.n, st.pm, st.pv, sure & st.has_fc)
     raw, en, es, emu, evar = score_step(anom, e, st.en, st.es, st.emu, st.evar)
     tu, tb = st.tu, st.tb
     if anom.excess_rate > 0:
@@ -167,7 +185,11 @@ def advance(
     top = np.maximum(raw, level)
     k = np.where(top > 0, gauss / np.where(top > 0, top, 1.0), 1.0)
     reason = np.argmax(np.stack([np.maximum(raw, 0.0) * k, level * k, beyond, stuck]), axis=0)
-    surprise, peak = novelty(anom, np.maximum(gauss, np.maximum(stuck_novel, beyond)), st.peak)
+    reason = np.where(sustained > np.max(np.stack([gauss, beyond, stuck]), axis=0), 4, reason)
+    # A sustained deviation is not tail-calibrated with the others: its spread is its own.
+    sustained_novel, _, lasting = sustained_onset(anom, sustained, st.pq)
+    others = np.maximum(stuck_novel, np.maximum(beyond, sustained_novel))
+    surprise, peak = novelty(anom, np.maximum(gauss, others), st.peak)
     # A sensor that just froze alarms, even within another incident's decaying peak.
     surprise = np.where(onset, np.maximum(surprise, stuck), surprise)
     st.peak = np.where(has, peak, st.peak)
@@ -179,13 +201,19 @@ def advance(
     st.evar = np.where(learn, evar, st.evar)
     st.trate = np.where(learn, trate, st.trate)
     st.tu = np.where(learn, tu, st.tu)
+    st.pm, st.pv = pm, pv
+    # Quiet steps: since the stream last alarmed, or the sustained channel was at the
+    # threshold (pipeline.engine.anomaly.sustained_onset).
+    alarmed = np.nan_to_num(score_of(surprise)) >= anom.threshold
+    st.pq = np.where(has, np.where(lasting | alarmed, 0.0, st.pq + 1.0), st.pq)
     st.tb = np.where(learn, tb, st.tb)
     score = np.where(has, score_of(surprise), np.nan)
     e = np.where(has, e, np.nan)
     # The profile learns this value, unless it is an anomaly: a normal day should not
     # learn an incident's shape (the level still follows it).
     if ts is not None and prev_ts is not None:
-        usual = ~(np.nan_to_num(score) >= anom.threshold)
+        # (A sustained deviation alarms once, and lasts: none of it is usual.)
+        usual = ~(np.nan_to_num(score) >= anom.threshold) & ~lasting
         season.learn(st.sp, st.sbin, st.slev, st.st0, x, ts, prev_ts, usual)
     # 2. Normaliser.
     st.n, st.mean, st.var = update(norm, st.n, st.mean, st.var, x)

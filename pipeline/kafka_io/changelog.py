@@ -10,14 +10,15 @@ Record key: the stream id. Value: a versioned binary frame (never pickle)::
     | i64 source offset (of the last input applied) | f64 last_ts
     | i64 steps, ring_len | u8 has_fc | u16 L, H, F, Z, R (, P: the profile's bins, format 5)
     | f64 n, en, es, emu, evar, run, rep_p, peak, rec, trate, qlog, gxy, gxx, gn, tu, tb,
-      sbin, st0
+      sbin, st0, pm, pv, pq (format 6)
     | f32 h[L,H] | f32 c[L,H] | f64 mean[F] | f64 var[F] | f64 fc[Z,F] | f64 last_x[F]
     | f64 lo[F] | f64 hi[F] | f64 fs[Z,F] | f64 dlt[F]
     | f64 slev[F] | f64 sfc[F] | f64 mfc[F] | f64 bm[MOMENTS] | f32 sp[P,F]
     | f32 ring[R,F]
 
 A tombstone (null value) marks an evicted stream. Older formats still restore, so an
-upgrade keeps every stream's state: format 4 (before the daily profile and the seasonal
+upgrade keeps every stream's state: format 5 (before the sustained-deviation channel: no
+``pm``, ``pv``, ``pq``) seeds that channel afresh; format 4 (before the daily profile and the seasonal
 blend) restores with the profile starting afresh and the model's forecast alone until
 the blend has evidence; format 3 (before the forecast channel's tail fit: no
 ``tu``, ``tb``) seeds that fit from the model's priors at the next step; format 2 (before forecast intervals and gains: no
@@ -62,15 +63,15 @@ __all__ = [
 ]
 
 MAGIC = b"SCS"
-FORMAT = 5
+FORMAT = 6
 _STATS = (
     "n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate", "qlog", "gxy", "gxx",
-    "gn", "tu", "tb", "sbin", "st0",
+    "gn", "tu", "tb", "sbin", "st0", "pm", "pv", "pq",
 )  # fmt: skip
-# The f64 statistics a header carries per format: the first 7, 10, 14, 16 or 18 of _STATS.
-_STATS_IN = {1: 7, 2: 10, 3: 14, 4: 16, 5: 18}
+# The f64 statistics a header carries per format: the first 7, 10, 14, 16, 18 or 21 of _STATS.
+_STATS_IN = {1: 7, 2: 10, 3: 14, 4: 16, 5: 18, 6: 21}
 _SEASON_F64 = ("slev", "sfc", "mfc")  # [F] each, from format 5
-_DIMS_IN = {1: 5, 2: 5, 3: 5, 4: 5, 5: 6}  # L, H, F, Z, R (, P)
+_DIMS_IN = {1: 5, 2: 5, 3: 5, 4: 5, 5: 6, 6: 6}  # L, H, F, Z, R (, P)
 _HEADS = {
     fmt: struct.Struct(">qdqqB" + "H" * _DIMS_IN[fmt] + "d" * n) for fmt, n in _STATS_IN.items()
 }
@@ -151,6 +152,9 @@ def encode_snapshot(s: Snapshot) -> bytes:
                 s.tb,
                 s.sbin,
                 s.st0,
+                s.pm,
+                s.pv,
+                s.pq,
             ),
             np.ascontiguousarray(s.h, "<f4").tobytes(),
             np.ascontiguousarray(s.c, "<f4").tobytes(),
@@ -277,7 +281,7 @@ def _header(data: bytes) -> _Header:
     L, H, F, Z, R, P = (*got, 0) if len(got) == 5 else got
     floats32 = 2 * L * H + R * F + P * F
     # mean, var, last_x (, lo, hi (, dlt (, slev, sfc, mfc))); fc (, fs); (bm)
-    floats64 = {1: 3, 2: 5, 3: 6, 4: 6, 5: 9}[fmt] * F + (2 if fmt >= 3 else 1) * Z * F
+    floats64 = {1: 3, 2: 5, 3: 6, 4: 6, 5: 9, 6: 9}[fmt] * F + (2 if fmt >= 3 else 1) * Z * F
     floats64 += MOMENTS if fmt >= 5 else 0
     need = pos + head.size + 4 * floats32 + 8 * floats64
     if len(data) != need:

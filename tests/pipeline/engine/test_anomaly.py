@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numpy.typing as npt
 
 from pipeline.engine.anomaly import (
+    SCORE_HALF_NATS,
     AnomalyParams,
     calibrate_tail,
     excess_step,
@@ -18,7 +20,11 @@ from pipeline.engine.anomaly import (
     score_step,
     stuck_onset,
     stuck_surprise,
+    sustained_onset,
+    sustained_step,
 )
+
+F64 = npt.NDArray[np.float64]
 
 
 def test_gaussian_tail_matches_erfc() -> None:
@@ -291,3 +297,58 @@ def test_one_huge_error_teaches_the_tail_a_bounded_excess() -> None:
     assert after[0] <= beta[0] * (1 + p.excess_alpha * (p.excess_cap - 1)) + 1e-12
     # Seeded from the error statistics as if they were Gaussian: mean excess 2 E[e^2].
     assert math.isclose(float(beta[0]), 2.0 * (0.8**2 + 0.36))
+
+
+def _sustained(p: AnomalyParams, d: F64) -> tuple[F64, npt.NDArray[np.bool_], float]:
+    """The channel's surprise and onsets over a stream of deviations ``d``, step by
+    step, and the spread it learnt."""
+    pm, pv, pq = np.zeros(1), np.zeros(1), np.zeros(1)
+    out, onsets = np.zeros(len(d)), np.zeros(len(d), bool)
+    for i, x in enumerate(d):
+        s, pm, pv = sustained_step(p, np.asarray([x]), np.asarray([float(i)]), pm, pv, ONE)
+        _, onset, ongoing = sustained_onset(p, s, pq)
+        pq = np.where(ongoing, 0.0, pq + 1.0)
+        out[i], onsets[i] = s[0], onset[0]
+    return out, onsets, float(pv[0])
+
+
+ONE = np.ones(1, bool)
+
+
+def test_a_lasting_unremarkable_shift_alarms_once_and_independent_noise_never() -> None:
+    """Deviations of one standard deviation are routine one at a time; 150 of them in a
+    row are not. Independent noise around the expected value never reaches the
+    threshold in 20,000 values; the shift reaches it once, within 100 values."""
+    p = AnomalyParams(sustained_rate=0.05)
+    level = p.threshold / (1 - p.threshold) * SCORE_HALF_NATS
+    rng = np.random.default_rng(0)
+    d = rng.normal(0, 1, 20_150)
+    d[20_000:] += 1.0
+    s, onsets, _ = _sustained(p, d)
+    assert s[:20_000].max() < level and not onsets[:20_000].any()
+    assert onsets[20_000:20_100].sum() == 1 and onsets.sum() == 1
+
+
+def test_a_wandering_stream_teaches_the_channel_its_own_spread() -> None:
+    """Deviations that persist by nature (an AR(1) with phi 0.995, long excursions from
+    the mean) would alarm an independent-noise calibration all the time; the channel
+    learns how far its mean deviation wanders and stays quiet after its first hundreds
+    of values."""
+    p = AnomalyParams(sustained_rate=0.05)
+    rng = np.random.default_rng(1)
+    eps = rng.normal(0, 1, 20_000)
+    d = np.zeros_like(eps)
+    for i in range(1, len(d)):
+        d[i] = 0.995 * d[i - 1] + eps[i] * math.sqrt(1 - 0.995**2)
+    _, onsets, pv = _sustained(p, d)
+    assert onsets[500:].sum() <= 2
+    # What it learnt: a spread far wider than independent deviations' (the seed).
+    assert pv > 20 * p.sustained_rate / (2 - p.sustained_rate)
+
+
+def test_the_sustained_channel_is_off_at_rate_0_and_for_models_calibrated_before_it() -> None:
+    off = AnomalyParams(sustained_rate=0.0)
+    s, onsets, _ = _sustained(off, np.full(500, 5.0))
+    assert not s.any() and not onsets.any()
+    assert AnomalyParams.from_json({}).sustained_rate == 0.0
+    assert AnomalyParams().sustained_rate > 0

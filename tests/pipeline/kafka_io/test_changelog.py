@@ -58,6 +58,9 @@ def test_batched_frames_equal_single_frames(features: int, ring: int) -> None:
         "trate",
         "tu",
         "tb",
+        "pm",
+        "pv",
+        "pq",
         "sp",
         "sbin",
         "slev",
@@ -83,7 +86,7 @@ def test_batched_frames_equal_single_frames(features: int, ring: int) -> None:
 CARRIED = (
     "h", "c", "mean", "var", "fc", "fs", "last_x", "lo", "hi", "n", "en", "emu", "peak",
     "qlog", "gxy", "gxx", "gn", "dlt", "tu", "tb", "sbin", "st0", "slev", "sfc", "mfc",
-    "bm", "sp",
+    "bm", "sp", "pm", "pv", "pq",
 )  # fmt: skip
 
 
@@ -335,3 +338,26 @@ def test_frames_carry_the_profile_size_and_a_store_of_another_size_restarts_it()
                 assert other.sbin[slot] == min(bins, 24)
             else:
                 assert other.sbin[slot] == 0.0 and not other.sp[slot].any()
+
+
+def test_a_format_5_frame_from_before_the_sustained_channel_restores_it_unseeded() -> None:
+    """Format 5 (the daily profile, no sustained-deviation statistics): everything else
+    restores; the channel starts afresh (``pm``, ``pv``, ``pq`` 0: seeded at the next
+    step)."""
+    from pipeline.kafka_io.changelog import _STATS, _STATS_IN
+
+    store = _filled_store(features=2)
+    s = store.snapshot(0, "m", "v")
+    assert s.pv != 0.0
+    frame = encode_snapshots(store, np.asarray([0]), "m", "v")[0]
+    # Format 6 differs from 5 only by the three statistics at the end of the header.
+    head = 4 + 2 + 1 + 2 + 1 + 8 + 8 + 8 + 8 + 1 + 2 * 6
+    stats_end = head + 8 * _STATS_IN[6]
+    old_frame = frame[:3] + bytes([5]) + frame[4 : stats_end - 8 * 3] + frame[stats_end:]
+    assert len(_STATS) == _STATS_IN[6]
+    old = decode_snapshot(old_frame)
+    assert (old.pm, old.pv, old.pq) == (0.0, 0.0, 0.0)
+    assert (old.tu, old.tb, old.sbin) == (s.tu, s.tb, s.sbin)
+    assert old.sp is not None and s.sp is not None
+    np.testing.assert_array_equal(old.sp, s.sp)
+    np.testing.assert_array_equal(old.ring, s.ring)
