@@ -42,14 +42,21 @@ step t of a stream once it has a forecast from t-1:
    has probability ``p ** run``, so a continuous sensor that freezes is flagged within a
    few steps. Streams that repeat values routinely (counts, quantised readings) do so in
    clusters, where ``p ** run`` would be far too confident; for them this channel is off.
-6. **Novelty**: one incident should raise one alarm, not one per step while it lasts.
+6. **Sustained deviation** (:func:`sustained_step`): many values on one side of where
+   they are expected, each unremarkable (a holiday, a partial outage, a drift the
+   forecaster follows step by step): the EW mean of the standardised deviation from the
+   long-run mean (at this time of day and week where the stream's profile knows its day)
+   against that mean's own learnt spread. Not tail-calibrated with 1 and 2 (its spread
+   is its own); it alarms once per incident (:func:`sustained_onset`), and while it
+   lasts the profile does not learn it.
+7. **Novelty**: one incident should raise one alarm, not one per step while it lasts.
    ``peak`` is the stream's recent largest surprise, decaying by ``novelty_decay`` per
    step; a surprise that does not exceed it is multiplied by ``novelty_damp``. A frozen
    sensor's surprise grows with every unchanged reading, so it stays flagged for as
    long as it is stuck: those readings are not data.
-7. **Score** ``S / (S + ln 1e5)`` in [0, 1): 0.5 is a tail of 1e-5, 0.6 of 3e-8, 0.75
+8. **Score** ``S / (S + ln 1e5)`` in [0, 1): 0.5 is a tail of 1e-5, 0.6 of 3e-8, 0.75
    of 1e-15. It never saturates, so strong surprises keep their order.
-8. **Decision**: ``is_anomaly = warm and score >= threshold``; every long-run statistic
+9. **Decision**: ``is_anomaly = warm and score >= threshold``; every long-run statistic
    is updated after scoring, so a surprise does not dilute itself.
 
 Why these channels, and what each moved on NAB: docs/quality.md.
