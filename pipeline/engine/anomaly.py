@@ -404,9 +404,9 @@ def sustained_step(
     on the same side, each unremarkable, are a holiday, a partial outage or a drift,
     which a forecaster that follows the stream step by step never sees. ``pm`` is the
     EW mean of ``d`` (rate ``sustained_rate``, about ``1 / rate`` steps), and ``pv`` the
-    EW mean of ``pm**2`` (seeded as if the deviations were independent,
-    ``rate / (2 - rate)``; rate ``max(1 / (n + 10), sustained_alpha)``, and not from a
-    surprising ``pm``): the surprise is the two-sided Gaussian tail of ``pm / sqrt(pv)``,
+    EW mean of ``pm**2`` (seeded at 1, as if every deviation were the same: the widest
+    it can be; rate ``max(1 / (n + 10), sustained_alpha)``, and not from a surprising
+    ``pm``): the surprise is the two-sided Gaussian tail of ``pm / sqrt(pv)``,
     so a stream whose deviations persist by nature (a random walk, a wandering level) has
     a wide ``pv`` and is not alarmed by them. ``n [B]``: values seen; ``learn [B]``:
     where ``d`` is known (elsewhere nothing moves and the surprise is 0).
@@ -415,7 +415,11 @@ def sustained_step(
     if a <= 0:
         return np.zeros(len(d)), pm, pv
     pm_next = np.where(learn, pm + a * (np.nan_to_num(d) - pm), pm)
-    pv = np.where(pv > 0, pv, a / (2.0 - a))
+    # Seeded at the widest spread a mean of unit deviations can have (each value the
+    # same): a channel starting on a stream it has not followed (a model swap from a
+    # version without it, an older frame) learns its spread down from deaf, where the
+    # independent value would alarm on a wandering stream until it had learnt.
+    pv = np.where(pv > 0, pv, 1.0)
     surprise = np.where(learn, _two_sided(pm_next / np.sqrt(pv)), 0.0)
     rate = np.maximum(1.0 / (n + 10.0), p.sustained_alpha)
     quiet = learn & (surprise < SCORE_HALF_NATS)
