@@ -299,9 +299,7 @@ def test_one_huge_error_teaches_the_tail_a_bounded_excess() -> None:
     assert math.isclose(float(beta[0]), 2.0 * (0.8**2 + 0.36))
 
 
-def _sustained(
-    p: AnomalyParams, d: F64, seen: int = 0
-) -> tuple[F64, npt.NDArray[np.bool_], float]:
+def _sustained(p: AnomalyParams, d: F64, seen: int = 0) -> tuple[F64, npt.NDArray[np.bool_], float]:
     """The channel's surprise and onsets over a stream of deviations ``d``, step by
     step, and the spread it learnt; ``seen``: values the stream had before the channel
     started (a model swap from a version without it)."""
