@@ -185,9 +185,11 @@ def advance(
     top = np.maximum(raw, level)
     k = np.where(top > 0, gauss / np.where(top > 0, top, 1.0), 1.0)
     reason = np.argmax(np.stack([np.maximum(raw, 0.0) * k, level * k, beyond, stuck]), axis=0)
-    reason = np.where(sustained > np.max(np.stack([gauss, beyond, stuck]), axis=0), 4, reason)
     # A sustained deviation is not tail-calibrated with the others: its spread is its own.
+    # It is the reason where its onset (what it adds to the novelty rule) tops the rest.
     sustained_novel, _, lasting = sustained_onset(anom, sustained, st.pq)
+    rest = np.max(np.stack([gauss, beyond, stuck_novel]), axis=0)
+    reason = np.where(sustained_novel > rest, REASONS.index("sustained"), reason)
     others = np.maximum(stuck_novel, np.maximum(beyond, sustained_novel))
     surprise, peak = novelty(anom, np.maximum(gauss, others), st.peak)
     # A sensor that just froze alarms, even within another incident's decaying peak.
@@ -201,12 +203,12 @@ def advance(
     st.evar = np.where(learn, evar, st.evar)
     st.trate = np.where(learn, trate, st.trate)
     st.tu = np.where(learn, tu, st.tu)
+    st.tb = np.where(learn, tb, st.tb)
     st.pm, st.pv = pm, pv
     # Quiet steps: since the stream last alarmed, or the sustained channel was at the
     # threshold (pipeline.engine.anomaly.sustained_onset).
     alarmed = np.nan_to_num(score_of(surprise)) >= anom.threshold
     st.pq = np.where(has, np.where(lasting | alarmed, 0.0, st.pq + 1.0), st.pq)
-    st.tb = np.where(learn, tb, st.tb)
     score = np.where(has, score_of(surprise), np.nan)
     e = np.where(has, e, np.nan)
     # The profile learns this value, unless it is an anomaly: a normal day should not
