@@ -29,10 +29,13 @@ that looks like a Sunday) is as usual to it as any Sunday. The rows after the da
 :data:`WEEK_BINS` hourly offsets ``W(ω)`` by hour of the week ``ω``, and two error
 trackers:
 
-- ``W(ω)`` learns what the day leaves, ``x - L - S(τ)``, at about :data:`SEASON_RATE` per
-  week (a plain average over the first weeks), from flagged values only in the first week;
-  once the week is in use the day learns what the week leaves (both follow the same
-  residual; their sum is what is forecast);
+- ``W(ω)`` learns what the day leaves, ``x - Lw - S(τ)``, at about :data:`SEASON_RATE` per
+  week (a plain average over the first weeks), from flagged values only in the first week,
+  against a slow level ``Lw`` (about a week's memory: the fast ``L`` absorbs a weekend
+  within hours, and the week would learn only its edges); what one hour of the week
+  learns, the same hour of the other six days unlearns by a seventh, so the week holds
+  how the days differ and the day what they share; once the week is in use the day
+  learns what the week leaves;
 - the trackers keep the exponentially weighted absolute one-step error (memory about a
   week) of ``L + S(τ)`` and of ``L + S(τ) + W(ω)``, each made before the value was seen,
   over the values the detector does not flag;
@@ -146,8 +149,9 @@ def learn(
        forecasts with and without it, made before this value.
     3. The value's bin learns ``x - L - S(τ)`` at the day's rate (``- W(ω)`` too where
        the week is in use).
-    4. Where the stream has a week: its hour learns ``x - L - S(τ) - W(ω)`` (with the
-       updated day) at the week's rate.
+    4. Where the stream has a week: its slow level ``Lw`` moves towards ``x - S(τ) - W(ω)``,
+       and its hour learns ``x - Lw - S(τ) - W(ω)`` (with the updated day) at the week's
+       rate, the same hour of the other days a seventh of it the other way.
     5. The level moves towards ``x - S(τ)`` (with the updated profile; ``- W(ω)`` too
        where the week is in use) by ``LEVEL_RATE``.
     """
