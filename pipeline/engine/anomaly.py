@@ -450,5 +450,6 @@ def sustained_onset(
     level = p.threshold / (1.0 - p.threshold) * SCORE_HALF_NATS
     ongoing = surprise >= level
     onset = ongoing & (quiet >= 1.0 / max(p.sustained_rate, 1e-9))
-    novel: F64 = np.where(onset, np.maximum(p.stuck_cap, 0.0), np.where(ongoing, 0.0, surprise))
+    at_onset = p.stuck_cap if p.stuck_cap > 0 else surprise  # stuck_cap 0: the surprise
+    novel: F64 = np.where(onset, at_onset, np.where(ongoing, 0.0, surprise))
     return novel, onset, ongoing
