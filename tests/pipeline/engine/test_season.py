@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -12,6 +14,11 @@ from pipeline.engine.inference import StepSession
 from pipeline.engine.registry import Registry
 from pipeline.engine.state import StateStore
 from pipeline.engine.stepper import rebuild
+
+if TYPE_CHECKING:
+    from pipeline.engine.anomaly import AnomalyParams
+    from pipeline.engine.registry import ModelMeta
+    from training.evaluate import Replayed
 
 F64 = npt.NDArray[np.float64]
 T0 = 1_764_000_000.0  # 16:00 UTC
@@ -223,7 +230,7 @@ def test_where_the_profile_serves_so_does_its_scale() -> None:
     from pipeline.engine.normalise import std_of
     from pipeline.engine.stepper import advance
 
-    meta = Registry(Path(__file__).resolve().parents[3] / "exported_models").meta("default")
+    meta = _default_meta()
     assert meta.distribution == "laplace"
     store = StateStore(layers=meta.layers, hidden=meta.hidden, features=1, horizon=meta.horizon)
     slot = store.slots_for(["a"], now=0.0)
@@ -273,26 +280,10 @@ def test_season_level_finds_a_half_height_business_day_without_false_alarms() ->
     day."""
     import dataclasses
 
-    from pipeline.engine.csvdata import Series
-    from training.evaluate import replay
-
-    meta = Registry(Path(__file__).resolve().parents[3] / "exported_models").meta("default")
-    rng = np.random.default_rng(3)
-    n = 9 * 288
-    ts = T0 + 300.0 * np.arange(n)
-    hour = np.mod(ts, season.DAY) / 3600
-    busy = (hour >= 9) & (hour < 17)
-    v = np.where(busy, 80.0, 20.0) + rng.normal(0, 2.0, n)
-    day8 = slice(7 * 288, 8 * 288)
-    v[day8] = np.where(busy[day8], 50.0, 20.0) + rng.normal(0, 2.0, 288)
-    series = [Series("s", ts, v[:, None], ("value",))]
-    on = dataclasses.replace(meta.anomaly, season_level=True)
-    (r,) = replay(meta, series, anomaly=on)
-    flags = np.nan_to_num(r.score) >= on.threshold
+    on = dataclasses.replace(_default_meta().anomaly, season_level=True)
+    flags, _, day, ts = _nine_days(3, _business(80.0), _business(50.0), on, first=7 * 288)
     assert not flags[2 * 288 : 7 * 288].any() and not flags[8 * 288 + 12 :].any()
-    hours8 = np.zeros(n, bool)
-    hours8[day8] = busy[day8]
-    assert flags[hours8].any()
+    assert flags[day][_busy(ts[day])].any()
 
 
 def test_the_default_finds_a_half_height_business_day_once() -> None:
@@ -301,12 +292,12 @@ def test_the_default_finds_a_half_height_business_day_once() -> None:
     second day; the day is not learnt into the profile (the next day's forecast still
     expects 80 at noon). The morning edge that misses is the forecast channel's alarm,
     and the mean deviation that follows is the same incident, not a second alert."""
-    meta = Registry(Path(__file__).resolve().parents[3] / "exported_models").meta("default")
-    assert meta.anomaly.sustained_rate > 0 and not meta.anomaly.season_level
-    flags, r, day, busy = _business_week(meta)
+    anom = _default_meta().anomaly
+    assert anom.sustained_rate > 0 and not anom.season_level
+    flags, r, day, ts = _nine_days(3, _business(80.0), _business(50.0), anom)
     assert not flags[2 * 288 : day.start].any() and not flags[day.stop + 12 :].any()
     assert flags[day].sum() == 1
-    noon = day.stop + int(np.flatnonzero(busy[day.stop :])[0]) + 36
+    noon = day.stop + int(np.flatnonzero(_busy(ts[day.stop :]))[0]) + 36
     assert abs(r.forecast[noon - 1, 0, 0] - 80.0) < 8.0
 
 
@@ -317,44 +308,64 @@ def test_a_day_of_half_the_usual_swing_is_a_sustained_deviation() -> None:
     ``sustained``, once for the morning's shortfall and at most once more for the
     evening's (the other side of the mean), and nowhere else after the profile's second
     day."""
-    from pipeline.engine.csvdata import Series
     from pipeline.engine.stepper import REASONS
-    from training.evaluate import replay
 
-    meta = Registry(Path(__file__).resolve().parents[3] / "exported_models").meta("default")
-    rng = np.random.default_rng(4)
-    n = 9 * 288
-    ts = T0 + 300.0 * np.arange(n)
-    swing = np.sin(2 * np.pi * np.mod(ts, season.DAY) / season.DAY)
-    v = 50.0 + 30.0 * swing + rng.normal(0, 2.0, n)
-    start = 7 * 288 + int(np.flatnonzero(np.mod(ts[7 * 288 :], season.DAY) == 0)[0])
-    day = slice(start, start + 288)
-    v[day] = 50.0 + 15.0 * swing[day] + rng.normal(0, 2.0, 288)
-    (r,) = replay(meta, [Series("s", ts, v[:, None], ("value",))])
-    flags = np.nan_to_num(r.score) >= meta.anomaly.threshold
+    def swing(amplitude: float) -> Callable[[F64], F64]:
+        def values(ts: F64) -> F64:
+            out: F64 = 50.0 + amplitude * np.sin(2 * np.pi * np.mod(ts, season.DAY) / season.DAY)
+            return out
+
+        return values
+
+    flags, r, day, _ = _nine_days(4, swing(30.0), swing(15.0), _default_meta().anomaly)
     assert not flags[2 * 288 : day.start].any() and not flags[day.stop + 12 :].any()
     at = np.flatnonzero(flags[day]) + day.start
     assert 1 <= len(at) <= 2 and all(REASONS[r.reason[i]] == "sustained" for i in at)
 
 
-def _business_week(meta: object) -> tuple[npt.NDArray[np.bool_], object, slice, object]:
-    """Nine days of business hours (80 against 20 at night, noise 2, 5-minute steps),
-    the eighth calendar day's busy hours at 50; ``(flags, replayed, that day, busy)``."""
+def _default_meta() -> ModelMeta:
+    return Registry(Path(__file__).resolve().parents[3] / "exported_models").meta("default")
+
+
+def _busy(ts: F64) -> npt.NDArray[np.bool_]:
+    hour = np.mod(ts, season.DAY) / 3600
+    out: npt.NDArray[np.bool_] = (hour >= 9) & (hour < 17)
+    return out
+
+
+def _business(high: float) -> Callable[[F64], F64]:
+    """Business hours at ``high`` against 20 at night."""
+
+    def values(ts: F64) -> F64:
+        out: F64 = np.where(_busy(ts), high, 20.0)
+        return out
+
+    return values
+
+
+def _nine_days(
+    seed: int,
+    usual: Callable[[F64], F64],
+    changed: Callable[[F64], F64],
+    anomaly: AnomalyParams,
+    first: int | None = None,
+) -> tuple[npt.NDArray[np.bool_], Replayed, slice, F64]:
+    """Nine days every 5 minutes of ``usual`` values plus noise 2, one day of them (from
+    ``first``; by default the eighth calendar day) ``changed``, replayed through the
+    default model: ``(flags, replayed, that day, ts)``."""
     from pipeline.engine.csvdata import Series
     from training.evaluate import replay
 
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seed)
     n = 9 * 288
     ts = T0 + 300.0 * np.arange(n)
-    hour = np.mod(ts, season.DAY) / 3600
-    busy = (hour >= 9) & (hour < 17)
-    v = np.where(busy, 80.0, 20.0) + rng.normal(0, 2.0, n)
-    start = 7 * 288 + int(np.flatnonzero(hour[7 * 288 :] == 0)[0])
-    day = slice(start, start + 288)
-    v[day] = np.where(busy[day], 50.0, 20.0) + rng.normal(0, 2.0, 288)
-    (r,) = replay(meta, [Series("s", ts, v[:, None], ("value",))])  # type: ignore[arg-type]
-    flags = np.nan_to_num(r.score) >= meta.anomaly.threshold  # type: ignore[attr-defined]
-    return flags, r, day, busy
+    v = usual(ts) + rng.normal(0, 2.0, n)
+    if first is None:
+        first = 7 * 288 + int(np.flatnonzero(np.mod(ts[7 * 288 :], season.DAY) == 0)[0])
+    day = slice(first, first + 288)
+    v[day] = changed(ts[day]) + rng.normal(0, 2.0, 288)
+    (r,) = replay(_default_meta(), [Series("s", ts, v[:, None], ("value",))], anomaly=anomaly)
+    return np.nan_to_num(r.score) >= anomaly.threshold, r, day, ts
 
 
 def _weekly_profile_errors(ts: F64, v: F64) -> tuple[Profile, F64, npt.NDArray[np.bool_]]:

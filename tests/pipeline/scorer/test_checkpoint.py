@@ -9,6 +9,7 @@ import functools
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from pipeline.engine.events import DecodedBatch
 from pipeline.engine.registry import Registry
@@ -125,15 +126,10 @@ def _events(
     return records, {"tiny": scored.touched}
 
 
-def test_frames_written_after_the_checkpoint_still_describe_it(
-    tiny_registry: Path,
-) -> None:
-    """At-least-once, a checkpoint's frames are written over the next loop turns (4b); a
-    batch that changes a stream whose frame is not written yet writes it first (4c), so
-    every frame is the one the checkpoint would have written at once, and the offsets are
-    committed only after the last of them."""
+def _deferring(tiny_registry: Path) -> tuple[ServedModel, Checkpointer]:
+    """The tiny model served beside an at-least-once checkpointer that writes 100 frames
+    a turn, hooked in as the scorer hooks it (before_update)."""
     served = ServedModel("tiny", Registry(tiny_registry))
-    producer, consumer = _Acks(), _Commits()
     cp = Checkpointer(
         {"tiny": served},
         ScorerMetrics(),
@@ -143,13 +139,31 @@ def test_frames_written_after_the_checkpoint_still_describe_it(
         frames_per_turn=100,
     )
     served.before_update = functools.partial(cp.before_update, "tiny")
+    return served, cp
+
+
+def _frames_now(
+    served: ServedModel, ids: list[str]
+) -> tuple[npt.NDArray[np.int64], dict[str, bytes]]:
+    """The streams' slots, and the frames a checkpoint written at once would hold."""
+    slots = np.asarray([served.store.slot_of(i) for i in ids], np.int64)
+    frames = encode_snapshots(served.store, slots, "tiny", served.version)
+    return slots, dict(zip(ids, frames, strict=True))
+
+
+def test_frames_written_after_the_checkpoint_still_describe_it(
+    tiny_registry: Path,
+) -> None:
+    """At-least-once, a checkpoint's frames are written over the next loop turns (4b); a
+    batch that changes a stream whose frame is not written yet writes it first (4c), so
+    every frame is the one the checkpoint would have written at once, and the offsets are
+    committed only after the last of them."""
+    served, cp = _deferring(tiny_registry)
+    producer, consumer = _Acks(), _Commits()
     ids = [f"s{i:03d}" for i in range(350)]
     for step in range(3):
         cp.add_batch(*_events(served, ids, step, 350 * step))
-    slots = np.asarray([served.store.slot_of(i) for i in ids], np.int64)
-    expected = dict(
-        zip(ids, encode_snapshots(served.store, slots, "tiny", served.version), strict=True)
-    )
+    _, expected = _frames_now(served, ids)
     cp.checkpoint(producer, consumer)  # type: ignore[arg-type]
     assert len(producer.to("cl")) == 100  # 4b: one chunk in this turn
     # The last 150 streams change before their turn came: written first (4c).
@@ -171,23 +185,11 @@ def test_an_eviction_writes_the_frames_it_would_lose_before_its_tombstones(
 ) -> None:
     """Streams evicted while their checkpoint frames are still owed get them written first
     (4c), so each frame precedes its tombstone and equals the one written at once."""
-    served = ServedModel("tiny", Registry(tiny_registry))
+    served, cp = _deferring(tiny_registry)
     producer, consumer = _Acks(), _Commits()
-    cp = Checkpointer(
-        {"tiny": served},
-        ScorerMetrics(),
-        changelog="cl",
-        exactly_once=False,
-        interval_s=1.0,
-        frames_per_turn=100,
-    )
-    served.before_update = functools.partial(cp.before_update, "tiny")
     ids = [f"s{i:03d}" for i in range(300)]
     cp.add_batch(*_events(served, ids, 0, 0))
-    slots = np.asarray([served.store.slot_of(i) for i in ids], np.int64)
-    expected = dict(
-        zip(ids, encode_snapshots(served.store, slots, "tiny", served.version), strict=True)
-    )
+    slots, expected = _frames_now(served, ids)
     cp.checkpoint(producer, consumer)  # type: ignore[arg-type]
     assert len(producer.to("cl")) == 100
     served.store.last_seen[slots[250:]] = -1e9  # the last 50 went idle
