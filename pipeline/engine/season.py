@@ -284,10 +284,19 @@ def deseasoned(sp: F32, sbin: F64, st0: F64, ts: F64) -> tuple[F64, F64]:
         return offset, spread
     rows = np.nonzero(ok)[0]
     nb = sbin[rows]
-    used = np.arange(cap)[None, :] < nb[:, None]  # [R, cap]: the bins this stream has
-    prof = np.where(used[:, :, None], sp[rows].astype(np.float64), 0.0)
+    # Per step for every stream, so the common case (the day fills every row: a stream
+    # sampled every 5 minutes in a 288-row store) skips the masks; the sums are the same.
+    prof = sp[rows].astype(np.float64)  # [R, cap, F]
+    full = nb == cap
+    if not full.all():
+        # The bins this stream has (the rows after them hold its week, or nothing).
+        prof[np.arange(cap)[None, :] >= nb[:, None]] = 0.0
     mean = prof.sum(axis=1) / nb[:, None]
-    var = (np.where(used[:, :, None], prof - mean[:, None, :], 0.0) ** 2).sum(axis=1) / nb[:, None]
+    dev = prof - mean[:, None, :]
+    if not full.all():
+        dev[np.arange(cap)[None, :] >= nb[:, None]] = 0.0
+    dev *= dev
+    var = dev.sum(axis=1) / nb[:, None]
     now = sp[rows, _bin(ts[rows], nb)].astype(np.float64)
     weekly = week_in_use(sp, sbin, st0, ts)[rows]
     if weekly.any():
