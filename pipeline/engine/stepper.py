@@ -116,23 +116,24 @@ def advance(
     # profile's own recent one-step error: a young profile holds its first days' noise,
     # and so claims too much. The sustained channel learns its own spread instead: that
     # error grows within the very incident it should see, and would blind it.)
-    centre, resid, bare = st.mean, std_prev, std_prev
+    centre, bare = st.mean, std_prev
     known_day = np.zeros(len(x), np.bool_)
     if ts is not None and prev_ts is not None and (anom.season_level or anom.sustained_rate > 0):
         offset, spread = season.deseasoned(st.sp, st.sbin, st.st0, ts)
-        mae = st.bm[:, len(blend.WEIGHTS) - 1, None] * std_prev
         known = st.bm[:, -1] >= blend.MIN_EVIDENCE
-        floor = np.maximum(1.25 * mae, 0.1 * std_prev)
-        day_resid = np.sqrt(np.maximum(std_prev**2 - spread, floor**2))
         day_bare = np.sqrt(np.maximum(std_prev**2 - spread, (0.1 * std_prev) ** 2))
         # Only where the day explains most of the stream's variance: elsewhere the
         # profile is mostly its days' noise, and the variance it claims is not the day's.
         seasonal = np.mean(spread, axis=1) >= SEASONAL_SHARE * np.mean(std_prev**2, axis=1)
         known_day = known & seasonal & np.isfinite(offset).all(axis=1)
         centre = np.where(known_day[:, None], st.mean + np.nan_to_num(offset), st.mean)
-        resid = np.where(known_day[:, None], day_resid, std_prev)
         bare = np.where(known_day[:, None], day_bare, std_prev)
         if anom.season_level:
+            mae = st.bm[:, len(blend.WEIGHTS) - 1, None] * std_prev
+            floor = np.maximum(1.25 * mae, 0.1 * std_prev)
+            resid = np.where(
+                known_day[:, None], np.sqrt(np.maximum(std_prev**2 - spread, floor**2)), std_prev
+            )
             # Two values in a row on the same side: a contextual anomaly or a drift lasts,
             # while one odd value is the forecast channel's to judge.
             d_now = (x - centre) / resid
