@@ -303,14 +303,10 @@ def main() -> int:
     meta = Registry(args.registry).meta(args.model, args.version)
     if args.corpus is not None:
         from training import corpus as generated
-        from training.corpus import corpus
 
         if args.coarse:
             generated.PERIODS_S = (1800.0, 3600.0)
-        streams = [
-            Series(c.name, c.ts, c.values.reshape(len(c.ts), -1), ("value",))
-            for c in corpus(60, 4000, seed=args.corpus, prefix="corpus")
-        ]
+        streams = generated.held_out(args.corpus)
     elif args.data is not None:
         streams = load_paths([args.data])
     else:

@@ -222,12 +222,9 @@ def evaluate_weekly(meta: Any, anom: Any, seeds: int, seasonal: bool) -> dict[st
 
 def evaluate_corpus(meta: Any, anom: Any, seasonal: bool) -> dict[str, Any]:
     from pipeline.engine.stepper import REASONS
-    from training.corpus import corpus
+    from training.corpus import held_out
 
-    streams = [
-        Series(c.name, c.ts, c.values.reshape(len(c.ts), -1), ("value",))
-        for c in corpus(60, 4000, seed=2026, prefix="corpus")
-    ]
+    streams = held_out(2026)
     by = np.zeros(len(REASONS), np.int64)
     events = 0
     for r in replay(meta, streams, anomaly=anom, seasonal=seasonal):

@@ -22,9 +22,10 @@ from datetime import UTC, datetime
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.engine.csvdata import Series
 from training.synthetic import SyntheticStream
 
-__all__ = ["corpus"]
+__all__ = ["corpus", "held_out"]
 
 F64 = npt.NDArray[np.float64]
 PERIODS_S = (60.0, 300.0, 300.0, 300.0, 600.0, 1800.0, 3600.0)
@@ -114,3 +115,12 @@ def corpus(
         t, x = _one(rng, length, start)
         out.append(SyntheticStream(f"{prefix}-{s:04d}", t, x, ()))
     return out
+
+
+def held_out(seed: int, streams: int = 60, length: int = 4000) -> list[Series]:
+    """A corpus the default model never saw (it was trained on seed 0), as single-feature
+    series: what the forecast and detection benchmarks measure on."""
+    return [
+        Series(c.name, c.ts, c.values.reshape(len(c.ts), -1), ("value",))
+        for c in corpus(streams, length, seed=seed, prefix="corpus")
+    ]
