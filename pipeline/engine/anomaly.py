@@ -255,7 +255,7 @@ def stuck_onset(p: AnomalyParams, surprise: F64, rep_p: F64) -> tuple[F64, npt.N
     """
     if p.stuck_cap <= 0:
         return surprise, np.zeros(len(surprise), np.bool_)
-    level = p.threshold / (1.0 - p.threshold) * SCORE_HALF_NATS
+    level = _alarm_nats(p)
     step = -np.log(np.maximum(rep_p, p.min_rep_p))
     onset = (surprise >= level) & (surprise - step < level)
     novel: F64 = np.where(surprise >= level, np.maximum(p.stuck_cap, 0.0), surprise)
@@ -302,9 +302,19 @@ def level_surprise(p: AnomalyParams, z_level: F64) -> F64:
     times ``value_weight``."""
     if p.value_weight <= 0:
         return np.zeros_like(z_level)
-    level = -(math.log(2.0) + log_tail(np.abs(np.nan_to_num(z_level, nan=0.0))))
-    out: F64 = p.value_weight * np.maximum(level, 0.0)
+    out: F64 = p.value_weight * _two_sided(np.nan_to_num(z_level, nan=0.0))
     return out
+
+
+def _two_sided(z: F64) -> F64:
+    """``-ln P(|Z| >= |z|)`` for standard normal Z, in nats (at least 0)."""
+    out: F64 = np.maximum(-(math.log(2.0) + log_tail(np.abs(z))), 0.0)
+    return out
+
+
+def _alarm_nats(p: AnomalyParams) -> float:
+    """The surprise (nats) whose score is the threshold."""
+    return p.threshold / (1.0 - p.threshold) * SCORE_HALF_NATS
 
 
 def score_step(
@@ -427,11 +437,6 @@ def sustained_step(
     return surprise, pm_next, pv
 
 
-def _two_sided(z: F64) -> F64:
-    out: F64 = np.maximum(-(math.log(2.0) + log_tail(np.abs(z))), 0.0)
-    return out
-
-
 def sustained_onset(
     p: AnomalyParams, surprise: F64, quiet: F64
 ) -> tuple[F64, npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
@@ -447,7 +452,7 @@ def sustained_onset(
     any channel within that memory (the step that began the incident) makes it the same
     incident, not a second alert. The caller keeps ``quiet``.
     """
-    level = p.threshold / (1.0 - p.threshold) * SCORE_HALF_NATS
+    level = _alarm_nats(p)
     ongoing = surprise >= level
     onset = ongoing & (quiet >= 1.0 / max(p.sustained_rate, 1e-9))
     at_onset = p.stuck_cap if p.stuck_cap > 0 else surprise  # stuck_cap 0: the surprise
