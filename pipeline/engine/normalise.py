@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["NormaliserParams", "normalise_series", "std_of", "update"]
+__all__ = ["NormaliserParams", "floor_of", "normalise_series", "std_of", "update"]
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -50,10 +50,15 @@ class NormaliserParams:
         return cls(**{k: v for k, v in data.items() if k != "scheme"})
 
 
+def floor_of(p: NormaliserParams, mean: F64) -> F64:
+    """The least spread a stream is taken to have: its resolution, as it were."""
+    out: F64 = p.min_std_abs + p.min_std_rel * np.abs(mean)
+    return out
+
+
 def std_of(p: NormaliserParams, mean: F64, var: F64) -> F64:
     """The standard deviation used for scaling, with the stuck-sensor floor."""
-    floor = p.min_std_abs + p.min_std_rel * np.abs(mean)
-    return np.maximum(np.sqrt(np.maximum(var, 0.0)), floor)
+    return np.maximum(np.sqrt(np.maximum(var, 0.0)), floor_of(p, mean))
 
 
 def update(p: NormaliserParams, n: F64, mean: F64, var: F64, x: F64) -> tuple[F64, F64, F64]:

@@ -43,7 +43,7 @@ from pipeline.engine.anomaly import (
 )
 from pipeline.engine.inference import StepSession
 from pipeline.engine.interval import Band, adapt, scale_per_mae
-from pipeline.engine.normalise import NormaliserParams, std_of, update
+from pipeline.engine.normalise import NormaliserParams, floor_of, std_of, update
 from pipeline.engine.state import StepState
 
 __all__ = ["REASONS", "Stepped", "advance", "rebuild"]
@@ -253,6 +253,10 @@ def advance(
                 per = 1.0 if band is None else scale_per_mae(band.distribution)
                 mae = per * st.bm[mix, len(blend.WEIGHTS) - 1, None, None] * std[mix, None, :]
                 st.fs[mix] += w[mix, None, None] * (mae - st.fs[mix])
+    # A profile that has predicted a square wave perfectly has no error to lend as a scale,
+    # and a scale of 0 would make the next error 0/0, or infinite: the scale is never
+    # below the stream's floor (NaN, a model without a scale head, stays NaN).
+    st.fs = np.maximum(st.fs, floor_of(norm, st.mean)[:, None, :])
     st.has_fc = np.ones_like(has)
     st.steps = st.steps + 1
     return Stepped(

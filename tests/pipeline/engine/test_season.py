@@ -286,6 +286,23 @@ def test_season_level_finds_a_half_height_business_day_without_false_alarms() ->
     assert flags[day][_busy(ts[day])].any()
 
 
+def test_a_profile_that_predicts_perfectly_lends_no_zero_scale() -> None:
+    """A noiseless square wave: once the profile has learnt it, its recent error is 0 and
+    the blend would serve a scale of 0, so that the next error is 0/0 (a warning, here an
+    error) or infinite. The scale stays at the stream's floor instead, and the interval
+    keeps a width."""
+    from pipeline.engine.csvdata import Series
+    from training.evaluate import replay
+
+    meta = _default_meta()
+    ts = T0 + 300.0 * np.arange(4 * 288)
+    v = _business(80.0)(ts)
+    (r,) = replay(meta, [Series("s", ts, v[:, None], ("value",))])
+    later = slice(3 * 288, None)
+    assert np.isfinite(r.error[later]).all() and np.isfinite(r.score[later]).all()
+    assert (r.hi[later, 0, 0] > r.lo[later, 0, 0]).all()
+
+
 def test_the_default_finds_a_half_height_business_day_once() -> None:
     """The same half-height day (a calendar day) with the default parameters
     (``season_level`` off): it alarms once, and nothing else alarms after the profile's
