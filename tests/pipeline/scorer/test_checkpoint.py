@@ -6,6 +6,8 @@ test_durability.py and test_chaos.py.)"""
 from __future__ import annotations
 
 import functools
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -199,3 +201,32 @@ def test_an_eviction_writes_the_frames_it_would_lose_before_its_tombstones(
     cp.drain()
     written = {k.decode(): v for _, k, v, _, _ in producer.to("cl")}
     assert len(producer.to("cl")) == 300 and written == expected
+
+
+def test_a_model_swap_writes_the_frames_it_would_change_first(
+    tiny_registry: Path, tmp_path: Path
+) -> None:
+    """A swap carries every stream over to the new version, changing all of them: frames a
+    checkpoint still owes are written before it (4c), as the old version's state."""
+    shutil.copytree(tiny_registry, tmp_path / "r")
+    registry = Registry(tmp_path / "r")
+    v1 = registry.current("tiny")
+    assert v1 is not None
+    served, cp = _deferring(tmp_path / "r")
+    producer, consumer = _Acks(), _Commits()
+    ids = [f"s{i:03d}" for i in range(300)]
+    for step in range(3):
+        cp.add_batch(*_events(served, ids, step, 300 * step))
+    _, expected = _frames_now(served, ids)
+    cp.checkpoint(producer, consumer)  # type: ignore[arg-type]
+    assert len(producer.to("cl")) == 100
+    doc = json.loads((tmp_path / "r" / "tiny" / v1 / "model.json").read_text())
+    onnx = tmp_path / "r" / "tiny" / v1 / "model.onnx"
+    registry.write_version("tiny", "v2", onnx, {**doc, "version": "v2"})
+    registry.promote("tiny", "v2")
+    assert served.maybe_swap() == "v2"
+    assert len(producer.to("cl")) == 300  # all owed frames, written before the carry-over
+    written = {k.decode(): v for _, k, v, _, _ in producer.to("cl")}
+    assert written == expected
+    _, after = _frames_now(served, ids)
+    assert all(after[i] != expected[i] for i in ids)  # the swap did change every stream
