@@ -1,0 +1,120 @@
+"""Each detection channel taken out on its own, on NAB and on the generated suite: the
+channel table of docs/quality.md from one command.
+
+    python benchmarks/channels.py --data ../shared/data/nab-dev \\
+        --scorer ../shared/tools/nab_score.py --out docs/bench/channels-DATE [--force]
+
+For the default model and every variant below, runs ``benchmarks/nab.py --engine [--set
+K=V]`` (standard, reward-low-FP and reward-low-FN at NAB's optimised threshold, standard
+at the model's own threshold, and leave-one-category-out) and ``benchmarks/synthetic.py
+[--set K=V]`` (5 seeds), keeps their JSON in ``--out`` (a run whose JSON is there is not
+repeated unless ``--force``), and prints the table as markdown. Generated "found" counts
+the demo, week, contextual and weekly sets; "false alarms" the demo and week feeds, the
+contextual feeds after their first 15%, the weekly feeds and the clean shapes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+# (what is taken out, the anomaly parameter that takes it out)
+VARIANTS: tuple[tuple[str, str | None], ...] = (
+    ("nothing (default)", None),
+    ("the forecast tail fitted per stream (`excess_rate=0`: a Gaussian tail)", "excess_rate=0"),
+    ("errors in the predicted scale (`use_scale=0`: in the stream's spread)", "use_scale=0"),
+    ("level novelty (`value_weight=0`)", "value_weight=0"),
+    ("range novelty (`range_rate=0`)", "range_rate=0"),
+    ("stuck sensor (`stuck_max_rate=0`)", "stuck_max_rate=0"),
+    ("tail calibration (`tail_level=0`)", "tail_level=0"),
+    ("novelty damping (`novelty_damp=1`)", "novelty_damp=1"),
+    ("sustained deviation (`sustained_rate=0`)", "sustained_rate=0"),
+)
+PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
+FOUND_SETS = ("demo (600 x 1 min)", "week (2000 x 5 min)", "contextual (14 d x 5 min)")
+
+
+def _run(script: str, args: list[str], out: Path, force: bool) -> dict[str, Any]:
+    if force or not out.exists():
+        cmd = [sys.executable, str(REPO / "benchmarks" / script), *args, "--json", str(out)]
+        print("$", " ".join(cmd[1:]), file=sys.stderr, flush=True)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    loaded: dict[str, Any] = json.loads(out.read_text())
+    return loaded
+
+
+def _found(syn: dict[str, Any]) -> tuple[int, int]:
+    hit = total = 0
+    for name in (*FOUND_SETS, "weekly (215 d x 30 min)"):
+        for d, n in syn[name]["detected"].values():
+            hit, total = hit + d, total + n
+    return hit, total
+
+
+def _false_alarms(syn: dict[str, Any]) -> int:
+    demo, week = syn["demo (600 x 1 min)"], syn["week (2000 x 5 min)"]
+    clean = syn["clean shapes (4032 x 5 min)"]
+    heavy = ("lognormal", "habitual_spikes")
+    return int(
+        demo["false_alarms"]
+        + week["false_alarms"]
+        + syn["contextual (14 d x 5 min)"]["false_alarms_after_15pct"]
+        + syn["weekly (215 d x 30 min)"]["false_alarms"]
+        + sum(v["alarms"] for k, v in clean.items() if k not in heavy)
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--scorer", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--registry", type=Path, default=REPO / "exported_models")
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--force", action="store_true", help="rerun variants whose JSON exists")
+    a = ap.parse_args()
+    a.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for label, kv in VARIANTS:
+        tag = kv or "default"
+        sets = ["--set", kv] if kv else []
+        nab = _run(
+            "nab.py",
+            [
+                "--data", str(a.data.resolve()), "--scorer", str(a.scorer.resolve()),
+                "--train-on", "none", "--registry", str(a.registry.resolve()),
+                "--model", a.model, "--engine", *sets,
+            ],
+            a.out / f"nab-{tag}.json",
+            a.force,
+        )  # fmt: skip
+        syn = _run(
+            "synthetic.py",
+            ["--registry", str(a.registry.resolve()), "--model", a.model, *sets],
+            a.out / f"syn-{tag}.json",
+            a.force,
+        )
+        opt = "/".join(f"{nab['profiles'][p]['optimised']:.2f}" for p in PROFILES)
+        loco = "/".join(f"{nab['leave_one_category_out'][p]['score']:.2f}" for p in PROFILES)
+        own = nab["profiles"]["standard"]["at_own_threshold"]
+        hit, total = _found(syn)
+        rows.append(
+            f"| {label} | {opt} | {own:.2f} | {loco} | {hit}/{total} | {_false_alarms(syn)} |"
+        )
+    print(
+        "| without | NAB standard / low FP / low FN (optimised) | standard at the model's "
+        "threshold | leave-one-category-out | generated: found | generated: false alarms |"
+    )
+    print("|---|---|---:|---|---:|---:|")
+    print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
