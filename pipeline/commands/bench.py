@@ -205,6 +205,7 @@ def _worker(system: str, args: dict[str, Any]) -> dict[str, Any]:
             until_idle=3.0,
             state_capacity=args["streams"],
             changelog=args.get("changelog", True),
+            guarantee=args.get("guarantee", "at-least-once"),
         )
         scorer = Scorer(cfg)
         tune_gc()
@@ -457,6 +458,10 @@ def run_bench(opts: BenchOptions, progress: bool = True) -> dict[str, Any]:
         no_log = measure("statecast", inp, opts.events, opts.runs, backend, changelog=False)
         no_log["variant"] = "no-changelog"
         runs.append(no_log)
+        # The cost of exactly-once: transactions of a checkpoint's outputs, frames and offsets.
+        eos = measure("statecast", inp, opts.events, opts.runs, backend, guarantee="exactly-once")
+        eos["variant"] = "exactly-once"
+        runs.append(eos)
         passthrough[backend] = measure("passthrough", inp, opts.events, opts.runs, backend)
         runs.append(passthrough[backend])
     naive = measure("naive", naive_in, opts.naive_events, 1, "kafka-python")
