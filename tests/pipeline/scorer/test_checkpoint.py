@@ -153,6 +153,23 @@ def _frames_now(
     return slots, dict(zip(ids, frames, strict=True))
 
 
+def _checkpointed(
+    registry: Path, n: int
+) -> tuple[ServedModel, Checkpointer, _Acks, _Commits, list[str], dict[str, bytes]]:
+    """``n`` streams through three steps, then a checkpoint of them, whose first chunk of
+    frames is written in this turn (4b): ``(served, checkpointer, producer, consumer,
+    stream ids, the frames written at once would hold)``."""
+    served, cp = _deferring(registry)
+    producer, consumer = _Acks(), _Commits()
+    ids = [f"s{i:03d}" for i in range(n)]
+    for step in range(3):
+        cp.add_batch(*_events(served, ids, step, n * step))
+    _, expected = _frames_now(served, ids)
+    cp.checkpoint(producer, consumer)  # type: ignore[arg-type]
+    assert len(producer.to("cl")) == 100  # 4b: one chunk in this turn
+    return served, cp, producer, consumer, ids, expected
+
+
 def test_frames_written_after_the_checkpoint_still_describe_it(
     tiny_registry: Path,
 ) -> None:
@@ -160,14 +177,7 @@ def test_frames_written_after_the_checkpoint_still_describe_it(
     batch that changes a stream whose frame is not written yet writes it first (4c), so
     every frame is the one the checkpoint would have written at once, and the offsets are
     committed only after the last of them."""
-    served, cp = _deferring(tiny_registry)
-    producer, consumer = _Acks(), _Commits()
-    ids = [f"s{i:03d}" for i in range(350)]
-    for step in range(3):
-        cp.add_batch(*_events(served, ids, step, 350 * step))
-    _, expected = _frames_now(served, ids)
-    cp.checkpoint(producer, consumer)  # type: ignore[arg-type]
-    assert len(producer.to("cl")) == 100  # 4b: one chunk in this turn
+    served, cp, producer, consumer, ids, expected = _checkpointed(tiny_registry, 350)
     # The last 150 streams change before their turn came: written first (4c).
     cp.add_batch(*_events(served, ids[200:], 3, 1050))
     assert len(producer.to("cl")) == 250
@@ -212,14 +222,7 @@ def test_a_model_swap_writes_the_frames_it_would_change_first(
     registry = Registry(tmp_path / "r")
     v1 = registry.current("tiny")
     assert v1 is not None
-    served, cp = _deferring(tmp_path / "r")
-    producer, consumer = _Acks(), _Commits()
-    ids = [f"s{i:03d}" for i in range(300)]
-    for step in range(3):
-        cp.add_batch(*_events(served, ids, step, 300 * step))
-    _, expected = _frames_now(served, ids)
-    cp.checkpoint(producer, consumer)  # type: ignore[arg-type]
-    assert len(producer.to("cl")) == 100
+    served, _, producer, _, ids, expected = _checkpointed(tmp_path / "r", 300)
     doc = json.loads((tmp_path / "r" / "tiny" / v1 / "model.json").read_text())
     onnx = tmp_path / "r" / "tiny" / v1 / "model.onnx"
     registry.write_version("tiny", "v2", onnx, {**doc, "version": "v2"})
