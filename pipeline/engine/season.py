@@ -287,14 +287,14 @@ def deseasoned(sp: F32, sbin: F64, st0: F64, ts: F64) -> tuple[F64, F64]:
     # Per step for every stream, so the common case (the day fills every row: a stream
     # sampled every 5 minutes in a 288-row store) skips the masks; the sums are the same.
     prof = sp[rows].astype(np.float64)  # [R, cap, F]
-    full = nb == cap
-    if not full.all():
-        # The bins this stream has (the rows after them hold its week, or nothing).
-        prof[np.arange(cap)[None, :] >= nb[:, None]] = 0.0
+    # The rows after a stream's bins (its week, or nothing), where some stream has them.
+    beyond = None if (nb == cap).all() else np.arange(cap)[None, :] >= nb[:, None]
+    if beyond is not None:
+        prof[beyond] = 0.0
     mean = prof.sum(axis=1) / nb[:, None]
     dev = prof - mean[:, None, :]
-    if not full.all():
-        dev[np.arange(cap)[None, :] >= nb[:, None]] = 0.0
+    if beyond is not None:
+        dev[beyond] = 0.0
     dev *= dev
     var = dev.sum(axis=1) / nb[:, None]
     now = sp[rows, _bin(ts[rows], nb)].astype(np.float64)

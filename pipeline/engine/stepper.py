@@ -206,17 +206,17 @@ def advance(
     st.tu = np.where(learn, tu, st.tu)
     st.tb = np.where(learn, tb, st.tb)
     st.pm, st.pv = pm, pv
+    score = np.where(has, score_of(surprise), np.nan)
+    alarmed = np.nan_to_num(score) >= anom.threshold
     # Quiet steps: since the stream last alarmed, or the sustained channel was at the
     # threshold (pipeline.engine.anomaly.sustained_onset).
-    alarmed = np.nan_to_num(score_of(surprise)) >= anom.threshold
     st.pq = np.where(has, np.where(lasting | alarmed, 0.0, st.pq + 1.0), st.pq)
-    score = np.where(has, score_of(surprise), np.nan)
     e = np.where(has, e, np.nan)
     # The profile learns this value, unless it is an anomaly: a normal day should not
     # learn an incident's shape (the level still follows it).
     if ts is not None and prev_ts is not None:
         # (A sustained deviation alarms once, and lasts: none of it is usual.)
-        usual = ~(np.nan_to_num(score) >= anom.threshold) & ~lasting
+        usual = ~alarmed & ~lasting
         season.learn(st.sp, st.sbin, st.slev, st.st0, x, ts, prev_ts, usual)
     # 2. Normaliser.
     st.n, st.mean, st.var = update(norm, st.n, st.mean, st.var, x)
