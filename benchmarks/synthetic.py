@@ -91,7 +91,7 @@ def evaluate(
             anomalies_per_stream=1,
             clean_fraction=clean,
         )
-        streams = [Series(s.name, s.ts, s.values[:, None], ("value",)) for s in feed]
+        streams = [s.series() for s in feed]
         got = replay(meta, streams, anomaly=anom, seasonal=seasonal)
         for s, r in zip(feed, got, strict=True):
             flag = np.nan_to_num(r.score) >= anom.threshold
@@ -237,7 +237,7 @@ def evaluate_clean(meta: Any, anom: Any, seeds: int, seasonal: bool) -> dict[str
         out[name] = {"alarms": 0, "after_15pct": 0, "events": 0, "by_channel": {}}
     for seed in range(1, seeds + 1):
         feeds = clean_feeds(seed, shapes=(*SHAPES, *HEAVY))
-        streams = [Series(f.name, f.ts, f.values[:, None], ("value",)) for f in feeds]
+        streams = [f.series() for f in feeds]
         got = replay(meta, streams, anomaly=anom, seasonal=seasonal)
         for name, r in zip((*SHAPES, *HEAVY), got, strict=True):
             flag = np.nan_to_num(r.score) >= anom.threshold

@@ -120,7 +120,4 @@ def corpus(
 def held_out(seed: int, streams: int = 60, length: int = 4000) -> list[Series]:
     """A corpus the default model never saw (it was trained on seed 0), as single-feature
     series: what the forecast and detection benchmarks measure on."""
-    return [
-        Series(c.name, c.ts, c.values.reshape(len(c.ts), -1), ("value",))
-        for c in corpus(streams, length, seed=seed, prefix="corpus")
-    ]
+    return [c.series() for c in corpus(streams, length, seed=seed, prefix="corpus")]

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.engine.csvdata import Series
+
 __all__ = ["KINDS", "Anomaly", "SyntheticStream", "generate", "write_csv"]
 
 KINDS = ("spike", "level_shift", "drift", "stuck", "noise_burst", "season_break")
@@ -42,6 +44,10 @@ class SyntheticStream:
     ts: npt.NDArray[np.float64]
     values: npt.NDArray[np.float64]
     anomalies: tuple[Anomaly, ...]
+
+    def series(self) -> Series:
+        """The stream as the single-feature series that training and replay take."""
+        return Series(self.name, self.ts, self.values.reshape(len(self.ts), -1), ("value",))
 
 
 def _base(rng: np.random.Generator, n: int, step_s: float) -> npt.NDArray[np.float64]:

@@ -39,7 +39,6 @@ from pipeline.commands.flags import add_model_flags, models_config
 from pipeline.commands.replay import replay
 from pipeline.commands.score import score_argv
 from pipeline.config import KafkaConfig, LocalKafkaConfig, load
-from pipeline.engine.csvdata import Series
 from pipeline.engine.registry import Registry
 from pipeline.kafka_io.kafkapython import client_settings
 from pipeline.localkafka import LocalBroker
@@ -167,7 +166,7 @@ def run_demo(opts: DemoOptions) -> Path:
         anomalies_per_stream=1,
         clean_fraction=0.35,
     )
-    streams = [Series(s.name, s.ts, s.values[:, None], ("value",)) for s in feed]
+    streams = [s.series() for s in feed]
     try:
         replayer = threading.Thread(
             target=replay,

@@ -8,7 +8,6 @@ import dataclasses
 import pytest
 import torch
 
-from pipeline.engine.csvdata import Series
 from pipeline.engine.normalise import NormaliserParams
 from training.config import TrainConfig
 from training.data import Prepared, prepare
@@ -21,10 +20,7 @@ SMALL = TrainConfig(hidden=8, layers=2, horizon=2, segment=64, bptt=16, burn_in=
 
 @pytest.fixture(scope="module")
 def prepared() -> Prepared:
-    streams = [
-        Series(s.name, s.ts, s.values[:, None], ("value",))
-        for s in generate(streams=3, length=400, seed=5)
-    ]
+    streams = [s.series() for s in generate(streams=3, length=400, seed=5)]
     return prepare(
         streams,
         NormaliserParams(),

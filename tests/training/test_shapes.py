@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.engine.csvdata import Series
 from pipeline.engine.registry import Registry
 from training.evaluate import replay
 from training.shapes import HEAVY, SHAPES, clean_feeds
@@ -35,7 +34,7 @@ def test_clean_shapes_stay_within_the_alert_budget(seed: int) -> None:
     alarmed again and again would fail here."""
     meta = Registry(REPO / "exported_models").meta("default")
     feeds = clean_feeds(seed)
-    got = replay(meta, [Series(f.name, f.ts, f.values[:, None], ("value",)) for f in feeds])
+    got = replay(meta, [f.series() for f in feeds])
     alarms = events = 0
     for f, r in zip(feeds, got, strict=True):
         flag = np.nan_to_num(r.score) >= meta.anomaly.threshold
