@@ -38,6 +38,7 @@ VARIANTS: tuple[tuple[str, str | None], ...] = (
     ("tail calibration (`tail_level=0`)", "tail_level=0"),
     ("novelty damping (`novelty_damp=1`)", "novelty_damp=1"),
     ("sustained deviation (`sustained_rate=0`)", "sustained_rate=0"),
+    ("one alert per incident (`refractory=0`)", "refractory=0"),
 )
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 FOUND_SETS = ("demo (600 x 1 min)", "week (2000 x 5 min)", "contextual (14 d x 5 min)")

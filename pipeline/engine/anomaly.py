@@ -51,9 +51,11 @@ step t of a stream once it has a forecast from t-1:
    lasts the profile does not learn it.
 7. **Novelty**: one incident should raise one alarm, not one per step while it lasts.
    ``peak`` is the stream's recent largest surprise, decaying by ``novelty_decay`` per
-   step; a surprise that does not exceed it is multiplied by ``novelty_damp``. A frozen
-   sensor's surprise grows with every unchanged reading, so it stays flagged for as
-   long as it is stuck: those readings are not data.
+   step; a surprise that does not exceed it is multiplied by ``novelty_damp``, and so is
+   every surprise within ``refractory`` quiet steps of the stream's last alarm (or of its
+   sustained deviation at the threshold): a burst is one incident, and only a surprise
+   twice the alarm level breaks through it. A frozen sensor's onset alarms whatever
+   came before (:func:`stuck_onset`).
 8. **Score** ``S / (S + ln 1e5)`` in [0, 1): 0.5 is a tail of 1e-5, 0.6 of 3e-8, 0.75
    of 1e-15. It never saturates, so strong surprises keep their order.
 9. **Decision**: ``is_anomaly = warm and score >= threshold``; every long-run statistic
@@ -142,6 +144,10 @@ class AnomalyParams:
     # How much more surprising than the recent peak a value must be to count as news
     # (nats; 0: any amount): within a climbing burst every value beats the last by a little.
     novelty_margin: float = 0.0
+    # An incident's length (steps; 0: off): within this many quiet steps of the stream's
+    # last alarm, or of its sustained deviation at the threshold, nothing is news
+    # (:func:`novelty`), so an incident raises one alert, not a burst of them.
+    refractory: float = 50.0
     # The forecast surprise from a tail fitted to the stream's own largest errors
     # (:func:`excess_step`): the share of errors in the fit (0: the Gaussian tail of the
     # error statistics, as before 2026-12-01), its learning rate, and the largest
@@ -166,7 +172,7 @@ class AnomalyParams:
 
 
 # What a model.json without these fields meant.
-_LEGACY: dict[str, Any] = {"excess_rate": 0.0, "sustained_rate": 0.0}
+_LEGACY: dict[str, Any] = {"excess_rate": 0.0, "sustained_rate": 0.0, "refractory": 0.0}
 
 
 def error_of(x: F64, forecast: F64, std: F64) -> F64:
@@ -288,10 +294,22 @@ def range_surprise(
     return surprise, lo, hi, rec
 
 
-def novelty(p: AnomalyParams, surprise: F64, peak: F64) -> tuple[F64, F64]:
-    """Damp a surprise that does not exceed the stream's recent peak by ``novelty_margin``
-    nats; returns ``(surprise, peak)``."""
-    damped = np.where(surprise > peak + p.novelty_margin, surprise, p.novelty_damp * surprise)
+def novelty(
+    p: AnomalyParams, surprise: F64, peak: F64, quiet: F64 | None = None
+) -> tuple[F64, F64]:
+    """Damp a surprise that is not news; returns ``(surprise, peak)``.
+
+    Not news: a surprise that does not exceed the stream's recent peak by
+    ``novelty_margin`` nats, or (``quiet [B]`` given, ``refractory`` > 0) any surprise
+    within ``refractory`` quiet steps of the stream's last incident (``quiet``: steps since
+    the stream last alarmed or its sustained deviation was at the threshold). A spiky
+    stream's incident is a cluster of values, each of which may beat the decaying peak;
+    within one, only a surprise of ``1 / novelty_damp`` times the alarm level alerts again.
+    """
+    news = surprise > peak + p.novelty_margin
+    if quiet is not None and p.refractory > 0:
+        news &= quiet >= p.refractory
+    damped = np.where(news, surprise, p.novelty_damp * surprise)
     peak = np.maximum(surprise, p.novelty_decay * peak)
     return damped, peak
 

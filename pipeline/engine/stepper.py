@@ -192,7 +192,7 @@ def advance(
     rest = np.max(np.stack([gauss, beyond, stuck_novel]), axis=0)
     reason = np.where(sustained_novel > rest, REASONS.index("sustained"), reason)
     others = np.maximum(stuck_novel, np.maximum(beyond, sustained_novel))
-    surprise, peak = novelty(anom, np.maximum(gauss, others), st.peak)
+    surprise, peak = novelty(anom, np.maximum(gauss, others), st.peak, st.pq)
     # A sensor that just froze alarms, even within another incident's decaying peak.
     surprise = np.where(onset, np.maximum(surprise, stuck), surprise)
     st.peak = np.where(has, peak, st.peak)

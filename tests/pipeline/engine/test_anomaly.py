@@ -207,6 +207,35 @@ def test_novelty_keeps_the_first_and_rising_surprises_and_damps_the_rest() -> No
     assert out[-1] == 40.0  # the peak has decayed: a new incident alarms again
 
 
+def _burst_alarms(p: AnomalyParams, raw: list[float]) -> list[int]:
+    """Steps whose score reaches 0.6 through the novelty rule, the quiet count kept as the
+    stepper keeps it (0 at an alarm, one more at every other step)."""
+    peak, quiet, alarms = np.zeros(1), np.full(1, 1e9), []
+    for t, s in enumerate(raw):
+        d, peak = novelty(p, np.array([s]), peak, quiet)
+        alarmed = score_of(d)[0] >= 0.6
+        quiet = np.zeros(1) if alarmed else quiet + 1.0
+        if alarmed:
+            alarms.append(t)
+    return alarms
+
+
+def test_a_burst_is_one_incident_but_a_far_larger_surprise_breaks_through() -> None:
+    """A spiky stream's burst: each spike beats the peak the last one left, decayed."""
+    alarm = 1.5 * math.log(1e5)  # the surprise that scores 0.6
+    burst = [0.0] * 5 + [1.2 * alarm] + [0.0] * 12 + [1.3 * alarm] + [0.0] * 15
+    burst += [1.4 * alarm] + [0.0] * 60
+    # Without the refractory rule the burst alerts three times.
+    assert _burst_alarms(AnomalyParams(refractory=0.0), burst) == [5, 18, 34]
+    p = AnomalyParams(refractory=50.0)
+    assert _burst_alarms(p, burst) == [5]
+    # Twice the alarm level alerts within an incident; after 50 quiet steps so does any.
+    assert _burst_alarms(p, [*burst[:20], 2.1 * alarm]) == [5, 20]
+    assert _burst_alarms(p, burst[:6] + [0.0] * 50 + [1.1 * alarm]) == [5, 56]
+    # Models calibrated before the rule keep scoring as they were calibrated.
+    assert AnomalyParams.from_json({}).refractory == 0.0 and AnomalyParams().refractory > 0
+
+
 def _frozen_run(p: AnomalyParams) -> tuple[list[float], float]:
     """Stuck surprises of 250 noisy values then 60 frozen ones, and the final repeat rate."""
     rng = np.random.default_rng(7)
