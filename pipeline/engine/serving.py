@@ -57,26 +57,30 @@ class _Out:
     inputs: F64  # [N, F]
 
 
-def _recent_covariates(
+def _replay_window(
     store: StateStore, slots: npt.NDArray[np.int64], names: tuple[str, ...]
-) -> list[npt.NDArray[np.float32]] | None:
-    """Covariates of each stream's ring inputs, for a replay. Times the ring does not know
-    (after a restore: the changelog does not carry them) are taken as one minute apart up
-    to the stream's last event: an approximation that only shapes the rebuilt state, which
-    the next real events correct."""
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.float32] | None]:
+    """Each stream's ring inputs right-aligned, their counts, and their covariates, for a
+    replay (:func:`pipeline.engine.stepper.rebuild`). Times the ring does not know (after
+    a restore: the changelog does not carry them) are taken as one minute apart up to the
+    stream's last event: an approximation that only shapes the rebuilt state, which the
+    next real events correct."""
+    inputs, phases, lengths = store.recent_window(slots)
     if not names:
-        return None
-    out = []
-    for s in slots.tolist():
-        phases = store.recent_times(int(s))
-        n = len(phases)
-        if n and not np.isfinite(phases).all():
-            last = float(np.mod(store.last_ts[s], WEEK)) if np.isfinite(store.last_ts[s]) else 0.0
-            phases = last - 60.0 * np.arange(n - 1, -1, -1, dtype=np.float64)
-        prev = np.concatenate([[np.nan], phases[:-1]])
-        gaps = np.mod(phases - prev, WEEK)  # phases wrap at the end of a week
-        out.append(covariates(phases, phases - gaps, names))
-    return out
+        return inputs, lengths, None
+    B, R = phases.shape
+    col = np.arange(R)[None, :]
+    held = col >= (R - lengths)[:, None]
+    unknown = (held & ~np.isfinite(phases)).any(axis=1)
+    if unknown.any():
+        last_ts = store.last_ts[slots[unknown]]
+        last = np.where(np.isfinite(last_ts), np.mod(np.nan_to_num(last_ts), WEEK), 0.0)
+        phases[unknown] = last[:, None] - 60.0 * (R - 1 - col)
+    prev = np.concatenate([np.full((B, 1), np.nan), phases[:, :-1]], axis=1)
+    prev[~np.concatenate([np.zeros((B, 1), np.bool_), held[:, :-1]], axis=1)] = np.nan
+    gaps = np.mod(phases - prev, WEEK)  # phases wrap at the end of a week
+    cov = covariates(phases.ravel(), (phases - gaps).ravel(), names)
+    return inputs, lengths, cov.reshape(B, R, len(names))
 
 
 # The scalars a restore requires to be finite (with mean, var, h and c).
@@ -479,13 +483,8 @@ class ServedModel:
             for at in range(0, n, 4096):
                 sl = slots[at : at + 4096]
                 st = self.store.gather(sl)
-                rebuild(
-                    self.session,
-                    self.meta.normalisation,
-                    st,
-                    [self.store.recent_inputs(s) for s in sl.tolist()],
-                    _recent_covariates(self.store, sl, self.meta.covariates),
-                )
+                window = _replay_window(self.store, sl, self.meta.covariates)
+                rebuild(self.session, self.meta.normalisation, st, *window)
                 self.store.scatter(sl, st)
         return n, len(ok) - n
 
@@ -514,11 +513,5 @@ class ServedModel:
         for start in range(0, len(live), 4096):
             sl = live[start : start + 4096]
             st = old.gather(sl)
-            rebuild(
-                session,
-                meta.normalisation,
-                st,
-                [old.recent_inputs(int(s)) for s in sl.tolist()],
-                _recent_covariates(old, sl, meta.covariates),
-            )
+            rebuild(session, meta.normalisation, st, *_replay_window(old, sl, meta.covariates))
             old.scatter(sl, st)

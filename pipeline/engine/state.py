@@ -583,6 +583,24 @@ class StateStore:
         out: F32 = self._arrival_order(slot, self.ring_buf[slot])
         return out
 
+    def recent_window(self, slots: I64) -> tuple[F32, F64, I64]:
+        """The rings of ``slots`` at once, for a replay: ``(inputs [B, R, F], times [B, R],
+        lengths [B])``, each stream's last ``lengths`` entries right-aligned in arrival
+        order (oldest first, ending at ``R - 1``; the rows before them hold zeros). Times
+        as :meth:`recent_times` gives them."""
+        R = self.ring
+        lengths = np.minimum(self.ring_len[slots], R)
+        # Output column p holds the k-th oldest entry, k = p - (R - length), which sits at
+        # (start + k) % R: start is the oldest entry's place once the ring has wrapped.
+        start = np.where(self.ring_len[slots] > R, self.ring_len[slots] % max(R, 1), 0)
+        k = np.arange(R)[None, :] - (R - lengths)[:, None]
+        valid = k >= 0
+        src = np.where(valid, (start[:, None] + k) % max(R, 1), 0)
+        rows = np.asarray(slots, np.int64)[:, None]
+        inputs: F32 = np.where(valid[:, :, None], self.ring_buf[rows, src], 0.0).astype(np.float32)
+        times: F64 = np.where(valid, self.ring_ts[rows, src], 0.0).astype(np.float64)
+        return inputs, times, lengths.astype(np.int64)
+
     def recent_times(self, slot: int) -> F64:
         """The times of :meth:`recent_inputs` as seconds into their week (NaN: unknown,
         e.g. after a restore: the changelog does not carry them)."""

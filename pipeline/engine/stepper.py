@@ -268,8 +268,9 @@ def rebuild(
     session: StepSession,
     norm: NormaliserParams,
     st: StepState,
-    recent: list[npt.NDArray[np.float32]],
-    recent_cov: list[F32] | None = None,
+    recent: F32,
+    lengths: npt.NDArray[np.int64],
+    recent_cov: F32 | None = None,
 ) -> None:
     """Rebuild (h, c) and the last forecast of each stream by replaying its recent inputs.
 
@@ -279,26 +280,29 @@ def rebuild(
     the new model alone for its first ``blend.MIN_EVIDENCE`` steps, worse forecasts and
     a biased live comparison at every refresh; the evidence follows the new model within
     about ``1 / blend.RATE`` steps); the interval multiplier and the gain, which calibrate
-    a model's own outputs on the stream, start again; ``recent[i]`` holds stream i's
-    inputs, oldest first.
+    a model's own outputs on the stream, start again. ``recent [B, T, F]`` holds each
+    stream's last ``lengths [B]`` inputs right-aligned (oldest first, ending at ``T - 1``;
+    the rows before them are ignored), ``recent_cov [B, T, C]`` their covariates: every
+    stream ends on the last replayed step, and a step runs the streams that have an input
+    there in one batch.
     """
     st.qlog = np.zeros_like(st.qlog)
     st.gxy, st.gxx, st.gn = np.zeros_like(st.gxy), np.zeros_like(st.gxx), np.zeros_like(st.gn)
-    B = len(recent)
+    B, T = recent.shape[:2]
     st.h = np.zeros_like(st.h)
     st.c = np.zeros_like(st.c)
     std = std_of(norm, st.mean, st.var)
-    longest = max((len(r) for r in recent), default=0)
-    # Right-align the histories so every stream ends on the last replayed step.
-    offsets = [longest - len(r) for r in recent]
+    first = T - np.asarray(lengths, np.int64)
     fc, fs = st.fc.copy(), st.fs.copy()
-    for t in range(longest):
-        rows = np.asarray([i for i in range(B) if t >= offsets[i]], np.int64)
-        x = np.stack([recent[i][t - offsets[i]] for i in rows.tolist()]).astype(np.float64)
+    for t in range(int(first.min(initial=T)), T):
+        # Every stream once the shortest history has begun (the usual case: full rings),
+        # indexed by a slice, which copies nothing.
+        some = np.flatnonzero(first <= t)
+        rows: npt.NDArray[np.int64] | slice = slice(None) if len(some) == B else some
+        x = recent[rows, t].astype(np.float64)
         z = np.clip((x - st.mean[rows]) / std[rows], -norm.clip, norm.clip).astype(np.float32)
         if recent_cov is not None:
-            cov = np.stack([recent_cov[i][t - offsets[i]] for i in rows.tolist()])
-            z = np.concatenate([z, cov.astype(np.float32)], axis=1)
+            z = np.concatenate([z, recent_cov[rows, t].astype(np.float32)], axis=1)
         f, s, h, c = session.step(z, st.h[:, rows], st.c[:, rows])
         st.h[:, rows] = h
         st.c[:, rows] = c

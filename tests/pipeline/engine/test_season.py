@@ -154,8 +154,8 @@ def test_a_model_swap_keeps_the_profile_and_the_blend(tiny_registry: Path) -> No
     st.sbin[...] = 288
     st.bm[...] = [3.0, 2.0, 1.0, 0.5, 0.25, 100.0]
     before, blend_before = st.sp.copy(), st.bm.copy()
-    cov = [np.zeros((3, len(meta.covariates)), np.float32)] * 2
-    rebuild(session, meta.normalisation, st, [np.ones((3, 1), np.float32)] * 2, cov)
+    cov = np.zeros((2, 3, len(meta.covariates)), np.float32)
+    rebuild(session, meta.normalisation, st, np.ones((2, 3, 1), np.float32), np.full(2, 3), cov)
     np.testing.assert_array_equal(st.sp, before)
     assert (st.sbin == 288).all()
     np.testing.assert_array_equal(st.bm, blend_before)

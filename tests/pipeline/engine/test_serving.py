@@ -246,3 +246,50 @@ def test_a_restore_from_columns_installs_what_a_restore_of_snapshots_does(
         else:
             xa, xb = xa[sa], xb[sb]
         np.testing.assert_array_equal(xa, xb, err_msg=name)
+
+
+def test_a_swap_rebuilds_each_stream_as_it_would_alone() -> None:
+    """The replay batches streams by step, whatever their histories' lengths (a ring not
+    full yet, one wrapped many times, times unknown after a restore): each stream's
+    rebuilt LSTM state and forecast are those of its own replay."""
+    from pipeline.engine.events import DecodedBatch
+    from pipeline.engine.registry import Registry
+    from pipeline.engine.serving import ServedModel
+
+    registry = Registry(Path(__file__).resolve().parents[3] / "exported_models")
+    rng = np.random.default_rng(3)
+    histories = {
+        name: 20.0 + np.arange(n) % 13 + rng.normal(size=n)
+        for name, n in {"new": 1, "young": 7, "full": 64, "old": 150}.items()
+    }
+
+    def served_with(names: list[str], ring: int = 64) -> ServedModel:
+        served = ServedModel("default", registry, replay_steps=ring)
+        for name in names:
+            for t, v in enumerate(histories[name]):
+                ts = 1_764_000_000.0 + 60.0 * t
+                batch = DecodedBatch(
+                    index=np.zeros(1, np.int64),
+                    stream_ids=[name],
+                    ts=np.full(1, ts),
+                    values=np.full((1, 1), v),
+                    ts_raw=[ts],
+                    rejections=[],
+                )
+                served.score(batch, np.zeros(1, np.int64), now=ts)
+        old = served.store.slot_of("old")
+        if old is not None:
+            served.store.ring_ts[old] = np.nan  # as after a restore
+        served._carry_over(served.meta, served.session)
+        return served
+
+    together = served_with(list(histories))
+    for name, values in histories.items():
+        # Alone, and in a ring no longer than its history: nothing to align.
+        alone = served_with([name], ring=min(len(values), 64))
+        a, b = together.store.slot_of(name), alone.store.slot_of(name)
+        assert a is not None and b is not None
+        for field in ("h", "c"):
+            got, want = getattr(together.store, field)[:, a], getattr(alone.store, field)[:, b]
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(together.store.fc[a], alone.store.fc[b], rtol=1e-5)

@@ -84,6 +84,23 @@ def test_ring_buffer_returns_recent_inputs_oldest_first() -> None:
     assert store.recent_inputs(int(slots[0]))[:, 0].tolist() == [2.0, 3.0, 4.0]
 
 
+def test_the_replay_window_right_aligns_every_ring_in_arrival_order() -> None:
+    """Empty, partly filled, full and wrapped rings at once, as a swap replays them."""
+    store = _store(capacity=4, ring=3)
+    slots = store.slots_for(["empty", "one", "full", "wrapped"], now=0.0)
+    for n, slot in zip([0, 1, 3, 5], slots.tolist(), strict=True):
+        for v in range(n):
+            store.push_inputs(np.array([slot]), np.array([[10.0 * slot + v]]), np.array([60.0 * v]))
+    inputs, times, lengths = store.recent_window(slots)
+    assert lengths.tolist() == [0, 1, 3, 3]
+    for row, slot in enumerate(slots.tolist()):
+        n = int(lengths[row])
+        assert inputs[row, 3 - n :, 0].tolist() == store.recent_inputs(slot)[:, 0].tolist()
+        assert times[row, 3 - n :].tolist() == store.recent_times(slot).tolist()
+        assert not inputs[row, : 3 - n].any()
+    assert inputs[3, :, 0].tolist() == [32.0, 33.0, 34.0]  # the wrapped ring's last three
+
+
 def test_adopt_carries_model_independent_state_only() -> None:
     old = _store(capacity=4)
     slots = old.slots_for(["a", "b"], now=5.0)
