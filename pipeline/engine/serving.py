@@ -19,6 +19,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -158,6 +159,10 @@ class ServedModel:
         self.meta = registry.meta(name, version)
         self.session = StepSession(self.meta, threads=threads)
         self.refused_version: str | None = None
+        # The version swapped away from and its streams' LSTM state as it stood, until the
+        # next batch: a rollback watch pinned right after the swap takes it over instead of
+        # replaying every stream again (:meth:`pinned`).
+        self._left: tuple[str, dict[str, npt.NDArray[Any]]] | None = None
         self.store = self._new_store(self.meta, capacity)
         # Called with the slots a batch, a swap or an eviction is about to change or free,
         # before any of them changes: the scorer writes the changelog frames a checkpoint
@@ -172,7 +177,8 @@ class ServedModel:
     def pinned(self, version: str) -> ServedModel:
         """Another version of this model with the same settings and its own copy of every
         stream's state, taken over as a swap would (the sensor's statistics copied, the
-        LSTM state rebuilt from the recent inputs): a shadow, warm from its first event and
+        LSTM state rebuilt from the recent inputs; for the version a swap just replaced,
+        before any batch, the LSTM state it had): a shadow, warm from its first event and
         measuring errors in the same stream units. Raises RegistryError if it does not load."""
         other = ServedModel(
             self.name,
@@ -189,7 +195,14 @@ class ServedModel:
             version=version,
         )
         other.store.adopt(self.store)
-        other._carry_over(other.meta, other.session)
+        left, self._left = self._left, None
+        if left is not None and left[0] == version and other.store.takes_lstm_state(left[1]):
+            # The version this one replaced, pinned before any event moved the streams on:
+            # their state as it stood is exact, and replaying every stream would hold the
+            # poll loop as long as the swap did (benchmarks/swap.py).
+            other.store.install_lstm_state(left[1])
+        else:
+            other._carry_over(other.meta, other.session)
         return other
 
     @property
@@ -228,6 +241,7 @@ class ServedModel:
         down by stepping its events one at a time, and only the event that still fails is
         rejected (``internal_error``).
         """
+        self._left = None  # a batch moves the streams on: the state left behind is stale
         rejections: list[Rejection] = []
         ts_all, x_all = batch.ts[rows], batch.values[rows]
         ok = screen(self.bounds, batch.index[rows], ts_all, x_all, now, rejections)
@@ -417,7 +431,9 @@ class ServedModel:
             raise
         if self.before_update is not None:
             self.before_update(self.store.live_slots())  # the swap changes every stream
+        left = (self.version, self.store.lstm_state())
         self._carry_over(meta, session)
+        self._left = left
         log.info(
             "model %s: swapped %s -> %s for %d streams",
             self.name,

@@ -293,3 +293,48 @@ def test_a_swap_rebuilds_each_stream_as_it_would_alone() -> None:
             got, want = getattr(together.store, field)[:, a], getattr(alone.store, field)[:, b]
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=name)
         np.testing.assert_allclose(together.store.fc[a], alone.store.fc[b], rtol=1e-5)
+
+
+def test_the_version_a_swap_replaced_is_pinned_with_the_state_it_had(
+    tiny_registry: Path, tmp_path: Path
+) -> None:
+    """The rollback watch pins the previous version right after a swap: it takes over the
+    LSTM state the streams had in it, exactly, instead of replaying every stream again
+    (which held the poll loop as long as the swap did); pinned again, it replays."""
+    import json
+    import shutil
+
+    from pipeline.engine.events import DecodedBatch
+    from pipeline.engine.registry import Registry
+    from pipeline.engine.serving import ServedModel
+
+    shutil.copytree(tiny_registry, tmp_path / "r")
+    registry = Registry(tmp_path / "r")
+    v1 = registry.current("tiny")
+    assert v1 is not None
+    served = ServedModel("tiny", registry)
+    ids = [f"s{i}" for i in range(5)]
+    for t in range(40):
+        batch = DecodedBatch(
+            index=np.arange(5, dtype=np.int64),
+            stream_ids=ids,
+            ts=np.full(5, 1_764_000_000.0 + 60.0 * t),
+            values=np.sin(0.3 * t + np.arange(5))[:, None] * 10 + 50,
+            ts_raw=[0.0] * 5,
+            rejections=[],
+        )
+        served.score(batch, np.arange(5, dtype=np.int64), now=1_764_000_000.0 + 60.0 * t)
+    before = {k: getattr(served.store, k).copy() for k in ("h", "c", "fc")}
+    doc = json.loads((tmp_path / "r" / "tiny" / v1 / "model.json").read_text())
+    registry.write_version("tiny", "v2", tmp_path / "r" / "tiny" / v1 / "model.onnx", {**doc})
+    registry.promote("tiny", "v2")
+    assert served.maybe_swap() == "v2"
+    assert not np.array_equal(served.store.h, before["h"])  # rebuilt by replay
+    previous = served.pinned(v1)
+    for name, value in before.items():
+        np.testing.assert_array_equal(getattr(previous.store, name), value)
+    assert not previous.store.qlog.any() and not previous.store.gn.any()  # as after a swap
+    # Pinned again (the state left behind is taken once), it is rebuilt by replay.
+    again = served.pinned(v1)
+    assert not np.array_equal(again.store.h, before["h"])
+    np.testing.assert_allclose(again.store.h, served.store.h, rtol=1e-5, atol=1e-6)
