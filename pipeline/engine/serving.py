@@ -56,6 +56,7 @@ class _Out:
     abs_error: F64
     nll: F64
     inputs: F64  # [N, F]
+    share: F64  # [N, F]
 
 
 def _replay_window(
@@ -109,6 +110,7 @@ class Scored:
     abs_error: F64 | None = None  # [N]
     nll: F64 | None = None  # [N]
     inputs: F64 | None = None  # [N, F] the normalised values the network saw (NaN: none)
+    share: F64 | None = None  # [N, F] each feature's share of its score (stepper.Stepped)
 
 
 def _rank_within_stream(slots: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
@@ -271,6 +273,7 @@ class ServedModel:
             abs_error=np.full(N, np.nan),
             nll=np.full(N, np.nan),
             inputs=np.full((N, F), np.nan),
+            share=np.full((N, F), np.nan),
         )
         store = self.store
         record_of = batch.index[rows]
@@ -323,6 +326,7 @@ class ServedModel:
             out.abs_error[keep],
             out.nll[keep],
             out.inputs[keep],
+            out.share[keep],
         )
 
     def _step(
@@ -392,6 +396,7 @@ class ServedModel:
         out.abs_error[idx[keep]] = stepped.abs_error[keep]
         out.nll[idx[keep]] = stepped.nll[keep]
         out.inputs[idx[keep]] = stepped.inputs[keep]
+        out.share[idx[keep]] = stepped.share[keep]
         if band is not None:
             lo, hi = band.bounds(st.fc[keep], st.fs[keep], st.qlog[keep])
             out.lo[idx[keep]], out.hi[idx[keep]] = lo, hi

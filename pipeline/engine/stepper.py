@@ -69,6 +69,9 @@ class Stepped:
     abs_error: F64  # [B] mean |x - forecast| over features, in the stream's spread
     nll: F64  # [B] its negative log density under the interval's distribution (NaN: none)
     inputs: F64  # [B, F] the normalised values the network saw (input drift, drift.py)
+    # [B, F] each feature's share of what the reason's channel measured (sums to 1; a
+    # single-feature stream: 1): which sensor of a multi-feature stream moved.
+    share: F64
 
 
 # The share of a stream's variance its daily profile must explain before the level channel
@@ -103,7 +106,9 @@ def advance(
     fc1, fs1 = st.fc[:, 0, :], st.fs[:, 0, :]
     scaled = st.has_fc & np.isfinite(fs1).all(axis=1)
     e = error_of(x, fc1, std_prev)
+    e_scale = std_prev
     if anom.use_scale and scaled.any():
+        e_scale = np.where(scaled[:, None], fs1, std_prev)
         e = np.where(scaled, error_of(x, fc1, np.where(scaled[:, None], fs1, 1.0)), e)
     expected = np.full((2, *x.shape), np.nan)
     abs_error = np.where(st.has_fc, np.mean(np.abs(x - fc1) / std_prev, axis=1), np.nan)
@@ -177,6 +182,7 @@ def advance(
     repeated = np.all(x == st.last_x, axis=1)
     stuck, st.run, st.rep_p = stuck_surprise(anom, repeated, st.n, st.run, st.rep_p)
     stuck_novel, onset = stuck_onset(anom, stuck, st.rep_p)
+    lo_before, hi_before = st.lo, st.hi
     beyond, st.lo, st.hi, st.rec = range_surprise(
         anom, x, st.n, st.lo, st.hi, st.mean, st.rec, std_prev
     )
@@ -191,6 +197,7 @@ def advance(
     sustained_novel, _, lasting = sustained_onset(anom, sustained, st.pq)
     rest = np.max(np.stack([gauss, beyond, stuck_novel]), axis=0)
     reason = np.where(sustained_novel > rest, REASONS.index("sustained"), reason)
+    share = _shares(reason, x, fc1, e_scale, st.mean, std_prev, lo_before, hi_before, centre, bare)
     others = np.maximum(stuck_novel, np.maximum(beyond, sustained_novel))
     surprise, peak = novelty(anom, np.maximum(gauss, others), st.peak, st.pq)
     # A sensor that just froze alarms, even within another incident's decaying peak.
@@ -260,8 +267,44 @@ def advance(
     st.has_fc = np.ones_like(has)
     st.steps = st.steps + 1
     return Stepped(
-        score, e, reason.astype(np.int64), expected[0], expected[1], abs_error, nll, inputs
+        score, e, reason.astype(np.int64), expected[0], expected[1], abs_error, nll, inputs, share
     )
+
+
+def _shares(
+    reason: npt.NDArray[np.int64],
+    x: F64,
+    fc1: F64,
+    e_scale: F64,
+    mean: F64,
+    std: F64,
+    lo: F64,
+    hi: F64,
+    centre: F64,
+    bare: F64,
+) -> F64:
+    """Each feature's share ``[B, F]`` of what the channel named by ``reason`` measured: the
+    squared forecast error (forecast), the squared distance from the long-run mean (level),
+    the excess beyond the running range in its widths (range), the absolute deviation
+    from where the value was expected (sustained); a frozen sensor repeats every feature,
+    and a channel that measured nothing on any feature, equal shares."""
+    B, F = x.shape
+    if F == 1:
+        return np.ones((B, 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per = np.stack(
+            [
+                ((x - fc1) / e_scale) ** 2,
+                ((x - mean) / std) ** 2,
+                np.maximum(np.maximum(x - hi, lo - x), 0.0) / (hi - lo),
+                np.zeros_like(x),
+                np.abs((x - centre) / bare),
+            ]
+        )[reason, np.arange(B)]
+    per = np.where(np.isfinite(per), per, 0.0)
+    total = per.sum(axis=1, keepdims=True)
+    out: F64 = np.where(total > 0, per / np.where(total > 0, total, 1.0), 1.0 / F)
+    return out
 
 
 def rebuild(

@@ -10,9 +10,11 @@ Score record value (key = stream id)::
      "warm", "model", "model_version", "partition", "offset"}
 
 and on a record flagged ``is_anomaly``, its explanation: ``anomaly_reason`` (the channel
-that scored highest: forecast, level, range or stuck) and ``expected_lo``,
+that scored highest: forecast, level, range, stuck or sustained), ``expected_lo``,
 ``expected_hi``, the t+1 interval the value was expected in (null without a scale head;
-per feature an object for multivariate models).
+per feature an object for multivariate models), and for multivariate models
+``feature_share``, each feature's share of what that channel measured (feature → share,
+summing to 1: which sensor moved).
 
 Dead-letter record: the original key and bytes, with headers ``statecast.reason``,
 ``statecast.error``, ``statecast.source.topic``, ``statecast.source.partition`` and
@@ -44,6 +46,7 @@ def encode_scores(
     reasons: list[str] | None = None,
     expected_lo: npt.NDArray[np.float64] | None = None,
     expected_hi: npt.NDArray[np.float64] | None = None,
+    shares: npt.NDArray[np.float64] | None = None,
     warm: npt.NDArray[np.bool_],
     threshold: float,
     features: tuple[str, ...],
@@ -93,6 +96,8 @@ def encode_scores(
             if expected_lo is not None and expected_hi is not None:
                 doc["expected_lo"] = _per_feature(expected_lo[i], features)
                 doc["expected_hi"] = _per_feature(expected_hi[i], features)
+            if multi and shares is not None:
+                doc["feature_share"] = dict(zip(features, shares[i].round(3).tolist(), strict=True))
         out.append(dumps(doc)[:-1] + tail)
     return out
 

@@ -124,6 +124,7 @@ class BatchScorer:
                 reasons=[REASONS[k] for k in scored.reason[at].tolist()],
                 expected_lo=scored.expected_lo[at],
                 expected_hi=scored.expected_hi[at],
+                shares=None if scored.share is None else scored.share[at],
                 warm=scored.warm[at],
                 threshold=served.threshold,
                 features=served.meta.features,

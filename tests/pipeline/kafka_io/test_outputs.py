@@ -32,6 +32,7 @@ def _encode(features: tuple[str, ...], score: list[float], with_band: bool) -> l
         reasons=["forecast", "stuck"][:n],
         expected_lo=np.full((n, F), 0.5),
         expected_hi=np.full((n, F), np.nan),
+        shares=np.tile(np.linspace(1.0, 2.0, F) / np.linspace(1.0, 2.0, F).sum(), (n, 1)),
     )
     return [orjson.loads(d) for d in docs]
 
@@ -52,3 +53,11 @@ def test_multivariate_intervals_are_objects_per_step_and_a_point_model_has_none(
     assert doc["expected_lo"] == {"a": 0.5, "b": 0.5}
     (point,) = _encode(("value",), [0.1], with_band=False)
     assert "forecast_lo" not in point and "forecast_hi" not in point
+
+
+def test_a_multivariate_anomaly_names_each_features_share_and_nothing_else_does() -> None:
+    quiet, flagged = _encode(("a", "b"), [0.1, 0.9], with_band=True)
+    assert flagged["feature_share"] == {"a": 0.333, "b": 0.667}
+    assert "feature_share" not in quiet
+    (single,) = _encode(("value",), [0.9], with_band=True)
+    assert single["is_anomaly"] and "feature_share" not in single  # trivially all of it
