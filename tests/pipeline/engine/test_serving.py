@@ -300,7 +300,8 @@ def test_the_version_a_swap_replaced_is_pinned_with_the_state_it_had(
 ) -> None:
     """The rollback watch pins the previous version right after a swap: it takes over the
     LSTM state the streams had in it, exactly, instead of replaying every stream again
-    (which held the poll loop as long as the swap did); pinned again, it replays."""
+    (which held the poll loop as long as the swap did); pinned again, or after a batch
+    moved the streams on, it replays."""
     import json
     import shutil
 
@@ -314,7 +315,8 @@ def test_the_version_a_swap_replaced_is_pinned_with_the_state_it_had(
     assert v1 is not None
     served = ServedModel("tiny", registry)
     ids = [f"s{i}" for i in range(5)]
-    for t in range(40):
+
+    def step(t: int) -> None:
         batch = DecodedBatch(
             index=np.arange(5, dtype=np.int64),
             stream_ids=ids,
@@ -324,9 +326,13 @@ def test_the_version_a_swap_replaced_is_pinned_with_the_state_it_had(
             rejections=[],
         )
         served.score(batch, np.arange(5, dtype=np.int64), now=1_764_000_000.0 + 60.0 * t)
+
+    for t in range(40):
+        step(t)
     before = {k: getattr(served.store, k).copy() for k in ("h", "c", "fc")}
     doc = json.loads((tmp_path / "r" / "tiny" / v1 / "model.json").read_text())
-    registry.write_version("tiny", "v2", tmp_path / "r" / "tiny" / v1 / "model.onnx", {**doc})
+    onnx = tmp_path / "r" / "tiny" / v1 / "model.onnx"
+    registry.write_version("tiny", "v2", onnx, {**doc, "version": "v2"})
     registry.promote("tiny", "v2")
     assert served.maybe_swap() == "v2"
     assert not np.array_equal(served.store.h, before["h"])  # rebuilt by replay
@@ -338,6 +344,14 @@ def test_the_version_a_swap_replaced_is_pinned_with_the_state_it_had(
     again = served.pinned(v1)
     assert not np.array_equal(again.store.h, before["h"])
     np.testing.assert_allclose(again.store.h, served.store.h, rtol=1e-5, atol=1e-6)
+    # Swapped again, then a batch: the state left behind is stale, and is not taken over.
+    registry.write_version("tiny", "v3", onnx, {**doc, "version": "v3"})
+    registry.promote("tiny", "v3")
+    assert served.maybe_swap() == "v3" and served._left is not None
+    stale = served._left[1]["h"]
+    step(40)
+    later = served.pinned("v2")
+    assert not np.array_equal(later.store.h, stale)
 
 
 def test_each_feature_gets_its_share_of_what_the_reasons_channel_measured() -> None:
