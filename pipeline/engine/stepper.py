@@ -70,7 +70,7 @@ class Stepped:
     nll: F64  # [B] its negative log density under the interval's distribution (NaN: none)
     inputs: F64  # [B, F] the normalised values the network saw (input drift, drift.py)
     # [B, F] each feature's share of what the reason's channel measured (sums to 1; a
-    # single-feature stream: 1): which sensor of a multi-feature stream moved.
+    # single-feature stream: 1; NaN where it did not alarm): which sensor moved.
     share: F64
 
 
@@ -105,11 +105,8 @@ def advance(
     std_prev = std_of(norm, st.mean, st.var)
     fc1, fs1 = st.fc[:, 0, :], st.fs[:, 0, :]
     scaled = st.has_fc & np.isfinite(fs1).all(axis=1)
-    e = error_of(x, fc1, std_prev)
-    e_scale = std_prev
-    if anom.use_scale and scaled.any():
-        e_scale = np.where(scaled[:, None], fs1, std_prev)
-        e = np.where(scaled, error_of(x, fc1, np.where(scaled[:, None], fs1, 1.0)), e)
+    e_scale = np.where(scaled[:, None], fs1, std_prev) if anom.use_scale else std_prev
+    e = error_of(x, fc1, e_scale)
     expected = np.full((2, *x.shape), np.nan)
     abs_error = np.where(st.has_fc, np.mean(np.abs(x - fc1) / std_prev, axis=1), np.nan)
     nll = np.full(len(x), np.nan)
@@ -197,7 +194,6 @@ def advance(
     sustained_novel, _, lasting = sustained_onset(anom, sustained, st.pq)
     rest = np.max(np.stack([gauss, beyond, stuck_novel]), axis=0)
     reason = np.where(sustained_novel > rest, REASONS.index("sustained"), reason)
-    share = _shares(reason, x, fc1, e_scale, st.mean, std_prev, lo_before, hi_before, centre, bare)
     others = np.maximum(stuck_novel, np.maximum(beyond, sustained_novel))
     surprise, peak = novelty(anom, np.maximum(gauss, others), st.peak, st.pq)
     # A sensor that just froze alarms, even within another incident's decaying peak.
@@ -215,6 +211,10 @@ def advance(
     st.pm, st.pv = pm, pv
     score = np.where(has, score_of(surprise), np.nan)
     alarmed = np.nan_to_num(score) >= anom.threshold
+    # Reported on anomalies only, so measured there only.
+    share = _shares(
+        reason, alarmed, x, fc1, e_scale, st.mean, std_prev, lo_before, hi_before, centre, bare
+    )
     # Quiet steps: since the stream last alarmed, or the sustained channel was at the
     # threshold (pipeline.engine.anomaly.sustained_onset).
     st.pq = np.where(has, np.where(lasting | alarmed, 0.0, st.pq + 1.0), st.pq)
@@ -273,6 +273,7 @@ def advance(
 
 def _shares(
     reason: npt.NDArray[np.int64],
+    alarmed: npt.NDArray[np.bool_],
     x: F64,
     fc1: F64,
     e_scale: F64,
@@ -287,10 +288,17 @@ def _shares(
     squared forecast error (forecast), the squared distance from the long-run mean (level),
     the excess beyond the running range in its widths (range), the absolute deviation
     from where the value was expected (sustained); a frozen sensor repeats every feature,
-    and a channel that measured nothing on any feature, equal shares."""
+    and a channel that measured nothing on any feature, equal shares. Only where
+    ``alarmed [B]`` (NaN elsewhere); a single-feature stream's share is 1 everywhere."""
     B, F = x.shape
     if F == 1:
         return np.ones((B, 1))
+    out: F64 = np.full((B, F), np.nan)
+    r = np.flatnonzero(alarmed)
+    if not len(r):
+        return out
+    x, fc1, e_scale, mean, std = x[r], fc1[r], e_scale[r], mean[r], std[r]
+    lo, hi, centre, bare = lo[r], hi[r], centre[r], bare[r]
     with np.errstate(invalid="ignore", divide="ignore"):
         per = np.stack(
             [
@@ -300,10 +308,10 @@ def _shares(
                 np.zeros_like(x),
                 np.abs((x - centre) / bare),
             ]
-        )[reason, np.arange(B)]
+        )[reason[r], np.arange(len(r))]
     per = np.where(np.isfinite(per), per, 0.0)
     total = per.sum(axis=1, keepdims=True)
-    out: F64 = np.where(total > 0, per / np.where(total > 0, total, 1.0), 1.0 / F)
+    out[r] = np.where(total > 0, per / np.where(total > 0, total, 1.0), 1.0 / F)
     return out
 
 

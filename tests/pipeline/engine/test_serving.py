@@ -363,12 +363,15 @@ def test_each_feature_gets_its_share_of_what_the_reasons_channel_measured() -> N
     reason = np.array(
         [REASONS.index(r) for r in ("forecast", "range", "stuck", "level", "sustained")]
     )
-    share = _shares(reason, x, zeros, ones, zeros, ones, lo, hi, zeros, ones)
+    alarmed = np.ones(len(x), np.bool_)
+    share = _shares(reason, alarmed, x, zeros, ones, zeros, ones, lo, hi, zeros, ones)
     np.testing.assert_allclose(share[0], [1 / 17, 16 / 17])  # squared errors 1 and 16
     np.testing.assert_allclose(share[1], [1.0, 0.0])  # only a is beyond its range
     np.testing.assert_allclose(share[2], [0.5, 0.5])  # a frozen sensor repeats both
     np.testing.assert_allclose(share[3], [0.0, 1.0])  # a sits at the mean
     np.testing.assert_allclose(share[4], [0.5, 0.5])  # both 2 away from where expected
-    one = _shares(reason[:1], x[:1, :1], zeros[:1, :1], ones[:1, :1], zeros[:1, :1],
+    quiet = _shares(reason, ~alarmed, x, zeros, ones, zeros, ones, lo, hi, zeros, ones)
+    assert np.isnan(quiet).all()  # measured on anomalies only
+    one = _shares(reason[:1], alarmed[:1], x[:1, :1], zeros[:1, :1], ones[:1, :1], zeros[:1, :1],
                   ones[:1, :1], lo[:1, :1], hi[:1, :1], zeros[:1, :1], ones[:1, :1])  # fmt: skip
     assert one.tolist() == [[1.0]]
