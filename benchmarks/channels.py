@@ -1,8 +1,10 @@
 """Each detection channel taken out on its own, on NAB and on the generated suite: the
-channel table of docs/quality.md from one command.
+channel table of docs/quality.md from one command; with ``--plateau``, each parameter
+moved down and up from its default instead: how flat the default's neighbourhood is.
 
     python benchmarks/channels.py --data ../shared/data/nab-dev \\
-        --scorer ../shared/tools/nab_score.py --out docs/bench/channels-DATE [--force]
+        --scorer ../shared/tools/nab_score.py --out docs/bench/channels-DATE \\
+        [--plateau] [--jobs 2] [--force]
 
 For the default model and every variant below, runs ``benchmarks/nab.py --engine [--set
 K=V]`` (standard, reward-low-FP and reward-low-FN at NAB's optimised threshold, standard
@@ -19,6 +21,7 @@ import argparse
 import json
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +42,21 @@ VARIANTS: tuple[tuple[str, str | None], ...] = (
     ("novelty damping (`novelty_damp=1`)", "novelty_damp=1"),
     ("sustained deviation (`sustained_rate=0`)", "sustained_rate=0"),
     ("one alert per incident (`refractory=0`)", "refractory=0"),
+)
+# (parameter, moved down, moved up): the plateau table of docs/quality.md.
+PLATEAU: tuple[tuple[str, str, str], ...] = (
+    ("refractory", "25", "100"),
+    ("novelty_decay", "0.9", "0.98"),
+    ("novelty_damp", "0.25", "0.75"),
+    ("tail_level", "6.9", "11.5"),
+    ("value_weight", "0.75", "1.5"),
+    ("range_rate", "1000", "10000"),
+    ("range_min_std", "0.25", "1"),
+    ("range_max_rate", "0.025", "0.1"),
+    ("range_history", "150", "600"),
+    ("excess_rate", "0.01", "0.04"),
+    ("long_alpha", "0.0005", "0.002"),
+    ("sustained_rate", "0.025", "0.1"),
 )
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 FOUND_SETS = ("demo (600 x 1 min)", "week (2000 x 5 min)", "contextual (14 d x 5 min)")
@@ -73,6 +91,37 @@ def _false_alarms(syn: dict[str, Any]) -> int:
     )
 
 
+def _variants(plateau: bool) -> list[tuple[str, str | None]]:
+    if not plateau:
+        return list(VARIANTS)
+    out: list[tuple[str, str | None]] = [("nothing (default)", None)]
+    for name, low, high in PLATEAU:
+        out += [(f"`{name}={low}`", f"{name}={low}"), (f"`{name}={high}`", f"{name}={high}")]
+    return out
+
+
+def _measure(a: argparse.Namespace, kv: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    tag = kv or "default"
+    sets = ["--set", kv] if kv else []
+    nab = _run(
+        "nab.py",
+        [
+            "--data", str(a.data.resolve()), "--scorer", str(a.scorer.resolve()),
+            "--train-on", "none", "--registry", str(a.registry.resolve()),
+            "--model", a.model, "--engine", *sets,
+        ],
+        a.out / f"nab-{tag}.json",
+        a.force,
+    )  # fmt: skip
+    syn = _run(
+        "synthetic.py",
+        ["--registry", str(a.registry.resolve()), "--model", a.model, *sets],
+        a.out / f"syn-{tag}.json",
+        a.force,
+    )
+    return nab, syn
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, required=True)
@@ -80,29 +129,16 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--registry", type=Path, default=REPO / "exported_models")
     ap.add_argument("--model", default="default")
+    ap.add_argument("--plateau", action="store_true", help="move each parameter down and up")
+    ap.add_argument("--jobs", type=int, default=1, help="variants measured at once")
     ap.add_argument("--force", action="store_true", help="rerun variants whose JSON exists")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
+    variants = _variants(a.plateau)
+    with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:
+        measured = list(pool.map(lambda v: _measure(a, v[1]), variants))
     rows = []
-    for label, kv in VARIANTS:
-        tag = kv or "default"
-        sets = ["--set", kv] if kv else []
-        nab = _run(
-            "nab.py",
-            [
-                "--data", str(a.data.resolve()), "--scorer", str(a.scorer.resolve()),
-                "--train-on", "none", "--registry", str(a.registry.resolve()),
-                "--model", a.model, "--engine", *sets,
-            ],
-            a.out / f"nab-{tag}.json",
-            a.force,
-        )  # fmt: skip
-        syn = _run(
-            "synthetic.py",
-            ["--registry", str(a.registry.resolve()), "--model", a.model, *sets],
-            a.out / f"syn-{tag}.json",
-            a.force,
-        )
+    for (label, _), (nab, syn) in zip(variants, measured, strict=True):
         opt = "/".join(f"{nab['profiles'][p]['optimised']:.2f}" for p in PROFILES)
         loco = "/".join(f"{nab['leave_one_category_out'][p]['score']:.2f}" for p in PROFILES)
         own = nab["profiles"]["standard"]["at_own_threshold"]
@@ -111,8 +147,9 @@ def main() -> int:
             f"| {label} | {opt} | {own:.2f} | {loco} | {hit}/{total} | {_false_alarms(syn)} |"
         )
     print(
-        "| without | NAB standard / low FP / low FN (optimised) | standard at the model's "
-        "threshold | leave-one-category-out | generated: found | generated: false alarms |"
+        f"| {'with' if a.plateau else 'without'} | NAB standard / low FP / low FN (optimised) "
+        "| standard at the model's threshold | leave-one-category-out | generated: found "
+        "| generated: false alarms |"
     )
     print("|---|---|---:|---|---:|---:|")
     print("\n".join(rows))
