@@ -286,17 +286,16 @@ def deseasoned(sp: F32, sbin: F64, st0: F64, ts: F64) -> tuple[F64, F64]:
     nb = sbin[rows]
     # Per step for every stream, so the common case (the day fills every row: a stream
     # sampled every 5 minutes in a 288-row store) skips the masks; the sums are the same.
-    prof = sp[rows].astype(np.float64)  # [R, cap, F]
+    # The whole profile of every stream at every step: one pass for the sum and one for
+    # the sum of squares, accumulated in float64 (S holds offsets from the stream's
+    # level, so its mean is small beside its spread and the difference loses nothing).
+    prof = sp[rows]  # [R, cap, F]
     # The rows after a stream's bins (its week, or nothing), where some stream has them.
-    beyond = None if (nb == cap).all() else np.arange(cap)[None, :] >= nb[:, None]
-    if beyond is not None:
-        prof[beyond] = 0.0
-    mean = prof.sum(axis=1) / nb[:, None]
-    dev = prof - mean[:, None, :]
-    if beyond is not None:
-        dev[beyond] = 0.0
-    dev *= dev
-    var = dev.sum(axis=1) / nb[:, None]
+    if not (nb == cap).all():
+        prof[np.arange(cap)[None, :] >= nb[:, None]] = 0.0
+    mean = prof.sum(axis=1, dtype=np.float64) / nb[:, None]
+    square = np.einsum("rbf,rbf->rf", prof, prof, dtype=np.float64) / nb[:, None]
+    var = np.maximum(square - mean * mean, 0.0)
     now = sp[rows, _bin(ts[rows], nb)].astype(np.float64)
     weekly = week_in_use(sp, sbin, st0, ts)[rows]
     if weekly.any():
