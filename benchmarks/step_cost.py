@@ -3,17 +3,21 @@ profile), side by side in one process.
 
     .venv/bin/python benchmarks/step_cost.py --model default --versions A,B [--rounds 5]
     .venv/bin/python benchmarks/step_cost.py --model default --versions A --season
+    .venv/bin/python benchmarks/step_cost.py --model default --versions A --trees DIR1,DIR2
 
 The scorer's compute path for a batch of ``B`` streams (gather the state, covariates,
 one batched ONNX step with scoring, intervals and gain, the daily profile and its blend,
 scatter), timed in alternating rounds of about a second per version and batch size, so
 both see the same machine; prints the median µs per event and the ratio B/A. ``--season``:
-the one version without the profile (A) and with it (B).
+the one version without the profile (A) and with it (B). ``--trees``: the one version
+stepped by the code of two source trees (checkouts of two commits), each round in a
+process of its own, alternating: what a change to the step's code costs or saves.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
@@ -34,6 +38,26 @@ def _round(
     return took * 1e6 / n
 
 
+_IN_TREE = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from pipeline.commands.bench import model_only_steps
+from pipeline.engine.registry import Registry
+meta = Registry(Path(sys.argv[2])).meta(sys.argv[3], sys.argv[4])
+n, took = model_only_steps(meta, max(4 * int(sys.argv[5]), 1024), int(sys.argv[5]), 1.0)
+print(took * 1e6 / n)
+"""
+
+
+def _tree_round(tree: str, registry: Path, model: str, version: str, batch: int) -> float:
+    argv = [str(tree), str(registry), model, version, str(batch)]
+    out = subprocess.run(
+        [sys.executable, "-c", _IN_TREE, *argv], capture_output=True, text=True, check=True
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--registry", type=Path, default=REPO / "exported_models")
@@ -42,9 +66,23 @@ def main() -> int:
     ap.add_argument("--batches", default="256,2000")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--season", action="store_true", help="one version, without and with")
+    ap.add_argument("--trees", help="DIR1,DIR2: one version stepped by two source trees")
     a = ap.parse_args()
     registry = Registry(a.registry)
     versions = a.versions.split(",")
+    if a.trees:
+        trees = a.trees.split(",")
+        if len(versions) != 1 or len(trees) != 2:
+            ap.error("--trees takes one version and two directories")
+        for batch in (int(b) for b in a.batches.split(",")):
+            runs: dict[str, list[float]] = {t: [] for t in trees}
+            for k in range(a.rounds):
+                for t in trees if k % 2 == 0 else trees[::-1]:
+                    runs[t].append(_tree_round(t, a.registry, a.model, versions[0], batch))
+            med = {t: float(np.median(runs[t])) for t in trees}
+            cells = "  ".join(f"{t} {med[t]:6.2f} us/event" for t in trees)
+            print(f"B={batch:<5} {cells}  ratio {med[trees[1]] / med[trees[0]]:.2f}", flush=True)
+        return 0
     if a.season:
         if len(versions) != 1:
             ap.error("--season takes one version")
