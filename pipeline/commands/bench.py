@@ -295,9 +295,10 @@ def model_only_steps(
             band.bounds(st.fc, st.fs, st.qlog)
         store.scatter(sl, st)
 
-    # Every stream's first step starts its profile; then it is made three days old.
-    for start in range(0, streams, batch):
-        step(slots_all[start : start + batch])
+    # Every stream's first step starts its profile (in large batches whatever ``batch``
+    # is: only the state matters here); then it is made three days old.
+    for start in range(0, streams, max(batch, 1024)):
+        step(slots_all[start : start + max(batch, 1024)])
     store.st0[slots_all] -= 3 * 86_400.0
     ts += 60.0
     n, started = 0, time.monotonic()
