@@ -284,13 +284,13 @@ def deseasoned(sp: F32, sbin: F64, st0: F64, ts: F64) -> tuple[F64, F64]:
         return offset, spread
     rows = np.nonzero(ok)[0]
     nb = sbin[rows]
-    # Per step for every stream, so the common case (the day fills every row: a stream
-    # sampled every 5 minutes in a 288-row store) skips the masks; the sums are the same.
-    # The whole profile of every stream at every step: one pass for the sum and one for
-    # the sum of squares, accumulated in float64 (S holds offsets from the stream's
-    # level, so its mean is small beside its spread and the difference loses nothing).
-    prof = sp[rows]  # [R, cap, F]
-    # The rows after a stream's bins (its week, or nothing), where some stream has them.
+    # The whole profile of every settled stream at every step, so as few passes over it
+    # as can be: one for the sum and one for the sum of squares, accumulated in float64
+    # (where E[S²] - mean² keeps far more digits than the float32 bins hold). The rows
+    # after a stream's bins (its week, or nothing) are zeroed only where some stream has
+    # them; the common case (a stream sampled every 5 minutes in a 288-row store: the
+    # day fills every row) skips the mask.
+    prof = sp[rows]  # [R, cap, F], a copy
     if not (nb == cap).all():
         prof[np.arange(cap)[None, :] >= nb[:, None]] = 0.0
     mean = prof.sum(axis=1, dtype=np.float64) / nb[:, None]
