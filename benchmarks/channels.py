@@ -62,7 +62,8 @@ PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 FOUND_SETS = ("demo (600 x 1 min)", "week (2000 x 5 min)", "contextual (14 d x 5 min)")
 
 
-def _run(script: str, args: list[str], out: Path, force: bool) -> dict[str, Any]:
+def run_bench(script: str, args: list[str], out: Path, force: bool) -> dict[str, Any]:
+    """``benchmarks/<script> ARGS --json OUT`` unless OUT exists (or ``force``); its JSON."""
     if force or not out.exists():
         cmd = [sys.executable, str(REPO / "benchmarks" / script), *args, "--json", str(out)]
         print("$", " ".join(cmd[1:]), file=sys.stderr, flush=True)
@@ -91,6 +92,24 @@ def _false_alarms(syn: dict[str, Any]) -> int:
     )
 
 
+def row(label: str, nab: dict[str, Any], syn: dict[str, Any]) -> str:
+    """One markdown row of the table: NAB's and the generated suite's JSON of a run."""
+    opt = "/".join(f"{nab['profiles'][p]['optimised']:.2f}" for p in PROFILES)
+    loco = "/".join(f"{nab['leave_one_category_out'][p]['score']:.2f}" for p in PROFILES)
+    own = nab["profiles"]["standard"]["at_own_threshold"]
+    hit, total = _found(syn)
+    return f"| {label} | {opt} | {own:.2f} | {loco} | {hit}/{total} | {_false_alarms(syn)} |"
+
+
+def print_table(first: str, rows: list[str]) -> None:
+    print(
+        f"| {first} | NAB standard / low FP / low FN (optimised) | standard at the model's "
+        "threshold | leave-one-category-out | generated: found | generated: false alarms |"
+    )
+    print("|---|---|---:|---|---:|---:|")
+    print("\n".join(rows))
+
+
 def _variants(plateau: bool) -> list[tuple[str, str | None]]:
     if not plateau:
         return list(VARIANTS)
@@ -103,7 +122,7 @@ def _variants(plateau: bool) -> list[tuple[str, str | None]]:
 def _measure(a: argparse.Namespace, kv: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
     tag = kv or "default"
     sets = ["--set", kv] if kv else []
-    nab = _run(
+    nab = run_bench(
         "nab.py",
         [
             "--data", str(a.data.resolve()), "--scorer", str(a.scorer.resolve()),
@@ -113,7 +132,7 @@ def _measure(a: argparse.Namespace, kv: str | None) -> tuple[dict[str, Any], dic
         a.out / f"nab-{tag}.json",
         a.force,
     )  # fmt: skip
-    syn = _run(
+    syn = run_bench(
         "synthetic.py",
         ["--registry", str(a.registry.resolve()), "--model", a.model, *sets],
         a.out / f"syn-{tag}.json",
@@ -137,22 +156,8 @@ def main() -> int:
     variants = _variants(a.plateau)
     with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:
         measured = list(pool.map(lambda v: _measure(a, v[1]), variants))
-    rows = []
-    for (label, _), (nab, syn) in zip(variants, measured, strict=True):
-        opt = "/".join(f"{nab['profiles'][p]['optimised']:.2f}" for p in PROFILES)
-        loco = "/".join(f"{nab['leave_one_category_out'][p]['score']:.2f}" for p in PROFILES)
-        own = nab["profiles"]["standard"]["at_own_threshold"]
-        hit, total = _found(syn)
-        rows.append(
-            f"| {label} | {opt} | {own:.2f} | {loco} | {hit}/{total} | {_false_alarms(syn)} |"
-        )
-    print(
-        f"| {'with' if a.plateau else 'without'} | NAB standard / low FP / low FN (optimised) "
-        "| standard at the model's threshold | leave-one-category-out | generated: found "
-        "| generated: false alarms |"
-    )
-    print("|---|---|---:|---|---:|---:|")
-    print("\n".join(rows))
+    rows = [row(label, nab, syn) for (label, _), (nab, syn) in zip(variants, measured, strict=True)]
+    print_table("with" if a.plateau else "without", rows)
     return 0
 
 

@@ -20,16 +20,14 @@ markdown. About 12 minutes per seed on 2 cores.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.channels import PROFILES, _false_alarms, _found  # noqa: E402
+from benchmarks.channels import print_table, row, run_bench  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -37,15 +35,6 @@ BIN = Path(sys.executable).parent
 def _statecast(*args: str) -> None:
     print("$ statecast", " ".join(args), file=sys.stderr, flush=True)
     subprocess.run([str(BIN / "statecast"), *args], check=True, stdout=subprocess.DEVNULL)
-
-
-def _bench(script: str, args: list[str], out: Path, force: bool) -> dict[str, Any]:
-    if force or not out.exists():
-        cmd = [sys.executable, str(REPO / "benchmarks" / script), *args, "--json", str(out)]
-        print("$", " ".join(cmd[1:]), file=sys.stderr, flush=True)
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    loaded: dict[str, Any] = json.loads(out.read_text())
-    return loaded
 
 
 def _train(seed: int, work: Path, max_epochs: int) -> Path:
@@ -67,14 +56,6 @@ def _train(seed: int, work: Path, max_epochs: int) -> Path:
         "--seed", str(seed),
     )  # fmt: skip
     return registry
-
-
-def _row(label: str, nab: dict[str, Any], syn: dict[str, Any]) -> str:
-    opt = "/".join(f"{nab['profiles'][p]['optimised']:.2f}" for p in PROFILES)
-    loco = "/".join(f"{nab['leave_one_category_out'][p]['score']:.2f}" for p in PROFILES)
-    own = nab["profiles"]["standard"]["at_own_threshold"]
-    hit, total = _found(syn)
-    return f"| {label} | {opt} | {own:.2f} | {loco} | {hit}/{total} | {_false_alarms(syn)} |"
 
 
 def main() -> int:
@@ -100,20 +81,15 @@ def main() -> int:
     rows = []
     for tag, registry, model, label in runs:
         where = ["--registry", str(registry), "--model", model]
-        nab = _bench(
+        nab = run_bench(
             "nab.py",
             ["--data", data, "--scorer", scorer, "--train-on", "none", *where, "--engine"],
             a.out / f"nab-{tag}.json",
             a.force,
         )
-        syn = _bench("synthetic.py", where, a.out / f"syn-{tag}.json", a.force)
-        rows.append(_row(label, nab, syn))
-    print(
-        "| model | NAB standard / low FP / low FN (optimised) | standard at the model's "
-        "threshold | leave-one-category-out | generated: found | generated: false alarms |"
-    )
-    print("|---|---|---:|---|---:|---:|")
-    print("\n".join(rows))
+        syn = run_bench("synthetic.py", where, a.out / f"syn-{tag}.json", a.force)
+        rows.append(row(label, nab, syn))
+    print_table("model", rows)
     return 0
 
 
