@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -34,10 +33,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.forecast import evaluate_file, summarise  # noqa: E402
+from benchmarks.nab import statecast  # noqa: E402
 from pipeline.engine.csvdata import load_paths  # noqa: E402
 from pipeline.engine.registry import Registry  # noqa: E402
 
-BIN = Path(sys.executable).parent
 VARIANTS: dict[str, dict[str, Any]] = {
     "lstm": {},
     "gru": {"cell": "gru"},
@@ -46,12 +45,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "lstm-nocov": {"covariates": []},
     "lstm-gaussian": {"distribution": "gaussian"},
 }
-
-
-def _run(*args: str) -> None:
-    proc = subprocess.run([str(BIN / "statecast"), *args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"statecast {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
 
 
 def main() -> int:
@@ -66,11 +59,13 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="statecast-ablation-"))
     corpus, synthetic = work / "corpus", work / "synthetic"
-    _run(
+    statecast(
         "generate", "--corpus", "--out", str(corpus), "--streams", str(a.corpus_streams),
         "--length", "3000", "--seed", "0", "--prefix", "corpus",
     )  # fmt: skip
-    _run("generate", "--out", str(synthetic), "--streams", "24", "--length", "4000", "--seed", "0")
+    statecast(
+        "generate", "--out", str(synthetic), "--streams", "24", "--length", "4000", "--seed", "0"
+    )
     streams = load_paths([a.data])
     registry = work / "models"
     rows: dict[str, dict[str, Any]] = {}
@@ -78,7 +73,7 @@ def main() -> int:
         cfg = work / f"{name}.json"
         cfg.write_text(json.dumps({**VARIANTS[name], "max_epochs": a.epochs}))
         print(f"training {name} ...", file=sys.stderr)
-        _run(
+        statecast(
             "train", "--data", str(corpus), "--data", str(synthetic), "--registry",
             str(registry), "--model", name, "--promote", "always", "--config", str(cfg),
             "--no-plot",

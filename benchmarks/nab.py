@@ -37,7 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def _run(*args: str) -> str:
+def statecast(*args: str) -> str:
+    """``statecast ARGS`` from this environment; its stdout, or exit with its stderr."""
     proc = subprocess.run(
         [str(BIN / "statecast"), *args], capture_output=True, text=True, check=False
     )
@@ -107,8 +108,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="statecast-nab-"))
     registry = a.registry or work / "models"
     if a.train_on == "generated":
-        _run("generate", "--out", str(work / "gen"), "--streams", "24", "--length", "4000")
-        _run(
+        statecast("generate", "--out", str(work / "gen"), "--streams", "24", "--length", "4000")
+        statecast(
             "train",
             "--data",
             str(work / "gen"),
@@ -122,7 +123,7 @@ def main() -> int:
             a.max_epochs,
         )
     elif a.train_on == "nab":
-        _run(
+        statecast(
             "train",
             "--data",
             str(a.data),
@@ -139,7 +140,7 @@ def main() -> int:
     if a.engine:
         _engine_detect(a.data, results, registry, a.model, a.set)
     else:
-        _run(
+        statecast(
             "detect",
             str(a.data),
             "--output",

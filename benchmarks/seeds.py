@@ -20,7 +20,6 @@ markdown. About 12 minutes per seed on 2 cores.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 
@@ -28,13 +27,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.channels import print_table, row, run_bench  # noqa: E402
-
-BIN = Path(sys.executable).parent
+from benchmarks.nab import statecast  # noqa: E402
 
 
 def _statecast(*args: str) -> None:
     print("$ statecast", " ".join(args), file=sys.stderr, flush=True)
-    subprocess.run([str(BIN / "statecast"), *args], check=True, stdout=subprocess.DEVNULL)
+    statecast(*args)
 
 
 def _train(seed: int, work: Path, max_epochs: int) -> Path:

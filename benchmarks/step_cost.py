@@ -30,11 +30,16 @@ from pipeline.commands.bench import model_only_steps  # noqa: E402
 from pipeline.engine.registry import Registry  # noqa: E402
 
 
+def _streams(batch: int) -> int:
+    """How many streams a round draws its batches from."""
+    return max(4 * batch, 1024)
+
+
 def _round(
     version: str, registry: Registry, model: str, batch: int, seconds: float, seasonal: bool
 ) -> float:
     meta = registry.meta(model, version)
-    n, took = model_only_steps(meta, max(4 * batch, 1024), batch, seconds, seasonal)
+    n, took = model_only_steps(meta, _streams(batch), batch, seconds, seasonal)
     return took * 1e6 / n
 
 
@@ -45,13 +50,13 @@ from pathlib import Path
 from pipeline.commands.bench import model_only_steps
 from pipeline.engine.registry import Registry
 meta = Registry(Path(sys.argv[2])).meta(sys.argv[3], sys.argv[4])
-n, took = model_only_steps(meta, max(4 * int(sys.argv[5]), 1024), int(sys.argv[5]), 1.0)
+n, took = model_only_steps(meta, int(sys.argv[5]), int(sys.argv[6]), 1.0)
 print(took * 1e6 / n)
 """
 
 
 def _tree_round(tree: str, registry: Path, model: str, version: str, batch: int) -> float:
-    argv = [str(tree), str(registry), model, version, str(batch)]
+    argv = [str(tree), str(registry), model, version, str(_streams(batch)), str(batch)]
     out = subprocess.run(
         [sys.executable, "-c", _IN_TREE, *argv], capture_output=True, text=True, check=True
     )

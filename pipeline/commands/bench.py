@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from pipeline.commands.bench_restore import RestoreScenario, measure_restores
 from pipeline.commands.flags import add_kafka_flags, add_model_flags, kafka_for, models_config
@@ -283,7 +284,7 @@ def model_only_steps(
     rng = np.random.default_rng(0)
     ts = 1_764_000_000.0
 
-    def step(sl: Any) -> None:
+    def step(sl: npt.NDArray[np.int64]) -> None:
         st = store.gather(sl)
         # The covariates are part of the step's cost for a model that has them.
         times = np.full(len(sl), ts)
@@ -297,8 +298,9 @@ def model_only_steps(
 
     # Every stream's first step starts its profile (in large batches whatever ``batch``
     # is: only the state matters here); then it is made three days old.
-    for start in range(0, streams, max(batch, 1024)):
-        step(slots_all[start : start + max(batch, 1024)])
+    chunk = max(batch, 1024)
+    for start in range(0, streams, chunk):
+        step(slots_all[start : start + chunk])
     store.st0[slots_all] -= 3 * 86_400.0
     ts += 60.0
     n, started = 0, time.monotonic()
