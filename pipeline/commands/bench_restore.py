@@ -14,14 +14,17 @@ process then "stops" in one of two ways:
   tail since the last snapshot is longest);
 
 and each restore runs in a fresh set of served models, timed from the committed offsets
-to every stream installed (``Restorer.restore``): ``warm`` with the local snapshots (the
-same machine restarted), ``cold`` without (a new machine: the changelog as the log
-cleaner has left it).
+to every stream installed (``Restorer.restore``): ``warm`` with the local snapshots and
+their deltas (the same machine restarted), ``warm-no-delta`` with the snapshots alone
+(the changelog read from the snapshot's offset, as before deltas), ``cold`` with neither
+(a new machine: the changelog as the log cleaner has left it). All three restore the
+same written state, side by side.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import tempfile
 import time
@@ -46,6 +49,7 @@ from pipeline.kafka_io import (
 from pipeline.kafka_io.changelog import changelog_topic, topic_config
 from pipeline.metrics import ScorerMetrics
 from pipeline.scorer.checkpoint import Checkpointer
+from pipeline.scorer.local_delta import DeltaLog
 from pipeline.scorer.local_state import LocalState, SnapshotTaker
 from pipeline.scorer.restore import Restorer
 from pipeline.scorer.routing import Router
@@ -143,8 +147,9 @@ def _scenario(
         consumer.poll(200, 1)
     producer = open_producer(kafka, linger_ms=20)
     local = LocalState(root, changelog)
+    deltas = DeltaLog(root, changelog)
     # Due at every checkpoint; this script says at which ones it is taken.
-    taker = SnapshotTaker(local, changelog, interval_s=1e-9)
+    taker = SnapshotTaker(local, changelog, interval_s=1e-9, deltas=deltas)
     ckpt = Checkpointer(
         models,
         ScorerMetrics(),
@@ -184,21 +189,29 @@ def _scenario(
         last = i == a.checkpoints
         due = i % a.snapshot_interval == 0
         if due or last:
-            taker.close()  # the interval's real time: the previous snapshot is written
+            taker.wait()  # the interval's real time: the previous snapshot is written
         checkpoint(touched, snapshot=stop == "clean" if last else due, final=last)
     taker.close()
-    snapshot_cost = {"take_s": round(taker.take_s, 3), "write_s": round(taker.write_s, 3)}
+    snapshot_cost = {
+        "take_s": round(taker.take_s, 3),
+        "write_s": round(taker.write_s, 3),
+        "delta_records": deltas.appended,
+        "delta_append_s": round(deltas.append_s, 3),
+    }
     print(
         f"{stop}: wrote {written:,} changelog frames in {time.monotonic() - started:.0f}s",
         file=sys.stderr,
     )
     out = []
-    for mode in ("warm", "cold"):
+    # The unpaced scenario writes gigabytes in seconds: let the kernel write them back
+    # first, so that the restores do not compete with it (a scorer writes steadily).
+    os.sync()
+    sources = {"warm": (local, deltas), "warm-no-delta": (local, None), "cold": (None, None)}
+    for mode, (snapshots, delta) in sources.items():
         fresh = _served(cfg, a.streams)
         restorer = Restorer(
-            cfg, changelog, fresh, Router(cfg.model, {}), ScorerMetrics(),
-            local if mode == "warm" else None,
-        )  # fmt: skip
+            cfg, changelog, fresh, Router(cfg.model, {}), ScorerMetrics(), snapshots, delta
+        )
         assigned = {TopicPartition(cfg.input_topic, p) for p in range(a.partitions)}
         t0 = time.monotonic()
         restorer.restore(consumer, assigned)
@@ -218,6 +231,7 @@ def _scenario(
                 "stop": stop,
                 "streams": a.streams,
                 "changelog_records": restorer.changelog_records,
+                "local_records": restorer.local_records,
                 "changelog_written": written,
                 "pace_s": a.pace,
                 "snapshot": snapshot_cost,

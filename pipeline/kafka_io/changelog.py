@@ -36,7 +36,7 @@ records long enough for that rule to find the older state after a crash.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -49,6 +49,8 @@ from pipeline.kafka_io import read_to_end
 
 __all__ = [
     "FORMAT",
+    "block_offsets",
+    "frame_layout",
     "changelog_topic",
     "decode_block",
     "decode_columns",
@@ -182,9 +184,14 @@ def encode_snapshot(s: Snapshot) -> bytes:
 
 
 def encode_snapshots(
-    store: StateStore, slots: npt.NDArray[np.int64], model: str, version: str
+    store: StateStore,
+    slots: npt.NDArray[np.int64],
+    model: str,
+    version: str,
+    on_block: Callable[[npt.NDArray[np.int64], bytes, int], None] | None = None,
 ) -> list[bytes]:
-    """``encode_snapshot(store.snapshot(slot, ...))`` for many slots at once, byte for byte.
+    """``encode_snapshot(store.snapshot(slot, ...))`` for many slots at once, byte for byte
+    (``on_block`` is also handed each block of :func:`frame_blocks`).
 
     A checkpoint writes one frame per touched stream (10k streams: 10k frames a second);
     built one by one that costs ~10 µs of Python each, so frames of equal ring length are
@@ -192,6 +199,8 @@ def encode_snapshots(
     """
     out: list[bytes | None] = [None] * len(slots)
     for pick, data, size in frame_blocks(store, slots, model, version):
+        if on_block is not None:
+            on_block(pick, data, size)
         for j, i in enumerate(pick.tolist()):
             out[i] = data[j * size : (j + 1) * size]
     return [b for b in out if b is not None]
@@ -415,6 +424,22 @@ def decode_snapshot(data: bytes) -> Snapshot:
 def source_offset_of(data: bytes) -> int:
     """The source offset a frame records, without decoding the rest; ValueError if malformed."""
     return _offset_at(data, _header(data)[3])
+
+
+def frame_layout(frame: bytes | memoryview) -> tuple[object, ...]:
+    """What frames must share to decode as one block (format, model, version, header
+    size, dimensions); ValueError if ``frame`` is malformed."""
+    return _header(bytes(frame))
+
+
+def block_offsets(data: bytes | memoryview, size: int) -> npt.NDArray[np.int64]:
+    """The source offsets of a block of equal frames (``size`` bytes each, one layout), read
+    in place; ValueError if its first frame is malformed or the block does not fit."""
+    if size <= 0 or len(data) % size:
+        raise ValueError(f"a block of {len(data)} bytes is not made of {size}-byte frames")
+    pos = _header(bytes(data[:size]))[3]
+    view = np.ndarray((len(data) // size,), ">i8", data, pos, (size,))
+    return view.astype(np.int64)
 
 
 def _offset_at(data: bytes, pos: int) -> int:

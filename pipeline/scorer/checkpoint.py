@@ -39,6 +39,7 @@ transaction commit that includes the offsets.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import defaultdict
 
@@ -253,9 +254,10 @@ class Checkpointer:
         self._waiting, self._waiting_appends = {}, []
 
     def _confirm(self, offsets: dict[TopicPartition, int]) -> None:
-        """Local snapshots whose positions these committed offsets cover are published."""
+        """A commit with every send so far acknowledged: local deltas get a marker, and
+        local snapshots whose positions these committed offsets cover are published."""
         if self.snapshots is not None:
-            self.snapshots.confirm({tp.partition: off for tp, off in offsets.items()})
+            self.snapshots.mark({tp.partition: off for tp, off in offsets.items()})
 
     def _observe(self, appends: list[npt.NDArray[np.float64]]) -> None:
         """End-to-end latency: from each input's broker append to its checkpoint's commit."""
@@ -277,15 +279,16 @@ class Checkpointer:
         live = [(slot, sid) for slot in slots.tolist() if (sid := store.id_of(slot)) is not None]
         # In chunks: the frames of a chunk exist twice (array and records) only until the
         # client has copied them, so the transient memory stays small.
+        deltas = self.snapshots.deltas if self.snapshots is not None else None
         for at in range(0, len(live), CHANGELOG_CHUNK):
             chunk = live[at : at + CHANGELOG_CHUNK]
             sl = np.fromiter((slot for slot, _ in chunk), np.int64, len(chunk))
-            producer.send_many(
-                self.changelog,
-                [sid.encode() for _, sid in chunk],
-                encode_snapshots(store, sl, served.name, served.version),
-                store.part[sl].tolist(),
-            )
+            keys = [sid.encode() for _, sid in chunk]
+            parts = store.part[sl]
+            # The same records go to the changelog and, block by block, to the local deltas.
+            to_disk = functools.partial(deltas.frames, parts, keys) if deltas else None
+            values = encode_snapshots(store, sl, served.name, served.version, to_disk)
+            producer.send_many(self.changelog, keys, values, parts.tolist())
 
     def _reset(self) -> None:
         self._offsets = {}

@@ -14,6 +14,7 @@ from pipeline.kafka_io import Consumer, Producer
 from pipeline.kafka_io.model_topic import install_latest
 from pipeline.metrics import ScorerMetrics
 from pipeline.scorer.live import LiveJudge
+from pipeline.scorer.local_delta import DeltaLog
 
 __all__ = ["Housekeeper"]
 
@@ -29,8 +30,10 @@ class Housekeeper:
         metrics: ScorerMetrics,
         changelog: str | None,
         live: LiveJudge | None = None,
+        deltas: DeltaLog | None = None,
     ) -> None:
         self.config = config
+        self.deltas = deltas  # tombstones go to the local deltas too
         self.registry = registry
         self.models = models
         self.metrics = metrics
@@ -72,13 +75,13 @@ class Housekeeper:
             if gone:
                 self.metrics.evicted.inc(len(gone))
                 if self.changelog:
-                    for sid, part in gone:
+                    keys = [sid.encode() for sid, _ in gone]
+                    for key, (_, part) in zip(keys, gone, strict=True):
                         producer.send(
-                            self.changelog,
-                            sid.encode(),
-                            None,
-                            partition=part if part >= 0 else None,
+                            self.changelog, key, None, partition=part if part >= 0 else None
                         )
+                    if self.deltas is not None:
+                        self.deltas.tombstones(keys, [part for _, part in gone])
 
     def _sync_model_topic(self) -> None:
         """Install versions published on the model topic into the local registry, so

@@ -64,6 +64,7 @@ from pipeline.errors import KafkaError, StatecastError
 from pipeline.kafka_io import Consumer
 from pipeline.kafka_io.changelog import frame_blocks
 from pipeline.metrics import ScorerMetrics
+from pipeline.scorer.local_delta import DeltaLog, mapped
 
 __all__ = ["LocalState", "Seed", "SnapshotTaker"]
 
@@ -193,7 +194,7 @@ class LocalState:
         """One snapshot file; None if it is missing, damaged or of another topic."""
         path = self.path(partition, previous=previous)
         try:
-            data = path.read_bytes()
+            data = mapped(path)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -205,16 +206,16 @@ class LocalState:
             log.warning("local state %s ignored: %s", path, exc)
             return None
 
-    def _parse(self, partition: int, data: bytes) -> Seed:
+    def _parse(self, partition: int, data: memoryview) -> Seed:
         if data[:4] != MAGIC or len(data) < 7 or data[4] != FORMAT:
             raise ValueError("not a Statecast snapshot file of this format")
         (n,) = struct.unpack_from(">H", data, 5)
-        topic = data[7 : 7 + n].decode()
+        topic = bytes(data[7 : 7 + n]).decode()
         if topic != self.changelog:
             raise ValueError(f"it belongs to changelog {topic!r}")
         pos = 7 + n
         position, offset, count, nblocks, crc = _HEAD.unpack_from(data, pos)
-        body = memoryview(data)[pos + _HEAD.size :]
+        body = data[pos + _HEAD.size :]
         if zlib.crc32(body) != crc:
             raise ValueError("checksum mismatch (a partial or damaged write)")
         table = np.frombuffer(body, ">u4", 2 * nblocks).reshape(nblocks, 2).astype(np.int64)
@@ -280,8 +281,11 @@ class SnapshotTaker:
         changelog: str,
         interval_s: float,
         metrics: ScorerMetrics | None = None,
+        deltas: DeltaLog | None = None,
     ) -> None:
         self.local = local
+        # The records sent since each snapshot, kept beside it (pipeline.scorer.local_delta).
+        self.deltas = deltas
         self.metrics = metrics
         self.changelog = changelog
         self.interval_s = interval_s
@@ -340,6 +344,10 @@ class SnapshotTaker:
         job = _Job(stores, dict(positions), ends)
         with self._lock:
             self._gone = set()
+        if self.deltas is not None:
+            # Delta write step 1: what is sent from now on extends this snapshot.
+            for p, pos in positions.items():
+                self.deltas.open(p, pos, ends[p])
         self.take_s = time.monotonic() - started
         if self.metrics is not None:
             self.metrics.snapshot_pause.set(self.take_s)
@@ -359,9 +367,19 @@ class SnapshotTaker:
                 self._committed[p] = max(off, self._committed.get(p, off))
             self._publish_covered()
 
+    def mark(self, committed: dict[int, int]) -> None:
+        """A commit succeeded with every send so far acknowledged: the deltas say so
+        (delta write step 3), then the snapshots it covers are published (4)."""
+        if self.deltas is not None:
+            self.deltas.mark(committed)
+        self.confirm(committed)
+
     def forget(self, partitions: set[int] | None = None) -> None:
         """Partitions given up (revoked; all: after a Kafka failure): their staged files
-        are dropped, and what was committed for them is no longer known here."""
+        are dropped, and what was committed for them is no longer known here; nothing more
+        is appended to their deltas."""
+        if self.deltas is not None:
+            self.deltas.stop(partitions)
         with self._lock:
             if partitions is None:
                 self._gone = None
@@ -372,12 +390,17 @@ class SnapshotTaker:
                 staged = self._staged.pop(p, None)
                 if staged is not None:
                     staged[1].unlink(missing_ok=True)
+                    self._drop_delta(p, staged[0])
             if partitions is None:
                 self._committed.clear()
 
-    def close(self) -> None:
+    def wait(self) -> None:
+        """Until the snapshot being written (step 3), if any, is written."""
         if self._thread is not None:
             self._thread.join()
+
+    def close(self) -> None:
+        self.wait()
         self.forget()  # never committed: the files are of no use
 
     def _publish_covered(self) -> None:
@@ -390,6 +413,8 @@ class SnapshotTaker:
                     # An optimisation failing: restores read more of the changelog.
                     log.warning("local state of partition %d not published: %s", p, exc)
                     continue
+                if self.deltas is not None:
+                    self.deltas.publish(p, pos)
                 self.published += 1
                 if self.metrics is not None:
                     self.metrics.snapshot_published.set(time.time())
@@ -409,10 +434,13 @@ class SnapshotTaker:
                 with self._lock:
                     if self._gone is None or part in self._gone:
                         tmp.unlink(missing_ok=True)  # given up meanwhile
+                        self._drop_delta(part, job.positions[part])
                         continue
                     older = self._staged.get(part)
                     if older is not None:
                         older[1].unlink(missing_ok=True)
+                        if older[0] != job.positions[part]:  # else its delta is this one's
+                            self._drop_delta(part, older[0])
                     self._staged[part] = (job.positions[part], tmp)
                     self._publish_covered()
             self.written += 1
@@ -420,6 +448,14 @@ class SnapshotTaker:
         except (OSError, ValueError, StatecastError) as exc:
             # A snapshot is an optimisation: without it, restores read more of the changelog.
             log.warning("local state snapshot not written (%s): restores read the changelog", exc)
+            with self._lock:
+                for part, pos in job.positions.items():
+                    if self._staged.get(part, (None,))[0] != pos:
+                        self._drop_delta(part, pos)
+
+    def _drop_delta(self, partition: int, position: int) -> None:
+        if self.deltas is not None:
+            self.deltas.drop(partition, position)
 
 
 def _ids(store: StateStore, slots: npt.NDArray[np.int64]) -> list[bytes]:

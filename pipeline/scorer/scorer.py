@@ -69,6 +69,7 @@ from pipeline.scorer.batch import BatchScorer
 from pipeline.scorer.checkpoint import Checkpointer
 from pipeline.scorer.housekeeping import Housekeeper
 from pipeline.scorer.live import LiveJudge
+from pipeline.scorer.local_delta import DeltaLog
 from pipeline.scorer.local_state import LocalState, SnapshotTaker
 from pipeline.scorer.restore import Restorer
 from pipeline.scorer.routing import Router
@@ -130,8 +131,9 @@ class Scorer:
             if self.changelog and config.state_dir is not None
             else None
         )
+        deltas = DeltaLog(config.state_dir, local.changelog) if local and config.state_dir else None
         self.snapshots = (
-            SnapshotTaker(local, local.changelog, config.snapshot_interval_s, self.metrics)
+            SnapshotTaker(local, local.changelog, config.snapshot_interval_s, self.metrics, deltas)
             if local
             else None
         )
@@ -147,12 +149,12 @@ class Scorer:
         for name, served in self.models.items():
             served.before_update = functools.partial(self.checkpointer.before_update, name)
         self.restorer = (
-            Restorer(config, self.changelog, self.models, router, self.metrics, local)
+            Restorer(config, self.changelog, self.models, router, self.metrics, local, deltas)
             if self.changelog
             else None
         )
         self.housekeeper = Housekeeper(
-            config, self.registry, self.models, self.metrics, self.changelog, self.live
+            config, self.registry, self.models, self.metrics, self.changelog, self.live, deltas
         )
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
