@@ -158,6 +158,9 @@ def reference(
         pytest.param("exactly-once", "", marks=pytest.mark.slow),
         ("at-least-once", "local"),
         ("exactly-once", "local"),
+        # One snapshot at the first checkpoint, then only its delta grows.
+        ("at-least-once", "delta"),
+        ("exactly-once", "delta"),
     ],
 )
 def test_crash_and_resume_reproduces_the_uninterrupted_run(
@@ -178,8 +181,10 @@ def test_crash_and_resume_reproduces_the_uninterrupted_run(
 
     out = topic_factory("out", partitions=4)
     group = group_factory()
-    # Local snapshots at every checkpoint: the restart reads only the changelog's tail.
-    local = ["--state-dir", str(tmp_path), "--snapshot-interval-s", "0.1"] if state else []
+    # Local snapshots at every checkpoint ("local"), or once and then local deltas
+    # ("delta"): the restart reads only the changelog's tail.
+    interval = {"local": "0.1", "delta": "3600"}.get(state)
+    local = ["--state-dir", str(tmp_path), "--snapshot-interval-s", interval] if interval else []
     opts = ("--guarantee", guarantee, "--commit-interval-s", "0.3", *local)
     proc = _spawn(kafka_config, tiny_registry, inp, out, group, *opts)
     wait_committed(kafka_config, group, inp, half // 2)  # checkpoints happened
@@ -202,6 +207,10 @@ def test_crash_and_resume_reproduces_the_uninterrupted_run(
         assert int(seeded.group(1)) > 0 and int(seeded.group(2)) > 0, log[-2000:]
         written = sum(1 for _ in read_to_end(kafka_config, changelog_topic(group), range(4)))
         assert int(restored.group(2)) < written, (restored.group(0), written)
+        deltas = re.search(r"local deltas: (\d+) records", log)
+        assert deltas, log[-2000:]
+        if state == "delta":  # what was written since the snapshot came from them
+            assert int(deltas.group(1)) > 0, log[-2000:]
     else:
         assert seeded.group(1) == "0", log[-2000:]
 
