@@ -379,7 +379,7 @@ class DeltaLog:
                 ends = np.cumsum(lens).tolist()
                 keys = bytes(buf[at : at + (ends[-1] if count else 0)])
                 at += len(keys)
-                ids = [keys[e - k : e].decode() for e, k in zip(ends, lens.tolist(), strict=True)]
+                ids = _ids(keys, ends, lens.tolist())
                 body = buf[at : at + size * count]
                 if len(body) != size * count:
                     break
@@ -398,6 +398,15 @@ def mapped(path: Path) -> memoryview:
         if not size:
             return memoryview(b"")
         return memoryview(mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ))
+
+
+def _ids(keys: bytes, ends: list[int], lens: list[int]) -> list[str]:
+    """Stream ids from their concatenated UTF-8 keys: decoded at once where they are ASCII
+    (then byte and character offsets agree), else one by one."""
+    text = keys.decode()
+    if len(text) == len(keys):
+        return [text[e - k : e] for e, k in zip(ends, lens, strict=True)]
+    return [keys[e - k : e].decode() for e, k in zip(ends, lens, strict=True)]
 
 
 _Entry = tuple[bytes, list[str], memoryview, int]  # kind, stream ids, frames, frame size

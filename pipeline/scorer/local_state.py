@@ -5,7 +5,9 @@ compacts it, so a restore that reads it from the beginning grows with uptime. As
 Streams keeps a local store and a checkpoint file of changelog offsets, the scorer keeps
 one snapshot file per input partition: every stream's frame (the changelog's format), the
 input position the frames describe and the changelog offset they cover. A restore then
-reads only the changelog records after that offset.
+reads only the changelog records after that offset, and of those, first the ones the
+scorer also kept on its disk (:mod:`pipeline.scorer.local_delta`, opened at step 2 and
+published and dropped with the snapshot at step 4).
 
 Snapshot protocol (at a checkpoint K, every ``snapshot_interval_s``, after step 4 has
 handed K's changelog records to the producer and before anything else is sent):

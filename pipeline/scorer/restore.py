@@ -108,7 +108,7 @@ class Restorer:
         # 4. Install, per served model, as columns: the snapshots' streams that neither the
         # deltas nor the changelog's tail replaced or removed, the deltas' streams that the
         # tail did not, then the tail's.
-        newer: list[Mapping[str, object]] = [tail, *(d.winners for d in deltas)]
+        newer = set(tail).union(*(d.winners for d in deltas))
         now = time.time()
         restored = skipped = 0
         for ids, parts, cols in itertools.chain(
@@ -153,7 +153,7 @@ class Restorer:
         return [s for s in seeds if s is not None], ends
 
     def _seeded(
-        self, seeds: list[Seed], newer: list[Mapping[str, object]]
+        self, seeds: list[Seed], newer: set[str]
     ) -> Iterator[tuple[list[str], npt.NDArray[np.int64], Columns | None]]:
         """The snapshots' streams, block by block, without those the deltas or the
         changelog's tail have (``newer``)."""
@@ -170,7 +170,7 @@ class Restorer:
                     if cols is None:
                         yield ids, np.empty(0, np.int64), None
                         continue
-                    keep = [j for j, sid in enumerate(ids) if not any(sid in m for m in newer)]
+                    keep = [j for j, sid in enumerate(ids) if sid not in newer]
                     if len(keep) < n:
                         cols = cols.take(np.asarray(keep, np.int64))
                         ids = [ids[j] for j in keep]
