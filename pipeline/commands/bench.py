@@ -543,7 +543,10 @@ def run_bench(opts: BenchOptions, progress: bool = True) -> dict[str, Any]:
         }
     restore: list[dict[str, Any]] = []
     if opts.restore_checkpoints:
-        say(f"restores of {opts.memory_streams} streams (warm: local snapshot; cold: changelog)...")
+        say(
+            f"restores of {opts.memory_streams} streams (warm: local snapshot and delta; "
+            "warm-no-delta: the snapshot alone; cold: changelog)..."
+        )
         restore = measure_restores(
             dataclasses.replace(opts.kafka, backend=fastest),
             opts.registry,
@@ -595,10 +598,14 @@ def print_table(report: dict[str, Any]) -> None:
                 f"{e['p999']:>8.1f} {e.get('steady_p99', float('nan')):>14.1f}"
             )
     if report.get("restore"):
-        print(f"\n{'restore':<28} {'streams':>8} {'records read':>13} {'seconds':>8}")
+        head = f"{'restore':<36} {'streams':>8} {'changelog read':>15} {'delta read':>11}"
+        print(f"\n{head} {'seconds':>8}")
         for e in report["restore"]:
             name = f"{e['mode']} after a {e['stop']} stop"
-            print(f"{name:<28} {e['streams']:>8} {e['changelog_records']:>13} {e['seconds']:>8.2f}")
+            print(
+                f"{name:<36} {e['streams']:>8} {e['changelog_records']:>15} "
+                f"{e.get('local_records', 0):>11} {e['seconds']:>8.2f}"
+            )
     s = report["summary"]
     print()
     for backend, got in s["by_backend"].items():

@@ -15,7 +15,8 @@ Invariants, against a reference run of the same input by one undisturbed scorer:
 at-least-once, every input offset has at least one result (output, or dead letter for a
 poison record) and its last output equals the reference's; exactly-once, a read_committed
 reader sees exactly one result per input offset; scores equal within 1e-5; no scorer
-exits non-zero except those we killed. A JSON summary (faults by kind, events, lost,
+exits non-zero except those we killed. The members share one local state directory
+(snapshots every 5 s and their deltas), as replicas sharing a volume do. A JSON summary (faults by kind, events, lost,
 duplicates, max score difference) goes to ``reports/chaos-<guarantee>-<backend>.json``.
 
 ``make test`` runs one short run (exactly-once on confluent-kafka, 30 s of faults, every
@@ -110,6 +111,12 @@ class Group:
             guarantee,
             "--instance-id",
             f"m{self.seq}",
+            # One state directory for the group, as replicas sharing a volume: local
+            # snapshots every few seconds and their deltas, through every fault.
+            "--state-dir",
+            str(LOGS / f"{group}-state"),
+            "--snapshot-interval-s",
+            "5",
             *extra,
             log=log,
         )
