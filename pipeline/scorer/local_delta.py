@@ -69,7 +69,7 @@ import numpy.typing as npt
 
 from pipeline.kafka_io.changelog import block_offsets
 
-__all__ = ["Delta", "DeltaLog", "mapped"]
+__all__ = ["Delta", "DeltaLog", "file_head", "mapped", "read_head"]
 
 log = logging.getLogger(__name__)
 _TMP_IDS = itertools.count()
@@ -157,16 +157,7 @@ class DeltaLog:
         old = self._files.pop((partition, position), None)
         if old is not None:  # a second snapshot at one position: the newer one's delta
             self._delete(old)
-        name = self.changelog.encode()
-        head = b"".join(
-            (
-                MAGIC,
-                bytes([FORMAT]),
-                struct.pack(">H", len(name)),
-                name,
-                _HEAD.pack(position, changelog_offset),
-            )
-        )
+        head = file_head(MAGIC, FORMAT, self.changelog, _HEAD.pack(position, changelog_offset))
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             path = self.dir / f"{partition}.delta.{os.getpid()}-{next(_TMP_IDS)}.tmp"
@@ -339,12 +330,7 @@ class DeltaLog:
     def _parse(
         self, partition: int, buf: memoryview, snapshot: tuple[int, int], committed: int
     ) -> Delta:
-        if bytes(buf[:4]) != MAGIC or len(buf) < 7 or buf[4] != FORMAT:
-            raise ValueError("not a Statecast delta file of this format")
-        (n,) = struct.unpack_from(">H", buf, 5)
-        if bytes(buf[7 : 7 + n]).decode() != self.changelog:
-            raise ValueError("it belongs to another changelog")
-        at = 7 + n
+        at = read_head(buf, MAGIC, FORMAT, self.changelog)
         if _HEAD.unpack_from(buf, at) != snapshot:
             return Delta(partition)  # it extends another snapshot
         at += _HEAD.size
@@ -388,6 +374,25 @@ class DeltaLog:
         except (ValueError, struct.error, UnicodeDecodeError):
             pass  # a partial or damaged write: the last good marker stands
         return _winners(partition, records, used, committed)
+
+
+def file_head(magic: bytes, fmt: int, changelog: str, fields: bytes) -> bytes:
+    """The head a local file starts with: ``magic | u8 format | u16 len + changelog
+    topic``, then its own ``fields``."""
+    name = changelog.encode()
+    return b"".join((magic, bytes([fmt]), struct.pack(">H", len(name)), name, fields))
+
+
+def read_head(data: memoryview, magic: bytes, fmt: int, changelog: str) -> int:
+    """Where a local file's own fields start, after a :func:`file_head` whose magic,
+    format and topic it checks (ValueError, saying which, if one differs)."""
+    if bytes(data[:4]) != magic or len(data) < 7 or data[4] != fmt:
+        raise ValueError("not a Statecast local state file of this kind and format")
+    (n,) = struct.unpack_from(">H", data, 5)
+    topic = bytes(data[7 : 7 + n]).decode()
+    if topic != changelog:
+        raise ValueError(f"it belongs to changelog {topic!r}")
+    return 7 + int(n)
 
 
 def mapped(path: Path) -> memoryview:

@@ -66,7 +66,7 @@ from pipeline.errors import KafkaError, StatecastError
 from pipeline.kafka_io import Consumer
 from pipeline.kafka_io.changelog import frame_blocks
 from pipeline.metrics import ScorerMetrics
-from pipeline.scorer.local_delta import DeltaLog, mapped
+from pipeline.scorer.local_delta import DeltaLog, file_head, mapped, read_head
 
 __all__ = ["LocalState", "Seed", "SnapshotTaker"]
 
@@ -156,15 +156,11 @@ class LocalState:
                 *(data for _, data in blocks),
             )
         )
-        name = self.changelog.encode()
-        head = b"".join(
-            (
-                MAGIC,
-                bytes([FORMAT]),
-                struct.pack(">H", len(name)),
-                name,
-                _HEAD.pack(position, changelog_offset, len(keys), len(blocks), zlib.crc32(body)),
-            )
+        head = file_head(
+            MAGIC,
+            FORMAT,
+            self.changelog,
+            _HEAD.pack(position, changelog_offset, len(keys), len(blocks), zlib.crc32(body)),
         )
         self.dir.mkdir(parents=True, exist_ok=True)
         # A temporary name of this writer's own: scorers that share the directory may both
@@ -209,13 +205,7 @@ class LocalState:
             return None
 
     def _parse(self, partition: int, data: memoryview) -> Seed:
-        if data[:4] != MAGIC or len(data) < 7 or data[4] != FORMAT:
-            raise ValueError("not a Statecast snapshot file of this format")
-        (n,) = struct.unpack_from(">H", data, 5)
-        topic = bytes(data[7 : 7 + n]).decode()
-        if topic != self.changelog:
-            raise ValueError(f"it belongs to changelog {topic!r}")
-        pos = 7 + n
+        pos = read_head(data, MAGIC, FORMAT, self.changelog)
         position, offset, count, nblocks, crc = _HEAD.unpack_from(data, pos)
         body = data[pos + _HEAD.size :]
         if zlib.crc32(body) != crc:
