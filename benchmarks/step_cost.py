@@ -4,6 +4,8 @@ profile), side by side in one process.
     .venv/bin/python benchmarks/step_cost.py --model default --versions A,B [--rounds 5]
     .venv/bin/python benchmarks/step_cost.py --model default --versions A --season
     .venv/bin/python benchmarks/step_cost.py --model default --versions A --trees DIR1,DIR2
+    .venv/bin/python benchmarks/step_cost.py --model default --versions A \
+        --env NUMPY_MADVISE_HUGEPAGE=0 --streams 100000
 
 The scorer's compute path for a batch of ``B`` streams (gather the state, covariates,
 one batched ONNX step with scoring, intervals and gain, the daily profile and its blend,
@@ -12,11 +14,15 @@ both see the same machine; prints the median µs per event and the ratio B/A. ``
 the one version without the profile (A) and with it (B). ``--trees``: the one version
 stepped by the code of two source trees (checkouts of two commits), each round in a
 process of its own, alternating: what a change to the step's code costs or saves.
+``--env NAME=VALUE``: the one version in processes without and with that environment
+variable, alternating. ``--streams``: how many streams a round draws its batches from
+(default: 4 batches' worth; a scorer's store is often far larger).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -55,10 +61,23 @@ print(took * 1e6 / n)
 """
 
 
-def _tree_round(tree: str, registry: Path, model: str, version: str, batch: int) -> float:
-    argv = [str(tree), str(registry), model, version, str(_streams(batch)), str(batch)]
+def _process_round(
+    tree: str,
+    registry: Path,
+    model: str,
+    version: str,
+    batch: int,
+    streams: int,
+    env: dict[str, str] | None = None,
+) -> float:
+    """One round in a process of its own: the step's code from ``tree``, in ``env``."""
+    argv = [str(tree), str(registry), model, version, str(streams), str(batch)]
     out = subprocess.run(
-        [sys.executable, "-c", _IN_TREE, *argv], capture_output=True, text=True, check=True
+        [sys.executable, "-c", _IN_TREE, *argv],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **(env or {})},
     )
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -72,21 +91,37 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--season", action="store_true", help="one version, without and with")
     ap.add_argument("--trees", help="DIR1,DIR2: one version stepped by two source trees")
+    ap.add_argument("--env", help="NAME=VALUE: one version without and with it set")
+    ap.add_argument("--streams", type=int, help="streams a round draws its batches from")
     a = ap.parse_args()
     registry = Registry(a.registry)
     versions = a.versions.split(",")
-    if a.trees:
-        trees = a.trees.split(",")
-        if len(versions) != 1 or len(trees) != 2:
-            ap.error("--trees takes one version and two directories")
+    if a.trees or a.env:
+        if len(versions) != 1:
+            ap.error("--trees and --env take one version")
+        # label -> (source tree, extra environment), each round in a process of its own
+        if a.trees:
+            trees = a.trees.split(",")
+            if len(trees) != 2:
+                ap.error("--trees takes two directories")
+            sides = {t: (t, {}) for t in trees}
+        else:
+            name, _, value = a.env.partition("=")
+            sides = {"without": (str(REPO), {}), a.env: (str(REPO), {name: value})}
         for batch in (int(b) for b in a.batches.split(",")):
-            runs: dict[str, list[float]] = {t: [] for t in trees}
+            streams = a.streams or _streams(batch)
+            labels = list(sides)
+            runs: dict[str, list[float]] = {t: [] for t in labels}
             for k in range(a.rounds):
-                for t in trees if k % 2 == 0 else trees[::-1]:
-                    runs[t].append(_tree_round(t, a.registry, a.model, versions[0], batch))
-            med = {t: float(np.median(runs[t])) for t in trees}
-            cells = "  ".join(f"{t} {med[t]:6.2f} us/event" for t in trees)
-            print(f"B={batch:<5} {cells}  ratio {med[trees[1]] / med[trees[0]]:.2f}", flush=True)
+                for t in labels if k % 2 == 0 else labels[::-1]:
+                    tree, env = sides[t]
+                    runs[t].append(
+                        _process_round(tree, a.registry, a.model, versions[0], batch, streams, env)
+                    )
+            med = {t: float(np.median(runs[t])) for t in labels}
+            cells = "  ".join(f"{t} {med[t]:6.2f} us/event" for t in labels)
+            ratio = med[labels[1]] / med[labels[0]]
+            print(f"B={batch:<5} streams={streams:<7} {cells}  ratio {ratio:.2f}", flush=True)
         return 0
     if a.season:
         if len(versions) != 1:
