@@ -160,6 +160,7 @@ def _scenario(
     )
     pos = np.zeros(a.partitions, np.int64)
     written = 0
+    copy_turns: list[float] = []
     started = time.monotonic()
 
     def checkpoint(touched: npt.NDArray[np.int64], snapshot: bool, final: bool = False) -> None:
@@ -176,6 +177,9 @@ def _scenario(
         ckpt.add_batch(records, {cfg.model: touched})
         ckpt.checkpoint(producer, consumer, final=final, snapshot=snapshot)
         written += len(touched)
+        while taker.copying:  # a snapshot's copy, as the scorer's loop turns make it
+            taker.advance()
+            copy_turns.append(taker.copy_max_s)
 
     # The first checkpoint writes every stream (as a restore, or a first day, leaves them).
     ckpt.start_partitions({TopicPartition(cfg.input_topic, p): 0 for p in range(a.partitions)})
@@ -194,6 +198,8 @@ def _scenario(
     taker.close()
     snapshot_cost = {
         "take_s": round(taker.take_s, 3),
+        # the longest a loop turn spent copying a snapshot's rows (2b), over every snapshot
+        "copy_turn_max_s": round(max(copy_turns, default=0.0), 3),
         "write_s": round(taker.write_s, 3),
         "delta_records": deltas.appended,
         "delta_append_s": round(deltas.append_s, 3),

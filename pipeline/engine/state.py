@@ -648,6 +648,22 @@ class StateStore:
     def extract(self, slots: I64) -> StateStore:
         """A compact copy of the given streams (slot i of the copy is ``slots[i]``), e.g.
         for a snapshot written while this store moves on."""
+        out = self.blank_copy(slots)
+        self.copy_rows(out, np.arange(len(slots)), slots)
+        return out
+
+    def copy_rows(self, out: StateStore, at: I64, slots: I64) -> None:
+        """Rows ``at`` of a :meth:`blank_copy` take these slots' state as it is now."""
+        for name in {*_FIELDS, *_MODEL_INDEPENDENT}:
+            arr, dst = getattr(self, name), getattr(out, name)
+            if name in _STATE_AXIS1:
+                dst[:, at] = arr[:, slots]
+            else:
+                dst[at] = arr[slots]
+
+    def blank_copy(self, slots: I64) -> StateStore:
+        """A compact store for the given streams (slot i is ``slots[i]``) whose rows are
+        not filled yet: :meth:`copy_rows` fills them, all at once or a few at a time."""
         out = StateStore(
             layers=self.layers,
             hidden=self.hidden,
@@ -660,9 +676,13 @@ class StateStore:
             prior_var=self.prior_var,
             prior_rep=self.prior_rep,
         )
+        n = len(slots)
         for name in {*_FIELDS, *_MODEL_INDEPENDENT}:
             arr = getattr(self, name)
-            setattr(out, name, arr[:, slots] if name in _STATE_AXIS1 else arr[slots])
+            shape = (
+                (arr.shape[0], n, *arr.shape[2:]) if name in _STATE_AXIS1 else (n, *arr.shape[1:])
+            )
+            setattr(out, name, np.empty(shape, arr.dtype))
         ids = [self._ids[s] for s in slots.tolist()]
         out.capacity = len(ids)
         out._ids = list(ids)

@@ -222,10 +222,20 @@ class Checkpointer:
         while self._deferred is not None and producer is not None:
             self.advance(producer)
 
+    def hand_over(self) -> None:
+        """Before a revoke or a restore changes which streams the stores hold: every frame
+        the deferred checkpoint has left is written (4c), and a local snapshot being taken
+        copies what it has left (its step 2d)."""
+        self.drain()
+        if self.snapshots is not None:
+            self.snapshots.finish()
+
     def before_update(self, name: str, slots: npt.NDArray[np.int64]) -> None:
         """4c. A batch, a swap or an eviction is about to change or free these slots of
         model ``name``: those whose frame the deferred checkpoint has not written yet are
-        written now."""
+        written now (and those a local snapshot being taken has not copied yet, copied)."""
+        if self.snapshots is not None:
+            self.snapshots.before_update(name, slots)  # snapshot step 2c
         d, producer = self._deferred, self._producer
         if d is None or producer is None:
             return
@@ -235,6 +245,8 @@ class Checkpointer:
         """At-least-once steps 5-6 of the waiting checkpoints: commit their offsets once
         every send so far is acknowledged (now, if ``block``, or if the client cannot tell
         without blocking, or if they waited ``MAX_WAIT_S``)."""
+        if self.snapshots is not None:
+            self.snapshots.advance()  # snapshot step 2b
         self.advance(producer)
         if not self._waiting:
             return

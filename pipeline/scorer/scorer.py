@@ -296,7 +296,7 @@ class Scorer:
             except KafkaError as exc:
                 self._failure = exc  # raised from the loop, after the poll returns
         try:
-            self.checkpointer.drain()  # before their streams' slots are released
+            self.checkpointer.hand_over()  # before their streams' slots are released
         except KafkaError as exc:
             self._failure = exc  # as above: recovered from in the loop
         parts = {tp.partition for tp in revoked if tp.topic == self.config.input_topic}
@@ -339,7 +339,7 @@ class Scorer:
                     if self._pending_restore:
                         pending, self._pending_restore = self._pending_restore, set()
                         if self.restorer is not None:
-                            self.checkpointer.drain()
+                            self.checkpointer.hand_over()
                             committed = self.restorer.restore(self.consumer, pending)
                             self.checkpointer.start_partitions(committed)
                         last_input = now  # idle time counts from the (re)assignment
