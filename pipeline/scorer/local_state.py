@@ -335,7 +335,9 @@ class SnapshotTaker:
         *,
         wait: bool = False,
     ) -> None:
-        """Steps 1-2 now, 3 in the background (``wait``: also 3, before returning)."""
+        """Steps 1-2a now, 2b-2d over the next loop turns, then 3 in the background
+        (``wait``: all of them before returning). Skipped while the previous snapshot is
+        still being copied or written."""
         self._last = now
         if self._copying is not None or (self._thread is not None and self._thread.is_alive()):
             if not wait:

@@ -198,7 +198,8 @@ def _from_deltas(
     deltas: list[Delta], tail: Mapping[str, object]
 ) -> Iterator[tuple[list[str], npt.NDArray[np.int64], Columns | None]]:
     """The deltas' winning frames that the changelog's tail did not replace, as columns:
-    picked from the blocks where the file holds them, one copy per layout."""
+    picked from the blocks where the file holds them, ``INSTALL_CHUNK`` frames of one
+    layout at a time."""
     for d in deltas:
         rows: dict[int, tuple[list[str], list[int]]] = {}
         for sid, ref in d.winners.items():
