@@ -214,7 +214,8 @@ def _scenario(
     os.sync()
     sources = {"warm": (local, deltas), "warm-no-delta": (local, None), "cold": (None, None)}
     for mode, (snapshots, delta) in sources.items():
-        fresh = _served(cfg, a.streams)
+        # A restarted scorer's store starts at its configured capacity, as here.
+        fresh = _served(cfg, cfg.state_capacity)
         restorer = Restorer(
             cfg, changelog, fresh, Router(cfg.model, {}), ScorerMetrics(), snapshots, delta
         )

@@ -109,6 +109,11 @@ class Restorer:
         # deltas nor the changelog's tail replaced or removed, the deltas' streams that the
         # tail did not, then the tail's.
         newer = set(tail).union(*(d.winners for d in deltas))
+        if len(self.models) == 1:
+            # Room for every stream at once (several models: their shares are not known
+            # before the frames are decoded, so their stores grow as they fill).
+            incoming = newer.union(*(s.ids for s in seeds))
+            next(iter(self.models.values())).store.reserve(len(incoming))
         now = time.time()
         restored = skipped = 0
         for ids, parts, cols in itertools.chain(
