@@ -116,8 +116,7 @@ class _Open:
     def __init__(self, path: Path, f: BinaryIO, position: int, crc: int) -> None:
         self.path = path
         self.f = f
-        self.position = position  # the snapshot's (step 1): pairs it with its snapshot
-        self.committed = position
+        self.committed = position  # the snapshot's until a commit says more
         self.records = 0
         self.unmarked = 0  # records since the last marker
         self.crc = crc
@@ -127,6 +126,12 @@ class _Open:
         for data in parts:
             self.f.write(data)
             self.crc = zlib.crc32(data, self.crc)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            with contextlib.suppress(OSError):
+                self.f.close()
 
 
 class DeltaLog:
@@ -286,10 +291,8 @@ class DeltaLog:
 
     def _stop(self, partition: int) -> None:
         d = self._open.pop(partition, None)
-        if d is not None and not d.closed:
-            d.closed = True
-            with contextlib.suppress(OSError):
-                d.f.close()
+        if d is not None:
+            d.close()
 
     def _fail(self, partition: int, exc: OSError) -> None:
         log.warning("local delta of partition %d stopped: %s", partition, exc)
@@ -298,11 +301,8 @@ class DeltaLog:
     def _delete(self, d: _Open) -> None:
         for p, o in list(self._open.items()):
             if o is d:
-                self._stop(p)
-        if not d.closed:
-            d.closed = True
-            with contextlib.suppress(OSError):
-                d.f.close()
+                del self._open[p]
+        d.close()
         with contextlib.suppress(OSError):
             if d.path.name.endswith(".tmp"):
                 d.path.unlink()
