@@ -380,7 +380,11 @@ def read_to_end(
 ) -> Iterator[tuple[int, bytes | None, bytes | None]]:
     """``(partition, key, value)`` of every record from the start of the given partitions
     (or from ``start[p]``) to their end as of the call (the last stable offset when
-    ``read_committed``)."""
+    ``read_committed``). No partitions: nothing (kafka-python's seek_to_beginning of none
+    raises)."""
+    wanted = sorted(set(partitions))
+    if not wanted:
+        return
     try:
         consumer = kafka.KafkaConsumer(
             enable_auto_commit=False,
@@ -389,7 +393,7 @@ def read_to_end(
             fetch_max_bytes=64 * 1024 * 1024,
             **client_settings(config),
         )
-        parts = [KTP(topic, p) for p in sorted(set(partitions))]
+        parts = [KTP(topic, p) for p in wanted]
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
         begins = consumer.beginning_offsets(parts)
