@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 import kafka
 import kafka.errors
@@ -33,6 +33,9 @@ __all__ = ["KafkaPythonConsumer", "KafkaPythonProducer", "client_settings"]
 log = logging.getLogger(__name__)
 PRUNE_EVERY = 20_000
 TOPIC_METADATA_WAIT_S = 15.0  # how long a consumer waits for its topics before joining
+ADMIN_RETRY_S = 60.0  # how long topic administration waits out a restarting or stalled broker
+ADMIN_RETRY_PAUSE_S = 1.0
+T = TypeVar("T")
 
 
 def client_settings(config: KafkaConfig) -> dict[str, Any]:
@@ -323,46 +326,66 @@ def admin(config: KafkaConfig) -> KafkaAdminClient:
         ) from exc
 
 
+def _with_admin(config: KafkaConfig, what: str, call: Callable[[KafkaAdminClient], T]) -> T:
+    """Run ``call`` on a fresh admin client, retrying transient errors.
+
+    A scorer that starts while the broker restarts or is slow (a timed-out request, a lost
+    connection, no broker yet) should wait for it as its clients do, not exit: errors that
+    Kafka marks retriable are retried with a fresh client for ``ADMIN_RETRY_S``; any other
+    error, or one that outlasts the window, is raised as :class:`KafkaError`.
+    """
+    deadline = time.monotonic() + ADMIN_RETRY_S
+    while True:
+        try:
+            client = admin(config)
+            try:
+                return call(client)
+            finally:
+                client.close()
+        except (KafkaError, kafka.errors.KafkaError) as exc:
+            cause = exc.__cause__ if isinstance(exc, KafkaError) else exc
+            retriable = isinstance(cause, kafka.errors.KafkaError) and (
+                cause.retriable or isinstance(cause, kafka.errors.KafkaConnectionError)
+            )
+            if not retriable or time.monotonic() > deadline:
+                if isinstance(exc, KafkaError):
+                    raise
+                raise KafkaError(f"cannot {what}: {exc}") from exc
+            log.warning("cannot %s yet (%s); retrying", what, exc)
+            time.sleep(ADMIN_RETRY_PAUSE_S)
+
+
 def ensure_topic(
     config: KafkaConfig, name: str, partitions: int = 1, topic_config: dict[str, str] | None = None
 ) -> bool:
     """Create ``name`` if it does not exist. Returns True if it was created."""
-    client = admin(config)
-    try:
+
+    def create(client: KafkaAdminClient) -> bool:
         if name in client.list_topics():
             return False
-        client.create_topics([NewTopic(name, partitions, 1, topic_configs=topic_config or {})])
+        try:
+            client.create_topics([NewTopic(name, partitions, 1, topic_configs=topic_config or {})])
+        except kafka.errors.TopicAlreadyExistsError:
+            return False  # created meanwhile, by another member or by a retried request
         return True
-    except kafka.errors.TopicAlreadyExistsError:
-        return False
-    except kafka.errors.KafkaError as exc:
-        raise KafkaError(f"cannot create topic {name}: {exc}") from exc
-    finally:
-        client.close()
+
+    return _with_admin(config, f"create topic {name}", create)
 
 
 def delete_topics(config: KafkaConfig, names: list[str]) -> None:
     """Delete topics (e.g. a benchmark's, to free the broker's disk); missing ones are fine."""
-    client = admin(config)
-    try:
+
+    def delete(client: KafkaAdminClient) -> None:
         existing = set(client.list_topics())
         if gone := [n for n in names if n in existing]:
             client.delete_topics(gone)
-    except kafka.errors.KafkaError as exc:
-        raise KafkaError(f"cannot delete topics {names}: {exc}") from exc
-    finally:
-        client.close()
+
+    _with_admin(config, f"delete topics {names}", delete)
 
 
 def partitions_for(config: KafkaConfig, topic: str) -> int:
     """Number of partitions of an existing topic (0 if it does not exist)."""
-    client = admin(config)
-    try:
-        meta = client.describe_topics([topic])
-    except kafka.errors.KafkaError as exc:
-        raise KafkaError(f"cannot describe topic {topic}: {exc}") from exc
-    finally:
-        client.close()
+    meta = _with_admin(config, f"describe topic {topic}", lambda c: c.describe_topics([topic]))
     if not meta or meta[0].get("error_code", 0) != 0:
         return 0
     return len(meta[0]["partitions"])
