@@ -27,10 +27,18 @@ the next step, the interval multiplier at 1 and the gain learning afresh; format
 ``trate``, ``lo``, ``hi``) takes the range as the normaliser's mean ± 6 standard
 deviations, widening with the data.
 
-Restore rule: for each key, the newest record whose source offset is *below* the
-committed offset of its input partition wins; newer records describe inputs that
-will be consumed again and are skipped. ``min.compaction.lag.ms`` keeps superseded
-records long enough for that rule to find the older state after a crash.
+Restore rule: for each key, of the frames after its last tombstone, the one with the
+highest source offset *below* the committed offset of its input partition wins (of equal
+offsets the newest: they describe the same state); frames at or above it describe
+inputs that will be consumed again and are skipped. Not simply the newest below: at
+least once, a scorer expelled from the group while it processed (paused past its session
+timeout) still sends the frames of the batch in its hands before it learns of it, after
+its successor's, with older source offsets; the newest would restore that older state
+and skip the inputs between (the long chaos run found one). ``min.compaction.lag.ms``
+keeps superseded records long enough for that rule to find the older state after a
+crash. (Compaction keeps the newest record of a key: a stale frame that no later frame of
+its stream follows within the lag can outlive the better one; the stream is then
+restored from it.)
 """
 
 from __future__ import annotations
@@ -58,14 +66,20 @@ __all__ = [
     "decode_snapshots",
     "encode_snapshot",
     "encode_snapshots",
+    "Found",
     "frame_blocks",
     "read_partitions",
     "source_offset_of",
+    "supersedes",
     "topic_config",
 ]
 
 MAGIC = b"SCS"
 FORMAT = 6
+# A stream's winning frame in a run of changelog records (the restore rule): the frame,
+# its partition, its source offset, and whether a tombstone of the stream preceded it in
+# the same run (then it replaces whatever earlier records gave the stream).
+Found = tuple[bytes, int, int, bool]
 _STATS = (
     "n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate", "qlog", "gxy", "gxx",
     "gn", "tu", "tb", "sbin", "st0", "pm", "pv", "pq",
@@ -457,12 +471,12 @@ def read_partitions(
     timeout_s: float = 120.0,
     start: Mapping[int, int] | None = None,
     ends: Mapping[int, int] | None = None,
-) -> tuple[dict[str, tuple[bytes, int] | None], int]:
+) -> tuple[dict[str, Found | None], int]:
     """The frames that restore the streams of the given changelog partitions.
 
     ``committed[p]`` is the committed offset of input partition p (None: nothing committed,
-    so nothing is restored). Returns ``({stream id: (frame, partition), or None if the
-    stream was evicted}, records read)``; :func:`decode_columns` parses the frames.
+    so nothing is restored). Returns ``({stream id: its :data:`Found` winner, or None if
+    the stream was evicted}, records read)``; :func:`decode_columns` parses the frames.
     With a local snapshot (pipeline.scorer.local_state), ``start[p]`` is the changelog
     offset it covers: only the records from there on are read, and a stream in the result
     replaces the snapshot's (a partition whose ``start`` is its end, ``ends[p]``, is not
@@ -473,7 +487,7 @@ def read_partitions(
         return {}, 0
     # Pick each stream's frame by its source offset alone, then decode only the winners:
     # a changelog holds many superseded frames per stream until it is compacted.
-    best: dict[str, tuple[bytes, int] | None] = {}
+    best: dict[str, Found | None] = {}
     count = 0
     memo: dict[tuple[bytes, bytes, int], _Header] = {}
     begin, end = start or {}, ends or {}
@@ -499,5 +513,17 @@ def read_partitions(
         except ValueError:
             continue  # a corrupt frame is skipped; an older one (if any) stands
         if offset < wanted[part]:
-            best[sid] = (value, part)
+            if sid not in best:
+                best[sid] = (value, part, offset, False)
+            elif (cur := best[sid]) is None:
+                best[sid] = (value, part, offset, True)  # re-created after its tombstone
+            elif offset >= cur[2]:
+                best[sid] = (value, part, offset, cur[3])
     return best, count
+
+
+def supersedes(offset: int | None, fresh: bool, below: int | None) -> bool:
+    """Whether a stream's winner in later records (a frame at source ``offset``, after a
+    tombstone of the stream in those records if ``fresh``; None: a tombstone) replaces the
+    state earlier records gave it (a frame at source offset ``below``; None: none)."""
+    return offset is None or below is None or fresh or offset >= below

@@ -35,8 +35,9 @@ of :mod:`pipeline.scorer.local_state` chose (:meth:`DeltaLog.read`):
 1. use ``<p>.delta`` only if its head names S (its position and changelog offset);
 2. read its entries up to the last marker whose checksum holds and whose position is at
    most C; n records precede that marker;
-3. apply those n records over S with the changelog's rule (newest frame below C wins, a
-   tombstone removes), then read the changelog from E + n.
+3. apply those n records over S with the changelog's rule (of a stream's frames after
+   its last tombstone, the highest source offset below C wins; a tombstone removes), then
+   read the changelog from E + n.
 
 Why 3 equals reading the changelog from E: records sent after S was taken land at or
 after E, in send order, one offset each or more (transaction markers take offsets too),
@@ -101,13 +102,14 @@ def _locked(
 class Delta:
     """What restore step 2 found for one partition: ``records`` precede the marker used;
     ``blocks`` are its frames, ``(frames, frame size)`` per entry, read in place;
-    ``winners`` maps each stream to its newest frame below the committed offset as
-    ``(block, row)`` (None: a tombstone removed it)."""
+    ``winners`` maps each stream to its frame that the changelog's restore rule picks
+    (:mod:`pipeline.kafka_io.changelog`) as ``(block, row, source offset, fresh)``, fresh
+    if a tombstone of the stream preceded it in the delta (None: a tombstone removed it)."""
 
     partition: int
     records: int = 0
     blocks: list[tuple[memoryview, int]] = field(default_factory=list)
-    winners: dict[str, tuple[int, int] | None] = field(default_factory=dict)
+    winners: dict[str, tuple[int, int, int, bool] | None] = field(default_factory=dict)
 
 
 class _Open:
@@ -418,12 +420,14 @@ _Entry = tuple[bytes, list[str], memoryview, int]  # kind, stream ids, frames, f
 
 
 def _winners(partition: int, records: int, entries: list[_Entry], committed: int) -> Delta:
-    """Restore step 3's rule over the entries: per stream the newest frame whose source
-    offset is below ``committed``; a tombstone removes."""
+    """Restore step 3's rule over the entries (the changelog's): per stream, of the frames
+    after its last tombstone, the one with the highest source offset below ``committed``
+    (of equal offsets the newest); a tombstone removes."""
     out = Delta(partition, records)
+    won = out.winners
     for kind, ids, body, size in entries:
         if kind == b"T":
-            out.winners.update(dict.fromkeys(ids, None))
+            won.update(dict.fromkeys(ids, None))
             continue
         try:
             offsets = block_offsets(body, size)
@@ -431,6 +435,13 @@ def _winners(partition: int, records: int, entries: list[_Entry], committed: int
             continue  # a malformed block: an older frame (if any) stands
         b = len(out.blocks)
         out.blocks.append((body, size))
-        rows = np.flatnonzero(offsets < committed).tolist()
-        out.winners.update(zip([ids[j] for j in rows], [(b, j) for j in rows], strict=True))
+        rows = np.flatnonzero(offsets < committed)
+        for j, offset in zip(rows.tolist(), offsets[rows].tolist(), strict=True):
+            sid = ids[j]
+            if sid not in won:
+                won[sid] = (b, j, offset, False)
+            elif (cur := won[sid]) is None:
+                won[sid] = (b, j, offset, True)  # re-created after its tombstone
+            elif offset >= cur[2]:
+                won[sid] = (b, j, offset, cur[3])
     return out

@@ -40,16 +40,19 @@ Restore protocol, for input partition p with committed offset C (run by the rest
    committed, so every frame in it is below C) and whose offset E is not beyond the
    changelog's end (else it belongs to another incarnation of the topic);
 2. read the changelog of p from E and apply each record over the snapshot's frames with
-   the changelog's restore rule (newest frame below C wins; a tombstone removes);
+   the changelog's restore rule (of a stream's frames after its last tombstone, the one
+   with the highest source offset below C wins; a tombstone removes);
 3. without a usable snapshot, read the changelog from its beginning, as before.
 
-Why this equals a restore from the whole changelog: a stream's frame in the snapshot is
-its state at K, which is its newest frame sent up to K (a stream touched since its last
-frame is in K's records); records before E are older than K's or equal to them. Records
-at or after E include everything sent after K, in log order, so each stream ends with the
-same newest frame below C, or is removed by the same tombstone (a tombstone before E for a
-stream that is in the snapshot was followed by a frame that re-created it, which is in the
-snapshot and, if it is at or after E, re-applied after the tombstone).
+Why this equals a restore from the whole changelog: the rule picks each stream's frame at
+its last input below C, and frames of one input hold one state. A stream's frame in the
+snapshot is its state at K, at its last input below P_K. A record before E is older than
+that, or is a frame of an input in [P_K, C) sent by a scorer that had fallen behind (an
+expelled one); the scorer that committed C sent a frame for that input, or a later one, at
+or after E. Records at or after E are applied in log order, so each stream ends with the
+same frame, or is removed by the same tombstone (a tombstone before E for a stream that
+is in the snapshot was followed by a frame that re-created it, which is in the snapshot
+and, if it is at or after E, re-applied after the tombstone).
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
 import os
 import struct
 import threading
@@ -305,7 +309,7 @@ class SnapshotTaker:
         self.metrics = metrics
         self.changelog = changelog
         self.interval_s = interval_s
-        self._last = 0.0
+        self._last = -math.inf  # the first snapshot is due at the first checkpoint
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._committed: dict[int, int] = {}  # partition → committed offset (known)

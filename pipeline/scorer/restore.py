@@ -9,7 +9,9 @@ and before any record of those partitions is processed:
    covers, over its frames; with a local delta of that snapshot as well
    (:mod:`pipeline.scorer.local_delta`), the delta's records first and the changelog only
    after the offsets they cover;
-3. for each stream keep the newest state whose source offset is below C;
+3. for each stream keep the state the changelog's restore rule picks (of the frames
+   after its last tombstone, the highest source offset below C), across the snapshot,
+   the delta and the changelog's tail in that order;
 4. install those states; a state from another model version gets its LSTM state
    rebuilt from its recent inputs. A damaged or mismatched frame never stops a restore:
    it is skipped and counted, and its stream cold-starts (``statecast_restore_skipped``).
@@ -17,10 +19,12 @@ and before any record of those partitions is processed:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import time
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -30,10 +34,13 @@ from pipeline.engine.serving import ServedModel
 from pipeline.engine.state import Columns
 from pipeline.kafka_io import Consumer, TopicPartition
 from pipeline.kafka_io.changelog import (
+    Found,
+    block_offsets,
     decode_block,
     decode_columns,
     frame_layout,
     read_partitions,
+    supersedes,
 )
 from pipeline.metrics import ScorerMetrics
 from pipeline.scorer.local_delta import Delta, DeltaLog
@@ -105,10 +112,12 @@ class Restorer:
             start=start,
             ends=ends,
         )
+        # 3. Across the layers, in log order (snapshot, delta, changelog tail), each
+        # stream's state by the same rule.
+        newer, stale_deltas, stale_tail = _layered(seeds, deltas, tail)
         # 4. Install, per served model, as columns: the snapshots' streams that neither the
-        # deltas nor the changelog's tail replaced or removed, the deltas' streams that the
-        # tail did not, then the tail's.
-        newer = set(tail).union(*(d.winners for d in deltas))
+        # deltas nor the changelog's tail replaced or removed, the deltas' winners that
+        # stand, then the tail's.
         if len(self.models) == 1:
             # Room for every stream at once (several models: their shares are not known
             # before the frames are decoded, so their stores grow as they fill).
@@ -117,7 +126,9 @@ class Restorer:
         now = time.time()
         restored = skipped = 0
         for ids, parts, cols in itertools.chain(
-            self._seeded(seeds, newer), _from_deltas(deltas, tail), _decoded(tail)
+            self._seeded(seeds, newer),
+            _from_deltas(deltas, stale_deltas),
+            _decoded(tail, stale_tail),
         ):
             if cols is None:
                 skipped += len(ids)
@@ -199,16 +210,53 @@ class Restorer:
         return restored, skipped
 
 
+def _layered(
+    seeds: list[Seed], deltas: list[Delta], tail: Mapping[str, Found | None]
+) -> tuple[set[str], set[str], set[str]]:
+    """Restore step 3 across the layers a restore reads, in their log order: a snapshot's
+    frames, then its delta's winners, then the changelog tail's. A later layer's winner
+    replaces a stream's state where :func:`supersedes` says so (a tombstone; a frame after
+    one; a frame at the same or a higher source offset). Returns the streams whose
+    snapshot frame is replaced (``newer``), then the deltas' and the tail's winners that do
+    not stand (replaced by the tail's, or older than what they follow)."""
+    if not deltas and not tail:
+        return set(), set(), set()
+    below: dict[str, int | None] = {}  # each stream's source offset so far (None: removed)
+    for s in seeds:
+        row = 0
+        for size, block in s.blocks:
+            n = len(block) // size
+            with contextlib.suppress(ValueError):  # a malformed block: it restores nothing
+                below.update(
+                    zip(s.ids[row : row + n], block_offsets(block, size).tolist(), strict=True)
+                )
+            row += n
+    newer: set[str] = set()
+    stale: list[set[str]] = [set(), set()]  # the deltas', the tail's
+    layers: list[Mapping[str, tuple[Any, ...] | None]] = [d.winners for d in deltas]
+    for layer in (*layers, tail):
+        last = layer is tail
+        for sid, won in layer.items():
+            offset = None if won is None else int(won[2])
+            if supersedes(offset, won is not None and bool(won[3]), below.get(sid)):
+                if last and sid in newer:
+                    stale[0].add(sid)  # the delta's winner, replaced by the tail's
+                newer.add(sid)
+                below[sid] = offset
+            else:
+                stale[last].add(sid)
+    return newer, stale[0], stale[1]
+
+
 def _from_deltas(
-    deltas: list[Delta], tail: Mapping[str, object]
+    deltas: list[Delta], stale: set[str]
 ) -> Iterator[tuple[list[str], npt.NDArray[np.int64], Columns | None]]:
-    """The deltas' winning frames that the changelog's tail did not replace, as columns:
-    picked from the blocks where the file holds them, ``INSTALL_CHUNK`` frames of one
-    layout at a time."""
+    """The deltas' winning frames that stand, as columns: picked from the blocks where the
+    file holds them, ``INSTALL_CHUNK`` frames of one layout at a time."""
     for d in deltas:
         rows: dict[int, tuple[list[str], list[int]]] = {}
         for sid, ref in d.winners.items():
-            if ref is not None and sid not in tail:
+            if ref is not None and sid not in stale:
                 ids, picks = rows.setdefault(ref[0], ([], []))
                 ids.append(sid)
                 picks.append(ref[1])
@@ -241,12 +289,13 @@ def _from_deltas(
 
 
 def _decoded(
-    tail: dict[str, tuple[bytes, int] | None],
+    tail: dict[str, Found | None], stale: set[str]
 ) -> Iterator[tuple[list[str], npt.NDArray[np.int64], Columns | None]]:
-    """The changelog's winning frames as columns, per layout (malformed ones: None)."""
-    live = [(sid, v) for sid, v in tail.items() if v is not None]
-    groups, bad = decode_columns([frame for _, (frame, _) in live])
-    parts = np.fromiter((part for _, (_, part) in live), np.int64, len(live))
+    """The changelog's winning frames that stand as columns, per layout (malformed ones:
+    None)."""
+    live = [(sid, v) for sid, v in tail.items() if v is not None and sid not in stale]
+    groups, bad = decode_columns([v[0] for _, v in live])
+    parts = np.fromiter((v[1] for _, v in live), np.int64, len(live))
     for g in groups:
         # Rows of the columns: positions in ``live``, as the ids and partitions are taken.
         yield (

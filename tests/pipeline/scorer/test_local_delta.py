@@ -29,15 +29,19 @@ def _send(deltas: DeltaLog, store: StateStore, slots: list[int], sent: Sent) -> 
 
 
 def _expected(sent: Sent, partition: int, committed: int) -> dict[str, bytes | None]:
-    """The changelog's restore rule over the records sent: the newest frame below the
-    committed offset per stream; a tombstone removes."""
+    """The changelog's restore rule over the records sent: per stream, of the frames after
+    its last tombstone, the one with the highest source offset below the committed offset
+    (of equal offsets the newest); a tombstone removes."""
     out: dict[str, bytes | None] = {}
     for sid, frame, part in sent:
         if part != partition:
             continue
         if frame is None:
             out[sid] = None
-        elif source_offset_of(frame) < committed:
+            continue
+        offset = source_offset_of(frame)
+        old = out.get(sid)
+        if offset < committed and (old is None or offset >= source_offset_of(old)):
             out[sid] = frame
     return out
 
@@ -101,6 +105,30 @@ def test_a_delta_holds_the_records_sent_up_to_its_last_good_marker(tmp_path: Pat
     assert deltas.read(0, 101, 7, 1000).records == 0
     assert deltas.read(0, 100, 8, 1000).records == 0
     deltas.stop()
+
+
+def test_a_frame_sent_later_with_an_older_source_offset_does_not_win(tmp_path: Path) -> None:
+    """At least once, a scorer expelled from the group while it processed sends its frames
+    after its successor's, with older source offsets: the higher offset wins, except over
+    a tombstone, after which any frame re-creates the stream."""
+    store = _store(6)  # partitions 0, 1, 2; source offsets 0, 10, ..., 50
+    deltas = DeltaLog(tmp_path, "t")
+    deltas.open(0, 100, 7)
+    sent: Sent = []
+    store.src_offset[: len(store)] += 200
+    _send(deltas, store, [0, 3], sent)
+    deltas.tombstones([b"s3"], [0])
+    sent.append(("s3", None, 0))
+    store.src_offset[: len(store)] -= 100  # the stale writer's frames come next
+    store.h[...] += 1.0
+    _send(deltas, store, [0, 3], sent)
+    deltas.mark({0: 1000})
+    deltas.publish(0, 100)
+    deltas.stop()
+    records, got = _got(deltas, 0, committed=1000)
+    assert records == 5 and got == _expected(sent, 0, 1000)
+    assert got["s0"] is not None and source_offset_of(got["s0"]) == 200
+    assert got["s3"] is not None and source_offset_of(got["s3"]) == 130
 
 
 def test_a_damaged_segment_falls_back_to_the_marker_before_it(tmp_path: Path) -> None:
