@@ -223,7 +223,9 @@ class Scorer:
             ensure_topic(cfg.kafka, self.changelog, parts, topic_config(cfg.min_compaction_lag_ms))
         if cfg.metrics_port:
             self.server = HealthServer(self.metrics, cfg.metrics_host, cfg.metrics_port).start()
-        self._connect()
+        # The clients connect in the poll loop, which retries a failure with backoff: a
+        # scorer started while the broker restarts waits for it (the topics above have
+        # waited up to a minute for it too; a broker that never answers failed there).
 
     def _connect(self) -> None:
         cfg = self.config
