@@ -70,7 +70,7 @@ import numpy.typing as npt
 
 from pipeline.kafka_io.changelog import block_offsets
 
-__all__ = ["Delta", "DeltaLog", "file_head", "mapped", "read_head"]
+__all__ = ["REMOVED", "Delta", "DeltaLog", "file_head", "mapped", "read_head"]
 
 log = logging.getLogger(__name__)
 _TMP_IDS = itertools.count()
@@ -81,6 +81,7 @@ _HEAD = struct.Struct(">qq")  # snapshot position, snapshot changelog offset
 _ENTRY = struct.Struct(">cI")  # kind, count
 _SIZE = struct.Struct(">I")
 _MARK = struct.Struct(">qI")  # committed position, crc32 since the previous marker
+REMOVED = -1  # a winner that is a tombstone
 
 
 _P = ParamSpec("_P")
@@ -102,14 +103,18 @@ def _locked(
 class Delta:
     """What restore step 2 found for one partition: ``records`` precede the marker used;
     ``blocks`` are its frames, ``(frames, frame size)`` per entry, read in place;
-    ``winners`` maps each stream to its frame that the changelog's restore rule picks
-    (:mod:`pipeline.kafka_io.changelog`) as ``(block, row, source offset, fresh)``, fresh
-    if a tombstone of the stream preceded it in the delta (None: a tombstone removed it)."""
+    ``winners`` maps each stream to the frame that the changelog's restore rule picks
+    (:mod:`pipeline.kafka_io.changelog`) as ``block << 32 | row`` (one int: a restore
+    sorts 100k of them as an array; -1: a tombstone removed it), ``offsets`` to that
+    frame's source offset; ``removed`` holds the streams with a tombstone in the delta (a
+    frame that wins after one replaces any older state)."""
 
     partition: int
     records: int = 0
     blocks: list[tuple[memoryview, int]] = field(default_factory=list)
-    winners: dict[str, tuple[int, int, int, bool] | None] = field(default_factory=dict)
+    winners: dict[str, int] = field(default_factory=dict)
+    offsets: dict[str, int] = field(default_factory=dict)
+    removed: set[str] = field(default_factory=set)
 
 
 class _Open:
@@ -421,13 +426,15 @@ _Entry = tuple[bytes, list[str], memoryview, int]  # kind, stream ids, frames, f
 
 def _winners(partition: int, records: int, entries: list[_Entry], committed: int) -> Delta:
     """Restore step 3's rule over the entries (the changelog's): per stream, of the frames
-    after its last tombstone, the one with the highest source offset below ``committed``
-    (of equal offsets the newest); a tombstone removes."""
+    after its last tombstone, the one with the highest source offset below ``committed``;
+    a tombstone removes. A delta has one writer, which applies each stream's inputs in
+    order, so a stream's frames in it rise in source offset and the newest is the highest
+    (a writer that falls behind is stopped at write step 4 and starts a new delta)."""
     out = Delta(partition, records)
-    won = out.winners
     for kind, ids, body, size in entries:
         if kind == b"T":
-            won.update(dict.fromkeys(ids, None))
+            out.winners.update(dict.fromkeys(ids, REMOVED))
+            out.removed.update(ids)
             continue
         try:
             offsets = block_offsets(body, size)
@@ -436,12 +443,7 @@ def _winners(partition: int, records: int, entries: list[_Entry], committed: int
         b = len(out.blocks)
         out.blocks.append((body, size))
         rows = np.flatnonzero(offsets < committed)
-        for j, offset in zip(rows.tolist(), offsets[rows].tolist(), strict=True):
-            sid = ids[j]
-            if sid not in won:
-                won[sid] = (b, j, offset, False)
-            elif (cur := won[sid]) is None:
-                won[sid] = (b, j, offset, True)  # re-created after its tombstone
-            elif offset >= cur[2]:
-                won[sid] = (b, j, offset, cur[3])
+        won = [ids[j] for j in rows.tolist()]
+        out.winners.update(zip(won, (rows | (b << 32)).tolist(), strict=True))
+        out.offsets.update(zip(won, offsets[rows].tolist(), strict=True))
     return out

@@ -24,7 +24,7 @@ import itertools
 import logging
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import numpy.typing as npt
@@ -43,7 +43,7 @@ from pipeline.kafka_io.changelog import (
     supersedes,
 )
 from pipeline.metrics import ScorerMetrics
-from pipeline.scorer.local_delta import Delta, DeltaLog
+from pipeline.scorer.local_delta import REMOVED, Delta, DeltaLog
 from pipeline.scorer.local_state import LocalState, Seed
 from pipeline.scorer.routing import Router
 
@@ -90,10 +90,7 @@ class Restorer:
         # ... and the local deltas that extend them: the changelog is read after them.
         start = {s.partition: s.changelog_offset for s in seeds}
         deltas: list[Delta] = []
-        for s in seeds if self.deltas is not None else []:
-            assert self.deltas is not None
-            committed_at = wanted[s.partition] or 0  # a snapshot is only used where set
-            d = self.deltas.read(s.partition, s.position, s.changelog_offset, committed_at)
+        for s, d in zip(seeds, self._read_deltas(seeds, wanted), strict=True):
             if s.changelog_offset + d.records > ends[s.partition]:
                 log.warning(
                     "local delta of partition %d holds more records than its changelog: "
@@ -103,7 +100,7 @@ class Restorer:
                 continue
             start[s.partition] += d.records
             deltas.append(d)
-        # 2.-3. Newest state below the committed offset, per stream.
+        # 2. The changelog's tail after them.
         tail, records = read_partitions(
             self.config.kafka,
             self.changelog,
@@ -156,6 +153,24 @@ class Restorer:
         self.changelog_records += records
         self.metrics.restore_records.inc(records)
         return committed
+
+    def _read_deltas(self, seeds: list[Seed], committed: dict[int, int | None]) -> list[Delta]:
+        """Step 2's local deltas of the seeds' partitions, two at a time: checking a delta's
+        checksums (a minute of frames: hundreds of MB) runs without the GIL, beside the
+        parsing of another."""
+        log_ = self.deltas
+        if log_ is None:
+            return [Delta(s.partition) for s in seeds]
+
+        def read(s: Seed) -> Delta:
+            assert log_ is not None
+            at = committed[s.partition] or 0  # a snapshot is only used where set
+            return log_.read(s.partition, s.position, s.changelog_offset, at)
+
+        if len(seeds) < 2:
+            return [read(s) for s in seeds]
+        with ThreadPoolExecutor(2, thread_name_prefix="delta-read") as pool:
+            return list(pool.map(read, seeds))
 
     def _seeds(
         self, consumer: Consumer, committed: dict[int, int | None]
@@ -233,18 +248,20 @@ def _layered(
             row += n
     newer: set[str] = set()
     stale: list[set[str]] = [set(), set()]  # the deltas', the tail's
-    layers: list[Mapping[str, tuple[Any, ...] | None]] = [d.winners for d in deltas]
-    for layer in (*layers, tail):
-        last = layer is tail
-        for sid, won in layer.items():
-            offset = None if won is None else int(won[2])
-            if supersedes(offset, won is not None and bool(won[3]), below.get(sid)):
-                if last and sid in newer:
+    layers = [((sid, d.offsets.get(sid), sid in d.removed) for sid in d.winners) for d in deltas]
+    layers.append(
+        ((sid, None, True) if f is None else (sid, f[2], f[3]) for sid, f in tail.items())
+    )
+    last = len(layers) - 1
+    for i, layer in enumerate(layers):
+        for sid, offset, fresh in layer:
+            if supersedes(offset, fresh, below.get(sid)):
+                if i == last and sid in newer:
                     stale[0].add(sid)  # the delta's winner, replaced by the tail's
                 newer.add(sid)
                 below[sid] = offset
             else:
-                stale[last].add(sid)
+                stale[i == last].add(sid)
     return newer, stale[0], stale[1]
 
 
@@ -254,35 +271,41 @@ def _from_deltas(
     """The deltas' winning frames that stand, as columns: picked from the blocks where the
     file holds them, ``INSTALL_CHUNK`` frames of one layout at a time."""
     for d in deltas:
-        rows: dict[int, tuple[list[str], list[int]]] = {}
-        for sid, ref in d.winners.items():
-            if ref is not None and sid not in stale:
-                ids, picks = rows.setdefault(ref[0], ([], []))
-                ids.append(sid)
-                picks.append(ref[1])
-        layouts: dict[tuple[object, ...], list[int]] = {}
-        for b in rows:
+        names = list(d.winners)
+        refs = np.fromiter(d.winners.values(), np.int64, len(names))
+        keep = refs != REMOVED
+        if stale:
+            keep &= np.fromiter((sid not in stale for sid in names), bool, len(names))
+        pick = np.flatnonzero(keep)
+        if not len(pick):
+            continue
+        pick = pick[np.argsort(refs[pick], kind="stable")]  # by block, then row
+        refs = refs[pick]
+        blocks, rows = refs >> 32, refs & 0xFFFFFFFF
+        starts = np.flatnonzero(np.diff(blocks, prepend=-1))
+        # Each block's share of ``pick``, grouped by the blocks' frame layouts.
+        layouts: dict[tuple[object, ...], list[tuple[int, int, int]]] = {}
+        for lo, hi in zip(starts.tolist(), [*starts[1:].tolist(), len(pick)], strict=True):
+            b = int(blocks[lo])
             block, size = d.blocks[b]
             try:
-                layouts.setdefault(frame_layout(block[:size]), []).append(b)
+                layouts.setdefault(frame_layout(block[:size]), []).append((b, lo, hi))
             except ValueError:
-                yield rows[b][0], np.empty(0, np.int64), None
-        for blocks in layouts.values():
-            size = d.blocks[blocks[0]][1]
-            picked = [(b, p) for b in blocks for p in rows[b][1]]
-            ids = [sid for b in blocks for sid in rows[b][0]]
-            for at in range(0, len(picked), INSTALL_CHUNK):
-                part = picked[at : at + INSTALL_CHUNK]
+                yield [names[i] for i in pick[lo:hi].tolist()], np.empty(0, np.int64), None
+        for spans in layouts.values():
+            size = d.blocks[spans[0][0]][1]
+            order = np.concatenate([np.arange(lo, hi) for _, lo, hi in spans])
+            owner = np.concatenate([np.full(hi - lo, b) for b, lo, hi in spans])
+            for at in range(0, len(order), INSTALL_CHUNK):
+                part, whose = order[at : at + INSTALL_CHUNK], owner[at : at + INSTALL_CHUNK]
                 out = np.empty((len(part), size), np.uint8)
-                j = 0
-                for b, group in itertools.groupby(part, key=lambda bp: bp[0]):
-                    picks = [p for _, p in group]
+                for b in np.unique(whose).tolist():
+                    sel = np.flatnonzero(whose == b)
                     # Rows of bytes: numpy copies them ~10x faster than np.take of void items.
                     src = np.frombuffer(d.blocks[b][0], np.uint8).reshape(-1, size)
-                    out[j : j + len(picks)] = src[picks]
-                    j += len(picks)
+                    out[sel] = src[rows[part[sel]]]
                 yield (
-                    ids[at : at + INSTALL_CHUNK],
+                    [names[i] for i in pick[part].tolist()],
                     np.full(len(part), d.partition, np.int64),
                     decode_block(out.reshape(-1).data, size),
                 )

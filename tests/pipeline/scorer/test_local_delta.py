@@ -12,7 +12,7 @@ import numpy as np
 
 from pipeline.engine.state import StateStore
 from pipeline.kafka_io.changelog import encode_snapshots, source_offset_of
-from pipeline.scorer.local_delta import DeltaLog
+from pipeline.scorer.local_delta import REMOVED, DeltaLog
 from tests.pipeline.scorer.test_local_state import _store
 
 Sent = list[tuple[str, bytes | None, int]]  # (stream, frame or tombstone, partition)
@@ -50,11 +50,12 @@ def _got(deltas: DeltaLog, partition: int, committed: int) -> tuple[int, dict[st
     d = deltas.read(partition, 100, 7, committed)
     out: dict[str, bytes | None] = {}
     for sid, ref in d.winners.items():
-        if ref is None:
+        if ref == REMOVED:
             out[sid] = None
         else:
-            block, size = d.blocks[ref[0]]
-            out[sid] = bytes(block[ref[1] * size : (ref[1] + 1) * size])
+            block, size = d.blocks[ref >> 32]
+            row = ref & 0xFFFFFFFF
+            out[sid] = bytes(block[row * size : (row + 1) * size])
     return d.records, out
 
 
@@ -107,28 +108,26 @@ def test_a_delta_holds_the_records_sent_up_to_its_last_good_marker(tmp_path: Pat
     deltas.stop()
 
 
-def test_a_frame_sent_later_with_an_older_source_offset_does_not_win(tmp_path: Path) -> None:
-    """At least once, a scorer expelled from the group while it processed sends its frames
-    after its successor's, with older source offsets: the higher offset wins, except over
-    a tombstone, after which any frame re-creates the stream."""
+def test_a_tombstone_removes_and_a_frame_after_it_re_creates(tmp_path: Path) -> None:
+    """The delta says which streams it removed: a frame after a stream's tombstone replaces
+    whatever older state a restore holds for it (the snapshot's), at any source offset."""
     store = _store(6)  # partitions 0, 1, 2; source offsets 0, 10, ..., 50
     deltas = DeltaLog(tmp_path, "t")
     deltas.open(0, 100, 7)
     sent: Sent = []
-    store.src_offset[: len(store)] += 200
     _send(deltas, store, [0, 3], sent)
-    deltas.tombstones([b"s3"], [0])
-    sent.append(("s3", None, 0))
-    store.src_offset[: len(store)] -= 100  # the stale writer's frames come next
-    store.h[...] += 1.0
-    _send(deltas, store, [0, 3], sent)
+    deltas.tombstones([b"s0", b"s3"], [0, 0])
+    sent += [("s0", None, 0), ("s3", None, 0)]
+    store.src_offset[: len(store)] += 5
+    _send(deltas, store, [3], sent)
     deltas.mark({0: 1000})
     deltas.publish(0, 100)
     deltas.stop()
     records, got = _got(deltas, 0, committed=1000)
     assert records == 5 and got == _expected(sent, 0, 1000)
-    assert got["s0"] is not None and source_offset_of(got["s0"]) == 200
-    assert got["s3"] is not None and source_offset_of(got["s3"]) == 130
+    d = deltas.read(0, 100, 7, 1000)
+    assert d.removed == {"s0", "s3"} and got["s0"] is None
+    assert got["s3"] is not None and d.offsets["s3"] == source_offset_of(got["s3"]) == 35
 
 
 def test_a_damaged_segment_falls_back_to_the_marker_before_it(tmp_path: Path) -> None:
