@@ -352,6 +352,7 @@ class StateStore:
         self._slot: dict[str, int] = {}
         self._ids: list[str | None] = []
         self._free: list[int] = []
+        self._arrays: list[str] = []  # what _alloc grows, per stream
         self._alloc(max(1, capacity))
 
     @classmethod
@@ -382,11 +383,27 @@ class StateStore:
 
     # -- allocation -----------------------------------------------------------------
 
-    def reserve(self, streams: int) -> None:
+    def reserve(self, streams: int) -> slice:
         """Room for ``streams`` more streams in one allocation (a restore of 100k streams
-        into a store that doubles as it fills copies every row ~log2 times)."""
+        into a store that doubles as it fills copies every row ~log2 times). Returns the
+        rows added (none if there was room)."""
+        old = self.capacity
         if len(self._free) < streams:
             self._alloc(self.capacity + streams - len(self._free))
+        return slice(old, self.capacity)
+
+    def prefault(self, rows: slice) -> None:
+        """Write zeros, which they hold, to ``rows`` of every array: rows that
+        :meth:`reserve` added and nothing has used. The first write to fresh memory
+        faults its pages in (100k streams, with numpy's huge-page advice: ~1 s); in a
+        thread (numpy releases the GIL for it) that overlaps a restore's reading instead
+        of its installing. Nothing may use these rows until it returns."""
+        for name in self._arrays:
+            arr = getattr(self, name)
+            if name in _STATE_AXIS1:
+                arr[:, rows] = 0
+            else:
+                arr[rows] = 0
 
     def _alloc(self, capacity: int) -> None:
         old = self.capacity
@@ -401,6 +418,8 @@ class StateStore:
                 else:
                     new[:, :old] = src
             setattr(self, name, new)
+            if name not in self._arrays:
+                self._arrays.append(name)
 
         grow("h", (L, capacity, H), np.float32, axis=1)
         grow("c", (L, capacity, H), np.float32, axis=1)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -87,31 +88,39 @@ class Restorer:
         wanted = {tp.partition: off for tp, off in committed.items()}
         # 2. From a local snapshot's offset, where one is usable.
         seeds, ends = self._seeds(consumer, wanted)
-        # ... and the local deltas that extend them: the changelog is read after them.
-        start = {s.partition: s.changelog_offset for s in seeds}
-        deltas: list[Delta] = []
-        for s, d in zip(seeds, self._read_deltas(seeds, wanted), strict=True):
-            if s.changelog_offset + d.records > ends[s.partition]:
-                log.warning(
-                    "local delta of partition %d holds more records than its changelog: "
-                    "ignored, the changelog is read instead",
-                    s.partition,
-                )
-                continue
-            start[s.partition] += d.records
-            deltas.append(d)
-        # 2. The changelog's tail after them.
-        tail, records = read_partitions(
-            self.config.kafka,
-            self.changelog,
-            wanted,
-            read_committed=self.config.guarantee == "exactly-once",
-            start=start,
-            ends=ends,
-        )
-        # 3. Across the layers, in log order (snapshot, delta, changelog tail), each
-        # stream's state by the same rule.
-        newer, stale_deltas, stale_tail = _layered(seeds, deltas, tail)
+        # Room for the snapshots' streams, its pages faulted in beside the reading below.
+        prefault = self._prefault(sum(len(s.ids) for s in seeds))
+        try:
+            # ... and the local deltas that extend them: the changelog is read after them.
+            start = {s.partition: s.changelog_offset for s in seeds}
+            deltas: list[Delta] = []
+            for s, d in zip(seeds, self._read_deltas(seeds, wanted), strict=True):
+                if s.changelog_offset + d.records > ends[s.partition]:
+                    log.warning(
+                        "local delta of partition %d holds more records than its changelog: "
+                        "ignored, the changelog is read instead",
+                        s.partition,
+                    )
+                    continue
+                start[s.partition] += d.records
+                deltas.append(d)
+            # 2. The changelog's tail after them.
+            tail, records = read_partitions(
+                self.config.kafka,
+                self.changelog,
+                wanted,
+                read_committed=self.config.guarantee == "exactly-once",
+                start=start,
+                ends=ends,
+            )
+            # 3. Across the layers, in log order (snapshot, delta, changelog tail), each
+            # stream's state by the same rule.
+            newer, stale_deltas, stale_tail = _layered(seeds, deltas, tail)
+        finally:
+            # Nothing may use the new rows while the thread writes them (a failed read
+            # leaves them to the next restore).
+            if prefault is not None:
+                prefault.join()
         # 4. Install, per served model, as columns: the snapshots' streams that neither the
         # deltas nor the changelog's tail replaced or removed, the deltas' winners that
         # stand, then the tail's.
@@ -153,6 +162,18 @@ class Restorer:
         self.changelog_records += records
         self.metrics.restore_records.inc(records)
         return committed
+
+    def _prefault(self, streams: int) -> threading.Thread | None:
+        """With one served model, room for ``streams`` streams and a tenth more (the
+        deltas and the changelog's tail add few), whose pages a thread faults in while
+        the restore reads (:meth:`StateStore.prefault`); joined before step 4."""
+        if len(self.models) != 1 or not streams:
+            return None
+        store = next(iter(self.models.values())).store
+        rows = store.reserve(streams + streams // 10)
+        thread = threading.Thread(target=store.prefault, args=(rows,), name="prefault")
+        thread.start()
+        return thread
 
     def _read_deltas(self, seeds: list[Seed], committed: dict[int, int | None]) -> list[Delta]:
         """Step 2's local deltas of the seeds' partitions, two at a time: checking a delta's

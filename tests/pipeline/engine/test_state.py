@@ -127,12 +127,15 @@ def test_a_reserved_store_takes_its_streams_in_one_allocation() -> None:
     store = StateStore(layers=1, hidden=2, features=1, horizon=1, capacity=4, ring=2)
     store.slots_for(["a", "b", "c"], now=0.0)
     store.h[0, store.slot_of("a")] = 7.0
-    store.reserve(100)
-    assert store.capacity >= 103
+    rows = store.reserve(100)
+    assert store.capacity >= 103 and (rows.start, rows.stop) == (4, store.capacity)
+    store.prefault(rows)  # what a restore does beside its reading: changes nothing
+    assert store.h[0, store.slot_of("a")].tolist() == [7.0, 7.0]
+    assert not store.h[:, rows].any() and not store.mean[rows].any()
     h = store.h
     store.slots_for([f"s{i}" for i in range(100)], now=0.0)
     assert store.h is h  # no regrowth: nothing was copied again
     assert store.h[0, store.slot_of("a")].tolist() == [7.0, 7.0]
     capacity = store.capacity
-    store.reserve(store.capacity - len(store))  # room enough already: nothing happens
-    assert store.capacity == capacity
+    rows = store.reserve(store.capacity - len(store))  # room enough already: nothing happens
+    assert store.capacity == capacity and rows.start == rows.stop
