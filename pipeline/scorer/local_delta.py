@@ -175,6 +175,9 @@ class DeltaLog:
             path = self.dir / f"{partition}.delta.{os.getpid()}-{next(_TMP_IDS)}.tmp"
             f = open(path, "wb")  # noqa: SIM115 (open until step 4 stops it)
             f.write(head)
+            # To the page cache now: a delta published before its first marker (an idle
+            # partition's) and then killed would otherwise be an empty file.
+            f.flush()
         except OSError as exc:
             # An optimisation failing: restores read more of the changelog.
             log.warning("local delta of partition %d not written: %s", partition, exc)

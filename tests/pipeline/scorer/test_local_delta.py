@@ -130,6 +130,19 @@ def test_a_tombstone_removes_and_a_frame_after_it_re_creates(tmp_path: Path) -> 
     assert got["s3"] is not None and d.offsets["s3"] == source_offset_of(got["s3"]) == 35
 
 
+def test_a_delta_published_before_any_record_holds_its_head(tmp_path: Path) -> None:
+    """An idle partition's delta is published with its snapshot before any marker: a kill
+    -9 then (the open file never flushed again) must leave a delta file, not an empty one
+    (the long chaos run logged such files as "not a Statecast local state file")."""
+    deltas = DeltaLog(tmp_path, "t")
+    deltas.open(0, 100, 7)
+    deltas.publish(0, 100)
+    assert deltas.path(0).read_bytes().startswith(b"SCLD")  # before any close
+    d = deltas.read(0, 100, 7, 1000)
+    assert d.records == 0 and not d.winners
+    deltas.stop()
+
+
 def test_a_damaged_segment_falls_back_to_the_marker_before_it(tmp_path: Path) -> None:
     store = _store(6)
     deltas = DeltaLog(tmp_path, "t")
