@@ -24,7 +24,7 @@ Policies:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -352,7 +352,6 @@ class StateStore:
         self._slot: dict[str, int] = {}
         self._ids: list[str | None] = []
         self._free: list[int] = []
-        self._arrays: list[str] = []  # what _alloc grows, per stream
         self._alloc(max(1, capacity))
 
     @classmethod
@@ -398,7 +397,10 @@ class StateStore:
         faults its pages in (100k streams, with numpy's huge-page advice: ~1 s); in a
         thread (numpy releases the GIL for it) that overlaps a restore's reading instead
         of its installing. Nothing may use these rows until it returns."""
-        for name in self._arrays:
+        self._zero({*_FIELDS, *_MODEL_INDEPENDENT}, rows)
+
+    def _zero(self, names: Iterable[str], rows: I64 | slice) -> None:
+        for name in names:
             arr = getattr(self, name)
             if name in _STATE_AXIS1:
                 arr[:, rows] = 0
@@ -418,8 +420,6 @@ class StateStore:
                 else:
                     new[:, :old] = src
             setattr(self, name, new)
-            if name not in self._arrays:
-                self._arrays.append(name)
 
         grow("h", (L, capacity, H), np.float32, axis=1)
         grow("c", (L, capacity, H), np.float32, axis=1)
@@ -471,12 +471,7 @@ class StateStore:
         self.capacity = capacity
 
     def _init_slots(self, slots: I64) -> None:
-        for name in _FIELDS:
-            arr = getattr(self, name)
-            if name in _STATE_AXIS1:
-                arr[:, slots] = 0
-            else:
-                arr[slots] = 0
+        self._zero(_FIELDS, slots)
         self.emu[slots] = self.prior_mu
         self.fs[slots] = np.nan
         self.last_x[slots] = np.nan

@@ -255,7 +255,7 @@ def _layered(
     one; a frame at the same or a higher source offset). Returns the streams whose
     snapshot frame is replaced (``newer``), then the deltas' and the tail's winners that do
     not stand (replaced by the tail's, or older than what they follow)."""
-    if not deltas and not tail:
+    if not tail and not any(d.winners for d in deltas):
         return set(), set(), set()
     below: dict[str, int | None] = {}  # each stream's source offset so far (None: removed)
     for s in seeds:
