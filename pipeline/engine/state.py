@@ -512,20 +512,27 @@ class StateStore:
         """Slots of the given streams, allocating (and initialising) new ones. New slots are
         seen at ``now``; existing ones too unless ``touch`` is false (the caller then
         touches only the streams whose events it accepted)."""
-        out = np.empty(len(stream_ids), np.int64)
-        new: list[int] = []
-        for i, sid in enumerate(stream_ids):
-            slot = self._slot.get(sid)
-            if slot is None:
+        # One lookup per id in a comprehension, the rest as arrays: this runs for every
+        # batch (the hot path) and for every stream a restore installs.
+        get = self._slot.get
+        out = np.fromiter([get(sid, -1) for sid in stream_ids], np.int64, len(stream_ids))
+        missing = np.flatnonzero(out < 0)
+        if len(missing):
+            names = [stream_ids[i] for i in missing.tolist()]
+            added = dict.fromkeys(names, -1)  # a batch may name a new stream more than once
+            take: list[int] = []  # from the free list's end, as pop() would
+            while len(take) < len(added):
                 if not self._free:
                     self._alloc(self.capacity * 2)
-                slot = self._free.pop()
-                self._slot[sid] = slot
+                k = min(len(added) - len(take), len(self._free))
+                take += self._free[len(self._free) - k :][::-1]
+                del self._free[len(self._free) - k :]
+            for sid, slot in zip(added, take, strict=True):
+                added[sid] = slot
                 self._ids[slot] = sid
-                new.append(slot)
-            out[i] = slot
-        if new:
-            fresh = np.asarray(new, np.int64)
+            self._slot.update(added)
+            out[missing] = [added[sid] for sid in names]
+            fresh = np.asarray(take, np.int64)
             self._init_slots(fresh)
             self.last_seen[fresh] = now
         if touch:

@@ -72,6 +72,8 @@ __all__ = [
     "source_offset_of",
     "supersedes",
     "topic_config",
+    "NO_STATE",
+    "TOMBSTONE_AT",
 ]
 
 MAGIC = b"SCS"
@@ -522,8 +524,15 @@ def read_partitions(
     return best, count
 
 
-def supersedes(offset: int | None, fresh: bool, below: int | None) -> bool:
-    """Whether a stream's winner in later records (a frame at source ``offset``, after a
-    tombstone of the stream in those records if ``fresh``; None: a tombstone) replaces the
-    state earlier records gave it (a frame at source offset ``below``; None: none)."""
-    return offset is None or below is None or fresh or offset >= below
+TOMBSTONE_AT = np.iinfo(np.int64).max  # a tombstone among source offsets: above any
+NO_STATE = -1  # no earlier state, or a removed one: below any source offset
+
+
+def supersedes(
+    offsets: npt.NDArray[np.int64], fresh: npt.NDArray[np.bool_], below: npt.NDArray[np.int64]
+) -> npt.NDArray[np.bool_]:
+    """Whether each stream's winner in later records (a frame at source ``offsets``, after
+    a tombstone of the stream in those records where ``fresh``; a tombstone:
+    ``TOMBSTONE_AT``) replaces the state earlier records gave it (a frame at source offset
+    ``below``; none, or a tombstone: ``NO_STATE``)."""
+    return fresh | (offsets >= below)

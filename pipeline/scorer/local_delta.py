@@ -70,7 +70,7 @@ import numpy.typing as npt
 
 from pipeline.kafka_io.changelog import block_offsets
 
-__all__ = ["REMOVED", "Delta", "DeltaLog", "file_head", "mapped", "read_head"]
+__all__ = ["REMOVED", "Delta", "DeltaLog", "decode_ids", "file_head", "mapped", "read_head"]
 
 log = logging.getLogger(__name__)
 _TMP_IDS = itertools.count()
@@ -375,7 +375,7 @@ class DeltaLog:
                 ends = np.cumsum(lens).tolist()
                 keys = bytes(buf[at : at + (ends[-1] if count else 0)])
                 at += len(keys)
-                ids = _ids(keys, ends, lens.tolist())
+                ids = decode_ids(keys, ends, lens.tolist())
                 body = buf[at : at + size * count]
                 if len(body) != size * count:
                     break
@@ -415,7 +415,7 @@ def mapped(path: Path) -> memoryview:
         return memoryview(mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ))
 
 
-def _ids(keys: bytes, ends: list[int], lens: list[int]) -> list[str]:
+def decode_ids(keys: bytes, ends: list[int], lens: list[int]) -> list[str]:
     """Stream ids from their concatenated UTF-8 keys: decoded at once where they are ASCII
     (then byte and character offsets agree), else one by one."""
     text = keys.decode()

@@ -80,7 +80,7 @@ from pipeline.errors import KafkaError, StatecastError
 from pipeline.kafka_io import Consumer
 from pipeline.kafka_io.changelog import frame_blocks
 from pipeline.metrics import ScorerMetrics
-from pipeline.scorer.local_delta import DeltaLog, file_head, mapped, read_head
+from pipeline.scorer.local_delta import DeltaLog, decode_ids, file_head, mapped, read_head
 
 __all__ = ["LocalState", "Seed", "SnapshotTaker"]
 
@@ -237,7 +237,7 @@ class LocalState:
             raise ValueError("its sizes do not add up to the file's size")
         keys = bytes(body[at : at + int(klen.sum())])
         ends = np.cumsum(klen).tolist()
-        ids = [keys[e - k : e].decode() for e, k in zip(ends, klen.tolist(), strict=True)]
+        ids = decode_ids(keys, ends, klen.tolist())
         at += len(keys)
         blocks = []
         for size, frames in table.tolist():
@@ -246,17 +246,23 @@ class LocalState:
         return Seed(partition, int(position), int(offset), ids, blocks)
 
     def seed(self, partition: int, committed: int, changelog_end: int) -> Seed | None:
-        """Restore step 1: the newest snapshot of ``partition`` usable at ``committed``."""
-        found = [s for s in (self.read(partition), self.read(partition, previous=True)) if s]
-        if any(s.changelog_offset > changelog_end for s in found):
-            log.warning(
-                "local state of partition %d covers changelog offsets beyond its end (%d): "
-                "the changelog was recreated; the snapshots are ignored",
-                partition,
-                changelog_end,
-            )
-            return None
-        for s in found:
+        """Restore step 1: the newest snapshot of ``partition`` usable at ``committed``.
+
+        The previous snapshot is read only when the current one is not usable (each read
+        checks a file of hundreds of MB): it is older, so it covers no changelog offset
+        the current one does not."""
+        for previous in (False, True):
+            s = self.read(partition, previous=previous)
+            if s is None:
+                continue
+            if s.changelog_offset > changelog_end:
+                log.warning(
+                    "local state of partition %d covers changelog offsets beyond its end "
+                    "(%d): the changelog was recreated; the snapshots are ignored",
+                    partition,
+                    changelog_end,
+                )
+                return None
             if s.position <= committed:
                 return s
             log.info(

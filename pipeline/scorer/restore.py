@@ -35,6 +35,8 @@ from pipeline.engine.serving import ServedModel
 from pipeline.engine.state import Columns
 from pipeline.kafka_io import Consumer, TopicPartition
 from pipeline.kafka_io.changelog import (
+    NO_STATE,
+    TOMBSTONE_AT,
     Found,
     block_offsets,
     decode_block,
@@ -201,7 +203,14 @@ class Restorer:
         if self.local is None or not usable:
             return [], {}
         ends = consumer.end_offsets(self.changelog, sorted(usable))
-        seeds = [self.local.seed(p, c, ends[p]) for p, c in sorted(usable.items())]
+        local = self.local
+
+        def seed(pc: tuple[int, int]) -> Seed | None:
+            return local.seed(pc[0], pc[1], ends[pc[0]])
+
+        # Two at a time, as the deltas: a snapshot's checksum runs without the GIL.
+        with ThreadPoolExecutor(2, thread_name_prefix="seed-read") as pool:
+            seeds = list(pool.map(seed, sorted(usable.items())))
         return [s for s in seeds if s is not None], ends
 
     def _seeded(
@@ -257,7 +266,7 @@ def _layered(
     not stand (replaced by the tail's, or older than what they follow)."""
     if not tail and not any(d.winners for d in deltas):
         return set(), set(), set()
-    below: dict[str, int | None] = {}  # each stream's source offset so far (None: removed)
+    below: dict[str, int] = {}  # each stream's source offset so far (or NO_STATE)
     for s in seeds:
         row = 0
         for size, block in s.blocks:
@@ -269,20 +278,37 @@ def _layered(
             row += n
     newer: set[str] = set()
     stale: list[set[str]] = [set(), set()]  # the deltas', the tail's
-    layers = [((sid, d.offsets.get(sid), sid in d.removed) for sid in d.winners) for d in deltas]
+    layers = [
+        (
+            list(d.winners),
+            [None if ref == REMOVED else d.offsets[sid] for sid, ref in d.winners.items()],
+            [sid in d.removed for sid in d.winners],
+        )
+        for d in deltas
+    ]
     layers.append(
-        ((sid, None, True) if f is None else (sid, f[2], f[3]) for sid, f in tail.items())
+        (
+            list(tail),
+            [None if f is None else f[2] for f in tail.values()],
+            [f is None or f[3] for f in tail.values()],
+        )
     )
     last = len(layers) - 1
-    for i, layer in enumerate(layers):
-        for sid, offset, fresh in layer:
-            if supersedes(offset, fresh, below.get(sid)):
-                if i == last and sid in newer:
-                    stale[0].add(sid)  # the delta's winner, replaced by the tail's
-                newer.add(sid)
-                below[sid] = offset
-            else:
-                stale[i == last].add(sid)
+    for i, (names, offsets, fresh) in enumerate(layers):
+        wins = supersedes(
+            np.fromiter((TOMBSTONE_AT if o is None else o for o in offsets), np.int64, len(names)),
+            np.asarray(fresh, bool),
+            np.fromiter((below.get(sid, NO_STATE) for sid in names), np.int64, len(names)),
+        )
+        won = np.flatnonzero(wins).tolist()
+        names_won = [names[j] for j in won]
+        if i == last:
+            stale[0].update(newer.intersection(names_won))  # deltas' winners the tail replaced
+        newer.update(names_won)
+        below.update(
+            zip(names_won, (NO_STATE if (o := offsets[j]) is None else o for j in won), strict=True)
+        )
+        stale[i == last].update(names[j] for j in np.flatnonzero(~wins).tolist())
     return newer, stale[0], stale[1]
 
 

@@ -32,6 +32,18 @@ def test_new_streams_get_distinct_initialised_slots_and_the_store_grows() -> Non
     assert again.tolist() == [slots[3], slots[0]]
 
 
+def test_a_batch_naming_a_new_stream_twice_gives_it_one_slot_across_growth() -> None:
+    store = _store(capacity=2)
+    (a,) = store.slots_for(["a"], now=0.0).tolist()
+    store.steps[a] = 9
+    slots = store.slots_for(["b", "a", "c", "b", "d", "e", "c"], now=1.0).tolist()
+    assert slots[0] == slots[3] and slots[2] == slots[6] and slots[1] == a
+    assert len({*slots}) == 5 == len(store) and store.capacity >= 5
+    assert store.steps[a] == 9 and all(store.steps[s] == 0 for s in slots if s != a)
+    assert [store.id_of(s) for s in slots] == ["b", "a", "c", "b", "d", "e", "c"]
+    assert np.all(store.last_seen[slots] == 1.0)
+
+
 def test_gather_scatter_round_trips_and_touches_only_the_given_slots() -> None:
     store = _store(capacity=8)
     slots = store.slots_for(["a", "b", "c"], now=0.0)

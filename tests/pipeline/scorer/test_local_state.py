@@ -108,6 +108,12 @@ def test_the_newest_committed_snapshot_is_used(tmp_path: Path) -> None:
     # A changelog shorter than what the snapshot covers is another incarnation of it.
     assert local.seed(2, committed=250, changelog_end=50) is None
     assert local.seed(1, committed=250, changelog_end=500) is None  # no file
+    # A damaged newest snapshot: the previous one stands.
+    data = bytearray(local.path(2).read_bytes())
+    data[-5] ^= 0xFF
+    local.path(2).write_bytes(bytes(data))
+    seed = local.seed(2, committed=250, changelog_end=500)
+    assert seed is not None and (seed.position, seed.changelog_offset) == (100, 40)
 
 
 def test_a_block_decodes_as_its_frames_do(tmp_path: Path) -> None:
