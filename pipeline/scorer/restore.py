@@ -24,8 +24,9 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -56,6 +57,8 @@ log = logging.getLogger(__name__)
 # Streams installed at a time from local files: big enough that the per-install cost is
 # small, small enough that the copies reuse memory (2048 frames of 3 KB: 6 MB).
 INSTALL_CHUNK = 2048
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 class Restorer:
@@ -178,9 +181,8 @@ class Restorer:
         return thread
 
     def _read_deltas(self, seeds: list[Seed], committed: dict[int, int | None]) -> list[Delta]:
-        """Step 2's local deltas of the seeds' partitions, two at a time: checking a delta's
-        checksums (a minute of frames: hundreds of MB) runs without the GIL, beside the
-        parsing of another."""
+        """Step 2's local deltas of the seeds' partitions (a minute of frames: hundreds of
+        MB each), two at a time."""
         log_ = self.deltas
         if log_ is None:
             return [Delta(s.partition) for s in seeds]
@@ -190,10 +192,7 @@ class Restorer:
             at = committed[s.partition] or 0  # a snapshot is only used where set
             return log_.read(s.partition, s.position, s.changelog_offset, at)
 
-        if len(seeds) < 2:
-            return [read(s) for s in seeds]
-        with ThreadPoolExecutor(2, thread_name_prefix="delta-read") as pool:
-            return list(pool.map(read, seeds))
+        return _two_at_a_time(read, seeds)
 
     def _seeds(
         self, consumer: Consumer, committed: dict[int, int | None]
@@ -208,9 +207,7 @@ class Restorer:
         def seed(pc: tuple[int, int]) -> Seed | None:
             return local.seed(pc[0], pc[1], ends[pc[0]])
 
-        # Two at a time, as the deltas: a snapshot's checksum runs without the GIL.
-        with ThreadPoolExecutor(2, thread_name_prefix="seed-read") as pool:
-            seeds = list(pool.map(seed, sorted(usable.items())))
+        seeds = _two_at_a_time(seed, sorted(usable.items()))
         return [s for s in seeds if s is not None], ends
 
     def _seeded(
@@ -253,6 +250,15 @@ class Restorer:
             )
             restored, skipped = restored + done, skipped + dropped
         return restored, skipped
+
+
+def _two_at_a_time(read: Callable[[_T], _R], items: list[_T]) -> list[_R]:
+    """``read`` of each local file's item, two at a time: a file's checksum (hundreds of
+    MB) runs without the GIL beside the parsing of another."""
+    if len(items) < 2:
+        return [read(i) for i in items]
+    with ThreadPoolExecutor(2, thread_name_prefix="local-read") as pool:
+        return list(pool.map(read, items))
 
 
 def _layered(
