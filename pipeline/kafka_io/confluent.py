@@ -480,6 +480,36 @@ class ConfluentProducer:
             log.warning("producer close: %s", _describe(exc))
 
 
+def _stable_end(
+    consumer: ck.Consumer, topic: str, part: int, at: int, highs: dict[int, int]
+) -> bool:
+    """Whether a read_committed reader's partition-EOF at ``at`` is its end.
+
+    The last stable offset stops short of the high watermark while a transaction there is
+    open, or committed with its markers not yet written to this partition. A restore must
+    wait for it: its consumer group may already hold the offsets that transaction
+    committed (they become visible when the offsets partition's marker is written, which
+    can be first), and a restore that stopped short would miss the frames of records it
+    will not process again (seen in the chaos test across a broker restart). So the end
+    is the first EOF at or past the high watermark that the first EOF saw (librdkafka
+    caches the fetch response's one; a later EOF follows a commit or an abort). A
+    transaction left open by a dead producer is aborted by its coordinator within the
+    transaction timeout, and the reader's own timeout bounds the wait."""
+    if part not in highs:
+        _, high = consumer.get_watermark_offsets(ck.TopicPartition(topic, part), cached=True)
+        highs[part] = int(high)
+        if at < high:
+            log.warning(
+                "%s[%d]: a transaction is still open up to offset %d (the last stable offset "
+                "is %d): waiting for it to commit or abort before the restore goes on",
+                topic,
+                part,
+                high,
+                at,
+            )
+    return at >= highs[part]
+
+
 def read_to_end(
     config: KafkaConfig,
     topic: str,
@@ -491,12 +521,15 @@ def read_to_end(
     start: Mapping[int, int] | None = None,
 ) -> Iterator[tuple[int, bytes | None, bytes | None]]:
     """``(partition, key, value)`` of every record from the start of the given partitions
-    (or from ``start[p]``) to their end (librdkafka's partition-EOF event; the last stable
-    offset when ``read_committed``)."""
+    (or from ``start[p]``) to their end (librdkafka's partition-EOF event).
+
+    ``read_committed``: to the last stable offset, and not before it has reached the high
+    watermark seen at the first end (:func:`_stable_end`)."""
     pending = set(partitions)
     if not pending:
         return
     errors = _Errors("reader")
+    highs: dict[int, int] = {}  # read_committed: the high watermark each partition waits for
     try:
         consumer = ck.Consumer(
             {
@@ -542,7 +575,10 @@ def read_to_end(
                 if err is None:
                     yield m.partition(), m.key(), m.value()
                 elif err.code() == ck.KafkaError._PARTITION_EOF:
-                    pending.discard(m.partition())
+                    if not read_committed or _stable_end(
+                        consumer, topic, m.partition(), m.offset(), highs
+                    ):
+                        pending.discard(m.partition())
                 elif err.fatal():
                     raise KafkaError(f"cannot read {topic}: {err.str()}")
                 else:

@@ -241,13 +241,14 @@ class KafkaPythonProducer:
 
     def commit(self, offsets: dict[TopicPartition, int], group_metadata: object) -> None:
         try:
-            self._producer.send_offsets_to_transaction(
-                {
-                    KTP(tp.topic, tp.partition): OffsetAndMetadata(o, "", -1)
-                    for tp, o in offsets.items()
-                },
-                group_metadata,
-            )
+            if offsets:  # as the confluent backend: a transaction may carry no offsets
+                self._producer.send_offsets_to_transaction(
+                    {
+                        KTP(tp.topic, tp.partition): OffsetAndMetadata(o, "", -1)
+                        for tp, o in offsets.items()
+                    },
+                    group_metadata,
+                )
             self._producer.commit_transaction()
         except kafka.errors.KafkaError as exc:
             raise KafkaError(f"transaction commit failed: {exc}") from exc
@@ -391,6 +392,29 @@ def partitions_for(config: KafkaConfig, topic: str) -> int:
     return len(meta[0]["partitions"])
 
 
+def _high_watermarks(
+    config: KafkaConfig, parts: list[KTP], stable: dict[KTP, int], topic: str
+) -> dict[KTP, int]:
+    """The end offsets of ``parts`` as a read_uncommitted client sees them (a
+    read_committed one is told the last stable offsets, ``stable``)."""
+    probe = kafka.KafkaConsumer(enable_auto_commit=False, **client_settings(config))
+    try:
+        highs: dict[KTP, int] = probe.end_offsets(parts)
+    finally:
+        probe.close()
+    for tp in parts:
+        if highs[tp] > stable[tp]:
+            log.warning(
+                "%s[%d]: a transaction is still open up to offset %d (the last stable offset "
+                "is %d): waiting for it to commit or abort before the restore goes on",
+                topic,
+                tp.partition,
+                highs[tp],
+                stable[tp],
+            )
+    return highs
+
+
 def read_to_end(
     config: KafkaConfig,
     topic: str,
@@ -402,9 +426,11 @@ def read_to_end(
     start: Mapping[int, int] | None = None,
 ) -> Iterator[tuple[int, bytes | None, bytes | None]]:
     """``(partition, key, value)`` of every record from the start of the given partitions
-    (or from ``start[p]``) to their end as of the call (the last stable offset when
-    ``read_committed``). No partitions: nothing (kafka-python's seek_to_beginning of none
-    raises)."""
+    (or from ``start[p]``) to their end as of the call. ``read_committed``: to the high
+    watermark, though only committed records are read: a transaction still open there, or
+    committed with its markers not yet written, is waited for (why: the confluent
+    backend's ``_stable_end``). No partitions: nothing (kafka-python's seek_to_beginning of
+    none raises)."""
     wanted = sorted(set(partitions))
     if not wanted:
         return
@@ -425,6 +451,8 @@ def read_to_end(
                 # A start the log no longer has: from its beginning (more, never less).
                 consumer.seek(tp, max(start[tp.partition], begins[tp]))
         ends = consumer.end_offsets(parts)
+        if read_committed:
+            ends = _high_watermarks(config, parts, ends, topic)
         deadline = time.monotonic() + timeout_s
         while any(consumer.position(tp) < ends[tp] for tp in parts):
             if time.monotonic() > deadline:

@@ -109,14 +109,17 @@ class Restorer:
                     continue
                 start[s.partition] += d.records
                 deltas.append(d)
-            # 2. The changelog's tail after them.
+            # 2. The changelog's tail after them. Under exactly-once ``ends`` are last
+            # stable offsets, short of a transaction whose offsets the group may already
+            # hold (read_to_end waits for it): no partition is skipped by them.
+            exactly_once = self.config.guarantee == "exactly-once"
             tail, records = read_partitions(
                 self.config.kafka,
                 self.changelog,
                 wanted,
-                read_committed=self.config.guarantee == "exactly-once",
+                read_committed=exactly_once,
                 start=start,
-                ends=ends,
+                ends=None if exactly_once else ends,
             )
             # 3. Across the layers, in log order (snapshot, delta, changelog tail), each
             # stream's state by the same rule.
