@@ -246,15 +246,18 @@ def run_chaos(
         for d in (orjson.loads(r.value) for r in read_all(kafka, ref_out, timeout_s=30))
     }
     diff = 0.0
+    worst: dict[str, object] = {}  # where the largest difference is, for a failing run
     for key, got in results.items():
         last = got[-1]
         if isinstance(last, dict) and key in reference:
             ref = reference[key]
-            diff = max(
-                diff,
+            here = max(
                 float(np.max(np.abs(np.subtract(last["forecast"], ref["forecast"])))),
                 abs(float(last["anomaly_score"] or 0) - float(ref["anomaly_score"] or 0)),
             )
+            if here > diff:
+                diff = here
+                worst = {"partition": key[0], "offset": key[1], "stream": last.get("stream_id")}
     bad_exits = [
         (pid, code, err) for pid, code, err in group.exits if code != 0 and pid not in group.killed
     ]
@@ -270,6 +273,7 @@ def run_chaos(
         "lost": len(lost),
         "duplicates": duplicates,
         "max_score_difference": diff,
+        "largest_difference_at": worst,
         "members_started": group.seq,
         "bad_exits": len(bad_exits),
     }
