@@ -32,6 +32,7 @@ from pipeline.kafka_io.interface import (
     Record,
     TopicPartition,
     topic_partitions,
+    warn_open_transaction,
 )
 
 __all__ = ["ConfluentConsumer", "ConfluentProducer", "client_settings"]
@@ -483,30 +484,15 @@ class ConfluentProducer:
 def _stable_end(
     consumer: ck.Consumer, topic: str, part: int, at: int, highs: dict[int, int]
 ) -> bool:
-    """Whether a read_committed reader's partition-EOF at ``at`` is its end.
-
-    The last stable offset stops short of the high watermark while a transaction there is
-    open, or committed with its markers not yet written to this partition. A restore must
-    wait for it: its consumer group may already hold the offsets that transaction
-    committed (they become visible when the offsets partition's marker is written, which
-    can be first), and a restore that stopped short would miss the frames of records it
-    will not process again (seen in the chaos test across a broker restart). So the end
-    is the first EOF at or past the high watermark that the first EOF saw (librdkafka
-    caches the fetch response's one; a later EOF follows a commit or an abort). A
-    transaction left open by a dead producer is aborted by its coordinator within the
-    transaction timeout, and the reader's own timeout bounds the wait."""
+    """Whether a read_committed reader's partition-EOF at ``at`` is its end: the first EOF
+    at or past the high watermark that the first EOF saw (:func:`warn_open_transaction`
+    says why; librdkafka caches the fetch response's high watermark, and a later EOF
+    follows a commit or an abort)."""
     if part not in highs:
         _, high = consumer.get_watermark_offsets(ck.TopicPartition(topic, part), cached=True)
         highs[part] = int(high)
         if at < high:
-            log.warning(
-                "%s[%d]: a transaction is still open up to offset %d (the last stable offset "
-                "is %d): waiting for it to commit or abort before the restore goes on",
-                topic,
-                part,
-                high,
-                at,
-            )
+            warn_open_transaction(log, topic, part, high, at)
     return at >= highs[part]
 
 

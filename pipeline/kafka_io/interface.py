@@ -7,10 +7,19 @@ added beside ``kafkapython`` without touching the scorer.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, Protocol
 
-__all__ = ["Consumer", "Header", "Producer", "Record", "TopicPartition", "topic_partitions"]
+__all__ = [
+    "Consumer",
+    "Header",
+    "Producer",
+    "Record",
+    "TopicPartition",
+    "topic_partitions",
+    "warn_open_transaction",
+]
 
 Header = tuple[str, bytes]
 
@@ -23,6 +32,29 @@ class TopicPartition(NamedTuple):
 def topic_partitions(partitions: Iterable[Any]) -> set[TopicPartition]:
     """Ours from any client's topic-partition objects (anything with topic and partition)."""
     return {TopicPartition(p.topic, p.partition) for p in partitions}
+
+
+def warn_open_transaction(
+    log: logging.Logger, topic: str, partition: int, high: int, stable: int
+) -> None:
+    """A read_committed read to the end (a backend's ``read_to_end``) found its last stable
+    offset ``stable`` short of the high watermark ``high``, and waits until it gets there.
+
+    The gap is a transaction still open there, or committed with its markers not yet
+    written to this partition. A restore must wait for it: its consumer group may already
+    hold the offsets that transaction committed (they become visible when the offsets
+    partition's marker is written, which can be first), and a restore that stopped short
+    would miss the frames of records it will not process again (seen in the chaos test
+    across a broker restart). A transaction left open by a dead producer is aborted by its
+    coordinator within the transaction timeout; the reader's own timeout bounds the wait."""
+    log.warning(
+        "%s[%d]: a transaction is still open up to offset %d (the last stable offset is %d): "
+        "waiting for it to commit or abort before the restore goes on",
+        topic,
+        partition,
+        high,
+        stable,
+    )
 
 
 class Record(NamedTuple):

@@ -26,6 +26,7 @@ from pipeline.kafka_io.interface import (
     Record,
     TopicPartition,
     topic_partitions,
+    warn_open_transaction,
 )
 
 __all__ = ["KafkaPythonConsumer", "KafkaPythonProducer", "client_settings"]
@@ -404,14 +405,7 @@ def _high_watermarks(
         probe.close()
     for tp in parts:
         if highs[tp] > stable[tp]:
-            log.warning(
-                "%s[%d]: a transaction is still open up to offset %d (the last stable offset "
-                "is %d): waiting for it to commit or abort before the restore goes on",
-                topic,
-                tp.partition,
-                highs[tp],
-                stable[tp],
-            )
+            warn_open_transaction(log, topic, tp.partition, highs[tp], stable[tp])
     return highs
 
 
@@ -428,9 +422,8 @@ def read_to_end(
     """``(partition, key, value)`` of every record from the start of the given partitions
     (or from ``start[p]``) to their end as of the call. ``read_committed``: to the high
     watermark, though only committed records are read: a transaction still open there, or
-    committed with its markers not yet written, is waited for (why: the confluent
-    backend's ``_stable_end``). No partitions: nothing (kafka-python's seek_to_beginning of
-    none raises)."""
+    committed with its markers not yet written, is waited for (``warn_open_transaction``
+    says why). No partitions: nothing (kafka-python's seek_to_beginning of none raises)."""
     wanted = sorted(set(partitions))
     if not wanted:
         return
