@@ -42,6 +42,11 @@ log = logging.getLogger(__name__)
 # kept referenced so they are never destroyed under that call.
 _WEDGED: list[Any] = []
 TRANSACTION_TIMEOUT_MS = 15_000  # as the kafka-python backend
+# How long a transaction commit may take before its producer is abandoned (each of its two
+# calls is bounded by the transaction timeout, plus a margin): by then the coordinator
+# has aborted a transaction it has not committed (it does so once the transaction
+# timeout has passed, at its next abort scan), so waiting longer decides nothing.
+COMMIT_DEADLINE_S = 2 * TRANSACTION_TIMEOUT_MS / 1000 + 5.0
 POLL_EVERY = 10_000  # sends between producer polls that serve (error-only) delivery reports
 
 
@@ -355,6 +360,10 @@ class ConfluentProducer:
         path, whose new producer with the same transactional id fences this one.
         """
         outcome: list[BaseException | None] = []
+        # Past the transaction timeout the coordinator aborts what it has not committed:
+        # neither call can decide anything by waiting longer (COMMIT_DEADLINE_S).
+        call_s = min(self._timeout_s, TRANSACTION_TIMEOUT_MS / 1000)
+        deadline_s = min(self._timeout_s * 3, COMMIT_DEADLINE_S)
 
         def run() -> None:
             try:
@@ -362,21 +371,21 @@ class ConfluentProducer:
                     self._producer.send_offsets_to_transaction(
                         [ck.TopicPartition(tp.topic, tp.partition, o) for tp, o in offsets.items()],
                         group_metadata,
-                        self._timeout_s,
+                        call_s,
                     )
-                self._producer.commit_transaction(self._timeout_s)
+                self._producer.commit_transaction(call_s)
                 outcome.append(None)
             except BaseException as exc:  # handed to the caller's thread below
                 outcome.append(exc)
 
         worker = threading.Thread(target=run, name="txn-commit", daemon=True)
         worker.start()
-        worker.join(self._timeout_s * 3)
+        worker.join(deadline_s)
         if worker.is_alive():
             self._wedged = True
             _WEDGED.append(self._producer)
             raise KafkaError(
-                f"transaction commit did not return within {self._timeout_s * 3:.0f}s "
+                f"transaction commit did not return within {deadline_s:.0f}s "
                 "(librdkafka send_offsets_to_transaction hang); abandoning this producer"
             )
         exc = outcome[0]

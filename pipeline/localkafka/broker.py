@@ -300,6 +300,10 @@ class LocalBroker:
             "share.coordinator.state.topic.min.isr": "1",
             # Tests and demos create groups constantly; the 3 s default delay would dominate.
             "group.initial.rebalance.delay.ms": "0",
+            # A transaction left open by a killed scorer holds back every read_committed
+            # reader (outputs, a restore) until the coordinator aborts it, at its first
+            # scan after the transaction timeout: scan every second, not every 10.
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms": "1000",
             "auto.create.topics.enable": "true",
             "log.retention.hours": "168",
             "log.cleaner.enable": "true",
