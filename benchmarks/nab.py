@@ -15,7 +15,9 @@
   leave-one-category-out over the choice among them and the run as set (each held-out
   category scored with the variant and threshold best on the other categories), which
   says what choosing among them on nab-dev is worth on data that took no part.
-* Reports forecast skill vs persistence per file (horizon 1, scale-free MAE).
+* Reports per file, at the standard optimum, the windows found and the false positives
+  (with ``--engine``, each channel's share of them: where the false positives are), and
+  forecast skill vs persistence per file (horizon 1, scale-free MAE).
 * ``--plot out.png``: every file's values with NAB's label windows shaded and the
   detections at the optimised threshold marked (first in a window green, others red).
 """
@@ -209,6 +211,11 @@ def main() -> int:
         )
         for name, c in channels.items():
             print(f"  {name:<10} in a window {c['in_window']:>4}   outside {c['outside']:>4}")
+    report["per_file"] = per_file = _per_file(optimised["standard"], report.get("channels", {}))
+    print("\nper file at the standard optimum: windows found, false positives (by channel):")
+    for name, pf in per_file.items():
+        by = ", ".join(f"{ch} {n}" for ch, n in sorted(pf["fp_by_channel"].items()))
+        print(f"  {name:<55} {pf['found']:>2}/{pf['windows']:<2} FP {pf['fp']:>3}  {by}")
     skill = _skill(results, a.data)
     print("\nforecast skill vs persistence (h=1, after the probationary period):")
     for name, s in skill.items():
@@ -265,6 +272,22 @@ def _engine_detect(
                         REASONS[r.reason[i]] if score > 0 else "",
                     ]
                 )
+
+
+def _per_file(standard: dict[str, Any], channels: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """Per file at NAB's standard optimum: windows found of all, false positives, and
+    (with ``--engine``) the false positives of each channel, from :func:`_channels`."""
+    out: dict[str, Any] = {}
+    for pf in standard["per_file"]:
+        name = str(Path(pf["file"]).with_suffix(""))
+        by = {ch: c[f"outside:{name}"] for ch, c in channels.items() if f"outside:{name}" in c}
+        out[name] = {
+            "windows": pf["windows"],
+            "found": pf["TP"],
+            "fp": pf["FP"],
+            "fp_by_channel": by,
+        }
+    return out
 
 
 def _channels(nab: Any, results: Path, data: Path, threshold: float) -> dict[str, dict[str, int]]:
