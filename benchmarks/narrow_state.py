@@ -1,0 +1,248 @@
+"""Narrower per-stream state, measured before it is built: what storing the LSTM state
+and the daily profile in 16 bits would change in the forecasts and scores, and what the
+conversions would cost per event.
+
+    .venv/bin/python benchmarks/narrow_state.py [--data ../shared/data/nab-dev] [--corpus 2026]
+        [--json out.json]
+
+* **Effect**: every series is replayed through the engine's stepping code
+  (:func:`training.evaluate.replay`) as it is, then again with the store rounding what it
+  keeps between steps: ``h`` and ``c`` to float16, and the profile to float16 in a
+  power-of-two unit per stream (so that a value's precision is relative to the stream's
+  spread, and decoding is exact). Printed per variant: the largest and median deviation
+  of the one-step forecast (in each series' standard deviations), the one-step MAE ratio
+  between the rounded run and the run as it is (geometric mean over series), and the
+  records whose flag (score ≥ the model's threshold) flips.
+* **Cost**: the gather and scatter of one batch of 2,000 streams from a store of 100k,
+  as the scorer does at every step, for the profile (288 bins) and for ``h``/``c``
+  (2 arrays of 2 layers of 64) in float32 (as now), float16, and int16 in a power-of-two unit per
+  stream (fixed point), in µs per event (median of 7 rounds of 20); and h/c cast from
+  float16 by onnxruntime (a Cast node, as a step model taking float16 state would).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipeline.commands.replay import collect_streams  # noqa: E402
+from pipeline.engine.registry import Registry  # noqa: E402
+from pipeline.engine.state import StateStore, StepState  # noqa: E402
+from training.evaluate import Replayed, replay  # noqa: E402
+
+F16_MAX_EXP = 14  # a unit of max|x| / 2**14 keeps every value below float16's 65504
+
+
+def _pow2_unit(x: np.ndarray) -> np.ndarray:
+    """Per stream (axis 0), the power of two that brings max|x| to at most 2**14."""
+    peak = np.nanmax(np.abs(x.reshape(len(x), -1)), axis=1, initial=0.0)
+    exp = np.ceil(np.log2(np.maximum(peak, 1e-30))) - F16_MAX_EXP
+    out: np.ndarray = np.exp2(exp).astype(np.float32)
+    return out
+
+
+def _round_f16(x: np.ndarray) -> np.ndarray:
+    out: np.ndarray = x.astype(np.float16).astype(x.dtype)
+    return out
+
+
+def _round_profile(sp: np.ndarray) -> np.ndarray:
+    unit = _pow2_unit(sp)[:, None, None]
+    out: np.ndarray = (_round_f16(sp / unit) * unit).astype(sp.dtype)
+    return out
+
+
+def _narrow_lstm(st: StepState) -> None:
+    st.h, st.c = _round_f16(st.h), _round_f16(st.c)
+
+
+def _narrow_profile(st: StepState) -> None:
+    if st.sp.size:
+        st.sp = _round_profile(st.sp)
+
+
+VARIANTS: dict[str, Callable[[StepState], None]] = {
+    "h, c in float16": _narrow_lstm,
+    "profile in float16 (power-of-two unit per stream)": _narrow_profile,
+}
+
+
+@contextmanager
+def _rounding(rounder: Callable[[StepState], None]) -> Iterator[None]:
+    """The store rounds what it keeps between steps (a measuring harness: the engine's
+    code runs unchanged, only what survives a step is narrowed)."""
+    scatter = StateStore.scatter
+
+    def narrowed(self: StateStore, slots: Any, st: StepState) -> None:
+        rounder(st)
+        scatter(self, slots, st)
+
+    StateStore.scatter = narrowed  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        StateStore.scatter = scatter  # type: ignore[method-assign]
+
+
+def _compare(
+    streams: list[Any], base: list[Replayed], alt: list[Replayed], threshold: float
+) -> dict[str, float]:
+    dev, ratios, flips, records = [], [], 0, 0
+    for s, a, b in zip(streams, base, alt, strict=True):
+        std = float(np.nanstd(s.values)) or 1.0
+        d = np.abs(a.forecast[:, 0, 0] - b.forecast[:, 0, 0]) / std
+        dev.append(float(np.nanmax(d)))
+        mae_a = np.nanmean(np.abs(s.values[1:, 0] - a.forecast[:-1, 0, 0]))
+        mae_b = np.nanmean(np.abs(s.values[1:, 0] - b.forecast[:-1, 0, 0]))
+        ratios.append(max(float(mae_b / mae_a), 1e-9) if mae_a > 0 else 1.0)
+        fa = np.nan_to_num(a.score) >= threshold
+        fb = np.nan_to_num(b.score) >= threshold
+        flips += int((fa != fb).sum())
+        records += len(fa)
+    return {
+        "max_forecast_deviation_std": max(dev),
+        "median_forecast_deviation_std": float(np.median(dev)),
+        "mae_ratio_geomean": float(np.exp(np.mean(np.log(ratios)))),
+        "flag_flips": flips,
+        "records": records,
+    }
+
+
+def effect(meta: Any, streams: list[Any]) -> dict[str, dict[str, float]]:
+    base = replay(meta, streams)
+    out = {}
+    for name, rounder in VARIANTS.items():
+        with _rounding(rounder):
+            alt = replay(meta, streams)
+        out[name] = _compare(streams, base, alt, meta.anomaly.threshold)
+    return out
+
+
+def cost(batch: int = 2000, streams: int = 100_000, rounds: int = 7) -> dict[str, float]:
+    """µs per event of a gather and a scatter of the profile and of h/c."""
+    rng = np.random.default_rng(0)
+    slots = np.sort(rng.choice(streams, batch, replace=False))
+    shapes = {"profile": (streams, 288, 1), "h, c": (streams, 2 * 64 * 2)}
+    out: dict[str, float] = {}
+    for what, shape in shapes.items():
+        values = rng.normal(size=shape).astype(np.float32)
+        unit = _pow2_unit(values)
+        stores = {
+            "float32": values.copy(),
+            "float16": values.astype(np.float16),
+            "int16 fixed point": np.rint(values / unit.reshape(-1, *[1] * (values.ndim - 1)))
+            .clip(-32767, 32767)
+            .astype(np.int16),
+        }
+        for kind, store in stores.items():
+            u = unit.reshape(-1, *[1] * (values.ndim - 1))
+
+            def step(kind: str = kind, store: np.ndarray = store, u: np.ndarray = u) -> None:
+                got = store[slots]
+                if kind == "float32":
+                    store[slots] = got
+                elif kind == "float16":
+                    x = got.astype(np.float32)
+                    store[slots] = x.astype(np.float16)
+                else:
+                    x = got.astype(np.float32) * u[slots]
+                    new = _pow2_unit(x).reshape(u[slots].shape)
+                    store[slots] = np.rint(x / new).astype(np.int16)
+                    u[slots] = new
+
+            times = []
+            for _ in range(rounds):
+                t = time.perf_counter()
+                for _ in range(20):
+                    step()
+                times.append((time.perf_counter() - t) / 20)
+            out[f"{what}: {kind}"] = float(np.median(times)) * 1e6 / batch
+    out["h, c: float16, cast by onnxruntime"] = _ort_cast(batch, rounds)
+    return out
+
+
+def _ort_cast(batch: int, rounds: int, streams: int = 100_000) -> float:
+    """µs per event of the gather and scatter of h and c (2 arrays of 2 layers of 64) kept
+    in float16 and cast to float32 and back by ONNX Cast nodes, as a step model taking and
+    returning float16 state would do inside its graph."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    n = 2 * 64 * 2
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["x"], ["wide"], to=TensorProto.FLOAT),
+            helper.make_node("Cast", ["wide"], ["y"], to=TensorProto.FLOAT16),
+        ],
+        "cast",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [batch, n])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [batch, n])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep both casts
+    session = ort.InferenceSession(
+        model.SerializeToString(), opts, providers=["CPUExecutionProvider"]
+    )
+    rng = np.random.default_rng(0)
+    store = rng.normal(size=(streams, n)).astype(np.float16)
+    slots = np.sort(rng.choice(streams, batch, replace=False))
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        for _ in range(20):
+            store[slots] = session.run(None, {"x": store[slots]})[0]
+        times.append((time.perf_counter() - t) / 20)
+    return float(np.median(times)) * 1e6 / batch
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--registry", type=Path, default=REPO / "exported_models")
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--data", type=Path, help="a folder of NAB-layout CSV files")
+    ap.add_argument("--corpus", type=int, help="generated series (training.corpus) of this seed")
+    ap.add_argument("--json", type=Path)
+    a = ap.parse_args()
+    meta = Registry(a.registry).meta(a.model)
+    report: dict[str, Any] = {"model": f"{a.model}/{meta.version}", "effect": {}}
+    sets: dict[str, list[Any]] = {}
+    if a.data:
+        sets[str(a.data)] = collect_streams([a.data])
+    if a.corpus is not None:
+        from training import corpus
+
+        sets[f"corpus seed {a.corpus}"] = corpus.held_out(a.corpus)
+    for label, streams in sets.items():
+        print(f"{label} ({len(streams)} series), each variant against the store as it is:")
+        report["effect"][label] = res = effect(meta, streams)
+        for name, r in res.items():
+            print(
+                f"  {name:<50} forecast deviation max {r['max_forecast_deviation_std']:.2e} "
+                f"median {r['median_forecast_deviation_std']:.2e} std; MAE x"
+                f"{r['mae_ratio_geomean']:.4f}; flags flipped {r['flag_flips']} of {r['records']:,}"
+            )
+    report["cost_us_per_event"] = c = cost()
+    print("gather + scatter, batch 2,000 of 100k streams (µs per event):")
+    for name, us in c.items():
+        print(f"  {name:<32} {us:6.3f}")
+    if a.json:
+        a.json.write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
