@@ -1,6 +1,6 @@
 # Two images from one file:
 #   scorer  (default target): the streaming side only; no torch (the scorer never imports it)
-#   trainer: adds the `train` extra (torch, onnx, matplotlib) for `statecast train`
+#   trainer: adds the `train` extra (torch, matplotlib) for `statecast train`
 FROM python:3.11-slim AS scorer
 WORKDIR /app
 COPY pyproject.toml README.md ./

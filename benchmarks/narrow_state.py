@@ -1,23 +1,26 @@
 """Narrower per-stream state, measured before it is built: what storing the LSTM state
-and the daily profile in 16 bits would change in the forecasts and scores, and what the
-conversions would cost per event.
+and the daily profile in 16 bits changes in the forecasts and scores, and what the
+conversions cost per event.
 
     .venv/bin/python benchmarks/narrow_state.py [--data ../shared/data/nab-dev] [--corpus 2026]
         [--json out.json]
 
 * **Effect**: every series is replayed through the engine's stepping code
   (:func:`training.evaluate.replay`) as it is, then again with the store rounding what it
-  keeps between steps: ``h`` and ``c`` to float16, and the profile to float16 in a
-  power-of-two unit per stream (so that a value's precision is relative to the stream's
-  spread, and decoding is exact). Printed per variant: the largest and median deviation
-  of the one-step forecast (in each series' standard deviations), the one-step MAE ratio
-  between the rounded run and the run as it is (geometric mean over series), and the
-  records whose flag (score ≥ the model's threshold) flips.
+  keeps between steps: the profile to float16 in a power-of-two unit per stream (so that
+  a value's precision is relative to the stream's spread, and decoding is exact), and
+  ``h`` and ``c`` to float16 (since 2026-12-03 the store keeps them so, and this variant
+  changes nothing; the measurement that led there ran at commit 7f06615). Printed per
+  variant: the largest and median deviation of the one-step forecast (in each series'
+  standard deviations), the one-step MAE ratio between the rounded run and the run as it
+  is (geometric mean over series), and the records whose flag (score ≥ the model's
+  threshold) flips.
 * **Cost**: the gather and scatter of one batch of 2,000 streams from a store of 100k,
   as the scorer does at every step, for the profile (288 bins) and for ``h``/``c``
-  (2 arrays of 2 layers of 64) in float32 (as now), float16, and int16 in a power-of-two unit per
-  stream (fixed point), in µs per event (median of 7 rounds of 20); and h/c cast from
-  float16 by onnxruntime (a Cast node, as a step model taking float16 state would).
+  (2 arrays of 2 layers of 64) in float32, float16 converted by numpy, and int16 in a
+  power-of-two unit per stream (fixed point), in µs per event (median of 7 rounds of 20);
+  and h/c kept in float16 and cast by onnxruntime (Cast nodes, as the step model the
+  scorer runs does: pipeline.engine.inference).
 """
 
 from __future__ import annotations

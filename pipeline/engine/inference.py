@@ -6,23 +6,72 @@ axis (``scale``: the predictive distribution's scale in normalised units; models
 before it have no ``scale`` output and keep working without intervals). The scorer
 gathers the states of the streams in a batch, calls :meth:`StepSession.step`
 once, and scatters the new states back.
+
+The LSTM state is kept between steps in float16 (:data:`STATE_DTYPE`: half the bytes of
+the largest per-stream arrays). The exported graph computes in float32 as trained; the
+session wraps it with Cast nodes, so the conversions run inside onnxruntime (numpy's
+float16 conversion would cost more than the step saves: ``benchmarks/narrow_state.py``),
+and clips ``c`` to float16's range first (an infinite cell state would turn NaN).
+Rounding the state to float16 moved no flag on nab-dev or the generated corpus and no
+forecast's MAE (the same benchmark; docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+import onnx
 import onnxruntime as ort
+from onnx import TensorProto, helper
 
 from pipeline.engine.registry import ModelMeta
 from pipeline.errors import ModelRejected
 
-__all__ = ["INPUTS", "OUTPUTS", "POINT_OUTPUTS", "StepSession"]
+__all__ = ["INPUTS", "OUTPUTS", "POINT_OUTPUTS", "STATE_DTYPE", "StepSession"]
 
 INPUTS = ("x", "h", "c")
 OUTPUTS = ("forecast", "scale", "h_out", "c_out")
 POINT_OUTPUTS = ("forecast", "h_out", "c_out")  # models without a scale head
+STATE_DTYPE = np.float16
 F32 = npt.NDArray[np.float32]
+F16 = npt.NDArray[np.float16]
+_F16_MAX = 65504.0
+
+
+def _half_state(model: onnx.ModelProto) -> bytes:
+    """``model`` with its state inputs and outputs in float16, cast at the boundary."""
+    g = model.graph
+    casts_in, casts_out = [], []
+    for inp in g.input:
+        if inp.name in ("h", "c"):
+            wide = f"{inp.name}__float"
+            for node in g.node:
+                node.input[:] = [wide if i == inp.name else i for i in node.input]
+            inp.type.tensor_type.elem_type = TensorProto.FLOAT16
+            casts_in.append(helper.make_node("Cast", [inp.name], [wide], to=TensorProto.FLOAT))
+    for out in g.output:
+        if out.name in ("h_out", "c_out"):
+            wide, bounded = f"{out.name}__float", f"{out.name}__bounded"
+            for node in g.node:
+                node.output[:] = [wide if o == out.name else o for o in node.output]
+                node.input[:] = [wide if i == out.name else i for i in node.input]
+            lo, hi = f"{out.name}__lo", f"{out.name}__hi"
+            g.initializer.extend(
+                [
+                    helper.make_tensor(lo, TensorProto.FLOAT, [], [-_F16_MAX]),
+                    helper.make_tensor(hi, TensorProto.FLOAT, [], [_F16_MAX]),
+                ]
+            )
+            casts_out.append(helper.make_node("Clip", [wide, lo, hi], [bounded]))
+            casts_out.append(
+                helper.make_node("Cast", [bounded], [out.name], to=TensorProto.FLOAT16)
+            )
+            out.type.tensor_type.elem_type = TensorProto.FLOAT16
+    nodes = [*casts_in, *g.node, *casts_out]
+    del g.node[:]
+    g.node.extend(nodes)
+    data: bytes = model.SerializeToString()
+    return data
 
 
 class StepSession:
@@ -37,10 +86,11 @@ class StepSession:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
         try:
+            graph = _half_state(onnx.load(str(meta.onnx_path)))
             self._session = ort.InferenceSession(
-                str(meta.onnx_path), sess_options=opts, providers=["CPUExecutionProvider"]
+                graph, sess_options=opts, providers=["CPUExecutionProvider"]
             )
-        except Exception as exc:  # onnxruntime raises its own untyped errors
+        except Exception as exc:  # onnx and onnxruntime raise their own untyped errors
             raise ModelRejected(f"onnxruntime cannot load {meta.onnx_path}: {exc}") from exc
         self._check_signature()
         self.layers, self.hidden, self.features = meta.layers, meta.hidden, len(meta.features)
@@ -64,8 +114,8 @@ class StepSession:
         B = 3
         f, s, h, c = self.step(
             np.zeros((B, len(m.features) + len(m.covariates)), np.float32),
-            np.zeros((m.layers, B, m.hidden), np.float32),
-            np.zeros((m.layers, B, m.hidden), np.float32),
+            np.zeros((m.layers, B, m.hidden), STATE_DTYPE),
+            np.zeros((m.layers, B, m.hidden), STATE_DTYPE),
             checked=False,
         )
         if f.shape != (B, m.horizon, len(m.features)) or h.shape != (m.layers, B, m.hidden):
@@ -82,10 +132,10 @@ class StepSession:
             )
 
     def step(
-        self, x: F32, h: F32, c: F32, *, checked: bool = True
-    ) -> tuple[F32, F32 | None, F32, F32]:
+        self, x: F32, h: F16, c: F16, *, checked: bool = True
+    ) -> tuple[F32, F32 | None, F16, F16]:
         """One step for ``B`` streams; returns ``(forecast, scale, h_out, c_out)`` (scale
-        None for a model without a scale head)."""
+        None for a model without a scale head; the state in :data:`STATE_DTYPE`)."""
         try:
             outs = self._session.run(self._outputs, {"x": x, "h": h, "c": c})
         except Exception as exc:

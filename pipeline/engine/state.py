@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["Columns", "Snapshot", "StateStore", "StepState", "column", "layout_of"]
 
 F32 = npt.NDArray[np.float32]
+F16 = npt.NDArray[np.float16]  # the LSTM state (pipeline.engine.inference.STATE_DTYPE)
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
@@ -168,8 +169,8 @@ def layout_of(snap: Snapshot) -> tuple[object, ...]:
 class StepState:
     """The gathered state of ``B`` streams (copies; write back with ``scatter``)."""
 
-    h: F32  # [L, B, H]
-    c: F32  # [L, B, H]
+    h: F16  # [L, B, H]
+    c: F16  # [L, B, H]
     n: F64  # [B] normaliser count
     mean: F64  # [B, F]
     var: F64  # [B, F]
@@ -284,8 +285,8 @@ _MODEL_INDEPENDENT = (
 class StateStore:
     """Slot-addressed arrays for one model's streams."""
 
-    h: F32
-    c: F32
+    h: F16
+    c: F16
     n: F64
     mean: F64
     var: F64
@@ -421,8 +422,9 @@ class StateStore:
                     new[:, :old] = src
             setattr(self, name, new)
 
-        grow("h", (L, capacity, H), np.float32, axis=1)
-        grow("c", (L, capacity, H), np.float32, axis=1)
+        # float16: the step model's state interface (pipeline.engine.inference.STATE_DTYPE)
+        grow("h", (L, capacity, H), np.float16, axis=1)
+        grow("c", (L, capacity, H), np.float16, axis=1)
         grow("n", (capacity,), np.float64)
         grow("mean", (capacity, F), np.float64)
         grow("var", (capacity, F), np.float64)
@@ -744,8 +746,8 @@ class StateStore:
             lo=self.lo[slot].copy(),
             hi=self.hi[slot].copy(),
             last_x=self.last_x[slot].copy(),
-            h=self.h[:, slot].copy(),
-            c=self.c[:, slot].copy(),
+            h=self.h[:, slot].astype(np.float32),
+            c=self.c[:, slot].astype(np.float32),
             mean=self.mean[slot].copy(),
             var=self.var[slot].copy(),
             fc=self.fc[slot].copy(),
