@@ -39,7 +39,8 @@ _F16_MAX = 65504.0
 
 
 def _half_state(model: onnx.ModelProto) -> bytes:
-    """``model`` with its state inputs and outputs in float16, cast at the boundary."""
+    """``model`` (changed in place) with its state inputs and outputs in float16, cast at
+    the boundary; serialised for onnxruntime."""
     g = model.graph
     casts_in, casts_out = [], []
     for inp in g.input:
