@@ -70,8 +70,8 @@ class Snapshot:
     last_x: npt.NDArray[np.float64]  # [F]
     lo: npt.NDArray[np.float64]  # [F]
     hi: npt.NDArray[np.float64]  # [F]
-    h: npt.NDArray[np.float32]  # [L, H]
-    c: npt.NDArray[np.float32]  # [L, H]
+    h: npt.NDArray[np.float16]  # [L, H], as the store keeps it
+    c: npt.NDArray[np.float16]  # [L, H]
     mean: npt.NDArray[np.float64]  # [F]
     var: npt.NDArray[np.float64]  # [F]
     fc: npt.NDArray[np.float64]  # [Z, F]
@@ -746,8 +746,8 @@ class StateStore:
             lo=self.lo[slot].copy(),
             hi=self.hi[slot].copy(),
             last_x=self.last_x[slot].copy(),
-            h=self.h[:, slot].astype(np.float32),
-            c=self.c[:, slot].astype(np.float32),
+            h=self.h[:, slot].copy(),
+            c=self.c[:, slot].copy(),
             mean=self.mean[slot].copy(),
             var=self.var[slot].copy(),
             fc=self.fc[slot].copy(),

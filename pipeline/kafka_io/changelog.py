@@ -11,7 +11,7 @@ Record key: the stream id. Value: a versioned binary frame (never pickle)::
     | i64 steps, ring_len | u8 has_fc | u16 L, H, F, Z, R (, P: the profile's bins, format 5)
     | f64 n, en, es, emu, evar, run, rep_p, peak, rec, trate, qlog, gxy, gxx, gn, tu, tb,
       sbin, st0, pm, pv, pq (format 6)
-    | f32 h[L,H] | f32 c[L,H] | f64 mean[F] | f64 var[F] | f64 fc[Z,F] | f64 last_x[F]
+    | f16 h[L,H] | f16 c[L,H] (f32 before format 7) | f64 mean[F] | f64 var[F] | f64 fc[Z,F] | f64 last_x[F]
     | f64 lo[F] | f64 hi[F] | f64 fs[Z,F] | f64 dlt[F]
     | f64 slev[F] | f64 sfc[F] | f64 mfc[F] | f64 bm[MOMENTS] | f32 sp[P,F]
     | f32 ring[R,F]
@@ -26,6 +26,9 @@ the blend has evidence; format 3 (before the forecast channel's tail fit: no
 the next step, the interval multiplier at 1 and the gain learning afresh; format 1 (also before range novelty and tail calibration: no ``peak``, ``rec``,
 ``trate``, ``lo``, ``hi``) takes the range as the normaliser's mean ± 6 standard
 deviations, widening with the data.
+
+Format 7 keeps ``h`` and ``c`` in float16, as the store does (pipeline.engine.inference);
+older frames restore with their float32 state rounded to it.
 
 Restore rule: for each key, of the frames after its last tombstone, the one with the
 highest source offset *below* the committed offset of its input partition wins (of equal
@@ -52,6 +55,7 @@ import numpy.typing as npt
 
 from pipeline.config import KafkaConfig
 from pipeline.engine.blend import MOMENTS
+from pipeline.engine.inference import STATE_DTYPE
 from pipeline.engine.state import Columns, Snapshot, StateStore
 from pipeline.kafka_io import read_to_end
 
@@ -77,7 +81,7 @@ __all__ = [
 ]
 
 MAGIC = b"SCS"
-FORMAT = 6
+FORMAT = 7
 # A stream's winning frame in a run of changelog records (the restore rule): the frame,
 # its partition, its source offset, and whether a tombstone of the stream preceded it in
 # the same run (then it replaces whatever earlier records gave the stream).
@@ -87,14 +91,15 @@ _STATS = (
     "gn", "tu", "tb", "sbin", "st0", "pm", "pv", "pq",
 )  # fmt: skip
 # The f64 statistics a header carries per format: the first 7, 10, 14, 16, 18 or 21 of _STATS.
-_STATS_IN = {1: 7, 2: 10, 3: 14, 4: 16, 5: 18, 6: 21}
+_STATS_IN = {1: 7, 2: 10, 3: 14, 4: 16, 5: 18, 6: 21, 7: 21}
 _SEASON_F64 = ("slev", "sfc", "mfc")  # [F] each, from format 5
-_DIMS_IN = {1: 5, 2: 5, 3: 5, 4: 5, 5: 6, 6: 6}  # L, H, F, Z, R (, P)
+_DIMS_IN = {1: 5, 2: 5, 3: 5, 4: 5, 5: 6, 6: 6, 7: 6}  # L, H, F, Z, R (, P)
 _HEADS = {
     fmt: struct.Struct(">qdqqB" + "H" * _DIMS_IN[fmt] + "d" * n) for fmt, n in _STATS_IN.items()
 }
 Dims = tuple[int, int, int, int, int, int]  # L, H, F, Z, R, P (0 before format 5)
 _HEAD = _HEADS[FORMAT]
+_STATE = {fmt: "<f2" if fmt >= 7 else "<f4" for fmt in _HEADS}  # h and c
 LEGACY_RANGE_STDS = 6.0
 MAX_SNAPSHOT_BYTES = 4 * 1024 * 1024
 
@@ -174,8 +179,8 @@ def encode_snapshot(s: Snapshot) -> bytes:
                 s.pv,
                 s.pq,
             ),
-            np.ascontiguousarray(s.h, "<f4").tobytes(),
-            np.ascontiguousarray(s.c, "<f4").tobytes(),
+            np.ascontiguousarray(s.h, _STATE[FORMAT]).tobytes(),
+            np.ascontiguousarray(s.c, _STATE[FORMAT]).tobytes(),
             np.ascontiguousarray(s.mean, "<f8").tobytes(),
             np.ascontiguousarray(s.var, "<f8").tobytes(),
             np.ascontiguousarray(s.fc, "<f8").tobytes(),
@@ -304,11 +309,12 @@ def _header(data: bytes) -> _Header:
     except struct.error as exc:
         raise ValueError(f"truncated state frame: {exc}") from exc
     L, H, F, Z, R, P = (*got, 0) if len(got) == 5 else got
-    floats32 = 2 * L * H + R * F + P * F
+    state = 2 * L * H * np.dtype(_STATE[fmt]).itemsize
+    floats32 = R * F + P * F
     # mean, var, last_x (, lo, hi (, dlt (, slev, sfc, mfc))); fc (, fs); (bm)
-    floats64 = {1: 3, 2: 5, 3: 6, 4: 6, 5: 9, 6: 9}[fmt] * F + (2 if fmt >= 3 else 1) * Z * F
+    floats64 = {1: 3, 2: 5, 3: 6, 4: 6, 5: 9, 6: 9, 7: 9}[fmt] * F + (2 if fmt >= 3 else 1) * Z * F
     floats64 += MOMENTS if fmt >= 5 else 0
-    need = pos + head.size + 4 * floats32 + 8 * floats64
+    need = pos + head.size + state + 4 * floats32 + 8 * floats64
     if len(data) != need:
         raise ValueError(f"state frame has {len(data)} bytes, its dimensions need {need}")
     return fmt, strings[0], strings[1], pos, (L, H, F, Z, R, P)
@@ -327,8 +333,8 @@ def _layout(fmt: int, pos: int, dims: Dims) -> np.dtype[np.void]:
             ("has_fc", "u1"),
             ("dims", ">u2", (_DIMS_IN[fmt],)),
             ("stats", ">f8", (stats,)),
-            ("h", "<f4", (L, H)),
-            ("c", "<f4", (L, H)),
+            ("h", _STATE[fmt], (L, H)),
+            ("c", _STATE[fmt], (L, H)),
             ("mean", "<f8", (F,)),
             ("var", "<f8", (F,)),
             ("fc", "<f8", (Z, F)),
@@ -390,9 +396,12 @@ def _columns(header: _Header, data: bytes | memoryview, rows: list[int]) -> Colu
     rec = np.frombuffer(data, _layout(fmt, pos, dims))
     # Views where the stored type is the native one (a store copies them on install).
     col: dict[str, npt.NDArray[Any] | None] = {
-        name: rec[name].astype(np.float32 if name in ("h", "c", "ring") else np.float64, copy=False)
-        for name in ("h", "c", "mean", "var", "fc", "last_x", "ring")
+        name: rec[name].astype(np.float32 if name == "ring" else np.float64, copy=False)
+        for name in ("mean", "var", "fc", "last_x", "ring")
     }
+    # The store's type (an older frame's float32 state rounded to it).
+    for name in ("h", "c"):
+        col[name] = rec[name].astype(STATE_DTYPE, copy=False)
     mean, var = rec["mean"].astype(np.float64), rec["var"].astype(np.float64)
     if fmt >= 2:
         col["lo"] = rec["lo"].astype(np.float64, copy=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import struct
 
 import numpy as np
@@ -340,6 +341,49 @@ def test_frames_carry_the_profile_size_and_a_store_of_another_size_restarts_it()
                 assert other.sbin[slot] == 0.0 and not other.sp[slot].any()
 
 
+# Where a frame of model "m", version "v" ends its header's dimensions (format 5 on).
+_HEAD_END = 4 + 2 + 1 + 2 + 1 + 8 + 8 + 8 + 8 + 1 + 2 * 6
+
+
+def _format_6_frame(store: StateStore, s: Snapshot) -> bytes:
+    """Stream 0 of ``store`` as format 6 wrote it: format 7 with ``h`` and ``c`` in float32."""
+    from pipeline.kafka_io.changelog import _STATS_IN
+
+    frame = encode_snapshots(store, np.asarray([0]), "m", "v")[0]
+    assert frame[3] == 7
+    stats_end = _HEAD_END + 8 * _STATS_IN[7]
+    state_end = stats_end + 2 * s.h.size * 2
+    return b"".join(
+        (
+            frame[:3],
+            bytes([6]),
+            frame[4:stats_end],
+            s.h.astype("<f4").tobytes(),
+            s.c.astype("<f4").tobytes(),
+            frame[state_end:],
+        )
+    )
+
+
+def test_a_format_6_frame_with_a_float32_state_restores_it_in_float16() -> None:
+    """Format 6 kept ``h`` and ``c`` in float32: a frame of it restores every field, its
+    state rounded to the store's float16; format 7 is the same frame with the state in
+    half the bytes."""
+    store = _filled_store(features=2)
+    s = store.snapshot(0, "m", "v")
+    wide = s.h.astype(np.float32) + np.float32(1e-4)  # not a float16 value
+    s6 = dataclasses.replace(s, h=wide)  # type: ignore[arg-type]
+    frame7 = encode_snapshots(store, np.asarray([0]), "m", "v")[0]
+    frame6 = _format_6_frame(store, s6)
+    assert len(frame6) - len(frame7) == 2 * s.h.size * 2
+    old, new = decode_snapshot(frame6), decode_snapshot(frame7)
+    assert old.h.dtype == old.c.dtype == new.h.dtype == np.float16
+    np.testing.assert_array_equal(old.h, wide.astype(np.float16))
+    np.testing.assert_array_equal(new.h, s.h)
+    np.testing.assert_array_equal(old.c, s.c)
+    assert _same(dataclasses.replace(old, h=s.h), new)
+
+
 def test_a_format_5_frame_from_before_the_sustained_channel_restores_it_unseeded() -> None:
     """Format 5 (the daily profile, no sustained-deviation statistics): everything else
     restores; the channel starts afresh (``pm``, ``pv``, ``pq`` 0: seeded at the next
@@ -349,10 +393,9 @@ def test_a_format_5_frame_from_before_the_sustained_channel_restores_it_unseeded
     store = _filled_store(features=2)
     s = store.snapshot(0, "m", "v")
     assert s.pv != 0.0
-    frame = encode_snapshots(store, np.asarray([0]), "m", "v")[0]
+    frame = _format_6_frame(store, s)
     # Format 6 differs from 5 only by the three statistics at the end of the header.
-    head = 4 + 2 + 1 + 2 + 1 + 8 + 8 + 8 + 8 + 1 + 2 * 6
-    stats_end = head + 8 * _STATS_IN[6]
+    stats_end = _HEAD_END + 8 * _STATS_IN[6]
     old_frame = frame[:3] + bytes([5]) + frame[4 : stats_end - 8 * 3] + frame[stats_end:]
     assert len(_STATS) == _STATS_IN[6]
     old = decode_snapshot(old_frame)
