@@ -25,6 +25,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from pipeline.engine.registry import ModelMeta
+from pipeline.engine.state import STATE_DTYPE
 from pipeline.errors import ModelRejected
 
 __all__ = ["INPUTS", "OUTPUTS", "POINT_OUTPUTS", "STATE_DTYPE", "StepSession"]
@@ -32,7 +33,6 @@ __all__ = ["INPUTS", "OUTPUTS", "POINT_OUTPUTS", "STATE_DTYPE", "StepSession"]
 INPUTS = ("x", "h", "c")
 OUTPUTS = ("forecast", "scale", "h_out", "c_out")
 POINT_OUTPUTS = ("forecast", "h_out", "c_out")  # models without a scale head
-STATE_DTYPE = np.float16
 F32 = npt.NDArray[np.float32]
 F16 = npt.NDArray[np.float16]
 _F16_MAX = 65504.0

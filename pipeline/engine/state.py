@@ -38,10 +38,13 @@ if TYPE_CHECKING:
     from pipeline.engine.anomaly import AnomalyParams
     from pipeline.engine.registry import ModelMeta
 
-__all__ = ["Columns", "Snapshot", "StateStore", "StepState", "column", "layout_of"]
+__all__ = ["STATE_DTYPE", "Columns", "Snapshot", "StateStore", "StepState", "column", "layout_of"]
 
 F32 = npt.NDArray[np.float32]
-F16 = npt.NDArray[np.float16]  # the LSTM state (pipeline.engine.inference.STATE_DTYPE)
+F16 = npt.NDArray[np.float16]
+# The LSTM state's type between steps: the step model's state interface
+# (pipeline.engine.inference wraps the exported float32 graph with casts to it).
+STATE_DTYPE = np.float16
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
@@ -422,9 +425,8 @@ class StateStore:
                     new[:, :old] = src
             setattr(self, name, new)
 
-        # float16: the step model's state interface (pipeline.engine.inference.STATE_DTYPE)
-        grow("h", (L, capacity, H), np.float16, axis=1)
-        grow("c", (L, capacity, H), np.float16, axis=1)
+        grow("h", (L, capacity, H), STATE_DTYPE, axis=1)
+        grow("c", (L, capacity, H), STATE_DTYPE, axis=1)
         grow("n", (capacity,), np.float64)
         grow("mean", (capacity, F), np.float64)
         grow("var", (capacity, F), np.float64)

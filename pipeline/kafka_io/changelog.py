@@ -55,8 +55,7 @@ import numpy.typing as npt
 
 from pipeline.config import KafkaConfig
 from pipeline.engine.blend import MOMENTS
-from pipeline.engine.inference import STATE_DTYPE
-from pipeline.engine.state import Columns, Snapshot, StateStore
+from pipeline.engine.state import STATE_DTYPE, Columns, Snapshot, StateStore
 from pipeline.kafka_io import read_to_end
 
 __all__ = [
