@@ -21,6 +21,9 @@ conversions cost per event.
   power-of-two unit per stream (fixed point), in µs per event (median of 7 rounds of 20);
   and h/c kept in float16 and cast by onnxruntime (Cast nodes, as the step model the
   scorer runs does: pipeline.engine.inference).
+* ``--step-rounds N``: the whole model-only step (as ``statecast bench`` times it) with the
+  state in float16, as the scorer keeps it, and in float32 without the casts, in one
+  source tree, N runs each in processes of their own, alternating which goes first.
 """
 
 from __future__ import annotations
@@ -212,6 +215,45 @@ def _ort_cast(batch: int, rounds: int, streams: int = 100_000) -> float:
     return float(np.median(times)) * 1e6 / batch
 
 
+_STEP_AB = """
+import sys
+import numpy as np
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import pipeline.engine.inference as inference
+import pipeline.engine.state as state
+if sys.argv[2] == "float32":  # the state as exported: no casts, a float32 store
+    state.STATE_DTYPE = inference.STATE_DTYPE = np.float32
+    inference._half_state = lambda model: model.SerializeToString()
+from pipeline.commands.bench import model_only_steps
+from pipeline.engine.registry import Registry
+meta = Registry(Path(sys.argv[3])).meta(sys.argv[4])
+model_only_steps(meta, 8000, 2000, 1.0)
+n, took = model_only_steps(meta, 8000, 2000, 4.0)
+print(took / n * 1e6)
+"""
+
+
+def step_ab(registry: Path, model: str, rounds: int) -> dict[str, list[float]]:
+    """The model-only step (``statecast bench``'s, batch 2,000 of 8,000 streams) with the
+    state in float16 as the scorer keeps it, and in float32 as exported (no casts), in
+    processes of their own, alternating which goes first: µs per event per run. One tree,
+    so nothing but the state's type differs."""
+    import subprocess
+
+    out: dict[str, list[float]] = {"float16": [], "float32": []}
+    for k in range(rounds):
+        for kind in ("float16", "float32") if k % 2 == 0 else ("float32", "float16"):
+            run = subprocess.run(
+                [sys.executable, "-c", _STEP_AB, str(REPO), kind, str(registry), model],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            out[kind].append(float(run.stdout.strip().splitlines()[-1]))
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--registry", type=Path, default=REPO / "exported_models")
@@ -219,6 +261,13 @@ def main() -> int:
     ap.add_argument("--data", type=Path, help="a folder of NAB-layout CSV files")
     ap.add_argument("--corpus", type=int, help="generated series (training.corpus) of this seed")
     ap.add_argument("--json", type=Path)
+    ap.add_argument(
+        "--step-rounds",
+        type=int,
+        default=0,
+        help="also time the whole model-only step with the state in float16 and in float32, "
+        "this many rounds of each (alternating; about 12 s a round)",
+    )
     a = ap.parse_args()
     meta = Registry(a.registry).meta(a.model)
     report: dict[str, Any] = {"model": f"{a.model}/{meta.version}", "effect": {}}
@@ -242,6 +291,12 @@ def main() -> int:
     print("gather + scatter, batch 2,000 of 100k streams (µs per event):")
     for name, us in c.items():
         print(f"  {name:<32} {us:6.3f}")
+    if a.step_rounds:
+        report["step_us_per_event"] = ab = step_ab(a.registry, a.model, a.step_rounds)
+        print("model-only step, batch 2,000 (µs per event, each run; median):")
+        for kind, runs in ab.items():
+            each = " ".join(f"{v:.2f}" for v in runs)
+            print(f"  state in {kind:<8} {each}   median {float(np.median(runs)):.2f}")
     if a.json:
         a.json.write_text(json.dumps(report, indent=1))
     return 0
