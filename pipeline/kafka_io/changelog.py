@@ -27,7 +27,8 @@ the next step, the interval multiplier at 1 and the gain learning afresh; format
 ``trate``, ``lo``, ``hi``) takes the range as the normaliser's mean ± 6 standard
 deviations, widening with the data.
 
-Format 7 keeps ``h`` and ``c`` in float16, as the store does (pipeline.engine.inference);
+Format 7 keeps ``h`` and ``c`` in float16, as the store does (``STATE_DTYPE``,
+pipeline.engine.state; the step session casts at the model: pipeline.engine.inference);
 older frames restore with their float32 state rounded to it.
 
 Restore rule: for each key, of the frames after its last tombstone, the one with the
