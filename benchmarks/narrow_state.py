@@ -215,42 +215,42 @@ def _ort_cast(batch: int, rounds: int, streams: int = 100_000) -> float:
     return float(np.median(times)) * 1e6 / batch
 
 
-_STEP_AB = """
-import sys
+# the state as exported: no casts, a float32 store
+_FLOAT32_STATE = """
 import numpy as np
-from pathlib import Path
-sys.path.insert(0, sys.argv[1])
 import pipeline.engine.inference as inference
 import pipeline.engine.state as state
-if sys.argv[2] == "float32":  # the state as exported: no casts, a float32 store
-    state.STATE_DTYPE = inference.STATE_DTYPE = np.float32
-    inference._half_state = lambda model: model.SerializeToString()
-from pipeline.commands.bench import model_only_steps
-from pipeline.engine.registry import Registry
-meta = Registry(Path(sys.argv[3])).meta(sys.argv[4])
-model_only_steps(meta, 8000, 2000, 1.0)
-n, took = model_only_steps(meta, 8000, 2000, 4.0)
-print(took / n * 1e6)
+state.STATE_DTYPE = inference.STATE_DTYPE = np.float32
+inference._half_state = lambda model: model.SerializeToString()
 """
 
 
 def step_ab(registry: Path, model: str, rounds: int) -> dict[str, list[float]]:
     """The model-only step (``statecast bench``'s, batch 2,000 of 8,000 streams) with the
     state in float16 as the scorer keeps it, and in float32 as exported (no casts), in
-    processes of their own, alternating which goes first: µs per event per run. One tree,
-    so nothing but the state's type differs."""
-    import subprocess
+    processes of their own (``step_cost``'s rounds: 1 s warm-up, 4 s timed), alternating
+    which goes first: µs per event per run. One tree, so nothing but the state's type
+    differs."""
+    from benchmarks.step_cost import _process_round
 
+    version = Registry(registry).meta(model).version
+    preludes = {"float16": "", "float32": _FLOAT32_STATE}
     out: dict[str, list[float]] = {"float16": [], "float32": []}
     for k in range(rounds):
         for kind in ("float16", "float32") if k % 2 == 0 else ("float32", "float16"):
-            run = subprocess.run(
-                [sys.executable, "-c", _STEP_AB, str(REPO), kind, str(registry), model],
-                capture_output=True,
-                text=True,
-                check=True,
+            out[kind].append(
+                _process_round(
+                    str(REPO),
+                    registry,
+                    model,
+                    version,
+                    2000,
+                    8000,
+                    prelude=preludes[kind],
+                    warmup=1.0,
+                    seconds=4.0,
+                )
             )
-            out[kind].append(float(run.stdout.strip().splitlines()[-1]))
     return out
 
 

@@ -52,11 +52,15 @@ def _round(
 _IN_TREE = """
 import sys
 sys.path.insert(0, sys.argv[1])
+{prelude}
 from pathlib import Path
 from pipeline.commands.bench import model_only_steps
 from pipeline.engine.registry import Registry
 meta = Registry(Path(sys.argv[2])).meta(sys.argv[3], sys.argv[4])
-n, took = model_only_steps(meta, int(sys.argv[5]), int(sys.argv[6]), 1.0)
+streams, batch, warmup, seconds = int(sys.argv[5]), int(sys.argv[6]), float(sys.argv[7]), float(sys.argv[8])
+if warmup:
+    model_only_steps(meta, streams, batch, warmup)
+n, took = model_only_steps(meta, streams, batch, seconds)
 print(took * 1e6 / n)
 """
 
@@ -69,11 +73,18 @@ def _process_round(
     batch: int,
     streams: int,
     env: dict[str, str] | None = None,
+    *,
+    prelude: str = "",
+    warmup: float = 0.0,
+    seconds: float = 1.0,
 ) -> float:
-    """One round in a process of its own: the step's code from ``tree``, in ``env``."""
+    """One round in a process of its own: the step's code from ``tree``, in ``env``,
+    after ``prelude`` (Python run once the tree is importable, e.g. to switch a module
+    constant), ``warmup`` seconds untimed, then ``seconds`` timed: µs per event."""
     argv = [str(tree), str(registry), model, version, str(streams), str(batch)]
+    argv += [str(warmup), str(seconds)]
     out = subprocess.run(
-        [sys.executable, "-c", _IN_TREE, *argv],
+        [sys.executable, "-c", _IN_TREE.replace("{prelude}", prelude), *argv],
         capture_output=True,
         text=True,
         check=True,
