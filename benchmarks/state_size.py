@@ -28,7 +28,7 @@ from pipeline.kafka_io.changelog import FORMAT, encode_snapshots  # noqa: E402
 GROUPS = {
     "LSTM h, c": ("h", "c"),
     "replay ring": ("ring_buf", "ring_ts"),
-    "daily profile and blend": ("sp", "sbin", "slev", "st0", "sfc", "mfc", "bm"),
+    "daily profile and blend": ("sp", "ss", "sbin", "slev", "st0", "sfc", "mfc", "bm"),
 }
 
 

@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline.config import KafkaConfig, ScorerConfig
+from pipeline.engine import season
 from pipeline.engine.registry import Registry
 from pipeline.engine.serving import ServedModel
 from pipeline.kafka_io import (
@@ -107,6 +108,7 @@ def _fill(served: ServedModel, streams: int, partitions: int, rng: np.random.Gen
     store.lo[slots], store.hi[slots] = store.mean[slots] - 9, store.mean[slots] + 9
     store.sp[slots] = rng.normal(0, 1, store.sp[slots].shape)
     store.sbin[slots] = store.season_bins
+    store.ss[slots] = season.row_stats(store.sp[slots], store.sbin[slots])
     store.slev[slots] = store.mean[slots]
     store.sfc[slots] = store.mean[slots]
     store.mfc[slots] = store.mean[slots]

@@ -52,6 +52,12 @@ Rows of one stream's profile (``sp[slot]``, ``nb`` its day's bins)::
     nb + WEEK_BINS + 1          absolute error of the forecast without it
     nb + WEEK_BINS + 2          the week's level: x - S - W, about a week's memory
 
+Beside the profile each stream keeps its sums (``ss[slot]``, :data:`STAT_ROWS` rows, float64):
+the day's bins' sum and sum of squares and the week's, kept as bins change (a step changes
+one bin of the day and eight of the week), so that :func:`deseasoned` need not read a
+stream's whole profile at every step. They are derived: :func:`row_stats` rebuilds them
+from a profile (a restore does; the changelog does not carry them).
+
 :mod:`.blend` weighs this forecast against the model's, per stream, by how each has done.
 The profile describes the sensor, not the model: it survives a model swap and a gap.
 
@@ -72,10 +78,12 @@ __all__ = [
     "LEVEL_RATE",
     "SEASON_RATE",
     "WEEK",
+    "STAT_ROWS",
     "WEEK_BINS",
     "deseasoned",
     "forecast",
     "learn",
+    "row_stats",
     "week_in_use",
 ]
 
@@ -93,6 +101,9 @@ WEEK_BINS = 168  # hourly
 WEEK_ROWS = WEEK_BINS + 3  # the offsets, the two error trackers and the week's level
 # The trackers' memory: about a week of steps, within these rates.
 TRACK_RATE_MIN, TRACK_RATE_MAX = 0.002, 0.05
+# The profile's sums per stream (row_stats): the day's sum and sum of squares, the week's.
+STAT_ROWS = 4
+DAY_SUM, DAY_SQUARES, WEEK_SUM, WEEK_SQUARES = range(STAT_ROWS)
 
 
 def _bin(ts: F64, nb: F64) -> npt.NDArray[np.int64]:
@@ -130,6 +141,49 @@ def week_in_use(sp: F32, sbin: F64, st0: F64, ts: F64) -> npt.NDArray[np.bool_]:
     return out
 
 
+def row_stats(sp: F32, sbin: F64) -> F64:
+    """``[B, STAT_ROWS, F]``: each stream's profile sums (the day's bins ``[0, nb)`` and,
+    where the stream has a week, its :data:`WEEK_BINS` bins), computed afresh."""
+    B, cap, F = sp.shape
+    out = np.zeros((B, STAT_ROWS, F))
+    if cap == 0 or B == 0:
+        return out
+    nb = np.clip(sbin, 0, cap).astype(np.int64)
+    prof = sp.astype(np.float64)
+    pos = np.arange(cap)[None, :, None]
+    day = np.where(pos < nb[:, None, None], prof, 0.0)
+    out[:, DAY_SUM] = day.sum(axis=1)
+    out[:, DAY_SQUARES] = (day * day).sum(axis=1)
+    weekly = _has_week(sbin, cap)
+    if weekly.any():
+        rows = np.nonzero(weekly)[0]
+        pick = nb[rows, None] + np.arange(WEEK_BINS)[None, :]
+        week = prof[rows[:, None], pick]  # [W, WEEK_BINS, F]
+        out[rows, WEEK_SUM] = week.sum(axis=1)
+        out[rows, WEEK_SQUARES] = (week * week).sum(axis=1)
+    return out
+
+
+def _write(
+    sp: F32,
+    rows: npt.NDArray[np.int64],
+    at: npt.NDArray[np.int64],
+    value: F64,
+    ss: F64 | None,
+    first: int,
+) -> None:
+    """``sp[rows, at] = value`` (stored in float32), and the sums ``ss[rows, first]`` and
+    ``ss[rows, first + 1]`` follow the change of the stored values."""
+    if ss is None:
+        sp[rows, at] = value
+        return
+    old = sp[rows, at].astype(np.float64)
+    sp[rows, at] = value
+    new = sp[rows, at].astype(np.float64)
+    ss[rows, first] += new - old
+    ss[rows, first + 1] += new * new - old * old
+
+
 def learn(
     sp: F32,
     sbin: F64,
@@ -139,10 +193,12 @@ def learn(
     ts: F64,
     prev_ts: F64,
     usual: npt.NDArray[np.bool_] | None = None,
+    ss: F64 | None = None,
 ) -> None:
     """Learn one value per stream in place: ``x [B, F]`` at ``ts [B]``, the stream's
     previous event at ``prev_ts`` (-inf or NaN: none); where ``usual`` is false (an
     anomaly) after the profile's first day, only the level learns it, not the profile.
+    ``ss [B, STAT_ROWS, F]``: the profile's sums (:func:`row_stats`), kept with it.
 
     1. A stream's first value starts its level; its first positive step fixes its bins.
     2. Where the stream has a week: the trackers learn the absolute errors of the
@@ -211,7 +267,7 @@ def learn(
     if in_use.any():
         used[weekly] = np.where(in_use[weekly, None], week, 0.0)
     bins += rate[:, None] * (xs - slev[rows] - used - bins)
-    sp[rows, at] = bins
+    _write(sp, rows, at, bins, ss, DAY_SUM)
     # 4. The week: a plain average over the first weeks, then SEASON_RATE per week.
     if weekly.any():
         weeks = np.floor(np.maximum(t[weekly] - st0[wrows], 0.0) / WEEK)
@@ -233,8 +289,8 @@ def learn(
         hour = (wat - nb[weekly].astype(np.int64)) % 24
         for d in range(7):
             same = nb[weekly].astype(np.int64) + d * 24 + hour
-            sp[wrows, same] = sp[wrows, same].astype(np.float64) - delta / 7.0
-        sp[wrows, wat] = sp[wrows, wat].astype(np.float64) + delta
+            _write(sp, wrows, same, sp[wrows, same].astype(np.float64) - delta / 7.0, ss, WEEK_SUM)
+        _write(sp, wrows, wat, sp[wrows, wat].astype(np.float64) + delta, ss, WEEK_SUM)
         week = sp[wrows, wat].astype(np.float64)
         used[weekly] = np.where(in_use[weekly, None], week, 0.0)
     # 5. Level, of the deseasonalised value.
@@ -266,14 +322,16 @@ def forecast(sp: F32, sbin: F64, slev: F64, st0: F64, ts: F64, step: F64, horizo
     return out
 
 
-def deseasoned(sp: F32, sbin: F64, st0: F64, ts: F64) -> tuple[F64, F64]:
+def deseasoned(sp: F32, sbin: F64, st0: F64, ts: F64, ss: F64 | None = None) -> tuple[F64, F64]:
     """``(offset, spread) [B, F]``: what the time of day ``ts`` adds to the stream's mean,
     ``S(τ) - mean(S)``, and the variance the profile accounts for, ``var(S)`` over the
     day's bins; NaN until the profile has seen :data:`SETTLED_DAYS` whole days (one day's
     profile is that day's noise as much as its shape). The stream's long-run
     mean plus ``offset`` is where a value is expected at that time of day, and its
     long-run variance less ``spread`` how far values stray from that when nothing
-    happens: a reference that a drift does not drag along, unlike the level ``L``."""
+    happens: a reference that a drift does not drag along, unlike the level ``L``.
+    ``ss``: the profile's sums (:func:`row_stats`, kept by :func:`learn`); without them
+    they are computed from the whole profile."""
     B, cap, F = sp.shape
     offset = np.full((B, F), np.nan)
     spread = np.full((B, F), np.nan)
@@ -284,27 +342,21 @@ def deseasoned(sp: F32, sbin: F64, st0: F64, ts: F64) -> tuple[F64, F64]:
         return offset, spread
     rows = np.nonzero(ok)[0]
     nb = sbin[rows]
-    # The whole profile of every settled stream at every step, so as few passes over it
-    # as can be: one for the sum and one for the sum of squares, accumulated in float64
-    # (where E[S²] - mean² keeps far more digits than the float32 bins hold). The rows
-    # after a stream's bins (its week, or nothing) are zeroed only where some stream has
-    # them; the common case (a stream sampled every 5 minutes in a 288-row store: the
-    # day fills every row) skips the mask.
-    prof = sp[rows]  # [R, cap, F], a copy
-    if not (nb == cap).all():
-        prof[np.arange(cap)[None, :] >= nb[:, None]] = 0.0
-    mean = prof.sum(axis=1, dtype=np.float64) / nb[:, None]
-    square = np.einsum("rbf,rbf->rf", prof, prof, dtype=np.float64) / nb[:, None]
-    var = np.maximum(square - mean * mean, 0.0)
+    # From the sums the profile keeps beside it (one bin of the day changes per step):
+    # reading every settled stream's whole profile at every step cost more than the rest
+    # of this function. E[S²] - mean² in float64 keeps far more digits than the float32
+    # bins hold.
+    sums = row_stats(sp[rows], nb) if ss is None else ss[rows]
+    mean = sums[:, DAY_SUM] / nb[:, None]
+    var = np.maximum(sums[:, DAY_SQUARES] / nb[:, None] - mean * mean, 0.0)
     now = sp[rows, _bin(ts[rows], nb)].astype(np.float64)
     weekly = week_in_use(sp, sbin, st0, ts)[rows]
     if weekly.any():
         # The hour of the week's offset, and the variance the week adds to the day's.
         wr, base = rows[weekly], nb[weekly].astype(np.int64)
-        pick = base[:, None] + np.arange(WEEK_BINS)[None, :]
-        week = sp[wr[:, None], pick].astype(np.float64)  # [W, WEEK_BINS, F]
         now[weekly] += sp[wr, base + _week_bin(ts[wr])].astype(np.float64)
-        var[weekly] += np.mean((week - week.mean(axis=1, keepdims=True)) ** 2, axis=1)
+        wmean = sums[weekly, WEEK_SUM] / WEEK_BINS
+        var[weekly] += np.maximum(sums[weekly, WEEK_SQUARES] / WEEK_BINS - wmean * wmean, 0.0)
     offset[rows] = now - mean
     spread[rows] = var
     return offset, spread

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.engine import season
 from pipeline.engine.blend import MOMENTS
 from pipeline.engine.covariates import WEEK
 from pipeline.engine.season import BINS
@@ -204,6 +205,7 @@ class StepState:
     pv: F64  # [B] ... and the EW mean of its square (0: not seeded)
     pq: F64  # [B] ... and the steps since it was last at the threshold
     sp: F32  # [B, bins, F] daily profile (pipeline.engine.season; bins 0: none)
+    ss: F64  # [B, STAT_ROWS, F] its sums (season.row_stats; derived, rebuilt on a restore)
     sbin: F64  # [B] its bins (0: not started)
     slev: F64  # [B, F] deseasonalised level (NaN: not started)
     st0: F64  # [B] when the profile started
@@ -271,6 +273,7 @@ _MODEL_INDEPENDENT = (
     "pv",
     "pq",
     "sp",
+    "ss",
     "sbin",
     "slev",
     "st0",
@@ -320,6 +323,7 @@ class StateStore:
     pv: F64
     pq: F64
     sp: F32
+    ss: F64
     sbin: F64
     slev: F64
     st0: F64
@@ -457,6 +461,7 @@ class StateStore:
         grow("pv", (capacity,), np.float64)
         grow("pq", (capacity,), np.float64)
         grow("sp", (capacity, self.season_bins, F), np.float32)
+        grow("ss", (capacity, season.STAT_ROWS, F), np.float64)
         grow("sbin", (capacity,), np.float64)
         grow("slev", (capacity, F), np.float64)
         grow("st0", (capacity,), np.float64)
@@ -809,6 +814,8 @@ class StateStore:
             self.sp[slots], self.sbin[slots] = 0.0, 0.0
         else:
             self.sp[slots] = sp
+        # The profile's sums are derived, not carried: rebuilt from what was installed.
+        self.ss[slots] = season.row_stats(self.sp[slots], self.sbin[slots])
         self.part[slots], self.src_offset[slots] = parts, column(c, "source_offset")
         ring = column(c, "ring")
         kept = min(ring.shape[1], self.ring)

@@ -429,3 +429,37 @@ def test_a_weekly_pattern_is_learnt_where_the_day_leaves_room_and_only_if_it_hel
     fine = T0 + 300.0 * np.arange(3 * 288)
     p5, _, used5 = _weekly_profile_errors(fine, _business_hours(fine))
     assert int(p5.sbin[0]) == season.BINS and not used5.any()
+
+
+def test_the_sums_learn_keeps_are_the_profiles_own_and_a_restore_rebuilds_them() -> None:
+    """``deseasoned`` reads each stream's profile sums instead of its whole profile: kept
+    by ``learn`` through days and weeks (5-minute streams, whose day fills the profile,
+    and hourly ones with a week; values flagged and not), they equal the sums computed
+    afresh, ``deseasoned`` gives what it gives without them, and a stream restored from
+    its snapshot gets them rebuilt."""
+    rng = np.random.default_rng(11)
+    store = StateStore(layers=1, hidden=2, features=2, horizon=1, capacity=4)
+    slots = store.slots_for(["fine", "fine-2", "hourly", "hourly-2"], now=0.0)
+    st = store.gather(slots)
+    steps = np.asarray([300.0, 300.0, 3600.0, 3600.0])
+    prev = np.full(4, -np.inf)
+    for k in range(700):  # the 5-minute streams settle after 576
+        ts = T0 + steps * k + (rng.uniform(0, 30, 4) if k > 1 else 0.0)  # bins from step 1
+        weekend = np.floor(np.mod(ts / season.DAY + 3, 7)) >= 5
+        x = (_business_hours(ts) * np.where(weekend, 0.5, 1.0))[:, None] * [1.0, 50.0]
+        x = x + rng.normal(0, 1, (4, 2)) * [0.5, 5.0]
+        usual = rng.random(4) > 0.1
+        season.learn(st.sp, st.sbin, st.slev, st.st0, x, ts, prev, usual, st.ss)
+        prev = ts
+    assert (st.sbin == [288, 288, 24, 24]).all()
+    assert (season.week_in_use(st.sp, st.sbin, st.st0, prev) == [False, False, True, True]).all()
+    np.testing.assert_allclose(st.ss, season.row_stats(st.sp, st.sbin), rtol=1e-9, atol=1e-6)
+    kept = season.deseasoned(st.sp, st.sbin, st.st0, prev, st.ss)
+    afresh = season.deseasoned(st.sp, st.sbin, st.st0, prev)
+    assert np.isfinite(kept[1]).all()
+    for a, b in zip(kept, afresh, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+    store.scatter(slots, st)
+    other = StateStore(layers=1, hidden=2, features=2, horizon=1, capacity=1)
+    other.load("hourly", store.snapshot(int(slots[2]), "m", "v"), 0, now=0.0)
+    np.testing.assert_allclose(other.ss[0], st.ss[2], rtol=1e-9, atol=1e-6)
