@@ -9,8 +9,9 @@ conversions cost per event.
   (:func:`training.evaluate.replay`) as it is, then again with the store rounding what it
   keeps between steps: the profile to float16 in a power-of-two unit per stream (so that
   a value's precision is relative to the stream's spread, and decoding is exact), and
-  ``h`` and ``c`` to float16 (since 2026-12-03 the store keeps them so, and this variant
-  changes nothing; the measurement that led there ran at commit 7f06615). Printed per
+  ``h`` and ``c`` to float16 (since 2026-12-03 the store keeps both so, the profile as
+  :class:`pipeline.engine.season.Profiles`, and these variants change nothing; the
+  measurements that led there ran at commit 7f06615). Printed per
   variant: the largest and median deviation of the one-step forecast (in each series'
   standard deviations), the one-step MAE ratio between the rounded run and the run as it
   is (geometric mean over series), and the records whose flag (score ≥ the model's

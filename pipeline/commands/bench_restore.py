@@ -106,9 +106,12 @@ def _fill(served: ServedModel, streams: int, partitions: int, rng: np.random.Gen
     store.has_fc[slots] = True
     store.last_x[slots] = store.mean[slots]
     store.lo[slots], store.hi[slots] = store.mean[slots] - 9, store.mean[slots] + 9
-    store.sp[slots] = rng.normal(0, 1, store.sp[slots].shape)
     store.sbin[slots] = store.season_bins
-    store.ss[slots] = season.row_stats(store.sp[slots], store.sbin[slots])
+    prof = season.Profiles.pack(
+        rng.normal(0, 1, store.sp[slots].shape).astype(np.float32), store.sbin[slots]
+    )
+    store.sp[slots], store.su[slots], store.sw[slots] = prof.sp, prof.su, prof.sw
+    store.ss[slots] = prof.ss
     store.slev[slots] = store.mean[slots]
     store.sfc[slots] = store.mean[slots]
     store.mfc[slots] = store.mean[slots]

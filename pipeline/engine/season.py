@@ -52,7 +52,16 @@ Rows of one stream's profile (``sp[slot]``, ``nb`` its day's bins)::
     nb + WEEK_BINS + 1          absolute error of the forecast without it
     nb + WEEK_BINS + 2          the week's level: x - S - W, about a week's memory
 
-Beside the profile each stream keeps its sums (``ss[slot]``, :data:`STAT_ROWS` rows, float64):
+**As a store keeps it** (:class:`Profiles`): the bins in 16 bits, the rest beside them.
+The profile is most of a stream's state, and a bin needs no more than float16's three
+significant digits (a bin moves by a fifth of a value's offset per day): ``sp`` holds the
+bins in float16 in a power-of-two unit per stream and feature (``su``), so a stream
+measured in bytes per second keeps as many digits as one in degrees; the unit doubles
+(exactly: a power of two) before a value would leave float16's range. The week's last
+three rows learn at rates down to one part in a thousand, below float16's resolution:
+they live in float32 beside the bins (``sw``), and their rows in ``sp`` stay unused, so
+the layout above (and the changelog's frames, :meth:`Profiles.unpack`) is unchanged.
+Beside them each stream keeps its sums (``ss``, :data:`STAT_ROWS` rows, float64):
 the day's bins' sum and sum of squares and the week's, kept as bins change (a step changes
 one bin of the day and eight of the week), so that :func:`deseasoned` need not read a
 stream's whole profile at every step. They are derived: :func:`row_stats` rebuilds them
@@ -69,6 +78,8 @@ then leans on the model. The constants were chosen on the generated corpus
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import numpy.typing as npt
 
@@ -80,6 +91,8 @@ __all__ = [
     "WEEK",
     "STAT_ROWS",
     "WEEK_BINS",
+    "WEEK_STATE",
+    "Profiles",
     "deseasoned",
     "forecast",
     "learn",
@@ -87,6 +100,7 @@ __all__ = [
     "week_in_use",
 ]
 
+F16 = npt.NDArray[np.float16]
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 DAY = 86_400.0
@@ -104,6 +118,14 @@ TRACK_RATE_MIN, TRACK_RATE_MAX = 0.002, 0.05
 # The profile's sums per stream (row_stats): the day's sum and sum of squares, the week's.
 STAT_ROWS = 4
 DAY_SUM, DAY_SQUARES, WEEK_SUM, WEEK_SQUARES = range(STAT_ROWS)
+# The week's rows kept in float32 beside the bins (Profiles.sw), in the order of the rows.
+WEEK_STATE = 3
+ERR_WITH, ERR_WITHOUT, WEEK_LEVEL = range(WEEK_STATE)
+# The bins' unit keeps every stored magnitude at most 2**UNIT_LIMIT (float16 holds up to
+# 65504, about 2**16); a new unit puts the stream's largest at 2**UNIT_TOP, so it can
+# grow 32-fold before the unit must double again.
+UNIT_LIMIT, UNIT_TOP = 15, 10
+_BLOCK = 4096  # streams per block where a whole profile is read (a restore)
 
 
 def _bin(ts: F64, nb: F64) -> npt.NDArray[np.int64]:
@@ -125,67 +147,159 @@ def _has_week(nb: F64, cap: int) -> npt.NDArray[np.bool_]:
     return out
 
 
-def week_in_use(sp: F32, sbin: F64, st0: F64, ts: F64) -> npt.NDArray[np.bool_]:
+def _unit_for(peak: F64) -> F32:
+    """The power of two that puts ``peak`` at ``2**UNIT_TOP`` (0 where ``peak`` is 0)."""
+    with np.errstate(divide="ignore"):
+        exp = np.ceil(np.log2(np.where(peak > 0, peak, 1.0))) - UNIT_TOP
+    out: F32 = np.where(peak > 0, np.exp2(exp), 0.0).astype(np.float32)
+    return out
+
+
+@dataclasses.dataclass
+class Profiles:
+    """``B`` streams' profiles as a store keeps them (views: writes go through).
+
+    ``sp [B, rows, F]``: the bins in float16, in the unit ``su [B, F]`` (a power of two;
+    0: nothing but zeros stored yet); ``sw [B, WEEK_STATE, F]``: the week's trackers and
+    slow level in float32, sensor units (their rows in ``sp`` stay 0); ``ss [B, STAT_ROWS,
+    F]``: the bins' sums (:func:`row_stats`)."""
+
+    sp: F16
+    su: F32
+    sw: F32
+    ss: F64
+
+    @property
+    def rows(self) -> int:
+        """Rows per stream (0: the store keeps no profile)."""
+        return int(self.sp.shape[1])
+
+    @classmethod
+    def empty(cls, streams: int, rows: int, features: int) -> Profiles:
+        """Profiles that have learnt nothing."""
+        return cls(
+            np.zeros((streams, rows, features), np.float16),
+            np.zeros((streams, features), np.float32),
+            np.zeros((streams, WEEK_STATE, features), np.float32),
+            np.zeros((streams, STAT_ROWS, features)),
+        )
+
+    @classmethod
+    def pack(cls, sp: F32, sbin: F64) -> Profiles:
+        """From profiles in sensor units, rows as the module's docstring lays them out
+        (a changelog frame's): the week's last rows into ``sw``, the bins into float16."""
+        B, cap, F = sp.shape
+        bins = np.array(sp, np.float32)
+        sw = np.zeros((B, WEEK_STATE, F), np.float32)
+        weekly = _has_week(sbin, cap)
+        if weekly.any():
+            rows = np.nonzero(weekly)[0]
+            at = sbin[rows].astype(np.int64)[:, None] + WEEK_BINS + np.arange(WEEK_STATE)
+            sw[rows] = bins[rows[:, None], at]
+            bins[rows[:, None], at] = 0.0
+        su = np.zeros((B, F), np.float32)
+        sp16 = np.empty((B, cap, F), np.float16)
+        for lo in range(0, B, _BLOCK):  # as row_stats, a block of streams at a time
+            sl = slice(lo, min(lo + _BLOCK, B))
+            su[sl] = _unit_for(np.fmax.reduce(np.abs(bins[sl]), axis=1, initial=0.0))
+            unit = su[sl, None, :]
+            sp16[sl] = np.divide(bins[sl], unit, out=bins[sl], where=unit > 0)
+        out = cls(sp16, su, sw, np.zeros((B, STAT_ROWS, F)))
+        out.ss = row_stats(out, sbin)
+        return out
+
+    def unpack(self, sbin: F64) -> F32:
+        """``[B, rows, F]`` in sensor units, laid out as the module's docstring says (as
+        a changelog frame carries a profile)."""
+        out: F32 = self.sp.astype(np.float32) * self.su[:, None, :]
+        weekly = _has_week(sbin, self.rows)
+        if weekly.any():
+            rows = np.nonzero(weekly)[0]
+            at = sbin[rows].astype(np.int64)[:, None] + WEEK_BINS + np.arange(WEEK_STATE)
+            out[rows[:, None], at] = self.sw[rows]
+        return out
+
+    def get(self, rows: npt.NDArray[np.int64], at: npt.NDArray[np.int64]) -> F64:
+        """``[len(rows), F]``: bin ``at[i]`` of stream ``rows[i]``, in sensor units."""
+        out: F64 = self.sp[rows, at].astype(np.float64) * self.su[rows]
+        return out
+
+    def put(
+        self, rows: npt.NDArray[np.int64], at: npt.NDArray[np.int64], value: F64, first: int
+    ) -> None:
+        """Bin ``at[i]`` of stream ``rows[i]`` (distinct streams) becomes ``value[i]`` as
+        float16 holds it, and the sums ``ss[rows, first]``, ``ss[rows, first + 1]`` follow
+        the change of the stored values.
+
+        1. Where a finite value would leave the range its unit gives (or the unit is not
+           set yet), the stream's unit becomes the one that puts the larger of the value
+           and the stream's largest bin at ``2**UNIT_TOP``, and its bins are re-expressed
+           in it (a power-of-two ratio: exact for every bin above float16's smallest
+           normal, 2**-24 of the largest).
+        2. The value is stored in the unit; the sums take the stored value's change."""
+        unit = self.su[rows].astype(np.float64)
+        old = self.sp[rows, at].astype(np.float64) * unit
+        # 1. A unit that holds the value.
+        grow = np.abs(value) > unit * 2.0**UNIT_LIMIT
+        if grow.any():
+            grow &= np.isfinite(value)
+            i, f = np.nonzero(grow)
+            r = rows[i]
+            kept = self.sp[r, :, f].astype(np.float64) * unit[i, f, None]  # [k, rows]
+            peak = np.maximum(np.abs(np.nan_to_num(kept)).max(axis=1), np.abs(value[i, f]))
+            new_unit = _unit_for(peak)
+            self.sp[r, :, f] = (kept / new_unit[:, None].astype(np.float64)).astype(np.float16)
+            self.su[r, f] = new_unit
+            unit = self.su[rows].astype(np.float64)
+        # 2. Stored in it (where no unit is set, the value is 0, or not finite).
+        self.sp[rows, at] = np.divide(value, unit, out=np.array(value), where=unit > 0)
+        new = self.sp[rows, at].astype(np.float64) * unit
+        self.ss[rows, first] += new - old
+        self.ss[rows, first + 1] += new * new - old * old
+
+
+def week_in_use(p: Profiles, sbin: F64, st0: F64, ts: F64) -> npt.NDArray[np.bool_]:
     """``[B]``: the stream's forecasts include the week (a week old, and the week's
     one-step forecasts have had the smaller absolute error, in every feature on average)."""
-    B, cap, _ = sp.shape
-    ok = _has_week(sbin, cap) & (ts - st0 >= WEEK)
-    out = np.zeros(B, np.bool_)
+    ok = _has_week(sbin, p.rows) & (ts - st0 >= WEEK)
+    out = np.zeros(len(sbin), np.bool_)
     if not ok.any():
         return out
     rows = np.nonzero(ok)[0]
-    base = sbin[rows].astype(np.int64) + WEEK_BINS
-    with_week = sp[rows, base].astype(np.float64).mean(axis=1)
-    without = sp[rows, base + 1].astype(np.float64).mean(axis=1)
+    with_week = p.sw[rows, ERR_WITH].astype(np.float64).mean(axis=1)
+    without = p.sw[rows, ERR_WITHOUT].astype(np.float64).mean(axis=1)
     out[rows] = with_week < without
     return out
 
 
-def row_stats(sp: F32, sbin: F64) -> F64:
+def row_stats(p: Profiles, sbin: F64) -> F64:
     """``[B, STAT_ROWS, F]``: each stream's profile sums (the day's bins ``[0, nb)`` and,
     where the stream has a week, its :data:`WEEK_BINS` bins), computed afresh."""
-    B, cap, F = sp.shape
+    B, cap, F = p.sp.shape
     out = np.zeros((B, STAT_ROWS, F))
     if cap == 0 or B == 0:
         return out
-    nb = np.clip(sbin, 0, cap).astype(np.int64)
-    prof = sp.astype(np.float64)
-    pos = np.arange(cap)[None, :, None]
-    day = np.where(pos < nb[:, None, None], prof, 0.0)
-    out[:, DAY_SUM] = day.sum(axis=1)
-    out[:, DAY_SQUARES] = (day * day).sum(axis=1)
-    weekly = _has_week(sbin, cap)
-    if weekly.any():
-        rows = np.nonzero(weekly)[0]
-        pick = nb[rows, None] + np.arange(WEEK_BINS)[None, :]
-        week = prof[rows[:, None], pick]  # [W, WEEK_BINS, F]
-        out[rows, WEEK_SUM] = week.sum(axis=1)
-        out[rows, WEEK_SQUARES] = (week * week).sum(axis=1)
+    # A block of streams at a time: a restore's hundred thousand profiles in float64 at
+    # once would be a quarter of a gigabyte of fresh pages, slower than the arithmetic.
+    for lo in range(0, B, _BLOCK):
+        sl = slice(lo, min(lo + _BLOCK, B))
+        nb = np.clip(sbin[sl], 0, cap).astype(np.int64)
+        prof = p.sp[sl].astype(np.float64) * p.su[sl, None, :]
+        day = np.where(np.arange(cap)[None, :, None] < nb[:, None, None], prof, 0.0)
+        out[sl, DAY_SUM] = day.sum(axis=1)
+        out[sl, DAY_SQUARES] = (day * day).sum(axis=1)
+        weekly = _has_week(sbin[sl], cap)
+        if weekly.any():
+            rows = np.nonzero(weekly)[0]
+            pick = nb[rows, None] + np.arange(WEEK_BINS)[None, :]
+            week = prof[rows[:, None], pick]  # [W, WEEK_BINS, F]
+            out[lo + rows, WEEK_SUM] = week.sum(axis=1)
+            out[lo + rows, WEEK_SQUARES] = (week * week).sum(axis=1)
     return out
 
 
-def _write(
-    sp: F32,
-    rows: npt.NDArray[np.int64],
-    at: npt.NDArray[np.int64],
-    value: F64,
-    ss: F64 | None,
-    first: int,
-) -> None:
-    """``sp[rows, at] = value`` (stored in float32), and the sums ``ss[rows, first]`` and
-    ``ss[rows, first + 1]`` follow the change of the stored values."""
-    if ss is None:
-        sp[rows, at] = value
-        return
-    old = sp[rows, at].astype(np.float64)
-    sp[rows, at] = value
-    new = sp[rows, at].astype(np.float64)
-    ss[rows, first] += new - old
-    ss[rows, first + 1] += new * new - old * old
-
-
 def learn(
-    sp: F32,
+    p: Profiles,
     sbin: F64,
     slev: F64,
     st0: F64,
@@ -193,14 +307,14 @@ def learn(
     ts: F64,
     prev_ts: F64,
     usual: npt.NDArray[np.bool_] | None = None,
-    ss: F64 | None = None,
 ) -> None:
     """Learn one value per stream in place: ``x [B, F]`` at ``ts [B]``, the stream's
     previous event at ``prev_ts`` (-inf or NaN: none); where ``usual`` is false (an
     anomaly) after the profile's first day, only the level learns it, not the profile.
-    ``ss [B, STAT_ROWS, F]``: the profile's sums (:func:`row_stats`), kept with it.
+    The profiles' sums (``p.ss``) follow every bin that changes.
 
-    1. A stream's first value starts its level; its first positive step fixes its bins.
+    1. A stream's first value starts its level; its first positive step fixes its bins
+       (and their unit, from the value's size).
     2. Where the stream has a week: the trackers learn the absolute errors of the
        forecasts with and without it, made before this value.
     3. The value's bin learns ``x - L - S(τ)`` at the day's rate (``- W(ω)`` too where
@@ -211,7 +325,7 @@ def learn(
     5. The level moves towards ``x - S(τ)`` (with the updated profile; ``- W(ω)`` too
        where the week is in use) by ``LEVEL_RATE``.
     """
-    cap = sp.shape[1]  # the store's bins per stream (0: no profile)
+    cap = p.rows  # the store's bins per stream (0: no profile)
     if cap == 0:
         return
     dt = ts - prev_ts
@@ -226,23 +340,27 @@ def learn(
         sbin[begin] = np.clip(np.round(DAY / dt[begin]), min(MIN_BINS, cap), min(BINS, cap))
         undone = begin & ~np.isfinite(slev).all(axis=1)
         slev[undone], st0[undone] = x[undone], prev_ts[undone]
+        # The bins' unit from the value's size (offsets from the level are seldom 32
+        # times larger), so that a young profile rarely has to re-express its bins.
+        unset = begin[:, None] & (p.su == 0)
+        p.su[...] = np.where(unset, _unit_for(np.abs(np.nan_to_num(x))), p.su)
     go = stepped & (sbin > 0)
     if not go.any():
         return
     rows = np.nonzero(go)[0]
     xs, t, step, nb = x[rows], ts[rows], dt[rows], sbin[rows]
     at = _bin(t, nb)
-    bins = sp[rows, at].astype(np.float64)
+    bins = p.get(rows, at)
     weekly = _has_week(nb, cap)
     wrows, wat = rows[weekly], nb[weekly].astype(np.int64) + _week_bin(t[weekly])
-    week = sp[wrows, wat].astype(np.float64)
-    in_use = week_in_use(sp, sbin, st0, ts)[rows]
+    week = p.get(wrows, wat)
+    in_use = week_in_use(p, sbin, st0, ts)[rows]
     # 2. The week's trackers: the one-step errors of both forecasts, made before x. A
     #    fast level holds the offset of the hour just seen, so both are judged from
     #    there: the week's forecast adds how the next hour's offset differs from it.
     if weekly.any():
         base = nb[weekly].astype(np.int64)
-        prev_week = sp[wrows, base + _week_bin(prev_ts[wrows])].astype(np.float64)
+        prev_week = p.get(wrows, base + _week_bin(prev_ts[wrows]))
         without = xs[weekly] - slev[wrows] - bins[weekly]
         without -= np.where(in_use[weekly, None], prev_week, 0.0)
         r = np.clip(step[weekly] / WEEK, TRACK_RATE_MIN, TRACK_RATE_MAX)[:, None]
@@ -250,9 +368,9 @@ def learn(
             # An incident misleads both forecasts and says nothing about which is better.
             r = np.where(usual[wrows, None], r, 0.0)
         errors = (np.abs(without - (week - prev_week)), np.abs(without))
-        for row, err in zip((base + WEEK_BINS, base + WEEK_BINS + 1), errors, strict=True):
-            cur = sp[wrows, row].astype(np.float64)
-            sp[wrows, row] = cur + r * (np.nan_to_num(err) - cur)
+        for row, err in zip((ERR_WITH, ERR_WITHOUT), errors, strict=True):
+            cur = p.sw[wrows, row].astype(np.float64)
+            p.sw[wrows, row] = cur + r * (np.nan_to_num(err) - cur)
     # 3. Profile: a plain average over the first days, then SEASON_RATE per day. (Only
     #    the value's bin is read and written: the profile is most of a stream's state.)
     days = np.floor(np.maximum(t - st0[rows], 0.0) / DAY)
@@ -267,7 +385,7 @@ def learn(
     if in_use.any():
         used[weekly] = np.where(in_use[weekly, None], week, 0.0)
     bins += rate[:, None] * (xs - slev[rows] - used - bins)
-    _write(sp, rows, at, bins, ss, DAY_SUM)
+    p.put(rows, at, bins, DAY_SUM)
     # 4. The week: a plain average over the first weeks, then SEASON_RATE per week.
     if weekly.any():
         weeks = np.floor(np.maximum(t[weekly] - st0[wrows], 0.0) / WEEK)
@@ -277,11 +395,11 @@ def learn(
             wrate = np.where(usual[wrows] | (weeks < 1), wrate, 0.0)
         # Against a slow level (about a week's memory, a plain mean at first): the fast
         # one absorbs a weekend within hours, and the week would learn only its edges.
-        slow = sp[wrows, base + WEEK_BINS + 2].astype(np.float64)
+        slow = p.sw[wrows, WEEK_LEVEL].astype(np.float64)
         age = np.maximum(t[weekly] - st0[wrows], step[weekly])
         lrate = np.maximum(step[weekly] / WEEK, step[weekly] / age)[:, None]
         slow += np.minimum(lrate, 1.0) * (xs[weekly] - bins[weekly] - week - slow)
-        sp[wrows, base + WEEK_BINS + 2] = slow
+        p.sw[wrows, WEEK_LEVEL] = slow
         delta = wrate[:, None] * (xs[weekly] - slow - bins[weekly] - week)
         # The week holds how the days differ, not what they share (the day's): what one
         # hour of the week learns, the same hour of the other six days unlearn by a
@@ -289,19 +407,19 @@ def learn(
         hour = (wat - nb[weekly].astype(np.int64)) % 24
         for d in range(7):
             same = nb[weekly].astype(np.int64) + d * 24 + hour
-            _write(sp, wrows, same, sp[wrows, same].astype(np.float64) - delta / 7.0, ss, WEEK_SUM)
-        _write(sp, wrows, wat, sp[wrows, wat].astype(np.float64) + delta, ss, WEEK_SUM)
-        week = sp[wrows, wat].astype(np.float64)
+            p.put(wrows, same, p.get(wrows, same) - delta / 7.0, WEEK_SUM)
+        p.put(wrows, wat, p.get(wrows, wat) + delta, WEEK_SUM)
+        week = p.get(wrows, wat)
         used[weekly] = np.where(in_use[weekly, None], week, 0.0)
     # 5. Level, of the deseasonalised value.
     slev[rows] += LEVEL_RATE * (xs - bins - used - slev[rows])
 
 
-def forecast(sp: F32, sbin: F64, slev: F64, st0: F64, ts: F64, step: F64, horizon: int) -> F64:
+def forecast(p: Profiles, sbin: F64, slev: F64, st0: F64, ts: F64, step: F64, horizon: int) -> F64:
     """``[B, horizon, F]``: ``L + S(ts + h·step)`` for h = 1..horizon, ``+ W`` of that
     hour of the week where the week is in use (NaN where a stream's profile has not seen
     a whole day yet, or its step is unknown)."""
-    B, cap, F = sp.shape
+    B, cap, F = p.sp.shape
     out = np.full((B, horizon, F), np.nan)
     if cap == 0:
         return out
@@ -311,18 +429,18 @@ def forecast(sp: F32, sbin: F64, slev: F64, st0: F64, ts: F64, step: F64, horizo
         return out
     rows = np.nonzero(ok)[0]
     nb, t, level = sbin[rows], ts[rows], slev[rows]
-    weekly = week_in_use(sp, sbin, st0, ts)[rows]
+    weekly = week_in_use(p, sbin, st0, ts)[rows]
     base = nb.astype(np.int64)
     for h in range(horizon):
         ahead = t + (h + 1) * step[rows]
-        out[rows, h] = level + sp[rows, _bin(ahead, nb)]
+        out[rows, h] = level + p.get(rows, _bin(ahead, nb))
         if weekly.any():
             wr = rows[weekly]
-            out[wr, h] += sp[wr, base[weekly] + _week_bin(ahead[weekly])]
+            out[wr, h] += p.get(wr, base[weekly] + _week_bin(ahead[weekly]))
     return out
 
 
-def deseasoned(sp: F32, sbin: F64, st0: F64, ts: F64, ss: F64 | None = None) -> tuple[F64, F64]:
+def deseasoned(p: Profiles, sbin: F64, st0: F64, ts: F64) -> tuple[F64, F64]:
     """``(offset, spread) [B, F]``: what the time of day ``ts`` adds to the stream's mean,
     ``S(τ) - mean(S)``, and the variance the profile accounts for, ``var(S)`` over the
     day's bins; NaN until the profile has seen :data:`SETTLED_DAYS` whole days (one day's
@@ -330,9 +448,8 @@ def deseasoned(sp: F32, sbin: F64, st0: F64, ts: F64, ss: F64 | None = None) -> 
     mean plus ``offset`` is where a value is expected at that time of day, and its
     long-run variance less ``spread`` how far values stray from that when nothing
     happens: a reference that a drift does not drag along, unlike the level ``L``.
-    ``ss``: the profile's sums (:func:`row_stats`, kept by :func:`learn`); without them
-    they are computed from the whole profile."""
-    B, cap, F = sp.shape
+    From the profile's sums (``p.ss``, kept by :func:`learn`)."""
+    B, cap, F = p.sp.shape
     offset = np.full((B, F), np.nan)
     spread = np.full((B, F), np.nan)
     if cap == 0:
@@ -346,15 +463,15 @@ def deseasoned(sp: F32, sbin: F64, st0: F64, ts: F64, ss: F64 | None = None) -> 
     # reading every settled stream's whole profile at every step cost more than the rest
     # of this function. E[S²] - mean² in float64 keeps far more digits than the float32
     # bins hold.
-    sums = row_stats(sp[rows], nb) if ss is None else ss[rows]
+    sums = p.ss[rows]
     mean = sums[:, DAY_SUM] / nb[:, None]
     var = np.maximum(sums[:, DAY_SQUARES] / nb[:, None] - mean * mean, 0.0)
-    now = sp[rows, _bin(ts[rows], nb)].astype(np.float64)
-    weekly = week_in_use(sp, sbin, st0, ts)[rows]
+    now = p.get(rows, _bin(ts[rows], nb))
+    weekly = week_in_use(p, sbin, st0, ts)[rows]
     if weekly.any():
         # The hour of the week's offset, and the variance the week adds to the day's.
         wr, base = rows[weekly], nb[weekly].astype(np.int64)
-        now[weekly] += sp[wr, base + _week_bin(ts[wr])].astype(np.float64)
+        now[weekly] += p.get(wr, base + _week_bin(ts[wr]))
         wmean = sums[weekly, WEEK_SUM] / WEEK_BINS
         var[weekly] += np.maximum(sums[weekly, WEEK_SQUARES] / WEEK_BINS - wmean * wmean, 0.0)
     offset[rows] = now - mean

@@ -204,14 +204,20 @@ class StepState:
     pm: F64  # [B] sustained deviation: EW mean of the standardised deviation
     pv: F64  # [B] ... and the EW mean of its square (0: not seeded)
     pq: F64  # [B] ... and the steps since it was last at the threshold
-    sp: F32  # [B, bins, F] daily profile (pipeline.engine.season; bins 0: none)
-    ss: F64  # [B, STAT_ROWS, F] its sums (season.row_stats; derived, rebuilt on a restore)
+    sp: F16  # [B, bins, F] daily profile's bins in the unit su (pipeline.engine.season)
+    su: F32  # [B, F] ... that unit (a power of two; 0: none yet)
+    sw: F32  # [B, WEEK_STATE, F] ... the week's trackers and slow level (sensor units)
+    ss: F64  # [B, STAT_ROWS, F] ... its sums (season.row_stats; derived, rebuilt on a restore)
     sbin: F64  # [B] its bins (0: not started)
     slev: F64  # [B, F] deseasonalised level (NaN: not started)
     st0: F64  # [B] when the profile started
     sfc: F64  # [B, F] the seasonal one-step forecast (NaN: none)
     mfc: F64  # [B, F] the model's own one-step forecast (NaN: none)
     bm: F64  # [B, MOMENTS] the blend's mean errors and updates (pipeline.engine.blend)
+
+    def profiles(self) -> season.Profiles:
+        """The daily profiles' arrays (views: the season functions write through)."""
+        return season.Profiles(self.sp, self.su, self.sw, self.ss)
 
     def finite_rows(self) -> npt.NDArray[np.bool_]:
         """Per stream: is every statistic finite? (``lo``/``hi``/``last_x`` start as NaN
@@ -273,6 +279,8 @@ _MODEL_INDEPENDENT = (
     "pv",
     "pq",
     "sp",
+    "su",
+    "sw",
     "ss",
     "sbin",
     "slev",
@@ -322,7 +330,9 @@ class StateStore:
     pm: F64
     pv: F64
     pq: F64
-    sp: F32
+    sp: F16
+    su: F32
+    sw: F32
     ss: F64
     sbin: F64
     slev: F64
@@ -460,7 +470,9 @@ class StateStore:
         grow("pm", (capacity,), np.float64)
         grow("pv", (capacity,), np.float64)
         grow("pq", (capacity,), np.float64)
-        grow("sp", (capacity, self.season_bins, F), np.float32)
+        grow("sp", (capacity, self.season_bins, F), np.float16)
+        grow("su", (capacity, F), np.float32)
+        grow("sw", (capacity, season.WEEK_STATE, F), np.float32)
         grow("ss", (capacity, season.STAT_ROWS, F), np.float64)
         grow("sbin", (capacity,), np.float64)
         grow("slev", (capacity, F), np.float64)
@@ -776,7 +788,7 @@ class StateStore:
             sfc=self.sfc[slot].copy(),
             mfc=self.mfc[slot].copy(),
             bm=self.bm[slot].copy(),
-            sp=self.sp[slot].copy(),
+            sp=self.profiles(np.asarray([slot])).unpack(self.sbin[[slot]])[0],
         )
 
     def load(self, stream_id: str, snap: Snapshot, partition: int, now: float) -> int:
@@ -811,11 +823,13 @@ class StateStore:
         if sp is None or sp.shape[1:] != self.sp.shape[1:]:
             # Frames from before the profile, or from a scorer with another number of
             # bins: the profile starts afresh.
-            self.sp[slots], self.sbin[slots] = 0.0, 0.0
+            self.sbin[slots] = 0.0
+            packed = season.Profiles.empty(len(slots), self.season_bins, self.features)
         else:
-            self.sp[slots] = sp
-        # The profile's sums are derived, not carried: rebuilt from what was installed.
-        self.ss[slots] = season.row_stats(self.sp[slots], self.sbin[slots])
+            # Into the store's 16 bits (the sums, derived, are rebuilt from what is kept).
+            packed = season.Profiles.pack(sp, self.sbin[slots])
+        self.sp[slots], self.su[slots] = packed.sp, packed.su
+        self.sw[slots], self.ss[slots] = packed.sw, packed.ss
         self.part[slots], self.src_offset[slots] = parts, column(c, "source_offset")
         ring = column(c, "ring")
         kept = min(ring.shape[1], self.ring)
@@ -824,6 +838,10 @@ class StateStore:
         self.ring_ts[slots] = np.nan
         self.ring_len[slots] = kept
         return slots
+
+    def profiles(self, slots: I64) -> season.Profiles:
+        """Copies of the profiles of ``slots``."""
+        return season.Profiles(self.sp[slots], self.su[slots], self.sw[slots], self.ss[slots])
 
     def memory_bytes(self) -> int:
         return int(sum(getattr(self, n).nbytes for n in {*_FIELDS, *_MODEL_INDEPENDENT}))

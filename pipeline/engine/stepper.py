@@ -121,7 +121,7 @@ def advance(
     centre, bare = st.mean, std_prev
     known_day = np.zeros(len(x), np.bool_)
     if ts is not None and prev_ts is not None and (anom.season_level or anom.sustained_rate > 0):
-        offset, spread = season.deseasoned(st.sp, st.sbin, st.st0, ts, st.ss)
+        offset, spread = season.deseasoned(st.profiles(), st.sbin, st.st0, ts)
         known = st.bm[:, -1] >= blend.MIN_EVIDENCE
         day_bare = np.sqrt(np.maximum(std_prev**2 - spread, (0.1 * std_prev) ** 2))
         # Only where the day explains most of the stream's variance: elsewhere the
@@ -139,7 +139,7 @@ def advance(
             # Two values in a row on the same side: a contextual anomaly or a drift lasts,
             # while one odd value is the forecast channel's to judge.
             d_now = (x - centre) / resid
-            off_prev, _ = season.deseasoned(st.sp, st.sbin, st.st0, prev_ts, st.ss)
+            off_prev, _ = season.deseasoned(st.profiles(), st.sbin, st.st0, prev_ts)
             d_prev = (st.last_x - st.mean - off_prev) / resid
             both = np.where(
                 np.sign(d_now) == np.sign(d_prev), np.minimum(np.abs(d_now), np.abs(d_prev)), 0.0
@@ -224,7 +224,7 @@ def advance(
     if ts is not None and prev_ts is not None:
         # (A sustained deviation alarms once, and lasts: none of it is usual.)
         usual = ~alarmed & ~lasting
-        season.learn(st.sp, st.sbin, st.slev, st.st0, x, ts, prev_ts, usual, st.ss)
+        season.learn(st.profiles(), st.sbin, st.slev, st.st0, x, ts, prev_ts, usual)
     # 2. Normaliser.
     st.n, st.mean, st.var = update(norm, st.n, st.mean, st.var, x)
     std = std_of(norm, st.mean, st.var)
@@ -246,7 +246,9 @@ def advance(
         step = ts - prev_ts
         # After a gap the last step says nothing about the next one: at most one bin.
         step = np.minimum(step, season.DAY / np.maximum(st.sbin, 1.0))
-        seasonal = season.forecast(st.sp, st.sbin, st.slev, st.st0, ts, step, st.fc.shape[1])
+        seasonal = season.forecast(
+            st.profiles(), st.sbin, st.slev, st.st0, ts, step, st.fc.shape[1]
+        )
         st.sfc = seasonal[:, 0, :]
         w = blend.weight_of(st.bm)
         mix = (w > 0) & np.isfinite(seasonal).all(axis=(1, 2))

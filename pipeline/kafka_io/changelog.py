@@ -259,8 +259,10 @@ def frame_blocks(
         rec["hi"] = store.hi[sl]
         rec["fs"] = store.fs[sl]
         rec["dlt"] = store.dlt[sl]
-        for name in (*_SEASON_F64, "bm", "sp"):
+        for name in (*_SEASON_F64, "bm"):
             rec[name] = getattr(store, name)[sl]
+        # The profile as frames carry it: in sensor units, the week's rows in place.
+        rec["sp"] = store.profiles(sl).unpack(store.sbin[sl])
         if r:
             # Oldest first: a full ring starts at ring_len % R (see StateStore.push_inputs).
             start = np.where(store.ring_len[sl] > R, store.ring_len[sl] % max(R, 1), 0)

@@ -209,9 +209,10 @@ def test_a_restore_from_columns_installs_what_a_restore_of_snapshots_does(
         slots = store.slots_for(ids, now=0.0)
         for _ in range(11):
             store.push_inputs(slots, rng.normal(20, 2, (len(ids), features)))
-        for name in ("h", "c", "fc", "sp", "bm", "slev", "sfc", "mfc", "lo", "hi", "last_x"):
+        for name in ("h", "c", "fc", "sp", "sw", "bm", "slev", "sfc", "mfc", "lo", "hi", "last_x"):
             arr = getattr(store, name)
             arr[...] = rng.normal(size=arr.shape)
+        store.su[...] = 0.5  # the profile's unit (pipeline.engine.season.Profiles)
         store.mean[slots] = rng.uniform(10, 30, (len(ids), features))
         store.var[slots] = rng.uniform(1, 4, (len(ids), features))
         store.n[slots], store.steps[slots], store.sbin[slots] = 50.0, 50, 288.0

@@ -7,6 +7,7 @@ import dataclasses
 import struct
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from pipeline.engine.state import Snapshot, StateStore
@@ -72,6 +73,7 @@ def test_batched_frames_equal_single_frames(features: int, ring: int) -> None:
     ):
         arr = getattr(store, name)
         arr[...] = rng.normal(size=arr.shape)
+    store.su[...], store.sw[...] = 0.5, rng.normal(size=store.sw.shape)
     store.steps[slots] = rng.integers(0, 1000, len(slots))
     store.src_offset[slots] = rng.integers(0, 10**9, len(slots))
     store.has_fc[slots] = rng.random(len(slots)) < 0.5
@@ -98,9 +100,16 @@ def _filled_store(features: int = 2) -> StateStore:
     for name in CARRIED:
         arr = getattr(store, name)
         arr[...] = np.abs(rng.normal(size=arr.shape))
+    # The profile's bins are kept in a unit; the week's rows beside them.
+    store.su[...], store.sw[...] = 0.25, np.abs(rng.normal(size=store.sw.shape))
     store.rec[...] = 0.01
     store.trate[...] = 0.002
     return store
+
+
+def _profile(store: StateStore, slot: int) -> npt.NDArray[np.float32]:
+    """One stream's profile in sensor units, laid out as frames carry it."""
+    return store.profiles(np.asarray([slot])).unpack(store.sbin[[slot]])[0]
 
 
 def test_a_frame_restores_every_field_it_carries() -> None:
@@ -113,6 +122,9 @@ def test_a_frame_restores_every_field_it_carries() -> None:
         dst = getattr(other, name)
         if name in ("h", "c"):
             np.testing.assert_array_equal(dst[:, slot], src[:, 0], err_msg=name)
+        elif name == "sp":
+            # In the stream's units (a store picks the unit its bins are kept in).
+            np.testing.assert_array_equal(_profile(other, slot), _profile(store, 0))
         else:
             np.testing.assert_array_equal(dst[slot], src[0], err_msg=name)
     assert other.rec[slot] == 0.01 and other.trate[slot] == 0.002
@@ -319,12 +331,12 @@ def test_frames_carry_the_profile_size_and_a_store_of_another_size_restarts_it()
     for bins in (0, 24, 288):
         store = StateStore(layers=1, hidden=3, features=1, horizon=2, capacity=2, season_bins=bins)
         store.slots_for(["a"], now=0.0)
-        store.sp[...] = rng.normal(size=store.sp.shape)
+        store.sp[...], store.su[...] = rng.normal(size=store.sp.shape), 0.5
         store.sbin[...] = min(bins, 24)
         store.emu[...] = 0.25
         (frame,) = encode_snapshots(store, np.asarray([0]), "m", "v")
         assert frame == encode_snapshot(store.snapshot(0, "m", "v"))
-        frames[bins] = (frame, store.sp[0].copy())
+        frames[bins] = (frame, _profile(store, 0))
     for bins, (frame, sp) in frames.items():
         snap = decode_snapshot(frame)
         assert snap.sp is not None and snap.sp.shape == (bins, 1)
@@ -335,7 +347,7 @@ def test_frames_carry_the_profile_size_and_a_store_of_another_size_restarts_it()
             slot = other.load("a", snap, partition=0, now=0.0)
             assert other.emu[slot] == 0.25
             if other_bins == bins:
-                np.testing.assert_array_equal(other.sp[slot], sp)
+                np.testing.assert_array_equal(_profile(other, slot), sp)
                 assert other.sbin[slot] == min(bins, 24)
             else:
                 assert other.sbin[slot] == 0.0 and not other.sp[slot].any()

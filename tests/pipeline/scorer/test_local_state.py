@@ -26,9 +26,10 @@ def _store(streams: int = 9) -> StateStore:
     for i, slot in enumerate(slots.tolist()):
         for _ in range(i):  # ring lengths from empty to wrapped
             store.push_inputs(np.asarray([slot]), rng.normal(size=(1, 1)))
-    for name in ("h", "c", "mean", "var", "fc", "sp", "bm", "emu"):
+    for name in ("h", "c", "mean", "var", "fc", "sp", "sw", "bm", "emu"):
         arr = getattr(store, name)
         arr[...] = rng.normal(size=arr.shape)
+    store.su[...] = 0.5  # the profile's unit (pipeline.engine.season.Profiles)
     store.part[slots] = np.arange(len(slots)) % 3
     store.src_offset[slots] = np.arange(len(slots)) * 10
     return store
