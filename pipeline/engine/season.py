@@ -7,8 +7,8 @@ seasonal state per step of the day. This module keeps that state for every strea
 indexed by event time rather than by step count, so that a gap does not shift it:
 
 - the day is cut into as many bins as the stream's first sampling step makes in a day
-  (one per step, as Holt-Winters has), at most :data:`BINS` (5-minute resolution, 1.1 KB
-  per feature in float32; a scorer may keep fewer, ``--season-bins``, or none) and at
+  (one per step, as Holt-Winters has), at most :data:`BINS` (5-minute resolution, 576
+  bytes per feature in float16; a scorer may keep fewer, ``--season-bins``, or none) and at
   least 4; a value belongs to the bin nearest its time of day ``τ``;
 - a level ``L`` follows the deseasonalised value: ``L += LEVEL_RATE·(x - S(τ) - L)``;
 - the profile learns the value's offset from that level, ``S(τ) += r·(x - L - S(τ))``, at a
