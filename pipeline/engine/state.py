@@ -109,7 +109,13 @@ class Snapshot:
     sfc: npt.NDArray[np.float64] | None = None  # [F]
     mfc: npt.NDArray[np.float64] | None = None  # [F]
     bm: npt.NDArray[np.float64] | None = None  # [MOMENTS]
-    sp: npt.NDArray[np.float32] | None = None  # [bins, F] (StateStore.season_bins)
+    # The profile's bins [bins, F] (StateStore.season_bins) as the store keeps them: float16
+    # in the unit su [F], the week's trackers and level in sw [WEEK_STATE, F] (format 8,
+    # pipeline.engine.season.Profiles); from an older frame float32 in sensor units with
+    # the week's rows in place, and su, sw None.
+    sp: npt.NDArray[np.float16] | npt.NDArray[np.float32] | None = None
+    su: npt.NDArray[np.float32] | None = None
+    sw: npt.NDArray[np.float32] | None = None
 
 
 @dataclasses.dataclass
@@ -788,7 +794,9 @@ class StateStore:
             sfc=self.sfc[slot].copy(),
             mfc=self.mfc[slot].copy(),
             bm=self.bm[slot].copy(),
-            sp=self.profiles(np.asarray([slot])).unpack(self.sbin[[slot]])[0],
+            sp=self.sp[slot].copy(),
+            su=self.su[slot].copy(),
+            sw=self.sw[slot].copy(),
         )
 
     def load(self, stream_id: str, snap: Snapshot, partition: int, now: float) -> int:
@@ -819,15 +827,19 @@ class StateStore:
         for name in _SEASON_VECTORS:
             v = c[name]
             getattr(self, name)[slots] = np.nan if v is None else v
-        sp = c["sp"]
+        sp, su, sw = c["sp"], c["su"], c["sw"]
         if sp is None or sp.shape[1:] != self.sp.shape[1:]:
             # Frames from before the profile, or from a scorer with another number of
             # bins: the profile starts afresh.
             self.sbin[slots] = 0.0
             packed = season.Profiles.empty(len(slots), self.season_bins, self.features)
+        elif su is None or sw is None:
+            # A frame from before the 16-bit bins: into the store's form.
+            packed = season.Profiles.pack(sp.astype(np.float32), self.sbin[slots])
         else:
-            # Into the store's 16 bits (the sums, derived, are rebuilt from what is kept).
-            packed = season.Profiles.pack(sp, self.sbin[slots])
+            # As the store keeps it; the sums are derived, rebuilt from what is kept.
+            packed = season.Profiles(sp.astype(np.float16), su, sw, np.zeros(0))
+            packed.ss = season.row_stats(packed, self.sbin[slots])
         self.sp[slots], self.su[slots] = packed.sp, packed.su
         self.sw[slots], self.ss[slots] = packed.sw, packed.ss
         self.part[slots], self.src_offset[slots] = parts, column(c, "source_offset")

@@ -13,7 +13,8 @@ Record key: the stream id. Value: a versioned binary frame (never pickle)::
       sbin, st0, pm, pv, pq (format 6)
     | f16 h[L,H] | f16 c[L,H] (f32 before format 7) | f64 mean[F] | f64 var[F] | f64 fc[Z,F] | f64 last_x[F]
     | f64 lo[F] | f64 hi[F] | f64 fs[Z,F] | f64 dlt[F]
-    | f64 slev[F] | f64 sfc[F] | f64 mfc[F] | f64 bm[MOMENTS] | f32 sp[P,F]
+    | f64 slev[F] | f64 sfc[F] | f64 mfc[F] | f64 bm[MOMENTS]
+    | f16 sp[P,F] | f32 su[F] | f32 sw[3,F] (format 8; formats 5-7: f32 sp[P,F])
     | f32 ring[R,F]
 
 A tombstone (null value) marks an evicted stream. Older formats still restore, so an
@@ -29,7 +30,11 @@ deviations, widening with the data.
 
 Format 7 keeps ``h`` and ``c`` in float16, as the store does (``STATE_DTYPE``,
 pipeline.engine.state; the step session casts at the model: pipeline.engine.inference);
-older frames restore with their float32 state rounded to it.
+older frames restore with their float32 state rounded to it. Format 8 keeps the daily
+profile as the store does (pipeline.engine.season.Profiles): its bins in float16 in a
+unit per feature (``su``), the week's trackers and level beside them in float32 (``sw``);
+formats 5-7 carry the profile in float32 sensor units with those rows in place, and
+restore with it packed into that form.
 
 Restore rule: for each key, of the frames after its last tombstone, the one with the
 highest source offset *below* the committed offset of its input partition wins (of equal
@@ -56,6 +61,7 @@ import numpy.typing as npt
 
 from pipeline.config import KafkaConfig
 from pipeline.engine.blend import MOMENTS
+from pipeline.engine.season import WEEK_STATE, Profiles
 from pipeline.engine.state import STATE_DTYPE, Columns, Snapshot, StateStore
 from pipeline.kafka_io import read_to_end
 
@@ -81,7 +87,7 @@ __all__ = [
 ]
 
 MAGIC = b"SCS"
-FORMAT = 7
+FORMAT = 8
 # A stream's winning frame in a run of changelog records (the restore rule): the frame,
 # its partition, its source offset, and whether a tombstone of the stream preceded it in
 # the same run (then it replaces whatever earlier records gave the stream).
@@ -91,9 +97,9 @@ _STATS = (
     "gn", "tu", "tb", "sbin", "st0", "pm", "pv", "pq",
 )  # fmt: skip
 # The f64 statistics a header carries per format: the first 7, 10, 14, 16, 18 or 21 of _STATS.
-_STATS_IN = {1: 7, 2: 10, 3: 14, 4: 16, 5: 18, 6: 21, 7: 21}
+_STATS_IN = {1: 7, 2: 10, 3: 14, 4: 16, 5: 18, 6: 21, 7: 21, 8: 21}
 _SEASON_F64 = ("slev", "sfc", "mfc")  # [F] each, from format 5
-_DIMS_IN = {1: 5, 2: 5, 3: 5, 4: 5, 5: 6, 6: 6, 7: 6}  # L, H, F, Z, R (, P)
+_DIMS_IN = {1: 5, 2: 5, 3: 5, 4: 5, 5: 6, 6: 6, 7: 6, 8: 6}  # L, H, F, Z, R (, P)
 _HEADS = {
     fmt: struct.Struct(">qdqqB" + "H" * _DIMS_IN[fmt] + "d" * n) for fmt, n in _STATS_IN.items()
 }
@@ -198,9 +204,29 @@ def encode_snapshot(s: Snapshot) -> bytes:
                 for name in _SEASON_F64
             ),
             np.ascontiguousarray(np.zeros(MOMENTS) if s.bm is None else s.bm, "<f8").tobytes(),
-            np.ascontiguousarray(np.zeros((0, F)) if s.sp is None else s.sp, "<f4").tobytes(),
+            *_profile_bytes(s, F),
             np.ascontiguousarray(s.ring, "<f4").tobytes(),
         )
+    )
+
+
+def _profile_bytes(s: Snapshot, F: int) -> tuple[bytes, bytes, bytes]:
+    """The profile's fields of a frame: as the store keeps it (a snapshot of an older
+    frame, in sensor units, is packed first)."""
+    sp: npt.NDArray[Any]
+    su: npt.NDArray[Any]
+    sw: npt.NDArray[Any]
+    if s.sp is None:
+        sp, su, sw = np.zeros((0, F)), np.zeros(F), np.zeros((WEEK_STATE, F))
+    elif s.su is None or s.sw is None:
+        packed = Profiles.pack(s.sp[None].astype(np.float32), np.asarray([s.sbin]))
+        sp, su, sw = packed.sp[0], packed.su[0], packed.sw[0]
+    else:
+        sp, su, sw = s.sp, s.su, s.sw
+    return (
+        np.ascontiguousarray(sp, "<f2").tobytes(),
+        np.ascontiguousarray(su, "<f4").tobytes(),
+        np.ascontiguousarray(sw, "<f4").tobytes(),
     )
 
 
@@ -259,10 +285,8 @@ def frame_blocks(
         rec["hi"] = store.hi[sl]
         rec["fs"] = store.fs[sl]
         rec["dlt"] = store.dlt[sl]
-        for name in (*_SEASON_F64, "bm"):
+        for name in (*_SEASON_F64, "bm", "sp", "su", "sw"):
             rec[name] = getattr(store, name)[sl]
-        # The profile as frames carry it: in sensor units, the week's rows in place.
-        rec["sp"] = store.profiles(sl).unpack(store.sbin[sl])
         if r:
             # Oldest first: a full ring starts at ring_len % R (see StateStore.push_inputs).
             start = np.where(store.ring_len[sl] > R, store.ring_len[sl] % max(R, 1), 0)
@@ -312,9 +336,13 @@ def _header(data: bytes) -> _Header:
         raise ValueError(f"truncated state frame: {exc}") from exc
     L, H, F, Z, R, P = (*got, 0) if len(got) == 5 else got
     state = 2 * L * H * np.dtype(_STATE[fmt]).itemsize
-    floats32 = R * F + P * F
+    # The ring; the profile (format 8: float16 bins, their unit and the week's rows).
+    floats32 = R * F + (F + WEEK_STATE * F if fmt >= 8 else P * F)
+    state += 2 * P * F if fmt >= 8 else 0
     # mean, var, last_x (, lo, hi (, dlt (, slev, sfc, mfc))); fc (, fs); (bm)
-    floats64 = {1: 3, 2: 5, 3: 6, 4: 6, 5: 9, 6: 9, 7: 9}[fmt] * F + (2 if fmt >= 3 else 1) * Z * F
+    floats64 = {1: 3, 2: 5, 3: 6, 4: 6, 5: 9, 6: 9, 7: 9, 8: 9}[fmt] * F + (
+        2 if fmt >= 3 else 1
+    ) * Z * F
     floats64 += MOMENTS if fmt >= 5 else 0
     need = pos + head.size + state + 4 * floats32 + 8 * floats64
     if len(data) != need:
@@ -347,7 +375,11 @@ def _layout(fmt: int, pos: int, dims: Dims) -> np.dtype[np.void]:
                 [
                     *((name, "<f8", (F,)) for name in _SEASON_F64),
                     ("bm", "<f8", (MOMENTS,)),
-                    ("sp", "<f4", (P, F)),
+                    *(
+                        [("sp", "<f2", (P, F)), ("su", "<f4", (F,)), ("sw", "<f4", (WEEK_STATE, F))]
+                        if fmt >= 8
+                        else [("sp", "<f4", (P, F))]
+                    ),
                 ]
                 if fmt >= 5
                 else []
@@ -417,7 +449,11 @@ def _columns(header: _Header, data: bytes | memoryview, rows: list[int]) -> Colu
     # From format 5: the daily profile and the blend (older frames: None, start afresh).
     for name in (*_SEASON_F64, "bm"):
         col[name] = rec[name].astype(np.float64, copy=False) if fmt >= 5 else None
-    col["sp"] = rec["sp"].astype(np.float32, copy=False) if fmt >= 5 else None
+    col["sp"] = rec["sp"].astype(np.float16 if fmt >= 8 else np.float32) if fmt >= 5 else None
+    # From format 8 the profile as the store keeps it; before, in sensor units (packed
+    # on install).
+    for name in ("su", "sw"):
+        col[name] = rec[name].astype(np.float32) if fmt >= 8 else None
     stats = rec["stats"].astype(np.float64)
     for k, name in enumerate(_STATS):  # the newer statistics start at 0
         col[name] = stats[:, k] if k < _STATS_IN[fmt] else np.zeros(len(rows))

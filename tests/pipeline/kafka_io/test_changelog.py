@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from pipeline.engine import season
 from pipeline.engine.state import Snapshot, StateStore
 from pipeline.kafka_io.changelog import (
     decode_snapshot,
@@ -357,12 +358,23 @@ def test_frames_carry_the_profile_size_and_a_store_of_another_size_restarts_it()
 _HEAD_END = 4 + 2 + 1 + 2 + 1 + 8 + 8 + 8 + 8 + 1 + 2 * 6
 
 
+def _format_7_frame(store: StateStore) -> bytes:
+    """Stream 0 of ``store`` as format 7 wrote it: format 8 with the profile in float32
+    sensor units, the week's rows in place, instead of float16 bins, unit and week."""
+    s = store.snapshot(0, "m", "v")
+    frame = encode_snapshots(store, np.asarray([0]), "m", "v")[0]
+    assert frame[3] == 8 and s.sp is not None and s.su is not None and s.sw is not None
+    ring = s.ring.size * 4
+    start = len(frame) - ring - s.sw.size * 4 - s.su.size * 4 - s.sp.size * 2
+    flat = _profile(store, 0).astype("<f4").tobytes()
+    return frame[:3] + bytes([7]) + frame[4:start] + flat + frame[len(frame) - ring :]
+
+
 def _format_6_frame(store: StateStore, s: Snapshot) -> bytes:
     """Stream 0 of ``store`` as format 6 wrote it: format 7 with ``h`` and ``c`` in float32."""
     from pipeline.kafka_io.changelog import _STATS_IN
 
-    frame = encode_snapshots(store, np.asarray([0]), "m", "v")[0]
-    assert frame[3] == 7
+    frame = _format_7_frame(store)
     stats_end = _HEAD_END + 8 * _STATS_IN[7]
     state_end = stats_end + 2 * s.h.size * 2
     return b"".join(
@@ -385,7 +397,7 @@ def test_a_format_6_frame_with_a_float32_state_restores_it_in_float16() -> None:
     s = store.snapshot(0, "m", "v")
     wide = s.h.astype(np.float32) + np.float32(1e-4)  # not a float16 value
     s6 = dataclasses.replace(s, h=wide)  # type: ignore[arg-type]
-    frame7 = encode_snapshots(store, np.asarray([0]), "m", "v")[0]
+    frame7 = _format_7_frame(store)
     frame6 = _format_6_frame(store, s6)
     assert len(frame6) - len(frame7) == 2 * s.h.size * 2
     old, new = decode_snapshot(frame6), decode_snapshot(frame7)
@@ -394,6 +406,26 @@ def test_a_format_6_frame_with_a_float32_state_restores_it_in_float16() -> None:
     np.testing.assert_array_equal(new.h, s.h)
     np.testing.assert_array_equal(old.c, s.c)
     assert _same(dataclasses.replace(old, h=s.h), new)
+
+
+def test_a_format_7_frame_with_a_float32_profile_restores_it_packed() -> None:
+    """Format 7 carried the daily profile in float32 sensor units, the week's trackers
+    and level in its rows: a frame of it restores the same profile into the store's
+    float16 bins and float32 week, and its sums; format 8 carries the store's form, two
+    bytes per bin less."""
+    store = _filled_store(features=2)
+    store.sbin[0] = 24.0  # an hourly stream: its week's rows are in the profile
+    frame8 = encode_snapshots(store, np.asarray([0]), "m", "v")[0]
+    frame7 = _format_7_frame(store)
+    P, F = store.sp.shape[1:]
+    assert len(frame7) - len(frame8) == 2 * P * F - 4 * F * (1 + season.WEEK_STATE)
+    for frame in (frame7, frame8):
+        other = StateStore(layers=1, hidden=3, features=2, horizon=2, capacity=4, ring=3)
+        slot = other.load("a", decode_snapshot(frame), partition=0, now=0.0)
+        np.testing.assert_array_equal(_profile(other, slot), _profile(store, 0))
+        np.testing.assert_array_equal(other.sw[slot], store.sw[0])
+        sums = season.row_stats(store.profiles(np.asarray([0])), store.sbin[:1])[0]
+        np.testing.assert_allclose(other.ss[slot], sums, rtol=1e-12)
 
 
 def test_a_format_5_frame_from_before_the_sustained_channel_restores_it_unseeded() -> None:
@@ -413,6 +445,6 @@ def test_a_format_5_frame_from_before_the_sustained_channel_restores_it_unseeded
     old = decode_snapshot(old_frame)
     assert (old.pm, old.pv, old.pq) == (0.0, 0.0, 0.0)
     assert (old.tu, old.tb, old.sbin) == (s.tu, s.tb, s.sbin)
-    assert old.sp is not None and s.sp is not None
-    np.testing.assert_array_equal(old.sp, s.sp)
+    assert old.sp is not None and old.su is None  # in sensor units, as format 7 carried it
+    np.testing.assert_array_equal(old.sp, _profile(store, 0))
     np.testing.assert_array_equal(old.ring, s.ring)
