@@ -142,8 +142,8 @@ class ScorerConfig:
     max_message_bytes: int = 65536
     warmup_steps: int = 48
     replay_steps: int = 64
-    # Bins of each stream's daily profile (pipeline.engine.season): 4 bytes per bin and
-    # feature per stream; 0 turns the profile off (the model's forecast alone).
+    # Bins of each stream's daily profile (pipeline.engine.season): 2 bytes per bin and
+    # feature per stream in memory (float16); 0 turns the profile off (the model's forecast alone).
     season_bins: int = 288
     late_tolerance_s: float = 0.0
     input_partitions: int = 4
