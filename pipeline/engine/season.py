@@ -60,7 +60,8 @@ measured in bytes per second keeps as many digits as one in degrees; the unit do
 (exactly: a power of two) before a value would leave float16's range. The week's last
 three rows learn at rates down to one part in a thousand, below float16's resolution:
 they live in float32 beside the bins (``sw``), and their rows in ``sp`` stay unused, so
-the layout above (and the changelog's frames, :meth:`Profiles.unpack`) is unchanged.
+the layout above is unchanged. Changelog frames (format 8) carry the three as they are;
+older frames carried the profile in float32 and sensor units (:meth:`Profiles.pack`).
 Beside them each stream keeps its sums (``ss``, :data:`STAT_ROWS` rows, float64):
 the day's bins' sum and sum of squares and the week's, kept as bins change (a step changes
 one bin of the day and eight of the week), so that :func:`deseasoned` need not read a
@@ -210,7 +211,7 @@ class Profiles:
 
     def unpack(self, sbin: F64) -> F32:
         """``[B, rows, F]`` in sensor units, laid out as the module's docstring says (as
-        a changelog frame carries a profile)."""
+        changelog frames of format 7 and earlier carried a profile)."""
         out: F32 = self.sp.astype(np.float32) * self.su[:, None, :]
         weekly = _has_week(sbin, self.rows)
         if weekly.any():
