@@ -1,7 +1,7 @@
 """Detection of each injected anomaly kind on generated feeds, and false alarms.
 
     python benchmarks/synthetic.py [--registry exported_models] [--model default]
-        [--seeds 5] [--threshold T] [--set key=value ...] [--json out.json]
+        [--seeds 5] [--first-seed 1] [--threshold T] [--set key=value ...] [--json out.json]
 
 Feeds come from :func:`training.synthetic.generate` (12 sensors per seed, one injected
 anomaly each, after a clean start) in two shapes: the demo's (600 points a minute apart,
@@ -78,11 +78,11 @@ WEEKLY = ("holiday", "holiday", "storm", "holiday", "event")
 
 
 def evaluate(
-    meta: Any, anom: Any, length: int, step_s: float, clean: float, seeds: int, seasonal: bool
+    meta: Any, anom: Any, length: int, step_s: float, clean: float, seeds: range, seasonal: bool
 ) -> dict[str, Any]:
     found = {k: [0, 0] for k in KINDS}
     alarms = events = inside = 0
-    for seed in range(1, seeds + 1):
+    for seed in seeds:
         feed = generate(
             streams=12,
             length=length,
@@ -147,10 +147,10 @@ def contextual_feeds(seed: int) -> list[tuple[Series, int, int]]:
     return out
 
 
-def evaluate_contextual(meta: Any, anom: Any, seeds: int, seasonal: bool) -> dict[str, Any]:
+def evaluate_contextual(meta: Any, anom: Any, seeds: range, seasonal: bool) -> dict[str, Any]:
     found = {k: [0, 0] for k in CONTEXTUAL}
     alarms = events = settled = 0
-    for seed in range(1, seeds + 1):
+    for seed in seeds:
         feeds = contextual_feeds(seed)
         got = replay(meta, [f for f, _, _ in feeds], anomaly=anom, seasonal=seasonal)
         for kind, (_, first, last), r in zip(CONTEXTUAL, feeds, got, strict=True):
@@ -208,11 +208,11 @@ def weekly_feeds(seed: int) -> tuple[Series, list[tuple[str, int, int]]]:
     return Series(f"weekly-{seed}", ts, v[:, None], ("value",)), changed
 
 
-def evaluate_weekly(meta: Any, anom: Any, seeds: int, seasonal: bool) -> dict[str, Any]:
+def evaluate_weekly(meta: Any, anom: Any, seeds: range, seasonal: bool) -> dict[str, Any]:
     kinds = sorted(set(WEEKLY))
     found = {k: [0, 0] for k in kinds}
     alarms = events = 0
-    feeds = [weekly_feeds(seed) for seed in range(1, seeds + 1)]
+    feeds = [weekly_feeds(seed) for seed in seeds]
     got = replay(meta, [f for f, _ in feeds], anomaly=anom, seasonal=seasonal)
     for (_, changed), r in zip(feeds, got, strict=True):
         flag = np.nan_to_num(r.score) >= anom.threshold
@@ -228,7 +228,7 @@ def evaluate_weekly(meta: Any, anom: Any, seeds: int, seasonal: bool) -> dict[st
     return {"detected": found, "false_alarms": alarms, "events": events}
 
 
-def evaluate_clean(meta: Any, anom: Any, seeds: int, seasonal: bool) -> dict[str, Any]:
+def evaluate_clean(meta: Any, anom: Any, seeds: range, seasonal: bool) -> dict[str, Any]:
     from pipeline.engine.stepper import REASONS
     from training.shapes import HEAVY, SHAPES, clean_feeds
 
@@ -237,9 +237,9 @@ def evaluate_clean(meta: Any, anom: Any, seeds: int, seasonal: bool) -> dict[str
         name: {"alarms": 0, "after_15pct": 0, "events": 0, "by_channel": {}} for name in names
     }
     # Every seed's streams in one replay (batched across streams).
-    feeds = [f for seed in range(1, seeds + 1) for f in clean_feeds(seed, shapes=names)]
+    feeds = [f for seed in seeds for f in clean_feeds(seed, shapes=names)]
     got = replay(meta, [f.series() for f in feeds], anomaly=anom, seasonal=seasonal)
-    for name, r in zip(names * seeds, got, strict=True):
+    for name, r in zip(names * len(seeds), got, strict=True):
         flag = np.nan_to_num(r.score) >= anom.threshold
         flag[:WARMUP] = False
         row = out[name]
@@ -291,6 +291,12 @@ def main() -> int:
     ap.add_argument("--registry", type=Path, default=REPO / "exported_models")
     ap.add_argument("--model", default="default")
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument(
+        "--first-seed",
+        type=int,
+        default=1,
+        help="seeds first..first+seeds-1 (default 1): other seeds than a design looked at",
+    )
     ap.add_argument("--threshold", type=float)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--json", type=Path)
@@ -308,7 +314,11 @@ def main() -> int:
     if a.threshold is not None:
         over["threshold"] = a.threshold
     anom = dataclasses.replace(meta.anomaly, **over)
-    print(f"model {a.model}, threshold {anom.threshold}, overrides {over or 'none'}")
+    seeds = range(a.first_seed, a.first_seed + a.seeds)
+    print(
+        f"model {a.model}, threshold {anom.threshold}, overrides {over or 'none'}, "
+        f"seeds {seeds.start}-{seeds.stop - 1}"
+    )
     print(
         f"{'feeds':<22}"
         + "".join(f"{k:>14}" for k in KINDS)
@@ -316,12 +326,12 @@ def main() -> int:
     )
     report = {}
     for label, (length, step_s, clean) in SHAPES.items():
-        res = evaluate(meta, anom, length, step_s, clean, a.seeds, not a.no_season)
+        res = evaluate(meta, anom, length, step_s, clean, seeds, not a.no_season)
         cells = "".join(f"{f'{d}/{n}':>14}" for d, n in res["detected"].values())
         fa = f"{res['false_alarms']} / {res['events']:,}"
         print(f"{label:<22}{cells}{fa:>22}{res['alarms_per_detection']:>18.1f}")
         report[label] = res
-    ctx = evaluate_contextual(meta, anom, a.seeds, seasonal=not a.no_season)
+    ctx = evaluate_contextual(meta, anom, seeds, seasonal=not a.no_season)
     cells = "  ".join(f"{k} {d}/{n}" for k, (d, n) in ctx["detected"].items())
     print(
         f"{'contextual (14 d x 5 min)':<26}{cells}   false alarms "
@@ -329,14 +339,14 @@ def main() -> int:
         f"({ctx['false_alarms_after_15pct']} after the first 15%)"
     )
     report["contextual (14 d x 5 min)"] = ctx
-    week = evaluate_weekly(meta, anom, a.seeds, seasonal=not a.no_season)
+    week = evaluate_weekly(meta, anom, seeds, seasonal=not a.no_season)
     cells = "  ".join(f"{k} {d}/{n}" for k, (d, n) in week["detected"].items())
     print(
         f"{'weekly (215 d x 30 min)':<26}{cells}   false alarms after the first 15% "
         f"{week['false_alarms']} / {week['events']:,}"
     )
     report["weekly (215 d x 30 min)"] = week
-    clean = evaluate_clean(meta, anom, a.seeds, seasonal=not a.no_season)
+    clean = evaluate_clean(meta, anom, seeds, seasonal=not a.no_season)
     _print_clean(clean)
     report["clean shapes (4032 x 5 min)"] = clean
     gen = evaluate_corpus(meta, anom, seasonal=not a.no_season)

@@ -75,8 +75,11 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "DEPARTURE_BLOCKS",
     "AnomalyParams",
+    "Departure",
     "calibrate_tail",
+    "departure_step",
     "error_of",
     "excess_step",
     "gaussian_tail",
@@ -93,7 +96,12 @@ __all__ = [
 ]
 
 F64 = npt.NDArray[np.float64]
+F32 = npt.NDArray[np.float32]
 SCORE_HALF_NATS = math.log(1e5)
+# The block means a stream keeps for the departure channel (:func:`departure_step`): enough
+# for a fit and the gap before the newest block, and for the departure ``gap + 1`` blocks
+# back that joins the stream's record.
+DEPARTURE_BLOCKS = 14
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -160,7 +168,30 @@ class AnomalyParams:
     # that mean's own spread is learnt.
     sustained_rate: float = 0.05
     sustained_alpha: float = 1.0 / 1000.0
+    # Departure from the stream's recent course (:func:`departure_step`): values averaged
+    # in blocks of ``departure_block`` (0: off); a line fitted to ``departure_fit`` block
+    # means that ended ``departure_gap`` blocks ago, extrapolated to the newest block; an
+    # alarm where its departure is ``departure_ratio`` times the largest the stream has
+    # shown, once ``departure_history`` departures have been seen.
+    departure_block: int = 15
+    departure_fit: int = 6
+    departure_gap: int = 3
+    departure_history: int = 12
+    departure_ratio: float = 2.2
     threshold: float = 0.6
+
+    def __post_init__(self) -> None:
+        if self.departure_block > 0 and not (
+            self.departure_fit >= 2
+            and self.departure_gap >= 0
+            and self.departure_fit + 2 * self.departure_gap + 2 <= DEPARTURE_BLOCKS
+            and self.departure_ratio > 0
+        ):
+            raise ValueError(
+                f"departure_fit ({self.departure_fit}) must be at least 2 and departure_fit + "
+                f"2 * departure_gap ({self.departure_gap}) + 2 at most {DEPARTURE_BLOCKS} "
+                f"(the block means a stream keeps), departure_ratio positive"
+            )
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -172,7 +203,12 @@ class AnomalyParams:
 
 
 # What a model.json without these fields meant.
-_LEGACY: dict[str, Any] = {"excess_rate": 0.0, "sustained_rate": 0.0, "refractory": 0.0}
+_LEGACY: dict[str, Any] = {
+    "excess_rate": 0.0,
+    "sustained_rate": 0.0,
+    "refractory": 0.0,
+    "departure_block": 0,
+}
 
 
 def error_of(x: F64, forecast: F64, std: F64) -> F64:
@@ -476,3 +512,109 @@ def sustained_onset(
     at_onset = p.stuck_cap if p.stuck_cap > 0 else surprise  # stuck_cap 0: the surprise
     novel: F64 = np.where(onset, at_onset, np.where(ongoing, 0.0, surprise))
     return novel, onset, ongoing
+
+
+@dataclasses.dataclass
+class Departure:
+    """One step of the departure channel for a batch (:func:`departure_step`)."""
+
+    surprise: F64  # [B] what it adds to the novelty rule (nats)
+    onset: npt.NDArray[np.bool_]  # [B] it reached the threshold at this block's end
+    ratio: F64  # [B, F] each feature's departure in its record (0: not a block end)
+
+
+def departure_step(
+    p: AnomalyParams,
+    x: F64,
+    learn: npt.NDArray[np.bool_],
+    dk: F64,
+    dn: F64,
+    dq: F64,
+    ds: F64,
+    dref: F64,
+    dmax: F64,
+    db: F32,
+) -> Departure:
+    """A departure from the stream's recent course: a drift, or a level moving away faster
+    than it ever has. Updates the channel's state in place.
+
+    A drift the forecaster follows step by step, on a stream younger than its day, has
+    no single unusual value and moves within the spread the stream has shown; what gives
+    it away is where it is heading. Values are averaged in blocks of ``m =
+    departure_block`` (``dk [B]`` values so far in the current one, their sum ``ds [B, F]``
+    relative to ``dref [B, F]``, the stream's first value, so that the block means keep
+    their precision in float32). At each block's end, with its mean stored in the ring
+    ``db [B, DEPARTURE_BLOCKS, F]`` (block ``j`` at ``j % DEPARTURE_BLOCKS``; ``dn [B]``
+    blocks so far):
+
+    1. a line is fitted to the ``W = departure_fit`` block means that ended ``G =
+       departure_gap`` blocks before this one (so the fit holds none of an incident's
+       first ``G`` blocks) and extrapolated to this block: the departure is this block's
+       mean minus the line's value;
+    2. the departure of block ``j - G - 1`` (whose fit ended before this one's began:
+       the newest that cannot hold this incident's start) joins the stream's record
+       ``dmax [B, F]``, the largest absolute departure it has shown: noise, its day's
+       curvature, its spikes, earlier incidents;
+    3. once ``departure_history`` departures are in the record, the departure's
+       ``ratio`` to it (the largest over features) is the channel's evidence: at
+       ``departure_ratio`` it is at the threshold. It alarms once per incident: as
+       ``stuck_cap`` nats at the block where it reaches the threshold after a block below
+       it (``dq [B]``: the last block's end was at the threshold), as nothing while it
+       stays there, and below it as the fraction of the alarm level it reached.
+
+    ``learn [B]``: the streams whose value is known (elsewhere nothing moves).
+    """
+    B, F = x.shape
+    out = Departure(np.zeros(B), np.zeros(B, np.bool_), np.zeros((B, F)))
+    m = p.departure_block
+    if m <= 0:
+        return out
+    first = learn & (dn == 0) & (dk == 0)
+    dref[first] = x[first]
+    ds += np.where(learn[:, None], np.nan_to_num(x - dref), 0.0)
+    dk += learn
+    end = np.flatnonzero(learn & (dk >= m))
+    if not len(end):
+        return out
+    W, G, K = p.departure_fit, p.departure_gap, DEPARTURE_BLOCKS
+    j = dn[end].astype(np.int64)
+    rows = np.arange(len(end))
+    ring = db[end]
+    ring[rows, j % K] = ds[end] / m
+    db[end] = ring
+    dn[end] += 1.0
+    ds[end], dk[end] = 0.0, 0.0
+    prior = j - G - 1
+    joins = prior >= W + G
+    record = dmax[end]
+    record[joins] = np.maximum(record[joins], np.abs(_departure(ring[joins], prior[joins], W, G)))
+    dmax[end] = record
+    ready = (j >= W + G) & (j - W - 2 * G >= p.departure_history) & (record > 0).any(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.abs(_departure(ring, j, W, G)) / record
+    r = np.where(ready[:, None] & (record > 0) & np.isfinite(r), r, 0.0)
+    ratio = r.max(axis=1)
+    level = _alarm_nats(p)
+    ongoing = ratio >= p.departure_ratio
+    onset = ongoing & (dq[end] < 0.5)
+    at_onset = p.stuck_cap if p.stuck_cap > 0 else level
+    out.surprise[end] = np.where(
+        onset, at_onset, np.where(ongoing, 0.0, level * ratio / p.departure_ratio)
+    )
+    out.onset[end] = onset
+    out.ratio[end] = r
+    dq[end] = ongoing
+    return out
+
+
+def _departure(ring: F32, j: npt.NDArray[np.int64], W: int, G: int) -> F64:
+    """Block ``j``'s mean minus the line through the ``W`` block means that ended ``G``
+    blocks before it, extrapolated to it: ``ring [E, DEPARTURE_BLOCKS, F]``, ``j [E]`` → ``[E, F]``."""
+    K = DEPARTURE_BLOCKS
+    rows = np.arange(len(j))[:, None]
+    seg = ring[rows, (j[:, None] - G - W + np.arange(W)[None, :]) % K].astype(np.float64)
+    t = np.arange(W) - (W - 1) / 2.0
+    slope = np.einsum("ewf,w->ef", seg, t) / float(t @ t)
+    line = seg.mean(axis=1) + slope * (G + (W + 1) / 2.0)
+    out: F64 = ring[rows[:, 0], j % K].astype(np.float64) - line
+    return out

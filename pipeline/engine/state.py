@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline.engine import season
+from pipeline.engine.anomaly import DEPARTURE_BLOCKS
 from pipeline.engine.blend import MOMENTS
 from pipeline.engine.covariates import WEEK
 from pipeline.engine.season import BINS
@@ -100,6 +101,17 @@ class Snapshot:
     pm: float = 0.0
     pv: float = 0.0
     pq: float = 0.0  # steps since that channel was last at the threshold
+    # The departure channel (pipeline.engine.anomaly.departure_step): values in the current
+    # block, blocks so far, the last block's end at the threshold (1) or not; the block's
+    # sum relative to the reference (the stream's first value), the largest departure so
+    # far, and the block means [DEPARTURE_BLOCKS, F] (None: a frame from before them).
+    dk: float = 0.0
+    dn: float = 0.0
+    dq: float = 0.0
+    ds: npt.NDArray[np.float64] | None = None  # [F]
+    dref: npt.NDArray[np.float64] | None = None  # [F]
+    dmax: npt.NDArray[np.float64] | None = None  # [F]
+    db: npt.NDArray[np.float32] | None = None  # [DEPARTURE_BLOCKS, F]
     # The stream's daily profile (pipeline.engine.season: bins, levels, start, the profile
     # [BINS, F]) and the seasonal blend (pipeline.engine.blend: the two forecasters' last
     # one-step forecasts and the weight's moments). None: a frame from before them.
@@ -210,6 +222,13 @@ class StepState:
     pm: F64  # [B] sustained deviation: EW mean of the standardised deviation
     pv: F64  # [B] ... and the EW mean of its square (0: not seeded)
     pq: F64  # [B] ... and the steps since it was last at the threshold
+    dk: F64  # [B] departure (pipeline.engine.anomaly.departure_step): values in the block
+    dn: F64  # [B] ... blocks so far
+    dq: F64  # [B] ... the last block's end at the threshold (1) or not (0)
+    ds: F64  # [B, F] ... the block's sum, relative to dref
+    dref: F64  # [B, F] ... the stream's first value
+    dmax: F64  # [B, F] ... the largest departure so far
+    db: F32  # [B, DEPARTURE_BLOCKS, F] ... the block means, relative to dref
     sp: F16  # [B, bins, F] daily profile's bins in the unit su (pipeline.engine.season)
     su: F32  # [B, F] ... that unit (a power of two; 0: none yet)
     sw: F32  # [B, WEEK_STATE, F] ... the week's trackers and slow level (sensor units)
@@ -238,12 +257,14 @@ class StepState:
         # takes that bin in: a non-finite bin shows in the level, which is cheaper to check.
         ok &= np.isfinite(self.bm).all(axis=1)
         ok &= (self.sbin <= 0) | np.isfinite(self.slev).all(axis=1)
+        ok &= np.isfinite(self.ds).all(axis=1) & np.isfinite(self.dmax).all(axis=1)
+        ok &= np.isfinite(self.db).all(axis=(1, 2))
         return ok
 
 
 _CHECKED_SCALARS = (
     "n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate", "qlog", "gxy", "gxx",
-    "tu", "tb", "sbin", "st0", "pm", "pv", "pq",
+    "tu", "tb", "sbin", "st0", "pm", "pv", "pq", "dk", "dn", "dq",
 )  # fmt: skip
 _FIELDS = [f.name for f in dataclasses.fields(StepState)]
 _SNAPSHOT_FIELDS = [
@@ -252,8 +273,11 @@ _SNAPSHOT_FIELDS = [
 # Per-stream scalars a snapshot carries and a store keeps under the same name.
 _SNAPSHOT_SCALARS = (
     "n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate", "qlog", "gxy", "gxx",
-    "gn", "tu", "tb", "sbin", "st0", "pm", "pv", "pq", "has_fc", "steps", "last_ts",
+    "gn", "tu", "tb", "sbin", "st0", "pm", "pv", "pq", "dk", "dn", "dq", "has_fc", "steps",
+    "last_ts",
 )  # fmt: skip
+# The departure channel's vectors: zero (the channel starts afresh) in a frame before them.
+_DEPARTURE_VECTORS = ("ds", "dref", "dmax", "db")
 # The profile's and blend's per-feature vectors: NaN until known (a new stream, a frame
 # from before them).
 _SEASON_VECTORS = ("slev", "sfc", "mfc")
@@ -284,6 +308,13 @@ _MODEL_INDEPENDENT = (
     "pm",
     "pv",
     "pq",
+    "dk",
+    "dn",
+    "dq",
+    "ds",
+    "dref",
+    "dmax",
+    "db",
     "sp",
     "su",
     "sw",
@@ -336,6 +367,13 @@ class StateStore:
     pm: F64
     pv: F64
     pq: F64
+    dk: F64
+    dn: F64
+    dq: F64
+    ds: F64
+    dref: F64
+    dmax: F64
+    db: F32
     sp: F16
     su: F32
     sw: F32
@@ -476,6 +514,13 @@ class StateStore:
         grow("pm", (capacity,), np.float64)
         grow("pv", (capacity,), np.float64)
         grow("pq", (capacity,), np.float64)
+        grow("dk", (capacity,), np.float64)
+        grow("dn", (capacity,), np.float64)
+        grow("dq", (capacity,), np.float64)
+        grow("ds", (capacity, F), np.float64)
+        grow("dref", (capacity, F), np.float64)
+        grow("dmax", (capacity, F), np.float64)
+        grow("db", (capacity, DEPARTURE_BLOCKS, F), np.float32)
         grow("sp", (capacity, self.season_bins, F), np.float16)
         grow("su", (capacity, F), np.float32)
         grow("sw", (capacity, season.WEEK_STATE, F), np.float32)
@@ -788,6 +833,13 @@ class StateStore:
             pm=float(self.pm[slot]),
             pv=float(self.pv[slot]),
             pq=float(self.pq[slot]),
+            dk=float(self.dk[slot]),
+            dn=float(self.dn[slot]),
+            dq=float(self.dq[slot]),
+            ds=self.ds[slot].copy(),
+            dref=self.dref[slot].copy(),
+            dmax=self.dmax[slot].copy(),
+            db=self.db[slot].copy(),
             sbin=float(self.sbin[slot]),
             st0=float(self.st0[slot]),
             slev=self.slev[slot].copy(),
@@ -827,6 +879,11 @@ class StateStore:
         for name in _SEASON_VECTORS:
             v = c[name]
             getattr(self, name)[slots] = np.nan if v is None else v
+        for name in _DEPARTURE_VECTORS:
+            v = c[name]
+            getattr(self, name)[slots] = 0.0 if v is None else v
+        if c["db"] is None:
+            self.dk[slots], self.dn[slots], self.dq[slots] = 0.0, 0.0, 0.0
         sp, su, sw = c["sp"], c["su"], c["sw"]
         if sp is None or sp.shape[1:] != self.sp.shape[1:]:
             # Frames from before the profile, or from a scorer with another number of

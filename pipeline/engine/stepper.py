@@ -29,6 +29,7 @@ from pipeline.engine import blend, gain, season
 from pipeline.engine.anomaly import (
     AnomalyParams,
     calibrate_tail,
+    departure_step,
     error_of,
     excess_step,
     level_surprise,
@@ -50,7 +51,7 @@ __all__ = ["REASONS", "Stepped", "advance", "rebuild"]
 
 # Why a stream scored what it scored: the channel with the largest surprise
 # (pipeline.engine.anomaly), by index.
-REASONS = ("forecast", "level", "range", "stuck", "sustained")
+REASONS = ("forecast", "level", "range", "stuck", "sustained", "drift")
 
 F64 = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]
@@ -151,6 +152,9 @@ def advance(
         deviation = np.mean((x - centre) / bare, axis=1)
     sure = (st.n >= anom.min_history) & np.isfinite(deviation)
     sustained, pm, pv = sustained_step(anom, deviation, st.n, st.pm, st.pv, sure & st.has_fc)
+    # A departure from the stream's recent course (a drift): in place on its block state.
+    finite = np.asarray(np.isfinite(x).all(axis=1), np.bool_)
+    dep = departure_step(anom, x, finite, st.dk, st.dn, st.dq, st.ds, st.dref, st.dmax, st.db)
     raw, en, es, emu, evar = score_step(anom, e, st.en, st.es, st.emu, st.evar)
     tu, tb = st.tu, st.tb
     if anom.excess_rate > 0:
@@ -194,7 +198,10 @@ def advance(
     sustained_novel, _, lasting = sustained_onset(anom, sustained, st.pq)
     rest = np.max(np.stack([gauss, beyond, stuck_novel]), axis=0)
     reason = np.where(sustained_novel > rest, REASONS.index("sustained"), reason)
-    others = np.maximum(stuck_novel, np.maximum(beyond, sustained_novel))
+    # So is a departure, which counts once per incident like a sustained deviation.
+    rest = np.maximum(rest, sustained_novel)
+    reason = np.where(dep.surprise > rest, REASONS.index("drift"), reason)
+    others = np.maximum(np.maximum(stuck_novel, dep.surprise), np.maximum(beyond, sustained_novel))
     surprise, peak = novelty(anom, np.maximum(gauss, others), st.peak, st.pq)
     # A sensor that just froze alarms, even within another incident's decaying peak.
     surprise = np.where(onset, np.maximum(surprise, stuck), surprise)
@@ -213,7 +220,18 @@ def advance(
     alarmed = np.nan_to_num(score) >= anom.threshold
     # Reported on anomalies only, so measured there only.
     share = _shares(
-        reason, alarmed, x, fc1, e_scale, st.mean, std_prev, lo_before, hi_before, centre, bare
+        reason,
+        alarmed,
+        x,
+        fc1,
+        e_scale,
+        st.mean,
+        std_prev,
+        lo_before,
+        hi_before,
+        centre,
+        bare,
+        dep.ratio,
     )
     # Quiet steps: since the stream last alarmed, or the sustained channel was at the
     # threshold (pipeline.engine.anomaly.sustained_onset).
@@ -285,11 +303,13 @@ def _shares(
     hi: F64,
     centre: F64,
     bare: F64,
+    ratio: F64,
 ) -> F64:
     """Each feature's share ``[B, F]`` of what the channel named by ``reason`` measured: the
     squared forecast error (forecast), the squared distance from the long-run mean (level),
     the excess beyond the running range in its widths (range), the absolute deviation
-    from where the value was expected (sustained); a frozen sensor repeats every feature,
+    from where the value was expected (sustained), the departure in its record (drift,
+    ``ratio``: pipeline.engine.anomaly.departure_step); a frozen sensor repeats every feature,
     and a channel that measured nothing on any feature, equal shares. Only where
     ``alarmed [B]`` (NaN elsewhere); a single-feature stream's share is 1 everywhere."""
     B, F = x.shape
@@ -300,7 +320,7 @@ def _shares(
     if not len(r):
         return out
     x, fc1, e_scale, mean, std = x[r], fc1[r], e_scale[r], mean[r], std[r]
-    lo, hi, centre, bare = lo[r], hi[r], centre[r], bare[r]
+    lo, hi, centre, bare, ratio = lo[r], hi[r], centre[r], bare[r], ratio[r]
     with np.errstate(invalid="ignore", divide="ignore"):
         per = np.stack(
             [
@@ -309,6 +329,7 @@ def _shares(
                 np.maximum(np.maximum(x - hi, lo - x), 0.0) / (hi - lo),
                 np.zeros_like(x),
                 np.abs((x - centre) / bare),
+                ratio,
             ]
         )[reason[r], np.arange(len(r))]
     per = np.where(np.isfinite(per), per, 0.0)

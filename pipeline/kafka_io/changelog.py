@@ -10,15 +10,17 @@ Record key: the stream id. Value: a versioned binary frame (never pickle)::
     | i64 source offset (of the last input applied) | f64 last_ts
     | i64 steps, ring_len | u8 has_fc | u16 L, H, F, Z, R (, P: the profile's bins, format 5)
     | f64 n, en, es, emu, evar, run, rep_p, peak, rec, trate, qlog, gxy, gxx, gn, tu, tb,
-      sbin, st0, pm, pv, pq (format 6)
+      sbin, st0, pm, pv, pq (format 6), dk, dn, dq (format 9)
     | f16 h[L,H] | f16 c[L,H] (f32 before format 7) | f64 mean[F] | f64 var[F] | f64 fc[Z,F] | f64 last_x[F]
     | f64 lo[F] | f64 hi[F] | f64 fs[Z,F] | f64 dlt[F]
     | f64 slev[F] | f64 sfc[F] | f64 mfc[F] | f64 bm[MOMENTS]
     | f16 sp[P,F] | f32 su[F] | f32 sw[3,F] (format 8; formats 5-7: f32 sp[P,F])
+    | f64 ds[F] | f64 dref[F] | f64 dmax[F] | f32 db[DEPARTURE_BLOCKS,F] (format 9)
     | f32 ring[R,F]
 
 A tombstone (null value) marks an evicted stream. Older formats still restore, so an
-upgrade keeps every stream's state: format 5 (before the sustained-deviation channel: no
+upgrade keeps every stream's state: format 8 (before the departure channel: no ``dk``,
+``dn``, ``dq``, ``ds``, ``dref``, ``dmax``, ``db``) starts that channel afresh; format 5 (before the sustained-deviation channel: no
 ``pm``, ``pv``, ``pq``) seeds that channel afresh; format 4 (before the daily profile and the seasonal
 blend) restores with the profile starting afresh and the model's forecast alone until
 the blend has evidence; format 3 (before the forecast channel's tail fit: no
@@ -60,6 +62,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline.config import KafkaConfig
+from pipeline.engine.anomaly import DEPARTURE_BLOCKS
 from pipeline.engine.blend import MOMENTS
 from pipeline.engine.season import WEEK_STATE, Profiles
 from pipeline.engine.state import STATE_DTYPE, Columns, Snapshot, StateStore
@@ -87,19 +90,20 @@ __all__ = [
 ]
 
 MAGIC = b"SCS"
-FORMAT = 8
+FORMAT = 9
 # A stream's winning frame in a run of changelog records (the restore rule): the frame,
 # its partition, its source offset, and whether a tombstone of the stream preceded it in
 # the same run (then it replaces whatever earlier records gave the stream).
 Found = tuple[bytes, int, int, bool]
 _STATS = (
     "n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate", "qlog", "gxy", "gxx",
-    "gn", "tu", "tb", "sbin", "st0", "pm", "pv", "pq",
+    "gn", "tu", "tb", "sbin", "st0", "pm", "pv", "pq", "dk", "dn", "dq",
 )  # fmt: skip
-# The f64 statistics a header carries per format: the first 7, 10, 14, 16, 18 or 21 of _STATS.
-_STATS_IN = {1: 7, 2: 10, 3: 14, 4: 16, 5: 18, 6: 21, 7: 21, 8: 21}
+# The f64 statistics a header carries per format: the first 7, 10, 14, 16, 18, 21 or 24 of _STATS.
+_STATS_IN = {1: 7, 2: 10, 3: 14, 4: 16, 5: 18, 6: 21, 7: 21, 8: 21, 9: 24}
+_DEPARTURE_F64 = ("ds", "dref", "dmax")  # [F] each, from format 9
 _SEASON_F64 = ("slev", "sfc", "mfc")  # [F] each, from format 5
-_DIMS_IN = {1: 5, 2: 5, 3: 5, 4: 5, 5: 6, 6: 6, 7: 6, 8: 6}  # L, H, F, Z, R (, P)
+_DIMS_IN = {1: 5, 2: 5, 3: 5, 4: 5, 5: 6, 6: 6, 7: 6, 8: 6, 9: 6}  # L, H, F, Z, R (, P)
 _HEADS = {
     fmt: struct.Struct(">qdqqB" + "H" * _DIMS_IN[fmt] + "d" * n) for fmt, n in _STATS_IN.items()
 }
@@ -184,6 +188,9 @@ def encode_snapshot(s: Snapshot) -> bytes:
                 s.pm,
                 s.pv,
                 s.pq,
+                s.dk,
+                s.dn,
+                s.dq,
             ),
             np.ascontiguousarray(s.h, _STATE[FORMAT]).tobytes(),
             np.ascontiguousarray(s.c, _STATE[FORMAT]).tobytes(),
@@ -205,6 +212,15 @@ def encode_snapshot(s: Snapshot) -> bytes:
             ),
             np.ascontiguousarray(np.zeros(MOMENTS) if s.bm is None else s.bm, "<f8").tobytes(),
             *_profile_bytes(s, F),
+            *(
+                np.ascontiguousarray(
+                    np.zeros(F) if getattr(s, name) is None else getattr(s, name), "<f8"
+                ).tobytes()
+                for name in _DEPARTURE_F64
+            ),
+            np.ascontiguousarray(
+                np.zeros((DEPARTURE_BLOCKS, F)) if s.db is None else s.db, "<f4"
+            ).tobytes(),
             np.ascontiguousarray(s.ring, "<f4").tobytes(),
         )
     )
@@ -285,7 +301,7 @@ def frame_blocks(
         rec["hi"] = store.hi[sl]
         rec["fs"] = store.fs[sl]
         rec["dlt"] = store.dlt[sl]
-        for name in (*_SEASON_F64, "bm", "sp", "su", "sw"):
+        for name in (*_SEASON_F64, "bm", "sp", "su", "sw", *_DEPARTURE_F64, "db"):
             rec[name] = getattr(store, name)[sl]
         if r:
             # Oldest first: a full ring starts at ring_len % R (see StateStore.push_inputs).
@@ -338,9 +354,11 @@ def _header(data: bytes) -> _Header:
     state = 2 * L * H * np.dtype(_STATE[fmt]).itemsize
     # The ring; the profile (format 8: float16 bins, their unit and the week's rows).
     floats32 = R * F + (F + WEEK_STATE * F if fmt >= 8 else P * F)
+    floats32 += DEPARTURE_BLOCKS * F if fmt >= 9 else 0
     state += 2 * P * F if fmt >= 8 else 0
     # mean, var, last_x (, lo, hi (, dlt (, slev, sfc, mfc))); fc (, fs); (bm)
-    floats64 = {1: 3, 2: 5, 3: 6, 4: 6, 5: 9, 6: 9, 7: 9, 8: 9}[fmt] * F + (
+    # (, ds, dref, dmax)
+    floats64 = {1: 3, 2: 5, 3: 6, 4: 6, 5: 9, 6: 9, 7: 9, 8: 9, 9: 12}[fmt] * F + (
         2 if fmt >= 3 else 1
     ) * Z * F
     floats64 += MOMENTS if fmt >= 5 else 0
@@ -382,6 +400,14 @@ def _layout(fmt: int, pos: int, dims: Dims) -> np.dtype[np.void]:
                     ),
                 ]
                 if fmt >= 5
+                else []
+            ),
+            *(
+                [
+                    *((name, "<f8", (F,)) for name in _DEPARTURE_F64),
+                    ("db", "<f4", (DEPARTURE_BLOCKS, F)),
+                ]
+                if fmt >= 9
                 else []
             ),
             ("ring", "<f4", (R, F)),
@@ -454,6 +480,10 @@ def _columns(header: _Header, data: bytes | memoryview, rows: list[int]) -> Colu
     # on install).
     for name in ("su", "sw"):
         col[name] = rec[name].astype(np.float32) if fmt >= 8 else None
+    # From format 9 the departure channel (older frames: None, it starts afresh).
+    for name in _DEPARTURE_F64:
+        col[name] = rec[name].astype(np.float64) if fmt >= 9 else None
+    col["db"] = rec["db"].astype(np.float32) if fmt >= 9 else None
     stats = rec["stats"].astype(np.float64)
     for k, name in enumerate(_STATS):  # the newer statistics start at 0
         col[name] = stats[:, k] if k < _STATS_IN[fmt] else np.zeros(len(rows))

@@ -6,11 +6,14 @@ import math
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 
 from pipeline.engine.anomaly import (
+    DEPARTURE_BLOCKS,
     SCORE_HALF_NATS,
     AnomalyParams,
     calibrate_tail,
+    departure_step,
     excess_step,
     gaussian_tail,
     log_tail,
@@ -388,3 +391,77 @@ def test_the_sustained_channel_is_off_at_rate_0_and_for_models_calibrated_before
     assert not s.any() and not onsets.any()
     assert AnomalyParams.from_json({}).sustained_rate == 0.0
     assert AnomalyParams().sustained_rate > 0
+
+
+def _departures(p: AnomalyParams, x: F64) -> tuple[F64, npt.NDArray[np.bool_], F64]:
+    """One stream through :func:`departure_step`: surprise and onset per value, and the
+    block means it kept at the end (oldest first)."""
+    dk, dn, dq = np.zeros(1), np.zeros(1), np.zeros(1)
+    ds, dref, dmax = np.zeros((1, 1)), np.zeros((1, 1)), np.zeros((1, 1))
+    db = np.zeros((1, DEPARTURE_BLOCKS, 1), np.float32)
+    s, onsets = np.zeros(len(x)), np.zeros(len(x), np.bool_)
+    for t, v in enumerate(x.tolist()):
+        d = departure_step(
+            p, np.asarray([[v]]), np.ones(1, np.bool_), dk, dn, dq, ds, dref, dmax, db
+        )
+        s[t], onsets[t] = d.surprise[0], d.onset[0]
+    n = int(dn[0])
+    kept = [
+        db[0, j % DEPARTURE_BLOCKS, 0] + dref[0, 0] for j in range(max(0, n - DEPARTURE_BLOCKS), n)
+    ]
+    return s, onsets, np.asarray(kept)
+
+
+def test_blocks_hold_the_means_of_their_values_at_full_precision() -> None:
+    """Block means are kept relative to the stream's first value: a sensor reading
+    1e6 with noise in its third decimal keeps that decimal in float32."""
+    p = AnomalyParams(departure_block=5)
+    x = 1e6 + np.arange(40) * 1e-3
+    _, _, kept = _departures(p, x)
+    np.testing.assert_allclose(kept, 1e6 + (np.arange(8) * 5 + 2) * 1e-3, rtol=0, atol=1e-6)
+
+
+def test_a_drift_away_from_the_streams_course_alarms_once_and_its_arc_never() -> None:
+    """A stream on a slow arc (a young stream's day, never seen in full) with AR(1)
+    noise: its course bends, but no faster than it has. Then a ramp of two spreads of
+    the stream over 120 values, steeper than the arc ever was: the channel alarms once,
+    within the ramp, and not before it."""
+    p = AnomalyParams()
+    rng = np.random.default_rng(3)
+    n, start = 600, 350
+    t = np.arange(n)
+    x = 50 + 10 * np.sin(2 * np.pi * t / 1440 + 1.0)
+    noise = np.zeros(n)
+    for i in range(1, n):
+        noise[i] = 0.7 * noise[i - 1] + rng.normal(0, 0.5)
+    x += noise
+    spread = float(np.std(x))
+    x[start : start + 120] += np.linspace(0, 2 * spread, 120)
+    x[start + 120 :] += 2 * spread
+    _, onsets, _ = _departures(p, x)
+    assert not onsets[:start].any()
+    assert onsets[start : start + 120].sum() == 1 and onsets.sum() == 1
+
+
+def test_a_course_that_bends_as_it_always_has_does_not_alarm() -> None:
+    """Noise alone, and a stream whose course bends routinely (a random walk), set the
+    record the departures are measured against: 20,000 values raise at most a couple of
+    alarms after the channel's history is in."""
+    p = AnomalyParams()
+    rng = np.random.default_rng(4)
+    for x in (rng.normal(0, 1, 20_000), np.cumsum(rng.normal(0, 1, 20_000))):
+        _, onsets, _ = _departures(p, x)
+        assert onsets.sum() <= 2
+
+
+def test_the_departure_channel_is_off_at_block_0_and_for_models_calibrated_before_it() -> None:
+    s, onsets, kept = _departures(AnomalyParams(departure_block=0), np.linspace(0, 100, 600))
+    assert not s.any() and not onsets.any() and not len(kept)
+    assert AnomalyParams.from_json({}).departure_block == 0
+    assert AnomalyParams().departure_block > 0
+
+
+def test_a_fit_and_gap_the_kept_blocks_cannot_hold_are_refused() -> None:
+    with pytest.raises(ValueError, match="departure_gap"):
+        AnomalyParams(departure_fit=8, departure_gap=3)
+    AnomalyParams(departure_fit=8, departure_gap=3, departure_block=0)  # off: not checked

@@ -358,21 +358,24 @@ def test_the_version_a_swap_replaced_is_pinned_with_the_state_it_had(
 def test_each_feature_gets_its_share_of_what_the_reasons_channel_measured() -> None:
     from pipeline.engine.stepper import REASONS, _shares
 
-    x = np.array([[1.0, 4.0], [10.0, 0.5], [3.0, 3.0], [0.0, 5.0], [2.0, 2.0]])
+    x = np.array([[1.0, 4.0], [10.0, 0.5], [3.0, 3.0], [0.0, 5.0], [2.0, 2.0], [1.0, 1.0]])
     zeros, ones = np.zeros_like(x), np.ones_like(x)
     lo, hi = np.zeros_like(x), np.full_like(x, 5.0)
-    reason = np.array(
-        [REASONS.index(r) for r in ("forecast", "range", "stuck", "level", "sustained")]
-    )
+    kinds = ("forecast", "range", "stuck", "level", "sustained", "drift")
+    reason = np.array([REASONS.index(r) for r in kinds])
+    ratio = np.zeros_like(x)
+    ratio[5] = [3.0, 1.0]  # the departure in its record, per feature
     alarmed = np.ones(len(x), np.bool_)
-    share = _shares(reason, alarmed, x, zeros, ones, zeros, ones, lo, hi, zeros, ones)
+    share = _shares(reason, alarmed, x, zeros, ones, zeros, ones, lo, hi, zeros, ones, ratio)
     np.testing.assert_allclose(share[0], [1 / 17, 16 / 17])  # squared errors 1 and 16
     np.testing.assert_allclose(share[1], [1.0, 0.0])  # only a is beyond its range
     np.testing.assert_allclose(share[2], [0.5, 0.5])  # a frozen sensor repeats both
     np.testing.assert_allclose(share[3], [0.0, 1.0])  # a sits at the mean
     np.testing.assert_allclose(share[4], [0.5, 0.5])  # both 2 away from where expected
-    quiet = _shares(reason, ~alarmed, x, zeros, ones, zeros, ones, lo, hi, zeros, ones)
+    np.testing.assert_allclose(share[5], [0.75, 0.25])  # a departed three times as far
+    quiet = _shares(reason, ~alarmed, x, zeros, ones, zeros, ones, lo, hi, zeros, ones, ratio)
     assert np.isnan(quiet).all()  # measured on anomalies only
     one = _shares(reason[:1], alarmed[:1], x[:1, :1], zeros[:1, :1], ones[:1, :1], zeros[:1, :1],
-                  ones[:1, :1], lo[:1, :1], hi[:1, :1], zeros[:1, :1], ones[:1, :1])  # fmt: skip
+                  ones[:1, :1], lo[:1, :1], hi[:1, :1], zeros[:1, :1], ones[:1, :1],
+                  ratio[:1, :1])  # fmt: skip
     assert one.tolist() == [[1.0]]

@@ -64,6 +64,13 @@ def test_batched_frames_equal_single_frames(features: int, ring: int) -> None:
         "pm",
         "pv",
         "pq",
+        "dk",
+        "dn",
+        "dq",
+        "ds",
+        "dref",
+        "dmax",
+        "db",
         "sp",
         "sbin",
         "slev",
@@ -90,7 +97,7 @@ def test_batched_frames_equal_single_frames(features: int, ring: int) -> None:
 CARRIED = (
     "h", "c", "mean", "var", "fc", "fs", "last_x", "lo", "hi", "n", "en", "emu", "peak",
     "qlog", "gxy", "gxx", "gn", "dlt", "tu", "tb", "sbin", "st0", "slev", "sfc", "mfc",
-    "bm", "sp", "pm", "pv", "pq",
+    "bm", "sp", "pm", "pv", "pq", "dk", "dn", "dq", "ds", "dref", "dmax", "db",
 )  # fmt: skip
 
 
@@ -168,8 +175,8 @@ def test_a_format_1_frame_from_before_the_upgrade_still_restores() -> None:
     np.testing.assert_allclose(old.lo, s.mean - spread)
     assert (old.peak, old.rec, old.trate, old.qlog) == (0.0, 0.0, 0.0, 0.0)
     assert old.fs is not None and np.isnan(old.fs).all()
-    with pytest.raises(ValueError, match="format 9"):
-        decode_snapshot(frame[:3] + bytes([9]) + frame[4:])
+    with pytest.raises(ValueError, match="format 10"):
+        decode_snapshot(frame[:3] + bytes([10]) + frame[4:])
 
 
 def test_a_format_2_frame_from_before_intervals_restores_with_an_unknown_scale() -> None:
@@ -358,11 +365,33 @@ def test_frames_carry_the_profile_size_and_a_store_of_another_size_restarts_it()
 _HEAD_END = 4 + 2 + 1 + 2 + 1 + 8 + 8 + 8 + 8 + 1 + 2 * 6
 
 
+def _format_8_frame(store: StateStore) -> bytes:
+    """Stream 0 of ``store`` as format 8 wrote it: format 9 without the departure
+    channel (its three statistics at the header's end, its vectors before the ring)."""
+    from pipeline.kafka_io.changelog import _STATS_IN
+
+    s = store.snapshot(0, "m", "v")
+    frame = encode_snapshots(store, np.asarray([0]), "m", "v")[0]
+    assert frame[3] == 9 and s.ds is not None and s.db is not None
+    stats_end = _HEAD_END + 8 * _STATS_IN[9]
+    ring = s.ring.size * 4
+    vectors = 3 * 8 * s.ds.size + 4 * s.db.size
+    return b"".join(
+        (
+            frame[:3],
+            bytes([8]),
+            frame[4 : stats_end - 8 * 3],
+            frame[stats_end : len(frame) - ring - vectors],
+            frame[len(frame) - ring :],
+        )
+    )
+
+
 def _format_7_frame(store: StateStore) -> bytes:
     """Stream 0 of ``store`` as format 7 wrote it: format 8 with the profile in float32
     sensor units, the week's rows in place, instead of float16 bins, unit and week."""
     s = store.snapshot(0, "m", "v")
-    frame = encode_snapshots(store, np.asarray([0]), "m", "v")[0]
+    frame = _format_8_frame(store)
     assert frame[3] == 8 and s.sp is not None and s.su is not None and s.sw is not None
     ring = s.ring.size * 4
     start = len(frame) - ring - s.sw.size * 4 - s.su.size * 4 - s.sp.size * 2
@@ -415,7 +444,7 @@ def test_a_format_7_frame_with_a_float32_profile_restores_it_packed() -> None:
     bytes per bin less."""
     store = _filled_store(features=2)
     store.sbin[0] = 24.0  # an hourly stream: its week's rows are in the profile
-    frame8 = encode_snapshots(store, np.asarray([0]), "m", "v")[0]
+    frame8 = _format_8_frame(store)
     frame7 = _format_7_frame(store)
     P, F = store.sp.shape[1:]
     assert len(frame7) - len(frame8) == 2 * P * F - 4 * F * (1 + season.WEEK_STATE)
@@ -441,10 +470,28 @@ def test_a_format_5_frame_from_before_the_sustained_channel_restores_it_unseeded
     # Format 6 differs from 5 only by the three statistics at the end of the header.
     stats_end = _HEAD_END + 8 * _STATS_IN[6]
     old_frame = frame[:3] + bytes([5]) + frame[4 : stats_end - 8 * 3] + frame[stats_end:]
-    assert len(_STATS) == _STATS_IN[6]
+    assert len(_STATS) == _STATS_IN[9] == _STATS_IN[6] + 3
     old = decode_snapshot(old_frame)
     assert (old.pm, old.pv, old.pq) == (0.0, 0.0, 0.0)
     assert (old.tu, old.tb, old.sbin) == (s.tu, s.tb, s.sbin)
     assert old.sp is not None and old.su is None  # in sensor units, as format 7 carried it
     np.testing.assert_array_equal(old.sp, _profile(store, 0))
     np.testing.assert_array_equal(old.ring, s.ring)
+
+
+def test_a_format_8_frame_from_before_the_departure_channel_restores_it_afresh() -> None:
+    """Format 8 (no departure channel): everything else restores as format 9 carries it;
+    the channel starts afresh (no blocks, no record), and a store installs it so."""
+    store = _filled_store(features=2)
+    s = store.snapshot(0, "m", "v")
+    assert s.dn != 0.0 and s.db is not None and s.db.any()
+    old = decode_snapshot(_format_8_frame(store))
+    new = decode_snapshot(encode_snapshots(store, np.asarray([0]), "m", "v")[0])
+    assert (old.dk, old.dn, old.dq) == (0.0, 0.0, 0.0)
+    assert old.ds is None and old.dref is None and old.dmax is None and old.db is None
+    blank = {"dk": 0.0, "dn": 0.0, "dq": 0.0, "ds": None, "dref": None, "dmax": None, "db": None}
+    assert _same(old, dataclasses.replace(new, **blank))
+    other = StateStore(layers=1, hidden=3, features=2, horizon=2, capacity=4, ring=3)
+    slot = other.load("a", old, partition=0, now=0.0)
+    assert other.dn[slot] == 0.0 and not other.db[slot].any() and not other.dmax[slot].any()
+    np.testing.assert_array_equal(other.mean[slot], store.mean[0])
