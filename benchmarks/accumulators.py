@@ -84,7 +84,15 @@ def _stamp(text: str) -> float:
     return dt.datetime.fromisoformat(text.split(".")[0]).replace(tzinfo=dt.UTC).timestamp()
 
 
-def collect(meta: Any, seeds: int, data: Path | None) -> dict[str, list[Item]]:
+def collect(
+    meta: Any,
+    seeds: int,
+    data: Path | None,
+    recorder: Callable[[Any, list[Any]], list[Recorded]] | None = None,
+) -> dict[str, list[Item]]:
+    """The generated sets (and ``data``, a NAB folder) as ``recorder`` records each stream
+    (default :func:`record`: ``d`` and the detector's score), with their incidents."""
+    record = recorder or globals()["record"]
     sets: dict[str, list[Item]] = {}
     weekly = [weekly_feeds(s) for s in range(1, seeds + 1)]
     got = record(meta, [f for f, _ in weekly])

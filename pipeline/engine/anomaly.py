@@ -530,6 +530,7 @@ def departure_step(
     dk: F64,
     dn: F64,
     dq: F64,
+    dl: F64,
     ds: F64,
     dref: F64,
     dmax: F64,
@@ -555,7 +556,10 @@ def departure_step(
        the newest that cannot hold this incident's start) joins the stream's record
        ``dmax [B, F]``, the largest absolute departure it has shown: noise, its day's
        curvature, its spikes, earlier incidents;
-    3. once ``departure_history`` departures are in the record, the departure's
+    3. once ``departure_history`` departures are in the record, and where the fit holds
+       no block of the stream's last frozen reading (``dl [B]``, which the caller keeps:
+       a frozen sensor's readings are not its course, and a course fitted through them
+       would make its resumption a departure), the departure's
        ``ratio`` to it (the largest over features) is the channel's evidence: at
        ``departure_ratio`` it is at the threshold. It alarms once per incident: as
        ``stuck_cap`` nats at the block where it reaches the threshold after a block below
@@ -590,6 +594,7 @@ def departure_step(
     record[joins] = np.maximum(record[joins], np.abs(_departure(ring[joins], prior[joins], W, G)))
     dmax[end] = record
     ready = (j >= W + G) & (j - W - 2 * G >= p.departure_history) & (record > 0).any(axis=1)
+    ready &= j - G - W > dl[end]
     with np.errstate(invalid="ignore", divide="ignore"):
         r = np.abs(_departure(ring, j, W, G)) / record
     r = np.where(ready[:, None] & (record > 0) & np.isfinite(r), r, 0.0)

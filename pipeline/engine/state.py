@@ -108,6 +108,7 @@ class Snapshot:
     dk: float = 0.0
     dn: float = 0.0
     dq: float = 0.0
+    dl: float = 0.0  # the block of the stream's last frozen reading (or its first block)
     ds: npt.NDArray[np.float64] | None = None  # [F]
     dref: npt.NDArray[np.float64] | None = None  # [F]
     dmax: npt.NDArray[np.float64] | None = None  # [F]
@@ -225,6 +226,7 @@ class StepState:
     dk: F64  # [B] departure (pipeline.engine.anomaly.departure_step): values in the block
     dn: F64  # [B] ... blocks so far
     dq: F64  # [B] ... the last block's end at the threshold (1) or not (0)
+    dl: F64  # [B] ... the block of the stream's last frozen reading
     ds: F64  # [B, F] ... the block's sum, relative to dref
     dref: F64  # [B, F] ... the stream's first value
     dmax: F64  # [B, F] ... the largest departure so far
@@ -264,7 +266,7 @@ class StepState:
 
 _CHECKED_SCALARS = (
     "n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate", "qlog", "gxy", "gxx",
-    "tu", "tb", "sbin", "st0", "pm", "pv", "pq", "dk", "dn", "dq",
+    "tu", "tb", "sbin", "st0", "pm", "pv", "pq", "dk", "dn", "dq", "dl",
 )  # fmt: skip
 _FIELDS = [f.name for f in dataclasses.fields(StepState)]
 _SNAPSHOT_FIELDS = [
@@ -273,7 +275,8 @@ _SNAPSHOT_FIELDS = [
 # Per-stream scalars a snapshot carries and a store keeps under the same name.
 _SNAPSHOT_SCALARS = (
     "n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate", "qlog", "gxy", "gxx",
-    "gn", "tu", "tb", "sbin", "st0", "pm", "pv", "pq", "dk", "dn", "dq", "has_fc", "steps",
+    "gn", "tu", "tb", "sbin", "st0", "pm", "pv", "pq", "dk", "dn", "dq", "dl", "has_fc",
+    "steps",
     "last_ts",
 )  # fmt: skip
 # The departure channel's vectors: zero (the channel starts afresh) in a frame before them.
@@ -311,6 +314,7 @@ _MODEL_INDEPENDENT = (
     "dk",
     "dn",
     "dq",
+    "dl",
     "ds",
     "dref",
     "dmax",
@@ -370,6 +374,7 @@ class StateStore:
     dk: F64
     dn: F64
     dq: F64
+    dl: F64
     ds: F64
     dref: F64
     dmax: F64
@@ -517,6 +522,7 @@ class StateStore:
         grow("dk", (capacity,), np.float64)
         grow("dn", (capacity,), np.float64)
         grow("dq", (capacity,), np.float64)
+        grow("dl", (capacity,), np.float64)
         grow("ds", (capacity, F), np.float64)
         grow("dref", (capacity, F), np.float64)
         grow("dmax", (capacity, F), np.float64)
@@ -836,6 +842,7 @@ class StateStore:
             dk=float(self.dk[slot]),
             dn=float(self.dn[slot]),
             dq=float(self.dq[slot]),
+            dl=float(self.dl[slot]),
             ds=self.ds[slot].copy(),
             dref=self.dref[slot].copy(),
             dmax=self.dmax[slot].copy(),
@@ -883,7 +890,8 @@ class StateStore:
             v = c[name]
             getattr(self, name)[slots] = 0.0 if v is None else v
         if c["db"] is None:
-            self.dk[slots], self.dn[slots], self.dq[slots] = 0.0, 0.0, 0.0
+            for name in ("dk", "dn", "dq", "dl"):
+                getattr(self, name)[slots] = 0.0
         sp, su, sw = c["sp"], c["su"], c["sw"]
         if sp is None or sp.shape[1:] != self.sp.shape[1:]:
             # Frames from before the profile, or from a scorer with another number of

@@ -154,7 +154,9 @@ def advance(
     sustained, pm, pv = sustained_step(anom, deviation, st.n, st.pm, st.pv, sure & st.has_fc)
     # A departure from the stream's recent course (a drift): in place on its block state.
     finite = np.asarray(np.isfinite(x).all(axis=1), np.bool_)
-    dep = departure_step(anom, x, finite, st.dk, st.dn, st.dq, st.ds, st.dref, st.dmax, st.db)
+    dep = departure_step(
+        anom, x, finite, st.dk, st.dn, st.dq, st.dl, st.ds, st.dref, st.dmax, st.db
+    )
     raw, en, es, emu, evar = score_step(anom, e, st.en, st.es, st.emu, st.evar)
     tu, tb = st.tu, st.tb
     if anom.excess_rate > 0:
@@ -236,6 +238,11 @@ def advance(
     # Quiet steps: since the stream last alarmed, or the sustained channel was at the
     # threshold (pipeline.engine.anomaly.sustained_onset).
     st.pq = np.where(has, np.where(lasting | alarmed, 0.0, st.pq + 1.0), st.pq)
+    # The departure channel's course does not run through a frozen sensor's readings,
+    # which are not the course: the block this value belongs to (the one that just
+    # ended, if one did) is the stream's last such.
+    frozen = score_of(stuck) >= anom.threshold
+    st.dl = np.where(has & frozen, st.dn - (st.dk == 0), st.dl)
     e = np.where(has, e, np.nan)
     # The profile learns this value, unless it is an anomaly: a normal day should not
     # learn an incident's shape (the level still follows it).

@@ -10,7 +10,7 @@ Record key: the stream id. Value: a versioned binary frame (never pickle)::
     | i64 source offset (of the last input applied) | f64 last_ts
     | i64 steps, ring_len | u8 has_fc | u16 L, H, F, Z, R (, P: the profile's bins, format 5)
     | f64 n, en, es, emu, evar, run, rep_p, peak, rec, trate, qlog, gxy, gxx, gn, tu, tb,
-      sbin, st0, pm, pv, pq (format 6), dk, dn, dq (format 9)
+      sbin, st0, pm, pv, pq (format 6), dk, dn, dq, dl (format 9)
     | f16 h[L,H] | f16 c[L,H] (f32 before format 7) | f64 mean[F] | f64 var[F] | f64 fc[Z,F] | f64 last_x[F]
     | f64 lo[F] | f64 hi[F] | f64 fs[Z,F] | f64 dlt[F]
     | f64 slev[F] | f64 sfc[F] | f64 mfc[F] | f64 bm[MOMENTS]
@@ -20,7 +20,7 @@ Record key: the stream id. Value: a versioned binary frame (never pickle)::
 
 A tombstone (null value) marks an evicted stream. Older formats still restore, so an
 upgrade keeps every stream's state: format 8 (before the departure channel: no ``dk``,
-``dn``, ``dq``, ``ds``, ``dref``, ``dmax``, ``db``) starts that channel afresh; format 5 (before the sustained-deviation channel: no
+``dn``, ``dq``, ``dl``, ``ds``, ``dref``, ``dmax``, ``db``) starts that channel afresh; format 5 (before the sustained-deviation channel: no
 ``pm``, ``pv``, ``pq``) seeds that channel afresh; format 4 (before the daily profile and the seasonal
 blend) restores with the profile starting afresh and the model's forecast alone until
 the blend has evidence; format 3 (before the forecast channel's tail fit: no
@@ -97,10 +97,10 @@ FORMAT = 9
 Found = tuple[bytes, int, int, bool]
 _STATS = (
     "n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate", "qlog", "gxy", "gxx",
-    "gn", "tu", "tb", "sbin", "st0", "pm", "pv", "pq", "dk", "dn", "dq",
+    "gn", "tu", "tb", "sbin", "st0", "pm", "pv", "pq", "dk", "dn", "dq", "dl",
 )  # fmt: skip
-# The f64 statistics a header carries per format: the first 7, 10, 14, 16, 18, 21 or 24 of _STATS.
-_STATS_IN = {1: 7, 2: 10, 3: 14, 4: 16, 5: 18, 6: 21, 7: 21, 8: 21, 9: 24}
+# The f64 statistics a header carries per format: the first 7, 10, 14, 16, 18, 21 or 25 of _STATS.
+_STATS_IN = {1: 7, 2: 10, 3: 14, 4: 16, 5: 18, 6: 21, 7: 21, 8: 21, 9: 25}
 _DEPARTURE_F64 = ("ds", "dref", "dmax")  # [F] each, from format 9
 _SEASON_F64 = ("slev", "sfc", "mfc")  # [F] each, from format 5
 _DIMS_IN = {1: 5, 2: 5, 3: 5, 4: 5, 5: 6, 6: 6, 7: 6, 8: 6, 9: 6}  # L, H, F, Z, R (, P)
@@ -191,6 +191,7 @@ def encode_snapshot(s: Snapshot) -> bytes:
                 s.dk,
                 s.dn,
                 s.dq,
+                s.dl,
             ),
             np.ascontiguousarray(s.h, _STATE[FORMAT]).tobytes(),
             np.ascontiguousarray(s.c, _STATE[FORMAT]).tobytes(),

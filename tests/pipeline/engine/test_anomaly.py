@@ -396,13 +396,13 @@ def test_the_sustained_channel_is_off_at_rate_0_and_for_models_calibrated_before
 def _departures(p: AnomalyParams, x: F64) -> tuple[F64, npt.NDArray[np.bool_], F64]:
     """One stream through :func:`departure_step`: surprise and onset per value, and the
     block means it kept at the end (oldest first)."""
-    dk, dn, dq = np.zeros(1), np.zeros(1), np.zeros(1)
+    dk, dn, dq, dl = np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1)
     ds, dref, dmax = np.zeros((1, 1)), np.zeros((1, 1)), np.zeros((1, 1))
     db = np.zeros((1, DEPARTURE_BLOCKS, 1), np.float32)
     s, onsets = np.zeros(len(x)), np.zeros(len(x), np.bool_)
     for t, v in enumerate(x.tolist()):
         d = departure_step(
-            p, np.asarray([[v]]), np.ones(1, np.bool_), dk, dn, dq, ds, dref, dmax, db
+            p, np.asarray([[v]]), np.ones(1, np.bool_), dk, dn, dq, dl, ds, dref, dmax, db
         )
         s[t], onsets[t] = d.surprise[0], d.onset[0]
     n = int(dn[0])
@@ -465,3 +465,30 @@ def test_a_fit_and_gap_the_kept_blocks_cannot_hold_are_refused() -> None:
     with pytest.raises(ValueError, match="departure_gap"):
         AnomalyParams(departure_fit=8, departure_gap=3)
     AnomalyParams(departure_fit=8, departure_gap=3, departure_block=0)  # off: not checked
+
+
+def test_a_course_broken_by_a_frozen_sensor_is_no_course_to_depart_from() -> None:
+    """A sensor on a steady rise freezes for 50 values and resumes where the rise has got
+    to: fitted through the frozen blocks, the line says flat, and the resumed rise departs
+    from it. The stepper marks the blocks of frozen readings (``dl``): fits that hold them
+    are skipped, and the resumption does not alarm."""
+    p = AnomalyParams()
+    rng = np.random.default_rng(5)
+    x = 20 + 0.05 * np.arange(600) + rng.normal(0, 0.3, 600)
+    x[400:450] = x[400]
+
+    def run(gate: bool) -> int:
+        dk, dn, dq, dl = np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1)
+        ds, dref, dmax = np.zeros((1, 1)), np.zeros((1, 1)), np.zeros((1, 1))
+        db = np.zeros((1, DEPARTURE_BLOCKS, 1), np.float32)
+        found = 0
+        for t, v in enumerate(x.tolist()):
+            one = np.ones(1, np.bool_)
+            d = departure_step(p, np.asarray([[v]]), one, dk, dn, dq, dl, ds, dref, dmax, db)
+            found += int(d.onset[0])
+            if gate and 400 < t < 450:  # frozen: the block this value belongs to
+                dl[:] = dn - (dk == 0)
+        return found
+
+    assert run(gate=False) >= 1
+    assert run(gate=True) == 0

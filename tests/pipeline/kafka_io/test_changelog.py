@@ -67,6 +67,7 @@ def test_batched_frames_equal_single_frames(features: int, ring: int) -> None:
         "dk",
         "dn",
         "dq",
+        "dl",
         "ds",
         "dref",
         "dmax",
@@ -97,7 +98,8 @@ def test_batched_frames_equal_single_frames(features: int, ring: int) -> None:
 CARRIED = (
     "h", "c", "mean", "var", "fc", "fs", "last_x", "lo", "hi", "n", "en", "emu", "peak",
     "qlog", "gxy", "gxx", "gn", "dlt", "tu", "tb", "sbin", "st0", "slev", "sfc", "mfc",
-    "bm", "sp", "pm", "pv", "pq", "dk", "dn", "dq", "ds", "dref", "dmax", "db",
+    "bm", "sp", "pm", "pv", "pq", "dk", "dn", "dq", "dl", "ds", "dref", "dmax",
+    "db",
 )  # fmt: skip
 
 
@@ -367,7 +369,7 @@ _HEAD_END = 4 + 2 + 1 + 2 + 1 + 8 + 8 + 8 + 8 + 1 + 2 * 6
 
 def _format_8_frame(store: StateStore) -> bytes:
     """Stream 0 of ``store`` as format 8 wrote it: format 9 without the departure
-    channel (its three statistics at the header's end, its vectors before the ring)."""
+    channel (its four statistics at the header's end, its vectors before the ring)."""
     from pipeline.kafka_io.changelog import _STATS_IN
 
     s = store.snapshot(0, "m", "v")
@@ -380,7 +382,7 @@ def _format_8_frame(store: StateStore) -> bytes:
         (
             frame[:3],
             bytes([8]),
-            frame[4 : stats_end - 8 * 3],
+            frame[4 : stats_end - 8 * 4],
             frame[stats_end : len(frame) - ring - vectors],
             frame[len(frame) - ring :],
         )
@@ -470,7 +472,7 @@ def test_a_format_5_frame_from_before_the_sustained_channel_restores_it_unseeded
     # Format 6 differs from 5 only by the three statistics at the end of the header.
     stats_end = _HEAD_END + 8 * _STATS_IN[6]
     old_frame = frame[:3] + bytes([5]) + frame[4 : stats_end - 8 * 3] + frame[stats_end:]
-    assert len(_STATS) == _STATS_IN[9] == _STATS_IN[6] + 3
+    assert len(_STATS) == _STATS_IN[9] == _STATS_IN[6] + 4
     old = decode_snapshot(old_frame)
     assert (old.pm, old.pv, old.pq) == (0.0, 0.0, 0.0)
     assert (old.tu, old.tb, old.sbin) == (s.tu, s.tb, s.sbin)
@@ -487,9 +489,10 @@ def test_a_format_8_frame_from_before_the_departure_channel_restores_it_afresh()
     assert s.dn != 0.0 and s.db is not None and s.db.any()
     old = decode_snapshot(_format_8_frame(store))
     new = decode_snapshot(encode_snapshots(store, np.asarray([0]), "m", "v")[0])
-    assert (old.dk, old.dn, old.dq) == (0.0, 0.0, 0.0)
+    assert (old.dk, old.dn, old.dq, old.dl) == (0.0, 0.0, 0.0, 0.0)
     assert old.ds is None and old.dref is None and old.dmax is None and old.db is None
-    blank = {"dk": 0.0, "dn": 0.0, "dq": 0.0, "ds": None, "dref": None, "dmax": None, "db": None}
+    blank = {"dk": 0.0, "dn": 0.0, "dq": 0.0, "dl": 0.0}
+    blank |= {"ds": None, "dref": None, "dmax": None, "db": None}
     assert _same(old, dataclasses.replace(new, **blank))
     other = StateStore(layers=1, hidden=3, features=2, horizon=2, capacity=4, ring=3)
     slot = other.load("a", old, partition=0, now=0.0)
