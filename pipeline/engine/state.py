@@ -276,8 +276,7 @@ _SNAPSHOT_FIELDS = [
 _SNAPSHOT_SCALARS = (
     "n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate", "qlog", "gxy", "gxx",
     "gn", "tu", "tb", "sbin", "st0", "pm", "pv", "pq", "dk", "dn", "dq", "dl", "has_fc",
-    "steps",
-    "last_ts",
+    "steps", "last_ts",
 )  # fmt: skip
 # The departure channel's vectors: zero (the channel starts afresh) in a frame before them.
 _DEPARTURE_VECTORS = ("ds", "dref", "dmax", "db")
