@@ -67,6 +67,7 @@ Why these channels, and what each moved on NAB: docs/quality.md.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import statistics
 from typing import Any
@@ -575,29 +576,29 @@ def departure_step(
         return out
     first = learn & (dn == 0) & (dk == 0)
     dref[first] = x[first]
-    ds += np.where(learn[:, None], np.nan_to_num(x - dref), 0.0)
+    ds += np.where(learn[:, None], x - dref, 0.0)
     dk += learn
     end = np.flatnonzero(learn & (dk >= m))
     if not len(end):
         return out
     W, G, K = p.departure_fit, p.departure_gap, DEPARTURE_BLOCKS
+    E = len(end)
     j = dn[end].astype(np.int64)
-    rows = np.arange(len(end))
     ring = db[end]
-    ring[rows, j % K] = ds[end] / m
+    ring[np.arange(E), j % K] = ds[end] / m
     db[end] = ring
     dn[end] += 1.0
     ds[end], dk[end] = 0.0, 0.0
+    # This block's departure and that of the block G + 1 back (step 2), in one pass.
     prior = j - G - 1
-    joins = prior >= W + G
-    record = dmax[end]
-    record[joins] = np.maximum(record[joins], np.abs(_departure(ring[joins], prior[joins], W, G)))
+    dep = _departure(ring, np.concatenate([j, prior]), W, G)
+    now, before = dep[:E], dep[E:]
+    joins = (prior >= W + G)[:, None]
+    record = np.where(joins, np.maximum(dmax[end], np.abs(before)), dmax[end])
     dmax[end] = record
     ready = (j >= W + G) & (j - W - 2 * G >= p.departure_history) & (record > 0).any(axis=1)
     ready &= j - G - W > dl[end]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.abs(_departure(ring, j, W, G)) / record
-    r = np.where(ready[:, None] & (record > 0) & np.isfinite(r), r, 0.0)
+    r = np.divide(np.abs(now), record, out=np.zeros_like(now), where=ready[:, None] & (record > 0))
     ratio = r.max(axis=1)
     level = _alarm_nats(p)
     ongoing = ratio >= p.departure_ratio
@@ -614,12 +615,22 @@ def departure_step(
 
 def _departure(ring: F32, j: npt.NDArray[np.int64], W: int, G: int) -> F64:
     """Block ``j``'s mean minus the line through the ``W`` block means that ended ``G``
-    blocks before it, extrapolated to it: ``ring [E, DEPARTURE_BLOCKS, F]``, ``j [E]`` → ``[E, F]``."""
+    blocks before it, extrapolated to it: ``ring [E, DEPARTURE_BLOCKS, F]``, ``j [N]`` (N a
+    multiple of E: row ``i`` of the ring for ``j[i]``, ``j[E + i]``, ...) → ``[N, F]``.
+    The line's value there is a fixed weighting of the fitted means (:func:`_line_weights`)."""
     K = DEPARTURE_BLOCKS
-    rows = np.arange(len(j))[:, None]
-    seg = ring[rows, (j[:, None] - G - W + np.arange(W)[None, :]) % K].astype(np.float64)
+    rows = np.tile(np.arange(len(ring)), len(j) // max(len(ring), 1))
+    seg = ring[rows[:, None], (j[:, None] - G - W + np.arange(W)[None, :]) % K]
+    line = np.matmul(seg.transpose(0, 2, 1).astype(np.float64), _line_weights(W, G))
+    out: F64 = ring[rows, j % K].astype(np.float64) - line
+    return out
+
+
+@functools.cache
+def _line_weights(W: int, G: int) -> F64:
+    """The least-squares line through ``W`` equally spaced points, evaluated ``G + 1``
+    points past the last, as weights on the points: mean plus slope times the distance
+    from their centre, ``1 / W + t_w (G + (W + 1) / 2) / sum(t^2)``."""
     t = np.arange(W) - (W - 1) / 2.0
-    slope = np.einsum("ewf,w->ef", seg, t) / float(t @ t)
-    line = seg.mean(axis=1) + slope * (G + (W + 1) / 2.0)
-    out: F64 = ring[rows[:, 0], j % K].astype(np.float64) - line
+    out: F64 = (1.0 / W + t * (G + (W + 1) / 2.0) / float(t @ t)).astype(np.float64)
     return out
