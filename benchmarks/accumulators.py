@@ -92,16 +92,16 @@ def collect(
 ) -> dict[str, list[Item]]:
     """The generated sets (and ``data``, a NAB folder) as ``recorder`` records each stream
     (default :func:`record`: ``d`` and the detector's score), with their incidents."""
-    record = recorder or globals()["record"]
+    rec = recorder or record
     sets: dict[str, list[Item]] = {}
     weekly = [weekly_feeds(s) for s in range(1, seeds + 1)]
-    got = record(meta, [f for f, _ in weekly])
+    got = rec(meta, [f for f, _ in weekly])
     sets["weekly"] = [(r, list(ch)) for r, (_, ch) in zip(got, weekly, strict=True)]
     for label, (length, step, clean) in SHAPES.items():
         items: list[Item] = []
         for seed in range(1, seeds + 1):
             feed = generate(12, length, step, seed, 1, clean_fraction=clean)
-            got = record(meta, [s.series() for s in feed])
+            got = rec(meta, [s.series() for s in feed])
             items += [
                 (r, [(a.kind, a.start, a.end) for a in s.anomalies])
                 for s, r in zip(feed, got, strict=True)
@@ -110,20 +110,20 @@ def collect(
     items = []
     for seed in range(1, seeds + 1):
         ctx = contextual_feeds(seed)
-        got = record(meta, [f for f, _, _ in ctx])
+        got = rec(meta, [f for f, _, _ in ctx])
         items += [
             (r, [(f.name.split("-")[0], a, b)]) for r, (f, a, b) in zip(got, ctx, strict=True)
         ]
     sets["contextual"] = items
     clean = [f for s in range(1, seeds + 1) for f in clean_feeds(s, shapes=(*CLEAN_SHAPES, *HEAVY))]
-    sets["clean"] = [(r, []) for r in record(meta, [f.series() for f in clean])]
+    sets["clean"] = [(r, []) for r in rec(meta, [f.series() for f in clean])]
     if data is not None:
         from pipeline.commands.replay import collect_streams
 
         windows = json.loads((data / "combined_windows.json").read_text())
         streams = collect_streams([data])
         items = []
-        for s, r in zip(streams, record(meta, streams), strict=True):
+        for s, r in zip(streams, rec(meta, streams), strict=True):
             ts = np.asarray(s.ts, float)
             spans = []
             for lo, hi in windows.get(f"{s.name}.csv", []):
