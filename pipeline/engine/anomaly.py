@@ -591,8 +591,8 @@ def departure_step(
     ds[end], dk[end] = 0.0, 0.0
     # This block's departure and that of the block G + 1 back (step 2), in one pass.
     prior = j - G - 1
-    dep = _departure(ring, np.concatenate([j, prior]), W, G)
-    now, before = dep[:E], dep[E:]
+    dep = _departure(ring, np.stack([j, prior], axis=1), W, G)
+    now, before = dep[:, 0], dep[:, 1]
     joins = (prior >= W + G)[:, None]
     record = np.where(joins, np.maximum(dmax[end], np.abs(before)), dmax[end])
     dmax[end] = record
@@ -615,13 +615,13 @@ def departure_step(
 
 def _departure(ring: F32, j: npt.NDArray[np.int64], W: int, G: int) -> F64:
     """Block ``j``'s mean minus the line through the ``W`` block means that ended ``G``
-    blocks before it, extrapolated to it: ``ring [E, DEPARTURE_BLOCKS, F]``, ``j [N]`` (N a
-    multiple of E: row ``i`` of the ring for ``j[i]``, ``j[E + i]``, ...) → ``[N, F]``.
-    The line's value there is a fixed weighting of the fitted means (:func:`_line_weights`)."""
+    blocks before it, extrapolated to it: ``ring [E, DEPARTURE_BLOCKS, F]``, ``j [E, k]``
+    (k blocks of each row) → ``[E, k, F]``. The line's value there is a fixed weighting of
+    the fitted means (:func:`_line_weights`)."""
     K = DEPARTURE_BLOCKS
-    rows = np.tile(np.arange(len(ring)), len(j) // max(len(ring), 1))
-    seg = ring[rows[:, None], (j[:, None] - G - W + np.arange(W)[None, :]) % K]
-    line = np.matmul(seg.transpose(0, 2, 1).astype(np.float64), _line_weights(W, G))
+    rows = np.arange(len(ring))[:, None]
+    seg = ring[rows[:, :, None], (j[:, :, None] - G - W + np.arange(W)) % K]  # [E, k, W, F]
+    line = np.einsum("ekwf,w->ekf", seg.astype(np.float64), _line_weights(W, G))
     out: F64 = ring[rows, j % K].astype(np.float64) - line
     return out
 

@@ -888,9 +888,6 @@ class StateStore:
         for name in _DEPARTURE_VECTORS:
             v = c[name]
             getattr(self, name)[slots] = 0.0 if v is None else v
-        if c["db"] is None:
-            for name in ("dk", "dn", "dq", "dl"):
-                getattr(self, name)[slots] = 0.0
         sp, su, sw = c["sp"], c["su"], c["sw"]
         if sp is None or sp.shape[1:] != self.sp.shape[1:]:
             # Frames from before the profile, or from a scorer with another number of
