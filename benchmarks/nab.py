@@ -189,6 +189,7 @@ def main() -> int:
         for k, v in enumerate(a.variant):
             runs[v] = work / f"variant-{k}"
             _engine_detect(a.data, runs[v], registry, a.model, [*a.set, *v.split(",")])
+        report["variants"] = _variants(nab, a.data, labels, runs)
         report["variant_choice_loco"] = _nested_loco(nab, a.data, labels, runs)
     print(
         "\nleave-one-category-out (each category scored at the threshold optimised on the others):"
@@ -339,6 +340,24 @@ def _leave_one_category_out(
     for acc in out.values():
         span = acc["perfect"] - acc["null"]
         acc["score"] = 100.0 * (acc["raw"] - acc["null"]) / span if span else 0.0
+    return out
+
+
+def _variants(
+    nab: Any, data: Path, labels: str, runs: dict[str, Path]
+) -> dict[str, dict[str, float]]:
+    """Each variant's own figures, in-sample (threshold optimised on all of nab-dev) and
+    leave-one-category-out, so a table of variants shows what each is worth alone."""
+    profiles = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
+    out: dict[str, dict[str, float]] = {}
+    print(f"  {'variant':<40}" + "".join(f"{p[:13]:>14}{'LOCO':>8}" for p in profiles))
+    for name, res in runs.items():
+        opt = nab.score_detector(str(data), labels, str(res))
+        loco = _leave_one_category_out(nab, data, labels, res)
+        out[name] = {p: opt[p]["score"] for p in profiles}
+        out[name].update({f"{p}_loco": loco[p]["score"] for p in profiles})
+        cells = "".join(f"{opt[p]['score']:>14.2f}{loco[p]['score']:>8.2f}" for p in profiles)
+        print(f"  {name:<40}{cells}")
     return out
 
 

@@ -36,7 +36,10 @@ step t of a stream once it has a forecast from t-1:
    routine spikes stay inside its range; the incident that breaks records does not.
    The channel is off for the first ``range_history`` values and while the stream sets
    records at a long-run rate above ``range_max_rate`` (a trend, or a season not seen
-   in full yet, where records are routine).
+   in full yet, where records are routine). A record the forecaster saw coming is no
+   incident either: where the forecast has an interval, the margin counts from beyond
+   ``range_interval`` times the interval's reach from the forecast (a young stream
+   that drifts slowly to the edge of what it has shown crosses it by its own noise).
 5. **Stuck sensor**: for a stream that (after ``stuck_history`` values) repeats a value
    at a long-run rate ``p`` below ``stuck_max_rate``, a run of ``run`` unchanged values
    has probability ``p ** run``, so a continuous sensor that freezes is flagged within a
@@ -139,6 +142,9 @@ class AnomalyParams:
     range_history: int = 300
     range_max_rate: float = 0.05
     range_alpha: float = 1.0 / 1000.0
+    # The record's margin counts from beyond this many times the forecast interval's
+    # reach (0: from the range alone, as before 2026-12-04).
+    range_interval: float = 2.0
     stuck_alpha: float = 1.0 / 1000.0
     min_rep_p: float = 1e-3
     stuck_max_rate: float = 0.01
@@ -209,6 +215,7 @@ _LEGACY: dict[str, Any] = {
     "sustained_rate": 0.0,
     "refractory": 0.0,
     "departure_block": 0,
+    "range_interval": 0.0,
 }
 
 
@@ -306,18 +313,32 @@ def stuck_onset(p: AnomalyParams, surprise: F64, rep_p: F64) -> tuple[F64, npt.N
 
 
 def range_surprise(
-    p: AnomalyParams, x: F64, n: F64, lo: F64, hi: F64, mean: F64, rec: F64, std: F64
+    p: AnomalyParams,
+    x: F64,
+    n: F64,
+    lo: F64,
+    hi: F64,
+    mean: F64,
+    rec: F64,
+    std: F64,
+    expected: tuple[F64, F64, F64] | None = None,
 ) -> tuple[F64, F64, F64, F64]:
     """Surprise of a value beyond the stream's running range; returns ``(surprise, lo, hi, rec)``.
 
     ``x, lo, hi, mean, std [B, F]`` (``lo, hi`` NaN for a new stream; ``mean, std`` the
     normaliser's before this step: the range relaxes towards the mean, and a record must
     beat it by ``range_min_std`` standard deviations); ``n [B]`` values seen before;
-    ``rec [B]`` the long-run rate of new records.
+    ``rec [B]`` the long-run rate of new records; ``expected`` the forecast and its
+    interval ``(forecast, lo, hi)``, each ``[B, F]`` (NaN where there is none).
     """
     width = hi - lo
     margin = np.maximum(x - hi, lo - x)
     record = np.any(margin > 0, axis=1)
+    if expected is not None and p.range_interval > 0:
+        fc, elo, ehi = expected
+        top = np.fmax(hi, fc + p.range_interval * (ehi - fc))
+        bottom = np.fmin(lo, fc - p.range_interval * (fc - elo))
+        margin = np.maximum(x - top, bottom - x)
     margin = np.where(margin > p.range_min_std * std, margin, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         beyond = margin / np.where(width > 0, width, np.nan)

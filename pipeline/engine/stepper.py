@@ -187,7 +187,7 @@ def advance(
     stuck_novel, onset = stuck_onset(anom, stuck, st.rep_p)
     lo_before, hi_before = st.lo, st.hi
     beyond, st.lo, st.hi, st.rec = range_surprise(
-        anom, x, st.n, st.lo, st.hi, st.mean, st.rec, std_prev
+        anom, x, st.n, st.lo, st.hi, st.mean, st.rec, std_prev, (fc1, expected[0], expected[1])
     )
     st.last_x = x.copy()
     has = st.has_fc

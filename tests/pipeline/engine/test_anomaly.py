@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -112,12 +113,22 @@ def test_a_frozen_continuous_sensor_is_flagged_but_a_quantised_one_is_not() -> N
         assert max(surprises[20:300]) < tail_1e5 or not expect_flag
 
 
-def _range_run(series: np.ndarray, p: AnomalyParams, std: float = 1.0) -> np.ndarray:
+def _range_run(
+    series: np.ndarray,
+    p: AnomalyParams,
+    std: float = 1.0,
+    forecast: np.ndarray | None = None,
+    reach: float = np.nan,
+) -> np.ndarray:
+    """The range surprise of each value; ``forecast`` (one per value) with an interval of
+    ``reach`` either side of it, or none."""
     lo = np.full((1, 1), np.nan)
     hi = np.full((1, 1), np.nan)
     rec = np.zeros(1)
+    fc = np.full(len(series), np.nan) if forecast is None else forecast
     out = []
     for i, x in enumerate(series):
+        f = np.full((1, 1), fc[i])
         s, lo, hi, rec = range_surprise(
             p,
             np.array([[x]]),
@@ -127,6 +138,7 @@ def _range_run(series: np.ndarray, p: AnomalyParams, std: float = 1.0) -> np.nda
             np.zeros((1, 1)),
             rec,
             np.full((1, 1), std),
+            (f, f - reach, f + reach),
         )
         out.append(s[0])
     return np.array(out)
@@ -148,6 +160,32 @@ def test_a_new_record_is_surprising_but_a_routine_spike_is_not() -> None:
     nudged = base.copy()
     nudged[1990] = 10.0 + 0.4
     assert _range_run(nudged, p)[1990] == 0.0
+
+
+def test_a_record_the_forecast_saw_coming_is_not_news() -> None:
+    """A stream that drifts slowly down to the edge of its range and crosses it by its own
+    noise: the forecast follows it there, so the record is within its interval's reach;
+    a value far outside both is news (and so is the record without an interval)."""
+    p = AnomalyParams(range_history=50)
+    rng = np.random.default_rng(5)
+    noise = rng.uniform(-1.5, 1.5, 600)
+    noise[100] = -2.5  # the edge of what the stream shows while level
+    level = -0.8 * np.clip((np.arange(600) - 400) / 190, 0.0, 1.0)
+    series = level + noise
+    series[590] = level[590] - 2.4  # 0.7 below the old range, where it was heading
+    # The forecast: the recent level (a good forecaster knows where the stream is), with
+    # the interval a 90% one of the noise.
+    forecast = np.concatenate([[0.0], level[:-1]])
+    seen = _range_run(series, p, forecast=forecast, reach=1.645)
+    blind = _range_run(series, p)
+    assert seen[590] == 0.0 and blind[590] > 0.0
+    assert np.all(seen[:580] <= blind[:580])  # the interval only ever takes margin away
+    spike = series.copy()
+    spike[590] = level[590] - 10.0
+    assert _range_run(spike, p, forecast=forecast, reach=1.645)[590] > 36.0
+    # range_interval 0 (models calibrated before it): the range alone, interval or not.
+    off = dataclasses.replace(p, range_interval=0.0)
+    assert np.array_equal(_range_run(series, off, forecast=forecast, reach=1.645), blind)
 
 
 def test_records_are_not_news_on_a_trending_stream() -> None:
