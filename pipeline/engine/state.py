@@ -418,6 +418,8 @@ class StateStore:
         self._slot: dict[str, int] = {}
         self._ids: list[str | None] = []
         self._free: list[int] = []
+        # Row views of the arrays a scatter writes (_row_views), by field: (array, views).
+        self._views: dict[str, tuple[npt.NDArray[Any], list[npt.NDArray[Any]] | None]] = {}
         self._alloc(max(1, capacity))
 
     @classmethod
@@ -648,23 +650,48 @@ class StateStore:
     # -- batch access ---------------------------------------------------------------
 
     def gather(self, slots: I64) -> StepState:
+        # np.take copies whole rows at once; fancy indexing walks a multi-dimensional
+        # array element by element (3-4x slower for the profile, the LSTM state and the
+        # block means at B=2000; docs/benchmarks.md).
         return StepState(
             **{
-                name: (
-                    getattr(self, name)[:, slots]
-                    if name in _STATE_AXIS1
-                    else getattr(self, name)[slots]
-                )
+                name: np.take(getattr(self, name), slots, axis=1 if name in _STATE_AXIS1 else 0)
                 for name in _FIELDS
             }
         )
 
     def scatter(self, slots: I64, st: StepState) -> None:
         for name in _FIELDS:
-            if name in _STATE_AXIS1:
-                getattr(self, name)[:, slots] = getattr(st, name)
+            arr = getattr(self, name)
+            value = getattr(st, name)
+            views = self._row_views(name, arr)
+            if views is None:
+                if name in _STATE_AXIS1:
+                    arr[:, slots] = value
+                else:
+                    arr[slots] = value
+            elif name in _STATE_AXIS1:
+                for layer, view in enumerate(views):
+                    view[slots] = _as_rows(value[layer], arr.dtype, view.dtype)
             else:
-                getattr(self, name)[slots] = getattr(st, name)
+                views[0][slots] = _as_rows(value, arr.dtype, views[0].dtype)
+
+    def _row_views(self, name: str, arr: npt.NDArray[Any]) -> list[npt.NDArray[Any]] | None:
+        """``arr``'s rows (per layer for the LSTM state) as one opaque item each (numpy's
+        void type), so that a scatter copies a row at once: assigning a multi-dimensional
+        array by fancy index copies it element by element (3-4x slower for the profile,
+        the LSTM state and the block means at B=2000; docs/benchmarks.md). None: a field
+        of one value per stream, or one not laid out in rows, assigned as it is. Cached
+        per array, so an array replaced (a store grown) gets views of its own."""
+        cached = self._views.get(name)
+        if cached is not None and cached[0] is arr:
+            return cached[1]
+        parts = list(arr) if name in _STATE_AXIS1 else [arr]
+        views: list[npt.NDArray[Any]] | None = None
+        if arr.flags.c_contiguous and all(p.ndim > 1 and p[0].size > 1 for p in parts):
+            views = [_void_rows(p) for p in parts]
+        self._views[name] = (arr, views)
+        return views
 
     def push_inputs(self, slots: I64, x: F64, ts: F64 | None = None) -> None:
         """Append one raw input per stream (and its time, if given) to its ring buffer,
@@ -918,6 +945,23 @@ class StateStore:
 
     def memory_bytes(self) -> int:
         return int(sum(getattr(self, n).nbytes for n in {*_FIELDS, *_MODEL_INDEPENDENT}))
+
+
+def _void_rows(arr: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """A C-contiguous ``[N, ...]`` array as ``[N]`` items of one row's bytes each (a view)."""
+    row = arr.dtype.itemsize * int(np.prod(arr.shape[1:]))
+    out: npt.NDArray[Any] = arr.reshape(len(arr), -1).view(np.dtype((np.void, row)))[:, 0]
+    return out
+
+
+def _as_rows(
+    values: npt.NDArray[Any], dtype: np.dtype[Any], item: np.dtype[Any]
+) -> npt.NDArray[Any]:
+    """``values [B, ...]`` as ``B`` row items of ``item`` (cast to ``dtype`` first, as an
+    assignment would)."""
+    v = np.ascontiguousarray(values, dtype)
+    out: npt.NDArray[Any] = v.reshape(len(v), -1).view(item)[:, 0]
+    return out
 
 
 def column(cols: dict[str, npt.NDArray[Any] | None], name: str) -> npt.NDArray[Any]:

@@ -61,6 +61,40 @@ def test_gather_scatter_round_trips_and_touches_only_the_given_slots() -> None:
     assert np.all(store.h[:, slots[1]] == 0.0)
 
 
+def test_scatter_writes_exactly_what_plain_assignment_writes_across_growth() -> None:
+    """The scatter copies rows as opaque items (StateStore._row_views): for every field,
+    with values of other types (cast as an assignment casts them), slots in any order and
+    a slot named twice (the last wins), before and after the store grows (new arrays, so
+    new views), the store ends as element-wise assignment would leave it."""
+    from pipeline.engine.state import _FIELDS, _STATE_AXIS1
+
+    rng = np.random.default_rng(7)
+    store = _store(capacity=6)
+    store.slots_for([f"s{i}" for i in range(6)], now=0.0)
+    for grow in (False, True):
+        if grow:
+            store.slots_for([f"t{i}" for i in range(20)], now=1.0)
+        n = store.capacity
+        expected = {name: getattr(store, name).copy() for name in _FIELDS}
+        slots = np.asarray([n - 1, 2, 0, 2, 5], np.int64)
+        st = store.gather(slots)
+        for name in _FIELDS:
+            v = getattr(st, name)
+            # float64 values for float fields (the stepper's arithmetic), cast on the way in.
+            new = (
+                rng.normal(0, 100, v.shape) if v.dtype.kind == "f" else rng.integers(0, 9, v.shape)
+            )
+            setattr(st, name, new.astype(v.dtype if v.dtype.kind != "f" else np.float64))
+            target = expected[name]
+            if name in _STATE_AXIS1:
+                target[:, slots] = getattr(st, name)
+            else:
+                target[slots] = getattr(st, name)
+        store.scatter(slots, st)
+        for name in _FIELDS:
+            assert np.array_equal(getattr(store, name), expected[name], equal_nan=True), name
+
+
 def test_idle_streams_are_evicted_and_slots_reused() -> None:
     store = _store(capacity=4)
     store.slots_for(["old1", "old2"], now=0.0)
