@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from pipeline import stopping
 from pipeline.commands import add_parsers
 from pipeline.errors import StatecastError
 
@@ -28,7 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``statecast`` console script."""
+    # Before the parser (which imports the scorer: seconds): a SIGTERM from here on is
+    # held until the command knows what to do with it (pipeline.stopping).
+    stopping.hold()
     ns = build_parser().parse_args(argv)
+    if not getattr(ns, "holds_stop", False):
+        stopping.release()
     logging.basicConfig(
         level=logging.DEBUG if ns.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

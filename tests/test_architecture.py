@@ -22,6 +22,7 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("pipeline.errors", 0),
     ("pipeline.config", 0),
     ("pipeline.metrics", 0),
+    ("pipeline.stopping", 0),
     ("pipeline.engine", 1),
     ("pipeline.kafka_io", 2),
     ("pipeline.localkafka", 2),

@@ -200,4 +200,5 @@ def add_parser(sub: Any) -> None:
         type=float,
         help="seconds between local snapshots (default 60)",
     )
-    p.set_defaults(func=run)
+    # The scorer takes over a SIGTERM held since the process began (pipeline.stopping).
+    p.set_defaults(func=run, holds_stop=True)

@@ -45,6 +45,7 @@ import threading
 import time
 from types import FrameType
 
+from pipeline import stopping
 from pipeline.config import ScorerConfig
 from pipeline.engine.admission import Bounds
 from pipeline.engine.events import REASONS
@@ -212,6 +213,9 @@ class Scorer:
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+        if stopping.requested():
+            log.info("stop requested while starting: stopping before the first poll")
+            self.stop()
 
     def _open(self) -> None:
         cfg = self.config

@@ -75,3 +75,24 @@ def test_subcommands_parse(argv: list[str]) -> None:
         assert {"metrics_port", "metrics_host", "metrics_file", "every", "publish_topic"} <= set(
             vars(ns)
         )
+
+
+def test_a_held_stop_request_terminates_a_command_that_does_not_take_it_over() -> None:
+    """pipeline.stopping: a SIGTERM noted while held terminates the process as soon as the
+    default handling is back (every command but the scorer)."""
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import os, signal\n"
+        "from pipeline import stopping\n"
+        "stopping.hold()\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "print('held', stopping.requested(), flush=True)\n"
+        "stopping.release()\n"
+        "print('survived', flush=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert done.stdout.decode().split() == ["held", "True"]
+    assert done.returncode == -signal.SIGTERM

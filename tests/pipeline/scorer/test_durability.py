@@ -436,6 +436,27 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     assert proc.returncode == 0, err.decode()[-2000:]
 
 
+@pytest.mark.slow_with("kafka-python")  # it stops before any client connects
+def test_a_stop_asked_for_while_the_scorer_starts_is_a_clean_exit(
+    kafka_config: KafkaConfig,
+    tiny_registry: Path,
+    topic_factory: Callable[..., str],
+    group_factory: Callable[[], str],
+) -> None:
+    """SIGTERM half a second after the process began: it is still importing (the parser
+    alone imports the scorer, over a second here), before the scorer's own handler. It
+    used to die of the signal (-15; the chaos test's clean leaves hit it on a loaded
+    machine); it now exits 0 without polling (pipeline.stopping)."""
+    inp, out = topic_factory("in"), topic_factory("out")
+    proc = spawn_scorer(kafka_config, tiny_registry, inp, out, group_factory())
+    time.sleep(0.5)
+    assert proc.poll() is None, "the scorer finished starting before the signal"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert "stop requested while starting" in err.decode()
+
+
 def test_exactly_once_holds_while_members_join_and_leave(
     kafka_config: KafkaConfig,
     tiny_registry: Path,
