@@ -85,6 +85,12 @@ def _replay_window(
     return inputs, lengths, cov.reshape(B, R, len(names))
 
 
+def _error_unit(meta: ModelMeta) -> str:
+    """What a model's forecast errors are measured in (pipeline.engine.stepper.advance):
+    its predicted scale, or the stream's spread."""
+    return "scale" if meta.distribution is not None and meta.anomaly.use_scale else "spread"
+
+
 # The scalars a restore requires to be finite (with mean, var, h and c).
 _CHECKED_ON_RESTORE = (
     "n", "en", "es", "emu", "evar", "peak", "rec", "trate", "tu", "tb", "pm", "pv", "pq",
@@ -204,7 +210,7 @@ class ServedModel:
             # poll loop as long as the swap did (benchmarks/swap.py).
             other.store.install_lstm_state(left[1])
         else:
-            other._carry_over(other.meta, other.session)
+            other._carry_over(other.meta, other.session, self.meta)
         return other
 
     @property
@@ -214,7 +220,10 @@ class ServedModel:
     @property
     def band(self) -> Band | None:
         """The interval rule of the served version (None: it forecasts points only)."""
-        dist = self.meta.distribution
+        return self._band_of(self.meta)
+
+    def _band_of(self, meta: ModelMeta) -> Band | None:
+        dist = meta.distribution
         return None if dist is None else Band.of(dist, self.interval)
 
     @property
@@ -437,7 +446,7 @@ class ServedModel:
         if self.before_update is not None:
             self.before_update(self.store.live_slots())  # the swap changes every stream
         left = (self.version, self.store.lstm_state())
-        self._carry_over(meta, session)
+        self._carry_over(meta, session, self.meta)
         self._left = left
         log.info(
             "model %s: swapped %s -> %s for %d streams",
@@ -505,7 +514,10 @@ class ServedModel:
                 sl = slots[at : at + 4096]
                 st = self.store.gather(sl)
                 window = _replay_window(self.store, sl, self.meta.covariates)
-                rebuild(self.session, self.meta.normalisation, st, *window)
+                rebuild(
+                    self.session, self.meta.normalisation, st, *window,
+                    band=self.band, anom=self.meta.anomaly,
+                )  # fmt: skip
                 self.store.scatter(sl, st)
         return n, len(ok) - n
 
@@ -523,8 +535,10 @@ class ServedModel:
             restored, skipped = restored + done, skipped + dropped
         return restored, skipped
 
-    def _carry_over(self, meta: ModelMeta, session: StepSession) -> None:
-        """Rebuild each stream's LSTM state in the new model from its recent inputs."""
+    def _carry_over(self, meta: ModelMeta, session: StepSession, previous: ModelMeta) -> None:
+        """Rebuild each stream's LSTM state in the new model from its recent inputs (the
+        streams' state was ``previous``'s)."""
+        new_units = _error_unit(meta) != _error_unit(previous)
         old = self.store
         if (meta.layers, meta.hidden, meta.horizon) != (old.layers, old.hidden, old.horizon):
             new = self._new_store(meta, old.capacity)
@@ -534,5 +548,9 @@ class ServedModel:
         for start in range(0, len(live), 4096):
             sl = live[start : start + 4096]
             st = old.gather(sl)
-            rebuild(session, meta.normalisation, st, *_replay_window(old, sl, meta.covariates))
+            window = _replay_window(old, sl, meta.covariates)
+            rebuild(
+                session, meta.normalisation, st, *window,
+                band=self._band_of(meta), anom=meta.anomaly, new_units=new_units,
+            )  # fmt: skip
             old.scatter(sl, st)

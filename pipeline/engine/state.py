@@ -284,9 +284,14 @@ _DEPARTURE_VECTORS = ("ds", "dref", "dmax", "db")
 # from before them).
 _SEASON_VECTORS = ("slev", "sfc", "mfc")
 _STATE_AXIS1 = ("h", "c")  # arrays whose stream axis is 1
-# What a model swap rebuilds by replaying the recent inputs (pipeline.engine.stepper.rebuild),
-# besides the interval multiplier and the gain, which start again.
-_LSTM_STATE = ("h", "c", "fc", "fs", "dlt", "mfc")
+# What a model swap rebuilds by replaying the recent inputs (pipeline.engine.stepper.rebuild):
+# the LSTM state and forecasts, and what calibrates the model's outputs on the stream (the
+# interval multiplier, the gain, the forecast-error statistics; the last are also adopted
+# from the old model, as the replay's prior).
+_REBUILT_ON_SWAP = (
+    "h", "c", "fc", "fs", "dlt", "mfc", "qlog", "gxy", "gxx", "gn",
+    "en", "es", "emu", "evar", "tu", "tb",
+)  # fmt: skip
 # What describes the sensor rather than the model: kept across a model swap.
 _MODEL_INDEPENDENT = (
     "n",
@@ -749,20 +754,19 @@ class StateStore:
         self.steps[slots] = 0
 
     def lstm_state(self) -> dict[str, npt.NDArray[Any]]:
-        """Copies of what a model swap rebuilds by replay (:data:`_LSTM_STATE`), every slot."""
-        return {name: getattr(self, name).copy() for name in _LSTM_STATE}
+        """Copies of what a model swap rebuilds by replay (:data:`_REBUILT_ON_SWAP`), every
+        slot: the model's own state on each stream."""
+        return {name: getattr(self, name).copy() for name in _REBUILT_ON_SWAP}
 
     def takes_lstm_state(self, state: dict[str, npt.NDArray[Any]]) -> bool:
         """Does ``state`` (:meth:`lstm_state` of a store) fit this store's shapes?"""
-        return all(state[name].shape == getattr(self, name).shape for name in _LSTM_STATE)
+        return all(state[name].shape == getattr(self, name).shape for name in _REBUILT_ON_SWAP)
 
     def install_lstm_state(self, state: dict[str, npt.NDArray[Any]]) -> None:
         """Take over another store's :meth:`lstm_state` (same slots and shapes) in place of
-        a replay; as after a replay, the interval multiplier and the gain start again."""
-        for name in _LSTM_STATE:
+        a replay: the model goes on exactly as it stood there."""
+        for name in _REBUILT_ON_SWAP:
             setattr(self, name, state[name])
-        self.qlog[...] = 0.0
-        self.gxy[...], self.gxx[...], self.gn[...] = 0.0, 0.0, 0.0
 
     def adopt(self, other: StateStore) -> None:
         """Take over ``other``'s streams (same capacity) with their model-independent state:

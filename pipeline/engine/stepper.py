@@ -78,6 +78,10 @@ class Stepped:
 # The share of a stream's variance its daily profile must explain before the level channel
 # measures against the time of day (``AnomalyParams.season_level``; docs/quality.md).
 SEASONAL_SHARE = 0.6
+# The replay of a model swap (:func:`rebuild`) starts each stream's LSTM state from zero;
+# its interval multiplier and gain learn from the replayed forecasts after this many
+# steps (a quarter of the default replay ring of 64).
+REPLAY_WARMUP = 16
 
 
 def advance(
@@ -352,6 +356,9 @@ def rebuild(
     recent: F32,
     lengths: npt.NDArray[np.int64],
     recent_cov: F32 | None = None,
+    band: Band | None = None,
+    anom: AnomalyParams | None = None,
+    new_units: bool = False,
 ) -> None:
     """Rebuild (h, c) and the last forecast of each stream by replaying its recent inputs.
 
@@ -360,8 +367,18 @@ def rebuild(
     stream served mostly by its profile stays so: starting the blend again would serve
     the new model alone for its first ``blend.MIN_EVIDENCE`` steps, worse forecasts and
     a biased live comparison at every refresh; the evidence follows the new model within
-    about ``1 / blend.RATE`` steps); the interval multiplier and the gain, which calibrate
-    a model's own outputs on the stream, start again. ``recent [B, T, F]`` holds each
+    about ``1 / blend.RATE`` steps). What calibrates a model's own outputs on the stream
+    learns from the replay itself, from its ``REPLAY_WARMUP``-th step on (before that the
+    rebuilt state is still forgetting its zero start), as if the new model had served those
+    steps: the interval multiplier (of ``band``'s rule) and the gain start again; the
+    forecast-error statistics of ``anom``'s rules (their mean and spread, the tail's
+    quantile and scale) go on from the old model's, which weigh as the model's priors do
+    for a new stream (``prior_weight`` errors). Where the old model measured its errors in
+    other units (``new_units``: one of the two has a scale head and the other not, so one
+    divides errors by its predicted scale and the other by the stream's spread), they
+    start from the new model's priors instead: kept, they alarmed 1-46 values after such
+    a swap, until they caught up (``make demo``, whose first version has no scale head).
+    ``recent [B, T, F]`` holds each
     stream's last ``lengths [B]`` inputs right-aligned (oldest first, ending at ``T - 1``;
     the rows before them are ignored), ``recent_cov [B, T, C]`` their covariates: every
     stream ends on the last replayed step, and a step runs the streams that have an input
@@ -369,18 +386,31 @@ def rebuild(
     """
     st.qlog = np.zeros_like(st.qlog)
     st.gxy, st.gxx, st.gn = np.zeros_like(st.gxy), np.zeros_like(st.gxx), np.zeros_like(st.gn)
+    if anom is not None:
+        st.en = np.zeros_like(st.en)
+        if new_units:
+            st.emu = np.full_like(st.emu, anom.prior_mean)
+            st.evar = np.full_like(st.evar, anom.prior_std**2)
+            st.tu, st.tb = np.zeros_like(st.tu), np.zeros_like(st.tb)
     B, T = recent.shape[:2]
     st.h = np.zeros_like(st.h)
     st.c = np.zeros_like(st.c)
     std = std_of(norm, st.mean, st.var)
     first = T - np.asarray(lengths, np.int64)
     fc, fs = st.fc.copy(), st.fs.copy()
+    learn_from = first + REPLAY_WARMUP  # the first step judged against a replayed forecast
+    prev_x = np.full(st.mean.shape, np.nan)
     for t in range(int(first.min(initial=T)), T):
         # Every stream once the shortest history has begun (the usual case: full rings),
         # indexed by a slice, which copies nothing.
         some = np.flatnonzero(first <= t)
         rows: npt.NDArray[np.int64] | slice = slice(None) if len(some) == B else some
         x = recent[rows, t].astype(np.float64)
+        judged = learn_from[rows] <= t
+        if judged.any():
+            _learn_calibration(st, rows, x, prev_x[rows], fc[rows, 0], fs[rows, 0], std[rows],
+                               judged, band, anom)  # fmt: skip
+        prev_x[rows] = x
         z = np.clip((x - st.mean[rows]) / std[rows], -norm.clip, norm.clip).astype(np.float32)
         if recent_cov is not None:
             z = np.concatenate([z, recent_cov[rows, t].astype(np.float32)], axis=1)
@@ -392,3 +422,47 @@ def rebuild(
         fs[rows] = np.nan if s is None else s.astype(np.float64) * std[rows][:, None, :]
     st.fc, st.fs = fc, fs
     st.mfc = fc[:, 0, :].copy()
+
+
+def _learn_calibration(
+    st: StepState,
+    rows: npt.NDArray[np.int64] | slice,
+    x: F64,
+    prev_x: F64,
+    fc1: F64,
+    fs1: F64,
+    std: F64,
+    judged: npt.NDArray[np.bool_],
+    band: Band | None,
+    anom: AnomalyParams | None,
+) -> None:
+    """One replayed value ``x`` of streams ``rows`` teaches their calibration what
+    :func:`advance` would have taught it live: whether it fell in the replayed forecast's
+    interval, the change it made against the change forecast, and its error."""
+    scaled = judged & np.isfinite(fs1).all(axis=1)
+    if anom is not None:
+        e_scale = np.where(scaled[:, None], fs1, std) if anom.use_scale else std
+        e = error_of(x, fc1, e_scale)
+        _, en, es, emu, evar = score_step(
+            anom, e, st.en[rows], st.es[rows], st.emu[rows], st.evar[rows]
+        )
+        tu, tb = st.tu[rows], st.tb[rows]
+        if anom.excess_rate > 0:
+            _, tu, tb = excess_step(anom, e, st.emu[rows], st.evar[rows], tu, tb)
+        for name, new in (
+            ("en", en),
+            ("es", es),
+            ("emu", emu),
+            ("evar", evar),
+            ("tu", tu),
+            ("tb", tb),
+        ):
+            old = getattr(st, name)
+            old[rows] = np.where(judged, new, old[rows])
+    if band is not None:
+        missed = band.missed(x, fc1, np.where(scaled[:, None], fs1, 0.0), st.qlog[rows])
+        st.qlog[rows] = np.where(scaled, adapt(st.qlog[rows], missed, band.params), st.qlog[rows])
+    ok = judged & np.isfinite(prev_x).all(axis=1)
+    st.gxy[rows], st.gxx[rows], st.gn[rows] = gain.learn(
+        st.gxy[rows], st.gxx[rows], st.gn[rows], st.dlt[rows], x - prev_x, std, ok
+    )
