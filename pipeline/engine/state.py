@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.engine import season
+from pipeline.engine import pages, season
 from pipeline.engine.anomaly import DEPARTURE_BLOCKS
 from pipeline.engine.blend import MOMENTS
 from pipeline.engine.covariates import WEEK
@@ -455,22 +455,28 @@ class StateStore:
 
     # -- allocation -----------------------------------------------------------------
 
-    def reserve(self, streams: int) -> slice:
+    def reserve(self, streams: int, *, touch: bool = True) -> slice:
         """Room for ``streams`` more streams in one allocation (a restore of 100k streams
         into a store that doubles as it fills copies every row ~log2 times). Returns the
-        rows added (none if there was room)."""
+        rows added (none if there was room). ``touch=False`` leaves the new rows' memory
+        to :meth:`prefault`, which must then run before they are used."""
         old = self.capacity
         if len(self._free) < streams:
-            self._alloc(self.capacity + streams - len(self._free))
+            self._alloc(self.capacity + streams - len(self._free), touch=touch)
         return slice(old, self.capacity)
 
     def prefault(self, rows: slice) -> None:
         """Write zeros, which they hold, to ``rows`` of every array: rows that
-        :meth:`reserve` added and nothing has used. The first write to fresh memory
-        faults its pages in (100k streams, with numpy's huge-page advice: ~1 s); in a
+        :meth:`reserve` added untouched and nothing has used, then ask for huge pages
+        (:mod:`pipeline.engine.pages`). The first write to fresh memory faults its pages
+        in (100k streams: ~0.2 s, ~1-3 s had numpy advised huge pages before it); in a
         thread (numpy releases the GIL for it) that overlaps a restore's reading instead
         of its installing. Nothing may use these rows until it returns."""
         self._zero({*_FIELDS, *_MODEL_INDEPENDENT}, rows)
+        self._advise()
+
+    def _advise(self) -> None:
+        pages.advise(getattr(self, name) for name in {*_FIELDS, *_MODEL_INDEPENDENT})
 
     def _zero(self, names: Iterable[str], rows: I64 | slice) -> None:
         for name in names:
@@ -480,7 +486,18 @@ class StateStore:
             else:
                 arr[rows] = 0
 
-    def _alloc(self, capacity: int) -> None:
+    def _alloc(self, capacity: int, *, touch: bool = True) -> None:
+        """Grow every array to ``capacity`` rows. The arrays are allocated without numpy's
+        huge-page advice and, with ``touch``, faulted in at once and then advised
+        (:mod:`pipeline.engine.pages`: advised first, their first writes would compact
+        memory in the poll loop, seconds for a large store)."""
+        old = self.capacity
+        with pages.without_advice():
+            self._grow(capacity)
+        if touch:
+            self.prefault(slice(old, capacity))
+
+    def _grow(self, capacity: int) -> None:
         old = self.capacity
         L, H, F, Z, R = self.layers, self.hidden, self.features, self.horizon, self.ring
 

@@ -178,7 +178,7 @@ class Restorer:
         if len(self.models) != 1 or not streams:
             return None
         store = next(iter(self.models.values())).store
-        rows = store.reserve(streams + streams // 10)
+        rows = store.reserve(streams + streams // 10, touch=False)
         thread = threading.Thread(target=store.prefault, args=(rows,), name="prefault")
         thread.start()
         return thread
