@@ -33,7 +33,7 @@ from pipeline.engine.registry import ModelMeta, Registry
 from pipeline.engine.season import BINS
 from pipeline.engine.state import Columns, Snapshot, StateStore, column, layout_of
 from pipeline.engine.stepper import advance, rebuild
-from pipeline.errors import RegistryError, describe
+from pipeline.errors import RegistryError, StatecastError, describe
 
 __all__ = ["Scored", "ServedModel"]
 
@@ -510,16 +510,25 @@ class ServedModel:
             cols = Columns(cols.model, cols.version, cols.rows, c)
         slots = self.store.load_many(stream_ids, cols, parts, now)
         if cols.version != self.version and n:
+            new_units = self._units_of(cols.version) not in (None, _error_unit(self.meta))
             for at in range(0, n, 4096):
                 sl = slots[at : at + 4096]
                 st = self.store.gather(sl)
                 window = _replay_window(self.store, sl, self.meta.covariates)
                 rebuild(
                     self.session, self.meta.normalisation, st, *window,
-                    band=self.band, anom=self.meta.anomaly,
+                    band=self.band, anom=self.meta.anomaly, new_units=new_units,
                 )  # fmt: skip
                 self.store.scatter(sl, st)
         return n, len(ok) - n
+
+    def _units_of(self, version: str) -> str | None:
+        """What ``version`` of this model measured its errors in (None: the registry no
+        longer has it, or cannot read it; its errors are then taken as this one's)."""
+        try:
+            return _error_unit(self.registry.meta(self.name, version, verify=False))
+        except StatecastError:
+            return None
 
     def restore(self, snapshots: dict[str, tuple[Snapshot, int]], now: float) -> tuple[int, int]:
         """Install restored snapshots (stream id → (snapshot, partition)), as

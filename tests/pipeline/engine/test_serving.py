@@ -353,6 +353,55 @@ def test_a_swap_to_a_model_measuring_errors_in_other_units_raises_no_alarm(
     assert alarms == []
 
 
+def test_a_restore_from_another_versions_frames_rebuilds_the_streams_as_a_swap_does(
+    tmp_path: Path,
+) -> None:
+    """Frames saved under the shipped default's version without a scale head, restored
+    into the version with one (a scorer restarted across a promotion), give every stream
+    the state a live swap between the two gives it: the LSTM state and the calibration
+    learnt from the replay, the error statistics from the new version's priors."""
+    from pipeline.engine.events import DecodedBatch
+    from pipeline.engine.registry import Registry
+    from pipeline.engine.serving import ServedModel
+
+    shutil.copytree(Path(__file__).resolve().parents[3] / "exported_models" / "default",
+                    tmp_path / "default")  # fmt: skip
+    registry = Registry(tmp_path)
+    spread, scale = "v20261201T044523Z", "v20261201T070904Z"
+    registry.promote("default", spread)
+    served = ServedModel("default", registry)
+    rng = np.random.default_rng(5)
+    ids = [f"s{i}" for i in range(6)]
+    for t in range(120):
+        ts = 1_764_000_000.0 + 60.0 * t  # a minute apart: what a restore takes ring times for
+        batch = DecodedBatch(
+            index=np.arange(6, dtype=np.int64),
+            stream_ids=ids,
+            ts=np.full(6, ts),
+            values=(20.0 + 5 * np.sin(t / 9 + np.arange(6)) + rng.normal(0, 1, 6))[:, None],
+            ts_raw=[ts] * 6,
+            rejections=[],
+        )
+        served.score(batch, np.arange(6, dtype=np.int64), now=ts)
+    snaps = {}
+    for sid in ids:
+        slot = served.store.slot_of(sid)
+        assert slot is not None
+        snaps[sid] = (served.store.snapshot(slot, "default", spread), 0)
+    registry.promote("default", scale)
+    assert served.maybe_swap() == scale
+    restored = ServedModel("default", registry)
+    assert restored.restore(snaps, now=1_764_036_000.0) == (6, 0)
+    fields = ("h", "c", "fc", "qlog", "gn", "gxy", "en", "emu", "evar", "tu", "tb")
+    for sid in ids:
+        a, b = served.store.slot_of(sid), restored.store.slot_of(sid)
+        assert a is not None and b is not None
+        for name in fields:
+            got, want = getattr(restored.store, name), getattr(served.store, name)
+            got, want = (got[:, b], want[:, a]) if name in ("h", "c") else (got[b], want[a])
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=f"{sid} {name}")
+
+
 def test_the_version_a_swap_replaced_is_pinned_with_the_state_it_had(
     tiny_registry: Path, tmp_path: Path
 ) -> None:
