@@ -79,8 +79,9 @@ class Stepped:
 # measures against the time of day (``AnomalyParams.season_level``; docs/quality.md).
 SEASONAL_SHARE = 0.6
 # The replay of a model swap (:func:`rebuild`) starts each stream's LSTM state from zero;
-# its interval multiplier and gain learn from the replayed forecasts after this many
-# steps (a quarter of the default replay ring of 64).
+# the model's calibration on the stream (interval multiplier, gain, error statistics)
+# learns from the replayed forecasts after this many steps (a quarter of the default
+# replay ring of 64: the first forecasts of a state rebuilt from zero are no guide).
 REPLAY_WARMUP = 16
 
 
