@@ -14,7 +14,7 @@ and the published one-step forecast is ``x_t + k · (model forecast - x_t)``. Lo
 horizons keep the model's own forecast: the gain is learnt on one-step changes, and
 applied to all horizons it made the five-step forecast worse on NAB (0.848 vs 0.828).
 ``k = 1`` is the model as trained, ``k = 0`` persistence. The gain describes how this
-model fits this stream: a model swap starts it afresh.
+model fits this stream: a model swap starts it afresh, learning from the swap's replay.
 
 The constants are reasoned (a memory of about 100 steps, a gain that may amplify by half
 at most), then checked on nab-dev across rates from 0.003 to 0.03 and caps of 1 and 1.5,

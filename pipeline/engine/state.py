@@ -292,7 +292,9 @@ _REBUILT_ON_SWAP = (
     "h", "c", "fc", "fs", "dlt", "mfc", "qlog", "gxy", "gxx", "gn",
     "en", "es", "emu", "evar", "tu", "tb",
 )  # fmt: skip
-# What describes the sensor rather than the model: kept across a model swap.
+# What describes the sensor rather than the model: kept across a model swap (and the
+# forecast-error statistics, which the swap's replay then moves towards the new model's:
+# _REBUILT_ON_SWAP).
 _MODEL_INDEPENDENT = (
     "n",
     "mean",
