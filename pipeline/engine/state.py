@@ -831,12 +831,18 @@ class StateStore:
             prior_rep=self.prior_rep,
         )
         n = len(slots)
-        for name in {*_FIELDS, *_MODEL_INDEPENDENT}:
-            arr = getattr(self, name)
-            shape = (
-                (arr.shape[0], n, *arr.shape[2:]) if name in _STATE_AXIS1 else (n, *arr.shape[1:])
-            )
-            setattr(out, name, np.empty(shape, arr.dtype))
+        # A copy lives for one snapshot: in 4 KB pages, whose first touch (in the poll
+        # loop's copy turns) does not wait for the kernel to compact memory, as huge pages
+        # would (pipeline.engine.pages); none asked for after.
+        with pages.without_advice():
+            for name in {*_FIELDS, *_MODEL_INDEPENDENT}:
+                arr = getattr(self, name)
+                shape = (
+                    (arr.shape[0], n, *arr.shape[2:])
+                    if name in _STATE_AXIS1
+                    else (n, *arr.shape[1:])
+                )
+                setattr(out, name, np.empty(shape, arr.dtype))
         ids = [self._ids[s] for s in slots.tolist()]
         out.capacity = len(ids)
         out._ids = list(ids)
