@@ -162,10 +162,9 @@ def advance(
     dep = departure_step(
         anom, x, finite, st.dk, st.dn, st.dq, st.dl, st.ds, st.dref, st.dmax, st.db
     )
-    raw, en, es, emu, evar = score_step(anom, e, st.en, st.es, st.emu, st.evar)
-    tu, tb = st.tu, st.tb
-    if anom.excess_rate > 0:
-        raw, tu, tb = excess_step(anom, e, st.emu, st.evar, st.tu, st.tb)
+    raw, en, es, emu, evar, tu, tb = _error_step(
+        anom, e, st.en, st.es, st.emu, st.evar, st.tu, st.tb
+    )
     if band is not None and scaled.any():
         expected = np.stack(band.bounds(st.fc[:, :1], st.fs[:, :1], st.qlog))[:, :, 0]
         if anom.use_scale and anom.distribution_surprise:
@@ -175,8 +174,7 @@ def advance(
         nll = np.where(
             scaled, band.nll(x, fc1, np.where(scaled[:, None], fs1, 1.0), st.qlog, std_prev), np.nan
         )
-        missed = band.missed(x, fc1, np.where(scaled[:, None], fs1, 0.0), st.qlog)
-        st.qlog = np.where(scaled, adapt(st.qlog, missed, band.params), st.qlog)
+        st.qlog = _adapt_interval(band, x, fc1, fs1, scaled, st.qlog)
     level = level_surprise(anom, z_level)
     gauss, trate = calibrate_tail(anom, np.maximum(raw, level), st.en, st.trate)
     # The gain of this stream's forecasts (pipeline.engine.gain) learns from the change
@@ -350,6 +348,27 @@ def _shares(
     return out
 
 
+def _error_step(
+    anom: AnomalyParams, e: F64, en: F64, es: F64, emu: F64, evar: F64, tu: F64, tb: F64
+) -> tuple[F64, F64, F64, F64, F64, F64, F64]:
+    """The forecast channel's surprise at the normalised errors ``e [B]`` and the advanced
+    error statistics ``(en, es, emu, evar, tu, tb)``: Gaussian (``score_step``), or from
+    the stream's own tail where ``excess_rate`` > 0 (``excess_step``, which reads the
+    statistics as they stood before ``e``)."""
+    raw, en_, es_, emu_, evar_ = score_step(anom, e, en, es, emu, evar)
+    if anom.excess_rate > 0:
+        raw, tu, tb = excess_step(anom, e, emu, evar, tu, tb)
+    return raw, en_, es_, emu_, evar_, tu, tb
+
+
+def _adapt_interval(band: Band, x: F64, fc1: F64, fs1: F64, scaled: npt.NDArray[np.bool_],
+                    qlog: F64) -> F64:  # fmt: skip
+    """The interval multiplier after ``x``, where the stream had a scale (``scaled``)."""
+    missed = band.missed(x, fc1, np.where(scaled[:, None], fs1, 0.0), qlog)
+    out: F64 = np.where(scaled, adapt(qlog, missed, band.params), qlog)
+    return out
+
+
 def rebuild(
     session: StepSession,
     norm: NormaliserParams,
@@ -443,26 +462,14 @@ def _learn_calibration(
     scaled = judged & np.isfinite(fs1).all(axis=1)
     if anom is not None:
         e_scale = np.where(scaled[:, None], fs1, std) if anom.use_scale else std
-        e = error_of(x, fc1, e_scale)
-        _, en, es, emu, evar = score_step(
-            anom, e, st.en[rows], st.es[rows], st.emu[rows], st.evar[rows]
-        )
-        tu, tb = st.tu[rows], st.tb[rows]
-        if anom.excess_rate > 0:
-            _, tu, tb = excess_step(anom, e, st.emu[rows], st.evar[rows], tu, tb)
-        for name, new in (
-            ("en", en),
-            ("es", es),
-            ("emu", emu),
-            ("evar", evar),
-            ("tu", tu),
-            ("tb", tb),
-        ):
+        names = ("en", "es", "emu", "evar", "tu", "tb")
+        _, *learnt = _error_step(anom, error_of(x, fc1, e_scale),
+                                 *(getattr(st, name)[rows] for name in names))  # fmt: skip
+        for name, new in zip(names, learnt, strict=True):
             old = getattr(st, name)
             old[rows] = np.where(judged, new, old[rows])
     if band is not None:
-        missed = band.missed(x, fc1, np.where(scaled[:, None], fs1, 0.0), st.qlog[rows])
-        st.qlog[rows] = np.where(scaled, adapt(st.qlog[rows], missed, band.params), st.qlog[rows])
+        st.qlog[rows] = _adapt_interval(band, x, fc1, fs1, scaled, st.qlog[rows])
     ok = judged & np.isfinite(prev_x).all(axis=1)
     st.gxy[rows], st.gxx[rows], st.gn[rows] = gain.learn(
         st.gxy[rows], st.gxx[rows], st.gn[rows], st.dlt[rows], x - prev_x, std, ok
