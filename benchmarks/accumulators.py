@@ -89,17 +89,20 @@ def collect(
     seeds: int,
     data: Path | None,
     recorder: Callable[[Any, list[Any]], list[Recorded]] | None = None,
+    first: int = 1,
 ) -> dict[str, list[Item]]:
-    """The generated sets (and ``data``, a NAB folder) as ``recorder`` records each stream
-    (default :func:`record`: ``d`` and the detector's score), with their incidents."""
+    """The generated sets of seeds ``first .. first + seeds - 1`` (and ``data``, a NAB
+    folder) as ``recorder`` records each stream (default :func:`record`: ``d`` and the
+    detector's score), with their incidents."""
     rec = recorder or record
     sets: dict[str, list[Item]] = {}
-    weekly = [weekly_feeds(s) for s in range(1, seeds + 1)]
+    seed_range = range(first, first + seeds)
+    weekly = [weekly_feeds(s) for s in seed_range]
     got = rec(meta, [f for f, _ in weekly])
     sets["weekly"] = [(r, list(ch)) for r, (_, ch) in zip(got, weekly, strict=True)]
     for label, (length, step, clean) in SHAPES.items():
         items: list[Item] = []
-        for seed in range(1, seeds + 1):
+        for seed in seed_range:
             feed = generate(12, length, step, seed, 1, clean_fraction=clean)
             got = rec(meta, [s.series() for s in feed])
             items += [
@@ -108,14 +111,14 @@ def collect(
             ]
         sets[label.split()[0]] = items
     items = []
-    for seed in range(1, seeds + 1):
+    for seed in seed_range:
         ctx = contextual_feeds(seed)
         got = rec(meta, [f for f, _, _ in ctx])
         items += [
             (r, [(f.name.split("-")[0], a, b)]) for r, (f, a, b) in zip(got, ctx, strict=True)
         ]
     sets["contextual"] = items
-    clean = [f for s in range(1, seeds + 1) for f in clean_feeds(s, shapes=(*CLEAN_SHAPES, *HEAVY))]
+    clean = [f for s in seed_range for f in clean_feeds(s, shapes=(*CLEAN_SHAPES, *HEAVY))]
     sets["clean"] = [(r, []) for r in rec(meta, [f.series() for f in clean])]
     if data is not None:
         from pipeline.commands.replay import collect_streams
@@ -204,7 +207,7 @@ def judge(
     by: dict[str, list[int]] = {}
     for (d, score), incidents in items:
         on = onsets(stat(d), level)
-        n = len(d)
+        n = np.shape(d)[-1]  # a recorder may stack more than d (the times)
         start = int(0.15 * n) if group in ("weekly", "contextual", "nab") else 48
         alarms = np.flatnonzero(score >= 0.6)
         alarms = alarms[alarms >= start]

@@ -52,6 +52,11 @@ step t of a stream once it has a forecast from t-1:
    against that mean's own learnt spread. Not tail-calibrated with 1 and 2 (its spread
    is its own); it alarms once per incident (:func:`sustained_onset`), and while it
    lasts the profile does not learn it.
+   Two more channels weigh evidence over many values against the stream's own record
+   (scale-free, nothing calibrated), each alarming once per incident: a departure from
+   the stream's recent course (:func:`departure_step`: a drift) and a day unlike its
+   recent days (:func:`day_step`: the energy of the same deviations over about a day,
+   whose signs a holiday mixes).
 7. **Novelty**: one incident should raise one alarm, not one per step while it lasts.
    ``peak`` is the stream's recent largest surprise, decaying by ``novelty_decay`` per
    step; a surprise that does not exceed it is multiplied by ``novelty_damp``, and so is
@@ -81,8 +86,10 @@ import numpy.typing as npt
 __all__ = [
     "DEPARTURE_BLOCKS",
     "AnomalyParams",
+    "Day",
     "Departure",
     "calibrate_tail",
+    "day_step",
     "departure_step",
     "error_of",
     "excess_step",
@@ -185,6 +192,16 @@ class AnomalyParams:
     departure_gap: int = 3
     departure_history: int = 12
     departure_ratio: float = 2.2
+    # A day unlike the stream's recent days (:func:`day_step`): the EW mean of the squared
+    # deviation from where values are expected (clipped at ``day_clip``), with a time
+    # constant of ``day_memory_s`` (0: off), against the largest it has been, forgetting
+    # over ``day_forget_s``; an alarm at ``day_ratio`` times that record once the stream
+    # is ``day_history_s`` old.
+    day_memory_s: float = 86400.0
+    day_forget_s: float = 14 * 86400.0
+    day_history_s: float = 14 * 86400.0
+    day_clip: float = 10.0
+    day_ratio: float = 3.5
     threshold: float = 0.6
 
     def __post_init__(self) -> None:
@@ -216,6 +233,7 @@ _LEGACY: dict[str, Any] = {
     "refractory": 0.0,
     "departure_block": 0,
     "range_interval": 0.0,
+    "day_memory_s": 0.0,
 }
 
 
@@ -654,4 +672,100 @@ def _line_weights(W: int, G: int) -> F64:
     from their centre, ``1 / W + t_w (G + (W + 1) / 2) / sum(t^2)``."""
     t = np.arange(W) - (W - 1) / 2.0
     out: F64 = (1.0 / W + t * (G + (W + 1) / 2.0) / float(t @ t)).astype(np.float64)
+    return out
+
+
+# A value joins the day channel's record this long after it was seen (and before twice
+# that), so an incident does not raise its own bar while it builds; and only where it
+# was below this many times the record then, so an incident does not teach the record
+# that incidents are usual.
+DAY_GAP_S = 43200.0
+DAY_QUIET = 2.0
+
+
+@dataclasses.dataclass
+class Day:
+    """One step of the day channel for a batch (:func:`day_step`)."""
+
+    surprise: F64  # [B] what it adds to the novelty rule (nats)
+    onset: npt.NDArray[np.bool_]  # [B] it reached the threshold at this step
+    ongoing: npt.NDArray[np.bool_]  # [B] an incident lasts: from its onset until quiet
+
+
+def day_step(
+    p: AnomalyParams,
+    d: F64,
+    learn: npt.NDArray[np.bool_],
+    ts: F64,
+    prev_ts: F64,
+    yq: F64,
+    yrec: F64,
+    yb: F64,
+    yp: F64,
+    yblk: F64,
+    yt0: F64,
+    yon: F64,
+) -> Day:
+    """A day unlike the stream's recent days: a holiday, a storm, an event that reshapes
+    hours of it. Updates the channel's state in place.
+
+    A holiday on a stream with a week (a Thursday shaped like a Sunday) is a run of
+    moderate deviations of both signs from where the profile expects the values: more
+    traffic at night, none of the rush hour. The sustained channel's signed mean cancels
+    them, and each is within what the stream's routine weeks show. Their energy over a
+    day is not. ``d [B]``: the value's deviation from where it is expected, in the spread
+    values show there (the sustained channel's input); ``ts, prev_ts [B]``: its time and
+    the stream's previous value's (seconds); ``learn [B]``: where ``d`` is known
+    (elsewhere nothing moves).
+
+    1. ``yq``: the EW mean of ``min(d², day_clip²)`` with a time constant of
+       ``day_memory_s`` (by time, so the sampling rate does not matter); the clip keeps
+       one outlier (the level channel's) from making a day.
+    2. ``yrec``: the record, the largest ``yq`` the stream has shown, forgetting with a time
+       constant of ``day_forget_s`` (the record describes the stream's recent weeks, not
+       its first, immature days). Values join it in blocks of :data:`DAY_GAP_S`: ``yb`` is
+       the largest quiet ``yq`` (below :data:`DAY_QUIET` times the record) of the current
+       block ``yblk``, ``yp`` the previous block's, which joins the record when a new
+       block begins.
+    3. Once the stream is ``day_history_s`` old (``yt0``: its first value's time), the
+       ratio ``yq / yrec`` is the evidence: at ``day_ratio`` it is at the threshold. It
+       alarms once per incident: as ``stuck_cap`` nats at the step where it reaches the
+       threshold after it was last quiet (below :data:`DAY_QUIET`; ``yon`` 1 in between,
+       so a ratio that wavers about the threshold is one incident), as nothing while the
+       incident lasts, and below the threshold as the fraction of the alarm level it
+       reached.
+    """
+    B = len(d)
+    out = Day(np.zeros(B), np.zeros(B, np.bool_), np.zeros(B, np.bool_))
+    if p.day_memory_s <= 0:
+        return out
+    y = np.minimum(np.square(np.nan_to_num(d)), p.day_clip**2)
+    first = learn & (yt0 == 0)
+    more = learn & ~first
+    # 1-2. The energy and the forgetting record, by the time since the last value.
+    gap = np.where(more, np.maximum(np.nan_to_num(ts - prev_ts, posinf=0.0, neginf=0.0), 0.0), 0.0)
+    yq[:] = np.where(first, y, np.where(more, yq + -np.expm1(-gap / p.day_memory_s) * (y - yq), yq))
+    yrec *= np.exp(-gap / p.day_forget_s)
+    yt0[:] = np.where(first, np.where(ts == 0, 1e-9, ts), yt0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(yrec > 0, yq / np.where(yrec > 0, yrec, 1.0), 0.0)
+    block = np.floor(ts / DAY_GAP_S)
+    new = learn & (block != yblk)
+    yrec[:] = np.where(new, np.maximum(yrec, yp), yrec)
+    yp[:] = np.where(new, np.where(first, 0.0, yb), yp)
+    yb[:] = np.where(new, 0.0, yb)
+    yblk[:] = np.where(new, block, yblk)
+    yb[:] = np.where(learn & (ratio < DAY_QUIET), np.maximum(yb, yq), yb)
+    # 3. Once per incident.
+    ready = learn & (ts - yt0 >= p.day_history_s) & (yrec > 0)
+    ongoing = ready & (ratio >= p.day_ratio)
+    onset = ongoing & (yon < 0.5)
+    yon[:] = np.where(ongoing, 1.0, np.where(learn & (ratio < DAY_QUIET), 0.0, yon))
+    lasting = learn & (yon > 0.5)
+    level = _alarm_nats(p)
+    at_onset = p.stuck_cap if p.stuck_cap > 0 else level
+    out.surprise = np.where(
+        onset, at_onset, np.where(lasting | ~ready, 0.0, level * ratio / p.day_ratio)
+    )
+    out.onset, out.ongoing = onset, lasting
     return out

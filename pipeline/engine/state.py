@@ -109,6 +109,16 @@ class Snapshot:
     dn: float = 0.0
     dq: float = 0.0
     dl: float = 0.0  # the block of the stream's last frozen reading (or its first block)
+    # The day channel (pipeline.engine.anomaly.day_step): the EW energy of the deviations,
+    # its forgetting record, the current and the previous block's largest quiet energy,
+    # the current block, the stream's first time (0: not started, a frame from before it).
+    yq: float = 0.0
+    yrec: float = 0.0
+    yb: float = 0.0
+    yp: float = 0.0
+    yblk: float = 0.0
+    yt0: float = 0.0
+    yon: float = 0.0  # 1: at the threshold since it was last quiet
     ds: npt.NDArray[np.float64] | None = None  # [F]
     dref: npt.NDArray[np.float64] | None = None  # [F]
     dmax: npt.NDArray[np.float64] | None = None  # [F]
@@ -227,6 +237,13 @@ class StepState:
     dn: F64  # [B] ... blocks so far
     dq: F64  # [B] ... the last block's end at the threshold (1) or not (0)
     dl: F64  # [B] ... the block of the stream's last frozen reading
+    yq: F64  # [B] day (pipeline.engine.anomaly.day_step): EW energy of the deviations
+    yrec: F64  # [B] ... its forgetting record
+    yb: F64  # [B] ... the current block's largest quiet energy
+    yp: F64  # [B] ... the previous block's
+    yblk: F64  # [B] ... the current block
+    yt0: F64  # [B] ... the stream's first time (0: not started)
+    yon: F64  # [B] ... at the threshold since it was last quiet (1) or not (0)
     ds: F64  # [B, F] ... the block's sum, relative to dref
     dref: F64  # [B, F] ... the stream's first value
     dmax: F64  # [B, F] ... the largest departure so far
@@ -267,6 +284,7 @@ class StepState:
 _CHECKED_SCALARS = (
     "n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate", "qlog", "gxy", "gxx",
     "tu", "tb", "sbin", "st0", "pm", "pv", "pq", "dk", "dn", "dq", "dl",
+    "yq", "yrec", "yb", "yp", "yblk", "yt0", "yon",
 )  # fmt: skip
 _FIELDS = [f.name for f in dataclasses.fields(StepState)]
 _SNAPSHOT_FIELDS = [
@@ -275,7 +293,8 @@ _SNAPSHOT_FIELDS = [
 # Per-stream scalars a snapshot carries and a store keeps under the same name.
 _SNAPSHOT_SCALARS = (
     "n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate", "qlog", "gxy", "gxx",
-    "gn", "tu", "tb", "sbin", "st0", "pm", "pv", "pq", "dk", "dn", "dq", "dl", "has_fc",
+    "gn", "tu", "tb", "sbin", "st0", "pm", "pv", "pq", "dk", "dn", "dq", "dl",
+    "yq", "yrec", "yb", "yp", "yblk", "yt0", "yon", "has_fc",
     "steps", "last_ts",
 )  # fmt: skip
 # The departure channel's vectors: zero (the channel starts afresh) in a frame before them.
@@ -321,6 +340,13 @@ _MODEL_INDEPENDENT = (
     "dn",
     "dq",
     "dl",
+    "yq",
+    "yrec",
+    "yb",
+    "yp",
+    "yblk",
+    "yt0",
+    "yon",
     "ds",
     "dref",
     "dmax",
@@ -381,6 +407,13 @@ class StateStore:
     dn: F64
     dq: F64
     dl: F64
+    yq: F64
+    yrec: F64
+    yb: F64
+    yp: F64
+    yblk: F64
+    yt0: F64
+    yon: F64
     ds: F64
     dref: F64
     dmax: F64
@@ -548,6 +581,8 @@ class StateStore:
         grow("dn", (capacity,), np.float64)
         grow("dq", (capacity,), np.float64)
         grow("dl", (capacity,), np.float64)
+        for name in ("yq", "yrec", "yb", "yp", "yblk", "yt0", "yon"):
+            grow(name, (capacity,), np.float64)
         grow("ds", (capacity, F), np.float64)
         grow("dref", (capacity, F), np.float64)
         grow("dmax", (capacity, F), np.float64)
@@ -898,6 +933,13 @@ class StateStore:
             dn=float(self.dn[slot]),
             dq=float(self.dq[slot]),
             dl=float(self.dl[slot]),
+            yq=float(self.yq[slot]),
+            yrec=float(self.yrec[slot]),
+            yb=float(self.yb[slot]),
+            yp=float(self.yp[slot]),
+            yblk=float(self.yblk[slot]),
+            yt0=float(self.yt0[slot]),
+            yon=float(self.yon[slot]),
             ds=self.ds[slot].copy(),
             dref=self.dref[slot].copy(),
             dmax=self.dmax[slot].copy(),

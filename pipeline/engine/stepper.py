@@ -29,6 +29,7 @@ from pipeline.engine import blend, gain, season
 from pipeline.engine.anomaly import (
     AnomalyParams,
     calibrate_tail,
+    day_step,
     departure_step,
     error_of,
     excess_step,
@@ -51,7 +52,7 @@ __all__ = ["REASONS", "Stepped", "advance", "rebuild"]
 
 # Why a stream scored what it scored: the channel with the largest surprise
 # (pipeline.engine.anomaly), by index.
-REASONS = ("forecast", "level", "range", "stuck", "sustained", "drift")
+REASONS = ("forecast", "level", "range", "stuck", "sustained", "drift", "day")
 
 F64 = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]
@@ -157,6 +158,14 @@ def advance(
         deviation = np.mean((x - centre) / bare, axis=1)
     sure = (st.n >= anom.min_history) & np.isfinite(deviation)
     sustained, pm, pv = sustained_step(anom, deviation, st.n, st.pm, st.pv, sure & st.has_fc)
+    # A day unlike the stream's recent days (a holiday): in place on its state, by time.
+    timed = ts is not None and prev_ts is not None
+    day = day_step(
+        anom, deviation, sure & st.has_fc & timed,
+        ts if ts is not None else np.zeros(len(x)),
+        prev_ts if prev_ts is not None else np.zeros(len(x)),
+        st.yq, st.yrec, st.yb, st.yp, st.yblk, st.yt0, st.yon,
+    )  # fmt: skip
     # A departure from the stream's recent course (a drift): in place on its block state.
     finite = np.asarray(np.isfinite(x).all(axis=1), np.bool_)
     dep = departure_step(
@@ -206,7 +215,13 @@ def advance(
     # So is a departure, which counts once per incident like a sustained deviation.
     rest = np.maximum(rest, sustained_novel)
     reason = np.where(dep.surprise > rest, REASONS.index("drift"), reason)
-    others = np.maximum(np.maximum(stuck_novel, dep.surprise), np.maximum(beyond, sustained_novel))
+    # And a day unlike the stream's recent days.
+    rest = np.maximum(rest, dep.surprise)
+    reason = np.where(day.surprise > rest, REASONS.index("day"), reason)
+    others = np.maximum(
+        np.maximum(np.maximum(stuck_novel, dep.surprise), np.maximum(beyond, sustained_novel)),
+        day.surprise,
+    )
     surprise, peak = novelty(anom, np.maximum(gauss, others), st.peak, st.pq)
     # A sensor that just froze alarms, even within another incident's decaying peak.
     surprise = np.where(onset, np.maximum(surprise, stuck), surprise)
@@ -250,8 +265,9 @@ def advance(
     # The profile learns this value, unless it is an anomaly: a normal day should not
     # learn an incident's shape (the level still follows it).
     if ts is not None and prev_ts is not None:
-        # (A sustained deviation alarms once, and lasts: none of it is usual.)
-        usual = ~alarmed & ~lasting
+        # (A sustained deviation, or a day unlike the others, alarms once and lasts: none
+        # of it is usual.)
+        usual = ~alarmed & ~lasting & ~day.ongoing
         season.learn(st.profiles(), st.sbin, st.slev, st.st0, x, ts, prev_ts, usual)
     # 2. Normaliser.
     st.n, st.mean, st.var = update(norm, st.n, st.mean, st.var, x)
@@ -318,8 +334,8 @@ def _shares(
     """Each feature's share ``[B, F]`` of what the channel named by ``reason`` measured: the
     squared forecast error (forecast), the squared distance from the long-run mean (level),
     the excess beyond the running range in its widths (range), the absolute deviation
-    from where the value was expected (sustained), the departure in its record (drift,
-    ``ratio``: pipeline.engine.anomaly.departure_step); a frozen sensor repeats every feature,
+    from where the value was expected (sustained, and day), the departure in its record
+    (drift, ``ratio``: pipeline.engine.anomaly.departure_step); a frozen sensor repeats every feature,
     and a channel that measured nothing on any feature, equal shares. Only where
     ``alarmed [B]`` (NaN elsewhere); a single-feature stream's share is 1 everywhere."""
     B, F = x.shape
@@ -340,6 +356,7 @@ def _shares(
                 np.zeros_like(x),
                 np.abs((x - centre) / bare),
                 ratio,
+                np.abs((x - centre) / bare),
             ]
         )[reason[r], np.arange(len(r))]
     per = np.where(np.isfinite(per), per, 0.0)

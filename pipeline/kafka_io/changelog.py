@@ -10,7 +10,8 @@ Record key: the stream id. Value: a versioned binary frame (never pickle)::
     | i64 source offset (of the last input applied) | f64 last_ts
     | i64 steps, ring_len | u8 has_fc | u16 L, H, F, Z, R (, P: the profile's bins, format 5)
     | f64 n, en, es, emu, evar, run, rep_p, peak, rec, trate, qlog, gxy, gxx, gn, tu, tb,
-      sbin, st0, pm, pv, pq (format 6), dk, dn, dq, dl (format 9)
+      sbin, st0, pm, pv, pq (format 6), dk, dn, dq, dl (format 9), yq, yrec, yb, yp, yblk, yt0,
+      yon      (format 10)
     | f16 h[L,H] | f16 c[L,H] (f32 before format 7) | f64 mean[F] | f64 var[F] | f64 fc[Z,F] | f64 last_x[F]
     | f64 lo[F] | f64 hi[F] | f64 fs[Z,F] | f64 dlt[F]
     | f64 slev[F] | f64 sfc[F] | f64 mfc[F] | f64 bm[MOMENTS]
@@ -19,7 +20,8 @@ Record key: the stream id. Value: a versioned binary frame (never pickle)::
     | f32 ring[R,F]
 
 A tombstone (null value) marks an evicted stream. Older formats still restore, so an
-upgrade keeps every stream's state: format 8 (before the departure channel: no ``dk``,
+upgrade keeps every stream's state: format 9 (before the day channel: no ``yq``, ``yrec``,
+``yb``, ``yp``, ``yblk``, ``yt0``, ``yon``) starts that channel afresh; format 8 (before the departure channel: no ``dk``,
 ``dn``, ``dq``, ``dl``, ``ds``, ``dref``, ``dmax``, ``db``) starts that channel afresh; format 5 (before the sustained-deviation channel: no
 ``pm``, ``pv``, ``pq``) seeds that channel afresh; format 4 (before the daily profile and the seasonal
 blend) restores with the profile starting afresh and the model's forecast alone until
@@ -90,7 +92,7 @@ __all__ = [
 ]
 
 MAGIC = b"SCS"
-FORMAT = 9
+FORMAT = 10
 # A stream's winning frame in a run of changelog records (the restore rule): the frame,
 # its partition, its source offset, and whether a tombstone of the stream preceded it in
 # the same run (then it replaces whatever earlier records gave the stream).
@@ -98,12 +100,14 @@ Found = tuple[bytes, int, int, bool]
 _STATS = (
     "n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate", "qlog", "gxy", "gxx",
     "gn", "tu", "tb", "sbin", "st0", "pm", "pv", "pq", "dk", "dn", "dq", "dl",
+    "yq", "yrec", "yb", "yp", "yblk", "yt0", "yon",
 )  # fmt: skip
-# The f64 statistics a header carries per format: the first 7, 10, 14, 16, 18, 21 or 25 of _STATS.
-_STATS_IN = {1: 7, 2: 10, 3: 14, 4: 16, 5: 18, 6: 21, 7: 21, 8: 21, 9: 25}
+# The f64 statistics a header carries per format: the first 7, 10, 14, 16, 18, 21, 25 or 32
+# of _STATS.
+_STATS_IN = {1: 7, 2: 10, 3: 14, 4: 16, 5: 18, 6: 21, 7: 21, 8: 21, 9: 25, 10: 32}
 _DEPARTURE_F64 = ("ds", "dref", "dmax")  # [F] each, from format 9
 _SEASON_F64 = ("slev", "sfc", "mfc")  # [F] each, from format 5
-_DIMS_IN = {1: 5, 2: 5, 3: 5, 4: 5, 5: 6, 6: 6, 7: 6, 8: 6, 9: 6}  # L, H, F, Z, R (, P)
+_DIMS_IN = {1: 5, 2: 5, 3: 5, 4: 5, 5: 6, 6: 6, 7: 6, 8: 6, 9: 6, 10: 6}  # L, H, F, Z, R (, P)
 _HEADS = {
     fmt: struct.Struct(">qdqqB" + "H" * _DIMS_IN[fmt] + "d" * n) for fmt, n in _STATS_IN.items()
 }
@@ -192,6 +196,13 @@ def encode_snapshot(s: Snapshot) -> bytes:
                 s.dn,
                 s.dq,
                 s.dl,
+                s.yq,
+                s.yrec,
+                s.yb,
+                s.yp,
+                s.yblk,
+                s.yt0,
+                s.yon,
             ),
             np.ascontiguousarray(s.h, _STATE[FORMAT]).tobytes(),
             np.ascontiguousarray(s.c, _STATE[FORMAT]).tobytes(),
@@ -359,7 +370,7 @@ def _header(data: bytes) -> _Header:
     state += 2 * P * F if fmt >= 8 else 0
     # mean, var, last_x (, lo, hi (, dlt (, slev, sfc, mfc))); fc (, fs); (bm)
     # (, ds, dref, dmax)
-    floats64 = {1: 3, 2: 5, 3: 6, 4: 6, 5: 9, 6: 9, 7: 9, 8: 9, 9: 12}[fmt] * F + (
+    floats64 = {1: 3, 2: 5, 3: 6, 4: 6, 5: 9, 6: 9, 7: 9, 8: 9, 9: 12, 10: 12}[fmt] * F + (
         2 if fmt >= 3 else 1
     ) * Z * F
     floats64 += MOMENTS if fmt >= 5 else 0

@@ -14,6 +14,7 @@ from pipeline.engine.anomaly import (
     SCORE_HALF_NATS,
     AnomalyParams,
     calibrate_tail,
+    day_step,
     departure_step,
     excess_step,
     gaussian_tail,
@@ -522,3 +523,77 @@ def test_a_course_broken_by_a_frozen_sensor_is_no_course_to_depart_from() -> Non
 
     assert _departures(p, x)[1].sum() >= 1
     assert _departures(p, x, frozen=range(401, 450))[1].sum() == 0
+
+
+def _days(p: AnomalyParams, d: F64, step_s: float) -> tuple[F64, npt.NDArray[np.bool_]]:
+    """One stream's deviations ``d`` (one every ``step_s`` seconds) through
+    :func:`day_step`: surprise and onset per value."""
+    yq, yrec, yb, yp, yblk, yt0, yon = (np.zeros(1) for _ in range(7))
+    s, onsets = np.zeros(len(d)), np.zeros(len(d), np.bool_)
+    t0 = 1_404_172_800.0
+    for t, v in enumerate(d.tolist()):
+        ts = np.asarray([t0 + t * step_s])
+        got = day_step(
+            p,
+            np.asarray([v]),
+            np.ones(1, np.bool_),
+            ts,
+            ts - step_s,
+            yq,
+            yrec,
+            yb,
+            yp,
+            yblk,
+            yt0,
+            yon,
+        )
+        s[t], onsets[t] = got.surprise[0], got.onset[0]
+    return s, onsets
+
+
+def _holiday_feed(per_day: int, days: int, holidays: tuple[int, ...], seed: int) -> F64:
+    """Deviations from where a stream's profile expects its values: routine noise, and
+    on each of ``holidays`` a day shaped otherwise (night hours above, the rush hours far
+    below, so the day's deviations have both signs and a mean near 0)."""
+    rng = np.random.default_rng(seed)
+    d = rng.normal(0, 1, per_day * days)
+    hour = np.arange(per_day) * 24 / per_day
+    shape = np.where(hour < 6, 3.0, np.where((hour > 7) & (hour < 10), -6.0, 0.0))
+    for day in holidays:
+        d[day * per_day : (day + 1) * per_day] += shape
+    return d
+
+
+def test_a_day_unlike_the_streams_recent_days_alarms_once_whatever_the_sampling() -> None:
+    """A holiday 40 days in: its deviations cancel in a mean (the sustained channel's),
+    their energy over the day does not. One alarm, within the day (or the half day after
+    it, as the day's energy peaks), every 30 minutes or every 5; none on routine days."""
+    p = AnomalyParams()
+    for per_day in (48, 288):
+        d = _holiday_feed(per_day, 70, (40,), seed=per_day)
+        assert abs(d[40 * per_day : 41 * per_day].mean()) < 0.5
+        _, onsets = _days(p, d, 86400.0 / per_day)
+        at = np.flatnonzero(onsets) / per_day
+        assert len(at) == 1 and 40 <= at[0] < 41.5, at
+
+
+def test_the_day_channel_speaks_once_the_stream_has_history_and_forgets_old_incidents() -> None:
+    """A holiday in the stream's first two weeks is not judged (its record is not its
+    recent weeks' yet); two holidays 50 days apart both alarm (the first has left the
+    record by the second); a day like the stream's others never does."""
+    p = AnomalyParams()
+    _, onsets = _days(p, _holiday_feed(48, 30, (8,), seed=1), 1800.0)
+    assert not onsets.any()
+    _, onsets = _days(p, _holiday_feed(48, 120, (40, 90), seed=2), 1800.0)
+    at = np.flatnonzero(onsets) / 48
+    assert len(at) == 2 and 40 <= at[0] < 41.5 and 90 <= at[1] < 91.5, at
+    _, onsets = _days(p, _holiday_feed(48, 200, (), seed=3), 1800.0)
+    assert not onsets.any()
+
+
+def test_the_day_channel_is_off_at_memory_0_and_for_models_calibrated_before_it() -> None:
+    d = _holiday_feed(48, 70, (40,), seed=4)
+    s, onsets = _days(AnomalyParams(day_memory_s=0.0), d, 1800.0)
+    assert not s.any() and not onsets.any()
+    assert AnomalyParams.from_json({}).day_memory_s == 0.0
+    assert AnomalyParams().day_memory_s > 0

@@ -468,10 +468,12 @@ def test_the_version_a_swap_replaced_is_pinned_with_the_state_it_had(
 def test_each_feature_gets_its_share_of_what_the_reasons_channel_measured() -> None:
     from pipeline.engine.stepper import REASONS, _shares
 
-    x = np.array([[1.0, 4.0], [10.0, 0.5], [3.0, 3.0], [0.0, 5.0], [2.0, 2.0], [1.0, 1.0]])
+    x = np.array(
+        [[1.0, 4.0], [10.0, 0.5], [3.0, 3.0], [0.0, 5.0], [2.0, 2.0], [1.0, 1.0], [-1.0, 3.0]]
+    )
     zeros, ones = np.zeros_like(x), np.ones_like(x)
     lo, hi = np.zeros_like(x), np.full_like(x, 5.0)
-    kinds = ("forecast", "range", "stuck", "level", "sustained", "drift")
+    kinds = ("forecast", "range", "stuck", "level", "sustained", "drift", "day")
     reason = np.array([REASONS.index(r) for r in kinds])
     ratio = np.zeros_like(x)
     ratio[5] = [3.0, 1.0]  # the departure in its record, per feature
@@ -483,6 +485,7 @@ def test_each_feature_gets_its_share_of_what_the_reasons_channel_measured() -> N
     np.testing.assert_allclose(share[3], [0.0, 1.0])  # a sits at the mean
     np.testing.assert_allclose(share[4], [0.5, 0.5])  # both 2 away from where expected
     np.testing.assert_allclose(share[5], [0.75, 0.25])  # a departed three times as far
+    np.testing.assert_allclose(share[6], [0.25, 0.75])  # b three times as far from its day
     quiet = _shares(reason, ~alarmed, x, zeros, ones, zeros, ones, lo, hi, zeros, ones, ratio)
     assert np.isnan(quiet).all()  # measured on anomalies only
     one = _shares(reason[:1], alarmed[:1], x[:1, :1], zeros[:1, :1], ones[:1, :1], zeros[:1, :1],

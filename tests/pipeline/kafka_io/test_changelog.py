@@ -13,6 +13,7 @@ import pytest
 from pipeline.engine import season
 from pipeline.engine.state import Snapshot, StateStore
 from pipeline.kafka_io.changelog import (
+    FORMAT,
     decode_snapshot,
     decode_snapshots,
     encode_snapshot,
@@ -68,6 +69,13 @@ def test_batched_frames_equal_single_frames(features: int, ring: int) -> None:
         "dn",
         "dq",
         "dl",
+        "yq",
+        "yrec",
+        "yb",
+        "yp",
+        "yblk",
+        "yt0",
+        "yon",
         "ds",
         "dref",
         "dmax",
@@ -99,7 +107,7 @@ CARRIED = (
     "h", "c", "mean", "var", "fc", "fs", "last_x", "lo", "hi", "n", "en", "emu", "peak",
     "qlog", "gxy", "gxx", "gn", "dlt", "tu", "tb", "sbin", "st0", "slev", "sfc", "mfc",
     "bm", "sp", "pm", "pv", "pq", "dk", "dn", "dq", "dl", "ds", "dref", "dmax",
-    "db",
+    "db", "yq", "yrec", "yb", "yp", "yblk", "yt0", "yon",
 )  # fmt: skip
 
 
@@ -177,8 +185,9 @@ def test_a_format_1_frame_from_before_the_upgrade_still_restores() -> None:
     np.testing.assert_allclose(old.lo, s.mean - spread)
     assert (old.peak, old.rec, old.trate, old.qlog) == (0.0, 0.0, 0.0, 0.0)
     assert old.fs is not None and np.isnan(old.fs).all()
-    with pytest.raises(ValueError, match="format 10"):
-        decode_snapshot(frame[:3] + bytes([10]) + frame[4:])
+    unknown = FORMAT + 1
+    with pytest.raises(ValueError, match=f"format {unknown}"):
+        decode_snapshot(frame[:3] + bytes([unknown]) + frame[4:])
 
 
 def test_a_format_2_frame_from_before_intervals_restores_with_an_unknown_scale() -> None:
@@ -367,13 +376,24 @@ def test_frames_carry_the_profile_size_and_a_store_of_another_size_restarts_it()
 _HEAD_END = 4 + 2 + 1 + 2 + 1 + 8 + 8 + 8 + 8 + 1 + 2 * 6
 
 
+def _format_9_frame(store: StateStore) -> bytes:
+    """Stream 0 of ``store`` as format 9 wrote it: format 10 without the day channel (its
+    seven statistics at the header's end)."""
+    from pipeline.kafka_io.changelog import _STATS_IN
+
+    frame = encode_snapshots(store, np.asarray([0]), "m", "v")[0]
+    assert frame[3] == 10
+    stats_end = _HEAD_END + 8 * _STATS_IN[10]
+    return frame[:3] + bytes([9]) + frame[4 : stats_end - 8 * 7] + frame[stats_end:]
+
+
 def _format_8_frame(store: StateStore) -> bytes:
     """Stream 0 of ``store`` as format 8 wrote it: format 9 without the departure
     channel (its four statistics at the header's end, its vectors before the ring)."""
     from pipeline.kafka_io.changelog import _STATS_IN
 
     s = store.snapshot(0, "m", "v")
-    frame = encode_snapshots(store, np.asarray([0]), "m", "v")[0]
+    frame = _format_9_frame(store)
     assert frame[3] == 9 and s.ds is not None and s.db is not None
     stats_end = _HEAD_END + 8 * _STATS_IN[9]
     ring = s.ring.size * 4
@@ -472,7 +492,7 @@ def test_a_format_5_frame_from_before_the_sustained_channel_restores_it_unseeded
     # Format 6 differs from 5 only by the three statistics at the end of the header.
     stats_end = _HEAD_END + 8 * _STATS_IN[6]
     old_frame = frame[:3] + bytes([5]) + frame[4 : stats_end - 8 * 3] + frame[stats_end:]
-    assert len(_STATS) == _STATS_IN[9] == _STATS_IN[6] + 4
+    assert len(_STATS) == _STATS_IN[10] == _STATS_IN[9] + 7 == _STATS_IN[6] + 11
     old = decode_snapshot(old_frame)
     assert (old.pm, old.pv, old.pq) == (0.0, 0.0, 0.0)
     assert (old.tu, old.tb, old.sbin) == (s.tu, s.tb, s.sbin)
@@ -493,8 +513,28 @@ def test_a_format_8_frame_from_before_the_departure_channel_restores_it_afresh()
     assert old.ds is None and old.dref is None and old.dmax is None and old.db is None
     blank = {"dk": 0.0, "dn": 0.0, "dq": 0.0, "dl": 0.0}
     blank |= {"ds": None, "dref": None, "dmax": None, "db": None}
+    blank |= dict.fromkeys(_DAY, 0.0)
     assert _same(old, dataclasses.replace(new, **blank))
     other = StateStore(layers=1, hidden=3, features=2, horizon=2, capacity=4, ring=3)
     slot = other.load("a", old, partition=0, now=0.0)
     assert other.dn[slot] == 0.0 and not other.db[slot].any() and not other.dmax[slot].any()
+    np.testing.assert_array_equal(other.mean[slot], store.mean[0])
+
+
+_DAY = ("yq", "yrec", "yb", "yp", "yblk", "yt0", "yon")
+
+
+def test_a_format_9_frame_from_before_the_day_channel_restores_it_afresh() -> None:
+    """Format 9 (no day channel): everything else restores as format 10 carries it; the
+    channel starts afresh (no energy, no record, not started), and a store installs it so."""
+    store = _filled_store(features=2)
+    s = store.snapshot(0, "m", "v")
+    assert all(getattr(s, name) != 0.0 for name in _DAY)
+    old = decode_snapshot(_format_9_frame(store))
+    new = decode_snapshot(encode_snapshots(store, np.asarray([0]), "m", "v")[0])
+    assert all(getattr(old, name) == 0.0 for name in _DAY)
+    assert _same(old, dataclasses.replace(new, **dict.fromkeys(_DAY, 0.0)))
+    other = StateStore(layers=1, hidden=3, features=2, horizon=2, capacity=4, ring=3)
+    slot = other.load("a", old, partition=0, now=0.0)
+    assert all(getattr(other, name)[slot] == 0.0 for name in _DAY)
     np.testing.assert_array_equal(other.mean[slot], store.mean[0])
