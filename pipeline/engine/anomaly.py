@@ -681,6 +681,10 @@ def _line_weights(W: int, G: int) -> F64:
 # that incidents are usual.
 DAY_GAP_S = 43200.0
 DAY_QUIET = 2.0
+# The least record a day's energy is measured against: a stream whose values have sat on
+# their expected course to a third of their spread (a noiseless shape) is not alarmed by
+# the first day that strays a little further.
+DAY_FLOOR = 0.1
 
 
 @dataclasses.dataclass
@@ -697,7 +701,7 @@ def day_step(
     d: F64,
     learn: npt.NDArray[np.bool_],
     ts: F64,
-    prev_ts: F64,
+    step: F64,
     yq: F64,
     yrec: F64,
     yb: F64,
@@ -714,8 +718,10 @@ def day_step(
     traffic at night, none of the rush hour. The sustained channel's signed mean cancels
     them, and each is within what the stream's routine weeks show. Their energy over a
     day is not. ``d [B]``: the value's deviation from where it is expected, in the spread
-    values show there (the sustained channel's input); ``ts, prev_ts [B]``: its time and
-    the stream's previous value's (seconds); ``learn [B]``: where ``d`` is known
+    values show there (the sustained channel's input); ``ts [B]``: its time; ``step [B]``:
+    the time since the stream's previous value (seconds), which the caller caps at the
+    stream's usual step, so that after an outage one value does not make a day, nor the
+    record forget what the outage did not show; ``learn [B]``: where ``d`` is known
     (elsewhere nothing moves).
 
     1. ``yq``: the EW mean of ``min(d², day_clip²)`` with a time constant of
@@ -728,7 +734,7 @@ def day_step(
        block ``yblk``, ``yp`` the previous block's, which joins the record when a new
        block begins.
     3. Once the stream is ``day_history_s`` old (``yt0``: its first value's time), the
-       ratio ``yq / yrec`` is the evidence: at ``day_ratio`` it is at the threshold. It
+       ratio ``yq / max(yrec, DAY_FLOOR)`` is the evidence: at ``day_ratio`` it is at the threshold. It
        alarms once per incident: as ``stuck_cap`` nats at the step where it reaches the
        threshold after it was last quiet (below :data:`DAY_QUIET`; ``yon`` 1 in between,
        so a ratio that wavers about the threshold is one incident), as nothing while the
@@ -743,12 +749,12 @@ def day_step(
     first = learn & (yt0 == 0)
     more = learn & ~first
     # 1-2. The energy and the forgetting record, by the time since the last value.
-    gap = np.where(more, np.maximum(np.nan_to_num(ts - prev_ts, posinf=0.0, neginf=0.0), 0.0), 0.0)
+    gap = np.where(more, np.maximum(np.nan_to_num(step, posinf=0.0, neginf=0.0), 0.0), 0.0)
     yq[:] = np.where(first, y, np.where(more, yq + -np.expm1(-gap / p.day_memory_s) * (y - yq), yq))
     yrec *= np.exp(-gap / p.day_forget_s)
     yt0[:] = np.where(first, np.where(ts == 0, 1e-9, ts), yt0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(yrec > 0, yq / np.where(yrec > 0, yrec, 1.0), 0.0)
+    # (No record yet: every value is quiet, and joins it.)
+    ratio = np.where(yrec > 0, yq / np.maximum(yrec, DAY_FLOOR), 0.0)
     block = np.floor(ts / DAY_GAP_S)
     new = learn & (block != yblk)
     yrec[:] = np.where(new, np.maximum(yrec, yp), yrec)

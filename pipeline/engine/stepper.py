@@ -159,11 +159,13 @@ def advance(
     sure = (st.n >= anom.min_history) & np.isfinite(deviation)
     sustained, pm, pv = sustained_step(anom, deviation, st.n, st.pm, st.pv, sure & st.has_fc)
     # A day unlike the stream's recent days (a holiday): in place on its state, by time.
+    # (The time since the last value at most the profile's bin: after an outage, one step.)
     timed = ts is not None and prev_ts is not None
     day = day_step(
         anom, deviation, sure & st.has_fc & timed,
         ts if ts is not None else np.zeros(len(x)),
-        prev_ts if prev_ts is not None else np.zeros(len(x)),
+        np.minimum(ts - prev_ts, season.DAY / np.maximum(st.sbin, 1.0))
+        if ts is not None and prev_ts is not None else np.zeros(len(x)),
         st.yq, st.yrec, st.yb, st.yp, st.yblk, st.yt0, st.yon,
     )  # fmt: skip
     # A departure from the stream's recent course (a drift): in place on its block state.

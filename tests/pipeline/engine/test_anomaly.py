@@ -538,7 +538,7 @@ def _days(p: AnomalyParams, d: F64, step_s: float) -> tuple[F64, npt.NDArray[np.
             np.asarray([v]),
             np.ones(1, np.bool_),
             ts,
-            ts - step_s,
+            np.asarray([step_s]),
             yq,
             yrec,
             yb,
@@ -597,3 +597,25 @@ def test_the_day_channel_is_off_at_memory_0_and_for_models_calibrated_before_it(
     assert not s.any() and not onsets.any()
     assert AnomalyParams.from_json({}).day_memory_s == 0.0
     assert AnomalyParams().day_memory_s > 0
+
+
+def test_after_an_outage_one_value_does_not_make_a_day() -> None:
+    """A stream silent for five days resumes with a value four spreads out. Given the
+    time since its last value as it is, that value would be most of a day's energy,
+    measured against a record forgotten over the silence: an alarm. The stepper passes
+    it capped at the stream's usual step (its profile's bin), and there is none."""
+    p = AnomalyParams()
+    d = _holiday_feed(48, 60, (), seed=5)
+    d[45 * 48] = 4.0
+    for capped, expect in ((False, True), (True, False)):
+        yq, yrec, yb, yp, yblk, yt0, yon = (np.zeros(1) for _ in range(7))
+        t0, onsets = 1_404_172_800.0, []
+        for t, v in enumerate(d.tolist()):
+            ts = t0 + t * 1800.0 + (5 * 86400.0 if t >= 45 * 48 else 0.0)
+            step = 1800.0 if capped or t != 45 * 48 else 1800.0 + 5 * 86400.0
+            got = day_step(
+                p, np.asarray([v]), np.ones(1, np.bool_), np.asarray([ts]), np.asarray([step]),
+                yq, yrec, yb, yp, yblk, yt0, yon,
+            )  # fmt: skip
+            onsets.append(bool(got.onset[0]))
+        assert any(onsets) is expect
