@@ -45,10 +45,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import pipeline.engine.stepper as stepper  # noqa: E402
-from benchmarks.accumulators import Recorded, collect, judge  # noqa: E402
+from benchmarks.accumulators import Recorded, collect, judge, record  # noqa: E402
 from pipeline.engine.registry import Registry  # noqa: E402
-from training.evaluate import replay  # noqa: E402
 
 DAY = 86400.0
 HISTORY_DAYS = 14.0
@@ -61,27 +59,12 @@ RATIO = (2.0, 2.5, 3.0)
 
 
 def recorder(meta: Any, series: list[Any]) -> list[Recorded]:
-    """Per stream ``([d, t], score)``: the sustained channel's input (NaN where it does not
-    learn) and the value's time, stacked, and the detector's score."""
-    steps: list[np.ndarray] = []
-    own = stepper.sustained_step
-
-    def spy(p: Any, d: Any, n: Any, pm: Any, pv: Any, learn: Any) -> Any:
-        steps.append(np.where(learn, d, np.nan))
-        return own(p, d, n, pm, pv, learn)
-
-    stepper.sustained_step = spy  # type: ignore[assignment]
-    try:
-        got = replay(meta, series)
-    finally:
-        stepper.sustained_step = own  # type: ignore[assignment]
-    lengths = np.asarray([len(s.ts) for s in series])
-    d = np.full((len(series), int(lengths.max())), np.nan)
-    for t, row in enumerate(steps):  # replay steps the streams still running at t
-        d[np.nonzero(lengths > t)[0], t] = row
+    """Per stream ``([d, t], score)``: the sustained channel's input as
+    ``benchmarks/accumulators.py`` records it (NaN where it does not learn) and the
+    value's time, stacked, and the detector's score."""
     return [
-        (np.stack([d[i, : lengths[i]], np.asarray(s.ts, np.float64)]), np.nan_to_num(r.score))
-        for i, (s, r) in enumerate(zip(series, got, strict=True))
+        (np.stack([d, np.asarray(s.ts, np.float64)]), score)
+        for (d, score), s in zip(record(meta, series), series, strict=True)
     ]
 
 
