@@ -8,7 +8,7 @@ holidays (a weekday shaped like a weekend) and every midday event: their values 
 run of moderate deviations of both signs, which the sustained channel's signed mean
 cancels and whose spread it has learnt from a stream's routine weeks. This replays the
 generated sets of ``benchmarks/synthetic.py`` and, with ``--data``, a NAB folder through
-the engine, records the sustained channel's input ``d`` (each value's deviation from
+the engine with the built channel (``day``) off, records the sustained channel's input ``d`` (each value's deviation from
 where the stream's profile expects it, in the spread values show there) with its time,
 and runs a candidate statistic over it offline:
 
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import itertools
 import json
 import math
@@ -61,10 +62,12 @@ RATIO = (2.0, 2.5, 3.0)
 def recorder(meta: Any, series: list[Any]) -> list[Recorded]:
     """Per stream ``([d, t], score)``: the sustained channel's input as
     ``benchmarks/accumulators.py`` records it (NaN where it does not learn) and the
-    value's time, stacked, and the detector's score."""
+    value's time, stacked, and the detector's score, both with the day channel off (the
+    detector as it was before it; its incidents would otherwise shape ``d``)."""
+    off = dataclasses.replace(meta, anomaly=dataclasses.replace(meta.anomaly, day_memory_s=0.0))
     return [
         (np.stack([d, np.asarray(s.ts, np.float64)]), score)
-        for (d, score), s in zip(record(meta, series), series, strict=True)
+        for (d, score), s in zip(record(off, series), series, strict=True)
     ]
 
 
