@@ -694,6 +694,9 @@ class Day:
     surprise: F64  # [B] what it adds to the novelty rule (nats)
     onset: npt.NDArray[np.bool_]  # [B] it reached the threshold at this step
     ongoing: npt.NDArray[np.bool_]  # [B] an incident lasts: from its onset until quiet
+    # [B] within ``day_memory_s`` of the incident's onset: the day itself, which the
+    # profile should not learn (after it, a change of the stream's days for good is)
+    fresh: npt.NDArray[np.bool_]
 
 
 def day_step(
@@ -736,13 +739,15 @@ def day_step(
     3. Once the stream is ``day_history_s`` old (``yt0``: its first value's time), the
        ratio ``yq / max(yrec, DAY_FLOOR)`` is the evidence: at ``day_ratio`` it is at the threshold. It
        alarms once per incident: as ``stuck_cap`` nats at the step where it reaches the
-       threshold after it was last quiet (below :data:`DAY_QUIET`; ``yon`` 1 in between,
-       so a ratio that wavers about the threshold is one incident), as nothing while the
-       incident lasts, and below the threshold as the fraction of the alarm level it
-       reached.
+       threshold after it was last quiet (below :data:`DAY_QUIET`; ``yon`` holds the
+       onset's time in between, so a ratio that wavers about the threshold is one
+       incident), as nothing while the incident lasts, and below the threshold as the
+       fraction of the alarm level it reached. The caller keeps the profile from learning
+       the incident's first ``day_memory_s`` (``fresh``), not the rest: a stream whose
+       days change shape for good re-learns them.
     """
     B = len(d)
-    out = Day(np.zeros(B), np.zeros(B, np.bool_), np.zeros(B, np.bool_))
+    out = Day(np.zeros(B), np.zeros(B, np.bool_), np.zeros(B, np.bool_), np.zeros(B, np.bool_))
     if p.day_memory_s <= 0:
         return out
     y = np.minimum(np.square(np.nan_to_num(d)), p.day_clip**2)
@@ -765,9 +770,10 @@ def day_step(
     # 3. Once per incident.
     ready = learn & (ts - yt0 >= p.day_history_s) & (yrec > 0)
     ongoing = ready & (ratio >= p.day_ratio)
-    onset = ongoing & (yon < 0.5)
-    yon[:] = np.where(ongoing, 1.0, np.where(learn & (ratio < DAY_QUIET), 0.0, yon))
-    lasting = learn & (yon > 0.5)
+    onset = ongoing & (yon <= 0)
+    yon[:] = np.where(onset, np.maximum(ts, 1e-9), np.where(learn & (ratio < DAY_QUIET), 0.0, yon))
+    lasting = learn & (yon > 0)
+    out.fresh = lasting & (ts - yon < p.day_memory_s)
     level = _alarm_nats(p)
     at_onset = p.stuck_cap if p.stuck_cap > 0 else level
     out.surprise = np.where(

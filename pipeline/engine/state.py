@@ -118,7 +118,7 @@ class Snapshot:
     yp: float = 0.0
     yblk: float = 0.0
     yt0: float = 0.0
-    yon: float = 0.0  # 1: at the threshold since it was last quiet
+    yon: float = 0.0  # the incident's onset time while it lasts (0: quiet since)
     ds: npt.NDArray[np.float64] | None = None  # [F]
     dref: npt.NDArray[np.float64] | None = None  # [F]
     dmax: npt.NDArray[np.float64] | None = None  # [F]
@@ -243,7 +243,7 @@ class StepState:
     yp: F64  # [B] ... the previous block's
     yblk: F64  # [B] ... the current block
     yt0: F64  # [B] ... the stream's first time (0: not started)
-    yon: F64  # [B] ... at the threshold since it was last quiet (1) or not (0)
+    yon: F64  # [B] ... the incident's onset time while it lasts (0: quiet since)
     ds: F64  # [B, F] ... the block's sum, relative to dref
     dref: F64  # [B, F] ... the stream's first value
     dmax: F64  # [B, F] ... the largest departure so far

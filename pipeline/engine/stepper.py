@@ -267,9 +267,10 @@ def advance(
     # The profile learns this value, unless it is an anomaly: a normal day should not
     # learn an incident's shape (the level still follows it).
     if ts is not None and prev_ts is not None:
-        # (A sustained deviation, or a day unlike the others, alarms once and lasts: none
-        # of it is usual.)
-        usual = ~alarmed & ~lasting & ~day.ongoing
+        # (A sustained deviation alarms once, and lasts: none of it is usual. Nor is a day
+        # unlike the others, for a day from its onset; after that its values are learnt,
+        # so that a stream whose days change shape for good re-learns them.)
+        usual = ~alarmed & ~lasting & ~day.fresh
         season.learn(st.profiles(), st.sbin, st.slev, st.st0, x, ts, prev_ts, usual)
     # 2. Normaliser.
     st.n, st.mean, st.var = update(norm, st.n, st.mean, st.var, x)
