@@ -11,7 +11,7 @@ Record key: the stream id. Value: a versioned binary frame (never pickle)::
     | i64 steps, ring_len | u8 has_fc | u16 L, H, F, Z, R (, P: the profile's bins, format 5)
     | f64 n, en, es, emu, evar, run, rep_p, peak, rec, trate, qlog, gxy, gxx, gn, tu, tb,
       sbin, st0, pm, pv, pq (format 6), dk, dn, dq, dl (format 9), yq, yrec, yb, yp, yblk, yt0,
-      yon      (format 10)
+      yon (format 10)
     | f16 h[L,H] | f16 c[L,H] (f32 before format 7) | f64 mean[F] | f64 var[F] | f64 fc[Z,F] | f64 last_x[F]
     | f64 lo[F] | f64 hi[F] | f64 fs[Z,F] | f64 dlt[F]
     | f64 slev[F] | f64 sfc[F] | f64 mfc[F] | f64 bm[MOMENTS]
