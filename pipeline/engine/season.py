@@ -95,6 +95,7 @@ __all__ = [
     "WEEK_STATE",
     "Profiles",
     "deseasoned",
+    "bounded_step",
     "forecast",
     "learn",
     "row_stats",
@@ -414,6 +415,14 @@ def learn(
         used[weekly] = np.where(in_use[weekly, None], week, 0.0)
     # 5. Level, of the deseasonalised value.
     slev[rows] += LEVEL_RATE * (xs - bins - used - slev[rows])
+
+
+def bounded_step(ts: F64, prev_ts: F64, sbin: F64) -> F64:
+    """The time since each stream's previous value ``[B]``, at most one of its profile's
+    bins (a day for a stream without one yet): after a gap, the last step says nothing
+    about the next one, and one value stands for one step, not for the whole gap."""
+    out: F64 = np.minimum(ts - prev_ts, DAY / np.maximum(sbin, 1.0))
+    return out
 
 
 def forecast(p: Profiles, sbin: F64, slev: F64, st0: F64, ts: F64, step: F64, horizon: int) -> F64:

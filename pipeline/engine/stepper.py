@@ -159,13 +159,13 @@ def advance(
     sure = (st.n >= anom.min_history) & np.isfinite(deviation)
     sustained, pm, pv = sustained_step(anom, deviation, st.n, st.pm, st.pv, sure & st.has_fc)
     # A day unlike the stream's recent days (a holiday): in place on its state, by time.
-    # (The time since the last value at most the profile's bin: after an outage, one step.)
     timed = ts is not None and prev_ts is not None
+    none = np.zeros(len(x))
     day = day_step(
         anom, deviation, sure & st.has_fc & timed,
-        ts if ts is not None else np.zeros(len(x)),
-        np.minimum(ts - prev_ts, season.DAY / np.maximum(st.sbin, 1.0))
-        if ts is not None and prev_ts is not None else np.zeros(len(x)),
+        ts if ts is not None else none,
+        season.bounded_step(ts, prev_ts, st.sbin) if ts is not None and prev_ts is not None
+        else none,
         st.yq, st.yrec, st.yb, st.yp, st.yblk, st.yt0, st.yon,
     )  # fmt: skip
     # A departure from the stream's recent course (a drift): in place on its block state.
@@ -290,9 +290,7 @@ def advance(
     st.mfc = st.fc[:, 0, :].copy()
     # 5. The daily profile's forecast, mixed in by the stream's blend weight.
     if ts is not None and prev_ts is not None:
-        step = ts - prev_ts
-        # After a gap the last step says nothing about the next one: at most one bin.
-        step = np.minimum(step, season.DAY / np.maximum(st.sbin, 1.0))
+        step = season.bounded_step(ts, prev_ts, st.sbin)
         seasonal = season.forecast(
             st.profiles(), st.sbin, st.slev, st.st0, ts, step, st.fc.shape[1]
         )
@@ -351,15 +349,16 @@ def _shares(
     x, fc1, e_scale, mean, std = x[r], fc1[r], e_scale[r], mean[r], std[r]
     lo, hi, centre, bare, ratio = lo[r], hi[r], centre[r], bare[r], ratio[r]
     with np.errstate(invalid="ignore", divide="ignore"):
+        off = np.abs((x - centre) / bare)  # sustained and day measure the same deviation
         per = np.stack(
             [
                 ((x - fc1) / e_scale) ** 2,
                 ((x - mean) / std) ** 2,
                 np.maximum(np.maximum(x - hi, lo - x), 0.0) / (hi - lo),
                 np.zeros_like(x),
-                np.abs((x - centre) / bare),
+                off,
                 ratio,
-                np.abs((x - centre) / bare),
+                off,
             ]
         )[reason[r], np.arange(len(r))]
     per = np.where(np.isfinite(per), per, 0.0)
