@@ -96,6 +96,13 @@ class Webhook:
     def resolved(self, alertname: str) -> bool:
         return bool(self.alerts(alertname, "resolved"))
 
+    def last_status(self, alertname: str) -> str | None:
+        """The status (firing, resolved) of that alert's latest notification, if any: an
+        alert that flapped was resolved once and may be firing again."""
+        got = [a["status"] for n in list(self.notifications) for a in n["alerts"]
+               if a["labels"].get("alertname") == alertname]  # fmt: skip
+        return got[-1] if got else None
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()

@@ -161,11 +161,17 @@ def test_drift_is_alerted_refreshed_shadowed_promoted_and_resolved(
         # 4. The new champion was validated on the new regime: its forecast drift alert
         #    resolves. (Input drift lasts until the streams' normalisers, about 2,000 steps
         #    of memory, have taken in the new regime: the inputs keep moving until then.)
+        #    The old champion's ratio, one per 2,000 events, can dip below 1.5 and back
+        #    (1.47 between 1.56 and 1.77 on this feed): a resolution delivered then is
+        #    not this one, so both the latest notification and the gauge must say so.
         produce(kafka_config, inp, events[then:])
         wait_until(
-            lambda: webhook.resolved("StatecastForecastDrift"), "the forecast drift to resolve"
+            lambda: (
+                webhook.last_status("StatecastForecastDrift") == "resolved"
+                and m.live_drift.labels("tiny")._value.get() < 1.5
+            ),
+            "the forecast drift to resolve",
         )
-        assert m.live_drift.labels("tiny")._value.get() < 1.5
         wait_records(kafka_config, inp + ".scores", len(events))
     finally:
         runner.stop()
