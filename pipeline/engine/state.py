@@ -123,6 +123,10 @@ class Snapshot:
     dref: npt.NDArray[np.float64] | None = None  # [F]
     dmax: npt.NDArray[np.float64] | None = None  # [F]
     db: npt.NDArray[np.float32] | None = None  # [DEPARTURE_BLOCKS, F]
+    # The share of the stream's variance its profile leaves (pipeline.engine.stepper):
+    # the EW mean of the squared standardised residual about where a value is expected
+    # [F] (None: a frame from before it; 0: not learnt yet).
+    rv: npt.NDArray[np.float64] | None = None
     # The stream's daily profile (pipeline.engine.season: bins, levels, start, the profile
     # [BINS, F]) and the seasonal blend (pipeline.engine.blend: the two forecasters' last
     # one-step forecasts and the weight's moments). None: a frame from before them.
@@ -248,6 +252,7 @@ class StepState:
     dref: F64  # [B, F] ... the stream's first value
     dmax: F64  # [B, F] ... the largest departure so far
     db: F32  # [B, DEPARTURE_BLOCKS, F] ... the block means, relative to dref
+    rv: F64  # [B, F] the variance share the profile leaves (0: not learnt yet)
     sp: F16  # [B, bins, F] daily profile's bins in the unit su (pipeline.engine.season)
     su: F32  # [B, F] ... that unit (a power of two; 0: none yet)
     sw: F32  # [B, WEEK_STATE, F] ... the week's trackers and slow level (sensor units)
@@ -351,6 +356,7 @@ _MODEL_INDEPENDENT = (
     "dref",
     "dmax",
     "db",
+    "rv",
     "sp",
     "su",
     "sw",
@@ -418,6 +424,7 @@ class StateStore:
     dref: F64
     dmax: F64
     db: F32
+    rv: F64
     sp: F16
     su: F32
     sw: F32
@@ -587,6 +594,7 @@ class StateStore:
         grow("dref", (capacity, F), np.float64)
         grow("dmax", (capacity, F), np.float64)
         grow("db", (capacity, DEPARTURE_BLOCKS, F), np.float32)
+        grow("rv", (capacity, F), np.float64)
         grow("sp", (capacity, self.season_bins, F), np.float16)
         grow("su", (capacity, F), np.float32)
         grow("sw", (capacity, season.WEEK_STATE, F), np.float32)
@@ -944,6 +952,7 @@ class StateStore:
             dref=self.dref[slot].copy(),
             dmax=self.dmax[slot].copy(),
             db=self.db[slot].copy(),
+            rv=self.rv[slot].copy(),
             sbin=float(self.sbin[slot]),
             st0=float(self.st0[slot]),
             slev=self.slev[slot].copy(),
@@ -983,7 +992,8 @@ class StateStore:
         for name in _SEASON_VECTORS:
             v = c[name]
             getattr(self, name)[slots] = np.nan if v is None else v
-        for name in _DEPARTURE_VECTORS:
+        # (The profile's residual share is learnt afresh from a frame before it, format 10.)
+        for name in (*_DEPARTURE_VECTORS, "rv"):
             v = c[name]
             getattr(self, name)[slots] = 0.0 if v is None else v
         sp, su, sw = c["sp"], c["su"], c["sw"]

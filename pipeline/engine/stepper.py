@@ -48,7 +48,7 @@ from pipeline.engine.interval import Band, adapt, scale_per_mae
 from pipeline.engine.normalise import NormaliserParams, floor_of, std_of, update
 from pipeline.engine.state import StepState
 
-__all__ = ["REASONS", "Stepped", "advance", "rebuild"]
+__all__ = ["REASONS", "Stepped", "advance", "learn_residual", "rebuild"]
 
 # Why a stream scored what it scored: the channel with the largest surprise
 # (pipeline.engine.anomaly), by index.
@@ -79,11 +79,46 @@ class Stepped:
 # The share of a stream's variance its daily profile must explain before the level channel
 # measures against the time of day (``AnomalyParams.season_level``; docs/quality.md).
 SEASONAL_SHARE = 0.6
+# The least share of a stream's variance the deviation's spread is taken to be (its
+# standard deviation at least a tenth of the stream's), as before it was learnt.
+RESIDUAL_FLOOR = 0.1
+RESIDUAL_ADMIT = 3.0  # the farthest value it learns from, in its own spreads
 # The replay of a model swap (:func:`rebuild`) starts each stream's LSTM state from zero;
 # the model's calibration on the stream (interval multiplier, gain, error statistics)
 # learns from the replayed forecasts after this many steps (a quarter of the default
 # replay ring of 64: the first forecasts of a state rebuilt from zero are no guide).
 REPLAY_WARMUP = 16
+
+
+def learn_residual(
+    norm: NormaliserParams,
+    rv: F64,
+    st0: F64,
+    sbin: F64,
+    x: F64,
+    centre: F64,
+    std: F64,
+    ts: F64,
+    learn: npt.NDArray[np.bool_],
+) -> F64:
+    """``rv [B, F]`` after ``x``: the EW mean of ``min(r², 1)``, ``r = (x - centre) / std``
+    the value's residual about where the profile expects it at this time of day (NaN:
+    the profile has not settled) in the stream's long-run spread, over ``learn`` (values
+    that are no incident's). Learnt wherever the profile has settled, used where it
+    explains most of the variance: a stream near that line would otherwise use what a few
+    values taught it. A plain average from the day the profile settled (its values
+    counted by time, as the profile's bins count them), then the normaliser's memory.
+    One value counts at most one long-run spread: an incident the detector does not flag
+    should not widen it much."""
+    days = np.maximum((ts - st0) / season.DAY - season.SETTLED_DAYS, 0.0)
+    rate = np.maximum(1.0 / (days * sbin + 1.0), norm.alpha)[:, None]
+    with np.errstate(invalid="ignore"):
+        r2 = np.minimum(((x - centre) / std) ** 2, 1.0)
+    # Nor a value beyond three of the spreads it measures: a slow drift that no channel
+    # has flagged yet would otherwise widen the spread it is measured in as it grows.
+    within = (rv <= 0) | (r2 <= RESIDUAL_ADMIT**2 * np.maximum(rv, RESIDUAL_FLOOR**2))
+    ok = learn[:, None] & np.isfinite(r2) & within
+    return np.where(ok, rv + rate * (np.nan_to_num(r2) - rv), rv)
 
 
 def advance(
@@ -127,15 +162,23 @@ def advance(
     # error grows within the very incident it should see, and would blind it.)
     centre, bare = st.mean, std_prev
     known_day = np.zeros(len(x), np.bool_)
+    # Where the profile expects the value (NaN: not settled), whether or not it is used.
+    at_day = np.full_like(x, np.nan)
     if ts is not None and prev_ts is not None and (anom.season_level or anom.sustained_rate > 0):
         offset, spread = season.deseasoned(st.profiles(), st.sbin, st.st0, ts)
         known = st.bm[:, -1] >= blend.MIN_EVIDENCE
-        day_bare = np.sqrt(np.maximum(std_prev**2 - spread, (0.1 * std_prev) ** 2))
+        day_bare = np.sqrt(np.maximum(std_prev**2 - spread, (RESIDUAL_FLOOR * std_prev) ** 2))
         # Only where the day explains most of the stream's variance: elsewhere the
         # profile is mostly its days' noise, and the variance it claims is not the day's.
         seasonal = np.mean(spread, axis=1) >= SEASONAL_SHARE * np.mean(std_prev**2, axis=1)
         known_day = known & seasonal & np.isfinite(offset).all(axis=1)
+        at_day = st.mean + offset
         centre = np.where(known_day[:, None], st.mean + np.nan_to_num(offset), st.mean)
+        # The residual's own spread once learnt (st.rv): the difference of two variances
+        # above is a small one of two large ones where the day is most of the variance,
+        # and swung 4-fold with a slow level swing (docs/quality.md, session 26).
+        share = np.sqrt(np.maximum(st.rv, RESIDUAL_FLOOR**2)) * std_prev
+        day_bare = np.where(st.rv > 0, share, day_bare)
         bare = np.where(known_day[:, None], day_bare, std_prev)
         if anom.season_level:
             mae = st.bm[:, len(blend.WEIGHTS) - 1, None] * std_prev
@@ -271,6 +314,7 @@ def advance(
         # unlike the others, for a day from its onset; after that its values are learnt,
         # so that a stream whose days change shape for good re-learns them.)
         usual = ~alarmed & ~lasting & ~day.fresh
+        st.rv = learn_residual(norm, st.rv, st.st0, st.sbin, x, at_day, std_prev, ts, usual)
         season.learn(st.profiles(), st.sbin, st.slev, st.st0, x, ts, prev_ts, usual)
     # 2. Normaliser.
     st.n, st.mean, st.var = update(norm, st.n, st.mean, st.var, x)

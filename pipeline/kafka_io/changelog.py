@@ -17,10 +17,12 @@ Record key: the stream id. Value: a versioned binary frame (never pickle)::
     | f64 slev[F] | f64 sfc[F] | f64 mfc[F] | f64 bm[MOMENTS]
     | f16 sp[P,F] | f32 su[F] | f32 sw[3,F] (format 8; formats 5-7: f32 sp[P,F])
     | f64 ds[F] | f64 dref[F] | f64 dmax[F] | f32 db[DEPARTURE_BLOCKS,F] (format 9)
+    | f64 rv[F] (format 11)
     | f32 ring[R,F]
 
 A tombstone (null value) marks an evicted stream. Older formats still restore, so an
-upgrade keeps every stream's state: format 9 (before the day channel: no ``yq``, ``yrec``,
+upgrade keeps every stream's state: format 10 (before the profile's residual share: no
+``rv``) learns it afresh; format 9 (before the day channel: no ``yq``, ``yrec``,
 ``yb``, ``yp``, ``yblk``, ``yt0``, ``yon``) starts that channel afresh; format 8 (before the departure channel: no ``dk``,
 ``dn``, ``dq``, ``dl``, ``ds``, ``dref``, ``dmax``, ``db``) starts that channel afresh; format 5 (before the sustained-deviation channel: no
 ``pm``, ``pv``, ``pq``) seeds that channel afresh; format 4 (before the daily profile and the seasonal
@@ -92,7 +94,7 @@ __all__ = [
 ]
 
 MAGIC = b"SCS"
-FORMAT = 10
+FORMAT = 11
 # A stream's winning frame in a run of changelog records (the restore rule): the frame,
 # its partition, its source offset, and whether a tombstone of the stream preceded it in
 # the same run (then it replaces whatever earlier records gave the stream).
@@ -104,10 +106,22 @@ _STATS = (
 )  # fmt: skip
 # The f64 statistics a header carries per format: the first 7, 10, 14, 16, 18, 21, 25 or 32
 # of _STATS.
-_STATS_IN = {1: 7, 2: 10, 3: 14, 4: 16, 5: 18, 6: 21, 7: 21, 8: 21, 9: 25, 10: 32}
+_STATS_IN = {1: 7, 2: 10, 3: 14, 4: 16, 5: 18, 6: 21, 7: 21, 8: 21, 9: 25, 10: 32, 11: 32}
 _DEPARTURE_F64 = ("ds", "dref", "dmax")  # [F] each, from format 9
 _SEASON_F64 = ("slev", "sfc", "mfc")  # [F] each, from format 5
-_DIMS_IN = {1: 5, 2: 5, 3: 5, 4: 5, 5: 6, 6: 6, 7: 6, 8: 6, 9: 6, 10: 6}  # L, H, F, Z, R (, P)
+_DIMS_IN = {
+    1: 5,
+    2: 5,
+    3: 5,
+    4: 5,
+    5: 6,
+    6: 6,
+    7: 6,
+    8: 6,
+    9: 6,
+    10: 6,
+    11: 6,
+}  # L, H, F, Z, R (, P)
 _HEADS = {
     fmt: struct.Struct(">qdqqB" + "H" * _DIMS_IN[fmt] + "d" * n) for fmt, n in _STATS_IN.items()
 }
@@ -233,6 +247,7 @@ def encode_snapshot(s: Snapshot) -> bytes:
             np.ascontiguousarray(
                 np.zeros((DEPARTURE_BLOCKS, F)) if s.db is None else s.db, "<f4"
             ).tobytes(),
+            np.ascontiguousarray(np.zeros(F) if s.rv is None else s.rv, "<f8").tobytes(),
             np.ascontiguousarray(s.ring, "<f4").tobytes(),
         )
     )
@@ -313,7 +328,7 @@ def frame_blocks(
         rec["hi"] = store.hi[sl]
         rec["fs"] = store.fs[sl]
         rec["dlt"] = store.dlt[sl]
-        for name in (*_SEASON_F64, "bm", "sp", "su", "sw", *_DEPARTURE_F64, "db"):
+        for name in (*_SEASON_F64, "bm", "sp", "su", "sw", *_DEPARTURE_F64, "db", "rv"):
             rec[name] = getattr(store, name)[sl]
         if r:
             # Oldest first: a full ring starts at ring_len % R (see StateStore.push_inputs).
@@ -369,8 +384,8 @@ def _header(data: bytes) -> _Header:
     floats32 += DEPARTURE_BLOCKS * F if fmt >= 9 else 0
     state += 2 * P * F if fmt >= 8 else 0
     # mean, var, last_x (, lo, hi (, dlt (, slev, sfc, mfc))); fc (, fs); (bm)
-    # (, ds, dref, dmax)
-    floats64 = {1: 3, 2: 5, 3: 6, 4: 6, 5: 9, 6: 9, 7: 9, 8: 9, 9: 12, 10: 12}[fmt] * F + (
+    # (, ds, dref, dmax (, rv))
+    floats64 = {1: 3, 2: 5, 3: 6, 4: 6, 5: 9, 6: 9, 7: 9, 8: 9, 9: 12, 10: 12, 11: 13}[fmt] * F + (
         2 if fmt >= 3 else 1
     ) * Z * F
     floats64 += MOMENTS if fmt >= 5 else 0
@@ -422,6 +437,7 @@ def _layout(fmt: int, pos: int, dims: Dims) -> np.dtype[np.void]:
                 if fmt >= 9
                 else []
             ),
+            *([("rv", "<f8", (F,))] if fmt >= 11 else []),
             ("ring", "<f4", (R, F)),
         ]
     )
@@ -496,6 +512,8 @@ def _columns(header: _Header, data: bytes | memoryview, rows: list[int]) -> Colu
     for name in _DEPARTURE_F64:
         col[name] = rec[name].astype(np.float64) if fmt >= 9 else None
     col["db"] = rec["db"].astype(np.float32) if fmt >= 9 else None
+    # From format 11 the profile's residual share (older frames: None, learnt afresh).
+    col["rv"] = rec["rv"].astype(np.float64) if fmt >= 11 else None
     stats = rec["stats"].astype(np.float64)
     for k, name in enumerate(_STATS):  # the newer statistics start at 0
         col[name] = stats[:, k] if k < _STATS_IN[fmt] else np.zeros(len(rows))
