@@ -282,7 +282,7 @@ class StepState:
         ok &= np.isfinite(self.bm).all(axis=1)
         ok &= (self.sbin <= 0) | np.isfinite(self.slev).all(axis=1)
         ok &= np.isfinite(self.ds).all(axis=1) & np.isfinite(self.dmax).all(axis=1)
-        ok &= np.isfinite(self.db).all(axis=(1, 2))
+        ok &= np.isfinite(self.db).all(axis=(1, 2)) & np.isfinite(self.rv).all(axis=1)
         return ok
 
 

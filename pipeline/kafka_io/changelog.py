@@ -109,19 +109,8 @@ _STATS = (
 _STATS_IN = {1: 7, 2: 10, 3: 14, 4: 16, 5: 18, 6: 21, 7: 21, 8: 21, 9: 25, 10: 32, 11: 32}
 _DEPARTURE_F64 = ("ds", "dref", "dmax")  # [F] each, from format 9
 _SEASON_F64 = ("slev", "sfc", "mfc")  # [F] each, from format 5
-_DIMS_IN = {
-    1: 5,
-    2: 5,
-    3: 5,
-    4: 5,
-    5: 6,
-    6: 6,
-    7: 6,
-    8: 6,
-    9: 6,
-    10: 6,
-    11: 6,
-}  # L, H, F, Z, R (, P)
+# The dimensions a header carries: L, H, F, Z, R (, P: the profile's bins, from format 5).
+_DIMS_IN = {fmt: 5 if fmt < 5 else 6 for fmt in _STATS_IN}
 _HEADS = {
     fmt: struct.Struct(">qdqqB" + "H" * _DIMS_IN[fmt] + "d" * n) for fmt, n in _STATS_IN.items()
 }
