@@ -52,7 +52,6 @@ def record(meta: Any, series: list[Any]) -> tuple[np.ndarray, np.ndarray]:
         offset, spread = deseasoned(*a)
         share = 1.0 - spread[:, 0] / last["std"][:, 0] ** 2
         old.append(np.sqrt(np.maximum(share, FLOOR**2)))
-        last["rv"] = None
         return offset, spread
 
     def spy_learn(norm: Any, rv: Any, *a: Any) -> Any:

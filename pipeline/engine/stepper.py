@@ -173,7 +173,7 @@ def advance(
         seasonal = np.mean(spread, axis=1) >= SEASONAL_SHARE * np.mean(std_prev**2, axis=1)
         known_day = known & seasonal & np.isfinite(offset).all(axis=1)
         at_day = st.mean + offset
-        centre = np.where(known_day[:, None], st.mean + np.nan_to_num(offset), st.mean)
+        centre = np.where(known_day[:, None], at_day, st.mean)
         # The residual's own spread once learnt (st.rv): the difference of two variances
         # above is a small one of two large ones where the day is most of the variance,
         # and swung 4-fold with a slow level swing (docs/quality.md, session 26).
