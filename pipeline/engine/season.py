@@ -18,7 +18,9 @@ indexed by event time rather than by step count, so that a gap does not shift it
   forecast exactly from the second day on), and a slow rate after, so that a level shift
   moves ``L`` within a few steps but the profile only a little; after the first day a
   value the detector flags is not learnt into the profile (an incident should not become
-  tomorrow's forecast), only into the level;
+  tomorrow's forecast), only into the level, unless its bin is the outlier (a spike the
+  first day took whole, which would otherwise flag that time of every day): a bin that
+  stands apart from both its neighbours, where the value lies with them, takes the value;
 - the forecast ``h`` steps ahead is ``L + S(τ + h·Δt)``, with ``Δt`` the stream's last
   sampling step (at most one bin), once the profile has seen a whole day (NaN before).
 
@@ -110,6 +112,10 @@ BINS = 288
 MIN_BINS = 4
 LEVEL_RATE = 0.2
 SEASON_RATE = 0.2
+# An outlier bin's repair (_repairs): how far apart from its neighbours the bin must be,
+# in their own distance, and how near the value must be to them, in its distance from it.
+REPAIR_APART = 4.0
+REPAIR_NEAR = 0.25
 SETTLED_DAYS = 2  # before it, the profile is too young to say where a value belongs
 MAX_STEP_RATE = 1.0  # a bin moves at most all the way to one value (the first day's)
 WEEK = 7 * DAY
@@ -320,7 +326,9 @@ def learn(
     2. Where the stream has a week: the trackers learn the absolute errors of the
        forecasts with and without it, made before this value.
     3. The value's bin learns ``x - L - S(τ)`` at the day's rate (``- W(ω)`` too where
-       the week is in use).
+       the week is in use); an anomaly after the first day, only where the bin is an
+       outlier of the profile that the value lies with the bin's neighbours on: then
+       whole (:func:`_repairs`).
     4. Where the stream has a week: its slow level ``Lw`` moves towards ``x - S(τ) - W(ω)``,
        and its hour learns ``x - Lw - S(τ) - W(ω)`` (with the updated day) at the week's
        rate, the same hour of the other days a seventh of it the other way.
@@ -378,15 +386,20 @@ def learn(
     days = np.floor(np.maximum(t - st0[rows], 0.0) / DAY)
     per_day = np.maximum(SEASON_RATE, 1.0 / (1.0 + days))
     rate = np.minimum(MAX_STEP_RATE, per_day * step * nb / DAY)
-    if usual is not None:
-        # From the second day on (the first day's values are all the profile has).
-        rate = np.where(usual[rows] | (days < 1), rate, 0.0)
     # Where the week is in use, the day learns what the week leaves (else it would swing
     # towards every weekend and back, faster than the week learns).
     used = np.zeros((len(rows), x.shape[1]))
     if in_use.any():
         used[weekly] = np.where(in_use[weekly, None], week, 0.0)
-    bins += rate[:, None] * (xs - slev[rows] - used - bins)
+    target = xs - slev[rows] - used
+    if usual is not None:
+        # From the second day on (the first day's values are all the profile has), and
+        # for an outlier bin, the value whole (_repairs).
+        odd = ~usual[rows] & (days >= 1)
+        rate = np.where(odd, 0.0, rate)
+        if odd.any():
+            rate = np.where(_repairs(p, rows, at, nb, target, bins) & odd, 1.0, rate)
+    bins += rate[:, None] * (target - bins)
     p.put(rows, at, bins, DAY_SUM)
     # 4. The week: a plain average over the first weeks, then SEASON_RATE per week.
     if weekly.any():
@@ -415,6 +428,40 @@ def learn(
         used[weekly] = np.where(in_use[weekly, None], week, 0.0)
     # 5. Level, of the deseasonalised value.
     slev[rows] += LEVEL_RATE * (xs - bins - used - slev[rows])
+
+
+def _repairs(
+    p: Profiles,
+    rows: npt.NDArray[np.int64],
+    at: npt.NDArray[np.int64],
+    nb: F64,
+    target: F64,
+    bins: F64,
+) -> npt.NDArray[np.bool_]:
+    """Where a value's bin is an outlier of the profile that the value should replace
+    ``[R]``: ``target [R, F]`` is the value's offset from the level, ``bins [R, F]`` its
+    bin's (at ``at``), for the streams ``rows``.
+
+    On the first day each bin takes its value whole, a spike or a dropout too; from the
+    second day on, a value the detector flags is not learnt, and a bin holding a spike
+    makes every later value at that time of day look like an incident: it would never
+    heal, and alarm daily (a 9 among 33s learnt at 18:40 on a flat stream's first day
+    raised a `sustained` alarm at 18:40 on the days after). Such a bin stands alone: its
+    neighbours (the bins either side) agree with each other and with the value, the bin
+    with neither. So where the bin is :data:`REPAIR_APART` times further from its
+    neighbours' mean than they are from each other (an edge of a step is not: one
+    neighbour is on each side of it), and the value at most :data:`REPAIR_NEAR` times
+    as far from that mean as from the bin (a holiday or an outage moves the value away
+    from the neighbours too), the value replaces the bin.
+    """
+    n = nb.astype(np.int64)
+    before = p.get(rows, (at - 1) % n)
+    after = p.get(rows, (at + 1) % n)
+    mid = 0.5 * (before + after)
+    apart = np.abs(bins - mid).max(axis=1) >= REPAIR_APART * np.abs(after - before).max(axis=1)
+    near = np.abs(target - mid).max(axis=1) <= REPAIR_NEAR * np.abs(target - bins).max(axis=1)
+    out: npt.NDArray[np.bool_] = apart & near
+    return out
 
 
 def bounded_step(ts: F64, prev_ts: F64, sbin: F64) -> F64:

@@ -501,3 +501,63 @@ def test_the_profile_in_16_bits_forecasts_a_stream_in_any_unit_alike() -> None:
     np.testing.assert_array_equal(again.unpack(p.sbin), flat)
     np.testing.assert_array_equal(again.sw, p.p.sw)
     np.testing.assert_allclose(again.ss, p.p.ss, rtol=1e-9, atol=1e-6 * 1e9)
+
+
+def _flagged(p: Profile, t: float, x: float) -> None:
+    """One value the detector flagged (``usual`` false), learnt as the stepper does."""
+    season.learn(
+        p.p, p.sbin, p.slev, p.st0, np.asarray([[x]]), np.asarray([t]), np.asarray([p.prev]),
+        np.zeros(1, bool),
+    )  # fmt: skip
+    p.prev = t
+
+
+def _day_then(first: F64, step: float = 300.0) -> tuple[Profile, F64]:
+    """A profile that learnt ``first`` as its first day (5-minute steps) and one usual
+    second day like it, but flat where ``first`` held a spike: its times of day."""
+    p = Profile()
+    ts = T0 + step * np.arange(len(first))
+    for t, x in zip(ts, first, strict=True):
+        p.learn(float(t), np.asarray([x]))
+    return p, ts
+
+
+def test_a_spike_the_first_day_took_whole_is_repaired_by_the_next_flagged_value() -> None:
+    """A flat stream's first day with one dropout (9 among 33s, as grok_asg_anomaly's
+    18:40): its bin holds -24. The next day's value there is flagged (its bin says 9),
+    but lies with the bins either side, which agree with each other: the value replaces
+    the bin. Without the repair the bin would hold -24 for ever, and flag every day."""
+    first = np.full(288, 33.4)
+    first[100] = 9.0
+    p, ts = _day_then(first)
+    day = int(p.sbin[0])
+    assert p.p.unpack(p.sbin)[0, season._bin(ts[100:101], p.sbin)[0], 0] < -20
+    at = season._bin(ts[100:101] + season.DAY, p.sbin)[0]
+    for t in ts[:100] + season.DAY:
+        p.learn(float(t), np.asarray([33.4]))
+    _flagged(p, float(ts[100] + season.DAY), 33.4)
+    bins = p.p.unpack(p.sbin)[0, :day, 0]
+    assert abs(bins[at]) < 0.05
+    assert np.abs(bins).max() < 0.05
+
+
+def test_a_flagged_value_at_a_steps_edge_or_a_whole_day_away_is_not_learnt() -> None:
+    """The repair is for a bin alone: at the edge of a daily step one neighbour is on
+    each side, so a flagged value there (a step that came late) is not learnt; nor is a
+    flagged value that lies away from its neighbours too (a holiday, an outage)."""
+    first = np.where(np.arange(288) < 144, 10.0, 30.0)
+    p, ts = _day_then(first)
+    day = int(p.sbin[0])
+    for t, x in zip(ts[:144] + season.DAY, first[:144], strict=True):
+        p.learn(float(t), np.asarray([x]))
+    before = p.p.unpack(p.sbin)[0, :day, 0].copy()
+    _flagged(p, float(ts[144] + season.DAY), 10.0)  # the step late: the value as before it
+    np.testing.assert_array_equal(p.p.unpack(p.sbin)[0, :day, 0], before)
+    spiky = np.full(288, 33.4)
+    spiky[100] = 9.0
+    q, ts = _day_then(spiky)
+    for t in ts[:100] + season.DAY:
+        q.learn(float(t), np.asarray([33.4]))
+    before = q.p.unpack(q.sbin)[0, :day, 0].copy()
+    _flagged(q, float(ts[100] + season.DAY), 60.0)  # far from its neighbours as well
+    np.testing.assert_array_equal(q.p.unpack(q.sbin)[0, :day, 0], before)
