@@ -450,7 +450,10 @@ def _repairs(
     neighbours (the bins either side) agree with each other and with the value, the bin
     with neither. So where the bin is :data:`REPAIR_APART` times further from its
     neighbours' mean than they are from each other (an edge of a step is not: one
-    neighbour is on each side of it), and the value at most :data:`REPAIR_NEAR` times
+    neighbour is on each side of it) and than the day's bins are from their mean (their
+    standard deviation: a bin off by its day's noise is not an outlier, and a value
+    flagged for another reason, in a lasting incident's wake, would take it whole), and
+    the value at most :data:`REPAIR_NEAR` times
     as far from that mean as from the bin (a holiday or an outage moves the value away
     from the neighbours too), the value replaces the bin.
     """
@@ -458,7 +461,12 @@ def _repairs(
     before = p.get(rows, (at - 1) % n)
     after = p.get(rows, (at + 1) % n)
     mid = 0.5 * (before + after)
-    apart = np.abs(bins - mid).max(axis=1) >= REPAIR_APART * np.abs(after - before).max(axis=1)
+    sums = p.ss[rows]
+    day_mean = sums[:, DAY_SUM] / nb[:, None]
+    day_std = np.sqrt(np.maximum(sums[:, DAY_SQUARES] / nb[:, None] - day_mean * day_mean, 0.0))
+    odd = np.abs(bins - mid)
+    apart = (odd >= REPAIR_APART * np.abs(after - before)) & (odd >= REPAIR_APART * day_std)
+    apart = apart.any(axis=1)
     near = np.abs(target - mid).max(axis=1) <= REPAIR_NEAR * np.abs(target - bins).max(axis=1)
     out: npt.NDArray[np.bool_] = apart & near
     return out
