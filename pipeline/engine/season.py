@@ -465,8 +465,8 @@ def _repairs(
     day_mean = sums[:, DAY_SUM] / nb[:, None]
     day_std = np.sqrt(np.maximum(sums[:, DAY_SQUARES] / nb[:, None] - day_mean * day_mean, 0.0))
     odd = np.abs(bins - mid)
-    apart = (odd >= REPAIR_APART * np.abs(after - before)) & (odd >= REPAIR_APART * day_std)
-    apart = apart.any(axis=1)
+    alone = (odd >= REPAIR_APART * np.abs(after - before)) & (odd >= REPAIR_APART * day_std)
+    apart = np.asarray(alone.any(axis=1), np.bool_)
     near = np.abs(target - mid).max(axis=1) <= REPAIR_NEAR * np.abs(target - bins).max(axis=1)
     out: npt.NDArray[np.bool_] = apart & near
     return out
