@@ -392,14 +392,15 @@ def learn(
     if in_use.any():
         used[weekly] = np.where(in_use[weekly, None], week, 0.0)
     target = xs - slev[rows] - used
+    per = np.repeat(rate[:, None], x.shape[1], axis=1)  # [R, F]
     if usual is not None:
         # From the second day on (the first day's values are all the profile has), and
         # for an outlier bin, the value whole (_repairs).
         odd = ~usual[rows] & (days >= 1)
-        rate = np.where(odd, 0.0, rate)
+        per[odd] = 0.0
         if odd.any():
-            rate = np.where(_repairs(p, rows, at, nb, target, bins) & odd, 1.0, rate)
-    bins += rate[:, None] * (target - bins)
+            per = np.where(_repairs(p, rows, at, nb, target, bins) & odd[:, None], 1.0, per)
+    bins += per * (target - bins)
     p.put(rows, at, bins, DAY_SUM)
     # 4. The week: a plain average over the first weeks, then SEASON_RATE per week.
     if weekly.any():
@@ -439,8 +440,9 @@ def _repairs(
     bins: F64,
 ) -> npt.NDArray[np.bool_]:
     """Where a value's bin is an outlier of the profile that the value should replace
-    ``[R]``: ``target [R, F]`` is the value's offset from the level, ``bins [R, F]`` its
-    bin's (at ``at``), for the streams ``rows``.
+    ``[R, F]``, per feature (another feature of the same value may be the incident that
+    flagged it): ``target [R, F]`` is the value's offset from the level, ``bins [R, F]``
+    its bin's (at ``at``), for the streams ``rows``.
 
     On the first day each bin takes its value whole, a spike or a dropout too; from the
     second day on, a value the detector flags is not learnt, and a bin holding a spike
@@ -466,9 +468,8 @@ def _repairs(
     day_std = np.sqrt(np.maximum(sums[:, DAY_SQUARES] / nb[:, None] - day_mean * day_mean, 0.0))
     odd = np.abs(bins - mid)
     alone = (odd >= REPAIR_APART * np.abs(after - before)) & (odd >= REPAIR_APART * day_std)
-    apart = np.asarray(alone.any(axis=1), np.bool_)
-    near = np.abs(target - mid).max(axis=1) <= REPAIR_NEAR * np.abs(target - bins).max(axis=1)
-    out: npt.NDArray[np.bool_] = apart & near
+    near = np.abs(target - mid) <= REPAIR_NEAR * np.abs(target - bins)
+    out: npt.NDArray[np.bool_] = alone & near
     return out
 
 

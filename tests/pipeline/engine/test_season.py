@@ -561,3 +561,24 @@ def test_a_flagged_value_at_a_steps_edge_or_a_whole_day_away_is_not_learnt() -> 
     before = q.p.unpack(q.sbin)[0, :day, 0].copy()
     _flagged(q, float(ts[100] + season.DAY), 60.0)  # far from its neighbours as well
     np.testing.assert_array_equal(q.p.unpack(q.sbin)[0, :day, 0], before)
+
+
+def test_the_repair_is_per_feature() -> None:
+    """A two-feature stream whose first feature's bin learnt a dropout on the first day,
+    and whose second feature is the incident that flags the next day's value there: the
+    first feature's bin is repaired, the second's incident is not learnt."""
+    p = Profile(features=2)
+    ts = T0 + 300.0 * np.arange(288)
+    for i, t in enumerate(ts):
+        p.learn(float(t), np.asarray([9.0 if i == 100 else 33.4, 50.0]))
+    day = int(p.sbin[0])
+    for t in ts[:100] + season.DAY:
+        p.learn(float(t), np.asarray([33.4, 50.0]))
+    before = p.p.unpack(p.sbin)[0, :day].copy()
+    season.learn(
+        p.p, p.sbin, p.slev, p.st0, np.asarray([[33.4, 500.0]]),
+        np.asarray([ts[100] + season.DAY]), np.asarray([p.prev]), np.zeros(1, bool),
+    )  # fmt: skip
+    after = p.p.unpack(p.sbin)[0, :day]
+    assert np.abs(after[:, 0]).max() < 0.05
+    np.testing.assert_array_equal(after[:, 1], before[:, 1])
