@@ -455,9 +455,9 @@ def _repairs(
     neighbour is on each side of it) and than the day's bins are from their mean (their
     standard deviation: a bin off by its day's noise is not an outlier, and a value
     flagged for another reason, in a lasting incident's wake, would take it whole), and
-    the value at most :data:`REPAIR_NEAR` times
-    as far from that mean as from the bin (a holiday or an outage moves the value away
-    from the neighbours too), the value replaces the bin.
+    the value is at most :data:`REPAIR_NEAR` times as far from that mean as from the bin
+    (a holiday or an outage moves the value away from the neighbours too), the value
+    replaces the bin.
     """
     n = nb.astype(np.int64)
     before = p.get(rows, (at - 1) % n)
