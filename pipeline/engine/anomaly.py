@@ -83,6 +83,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.engine import finite
+
 __all__ = [
     "DEPARTURE_BLOCKS",
     "AnomalyParams",
@@ -360,7 +362,7 @@ def range_surprise(
     margin = np.where(margin > p.range_min_std * std, margin, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         beyond = margin / np.where(width > 0, width, np.nan)
-    beyond = np.nan_to_num(beyond, nan=0.0, posinf=0.0, neginf=0.0).max(axis=1)
+    beyond = finite.nan_to_num(beyond, nan=0.0, posinf=0.0, neginf=0.0).max(axis=1)
     active = (n >= p.range_history) & (rec < p.range_max_rate)
     surprise = np.where(active, p.range_rate * np.maximum(beyond, 0.0), 0.0)
     a = np.maximum(1.0 / (n + 10.0), p.range_alpha)
@@ -396,7 +398,7 @@ def level_surprise(p: AnomalyParams, z_level: F64) -> F64:
     times ``value_weight``."""
     if p.value_weight <= 0:
         return np.zeros_like(z_level)
-    out: F64 = p.value_weight * _two_sided(np.nan_to_num(z_level, nan=0.0))
+    out: F64 = p.value_weight * _two_sided(finite.nan_to_num(z_level, nan=0.0))
     return out
 
 
@@ -518,7 +520,7 @@ def sustained_step(
     a = p.sustained_rate
     if a <= 0:
         return np.zeros(len(d)), pm, pv
-    pm_next = np.where(learn, pm + a * (np.nan_to_num(d) - pm), pm)
+    pm_next = np.where(learn, pm + a * (finite.nan_to_num(d) - pm), pm)
     # Seeded at the widest spread a mean of unit deviations can have (each value the
     # same): a channel starting on a stream it has not followed (a model swap from a
     # version without it, an older frame) learns its spread down from deaf, where the
@@ -750,11 +752,11 @@ def day_step(
     out = Day(np.zeros(B), np.zeros(B, np.bool_), np.zeros(B, np.bool_), np.zeros(B, np.bool_))
     if p.day_memory_s <= 0:
         return out
-    y = np.minimum(np.square(np.nan_to_num(d)), p.day_clip**2)
+    y = np.minimum(np.square(finite.nan_to_num(d)), p.day_clip**2)
     first = learn & (yt0 == 0)
     more = learn & ~first
     # 1-2. The energy and the forgetting record, by the time since the last value.
-    gap = np.where(more, np.maximum(np.nan_to_num(step, posinf=0.0, neginf=0.0), 0.0), 0.0)
+    gap = np.where(more, np.maximum(finite.nan_to_num(step, posinf=0.0, neginf=0.0), 0.0), 0.0)
     yq[:] = np.where(first, y, np.where(more, yq + -np.expm1(-gap / p.day_memory_s) * (y - yq), yq))
     yrec *= np.exp(-gap / p.day_forget_s)
     yt0[:] = np.where(first, np.where(ts == 0, 1e-9, ts), yt0)

@@ -29,6 +29,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.engine import finite
+
 __all__ = ["MIN_EVIDENCE", "MOMENTS", "RATE", "WEIGHTS", "learn", "weight_of"]
 
 F64 = npt.NDArray[np.float64]
@@ -59,7 +61,7 @@ def learn(
     out = moments.copy()
     g = good[:, None]
     out[:, :-1] = np.where(
-        g, moments[:, :-1] + RATE * (np.nan_to_num(loss) - moments[:, :-1]), out[:, :-1]
+        g, moments[:, :-1] + RATE * (finite.nan_to_num(loss) - moments[:, :-1]), out[:, :-1]
     )
     out[:, -1] = np.where(good, moments[:, -1] + 1.0, moments[:, -1])
     return out

@@ -27,6 +27,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.engine import finite
+
 __all__ = ["MAX_GAIN", "MIN_EVIDENCE", "RATE", "gain_of", "learn"]
 
 F64 = npt.NDArray[np.float64]
@@ -43,8 +45,8 @@ def learn(
     xy = np.sum(dn * cn, axis=1)
     xx = np.sum(dn * dn, axis=1)
     good = ok & np.isfinite(xy) & np.isfinite(xx)
-    gxy = np.where(good, (1.0 - RATE) * gxy + RATE * np.nan_to_num(xy), gxy)
-    gxx = np.where(good, (1.0 - RATE) * gxx + RATE * np.nan_to_num(xx), gxx)
+    gxy = np.where(good, (1.0 - RATE) * gxy + RATE * finite.nan_to_num(xy), gxy)
+    gxx = np.where(good, (1.0 - RATE) * gxx + RATE * finite.nan_to_num(xx), gxx)
     gn = np.where(good, gn + 1.0, gn)
     return gxy, gxx, gn
 

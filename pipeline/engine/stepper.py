@@ -25,7 +25,7 @@ import dataclasses
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.engine import blend, gain, season
+from pipeline.engine import blend, finite, gain, season
 from pipeline.engine.anomaly import (
     AnomalyParams,
     calibrate_tail,
@@ -118,7 +118,7 @@ def learn_residual(
     # has flagged yet would otherwise widen the spread it is measured in as it grows.
     within = (rv <= 0) | (r2 <= RESIDUAL_ADMIT**2 * np.maximum(rv, RESIDUAL_FLOOR**2))
     ok = learn[:, None] & np.isfinite(r2) & within
-    return np.where(ok, rv + rate * (np.nan_to_num(r2) - rv), rv)
+    return np.where(ok, rv + rate * (finite.nan_to_num(r2) - rv), rv)
 
 
 def advance(
@@ -212,9 +212,9 @@ def advance(
         st.yq, st.yrec, st.yb, st.yp, st.yblk, st.yt0, st.yon,
     )  # fmt: skip
     # A departure from the stream's recent course (a drift): in place on its block state.
-    finite = np.asarray(np.isfinite(x).all(axis=1), np.bool_)
+    present = np.asarray(np.isfinite(x).all(axis=1), np.bool_)
     dep = departure_step(
-        anom, x, finite, st.dk, st.dn, st.dq, st.dl, st.ds, st.dref, st.dmax, st.db
+        anom, x, present, st.dk, st.dn, st.dq, st.dl, st.ds, st.dref, st.dmax, st.db
     )
     raw, en, es, emu, evar, tu, tb = _error_step(
         anom, e, st.en, st.es, st.emu, st.evar, st.tu, st.tb
@@ -282,7 +282,7 @@ def advance(
     st.tb = np.where(learn, tb, st.tb)
     st.pm, st.pv = pm, pv
     score = np.where(has, score_of(surprise), np.nan)
-    alarmed = np.nan_to_num(score) >= anom.threshold
+    alarmed = finite.nan_to_num(score) >= anom.threshold
     # Reported on anomalies only, so measured there only.
     share = _shares(
         reason,
