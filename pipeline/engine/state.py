@@ -717,12 +717,13 @@ class StateStore:
     # -- batch access ---------------------------------------------------------------
 
     def gather(self, slots: I64) -> StepState:
-        # np.take copies whole rows at once; fancy indexing walks a multi-dimensional
+        # take copies whole rows at once; fancy indexing walks a multi-dimensional
         # array element by element (3-4x slower for the profile, the LSTM state and the
-        # block means at B=2000; docs/benchmarks.md).
+        # block means at B=2000; docs/benchmarks.md). The method, not np.take: its
+        # wrappers cost ~1 µs a call, and a step gathers ~60 arrays.
         return StepState(
             **{
-                name: np.take(getattr(self, name), slots, axis=1 if name in _STATE_AXIS1 else 0)
+                name: getattr(self, name).take(slots, axis=1 if name in _STATE_AXIS1 else 0)
                 for name in _FIELDS
             }
         )
