@@ -398,8 +398,10 @@ def learn(
         # for an outlier bin, the value whole (_repairs).
         odd = ~usual[rows] & (days >= 1)
         per[odd] = 0.0
-        if odd.any():
-            per = np.where(_repairs(p, rows, at, nb, target, bins) & odd[:, None], 1.0, per)
+        o = np.flatnonzero(odd)
+        if len(o):
+            fix = _repairs(p, rows[o], at[o], nb[o], target[o], bins[o])
+            per[o] = np.where(fix, 1.0, per[o])
     bins += per * (target - bins)
     p.put(rows, at, bins, DAY_SUM)
     # 4. The week: a plain average over the first weeks, then SEASON_RATE per week.
@@ -463,14 +465,23 @@ def _repairs(
     before = p.get(rows, (at - 1) % n)
     after = p.get(rows, (at + 1) % n)
     mid = 0.5 * (before + after)
-    sums = p.ss[rows]
-    day_mean = sums[:, DAY_SUM] / nb[:, None]
-    day_std = np.sqrt(np.maximum(sums[:, DAY_SQUARES] / nb[:, None] - day_mean * day_mean, 0.0))
-    odd = np.abs(bins - mid)
-    alone = (odd >= REPAIR_APART * np.abs(after - before)) & (odd >= REPAIR_APART * day_std)
+    _, day_var = _day_moments(p.ss[rows], nb)
+    off = np.abs(bins - mid)
+    alone = (off >= REPAIR_APART * np.abs(after - before)) & (
+        off >= REPAIR_APART * np.sqrt(day_var)
+    )
     near = np.abs(target - mid) <= REPAIR_NEAR * np.abs(target - bins)
     out: npt.NDArray[np.bool_] = alone & near
     return out
+
+
+def _day_moments(sums: F64, nb: F64) -> tuple[F64, F64]:
+    """The mean and variance ``[R, F]`` of each stream's day bins, from its profile's sums
+    (``sums [R, STAT_ROWS, F]``, ``nb [R]`` bins): E[S²] - mean² in float64 keeps far more
+    digits than the float32 bins hold."""
+    mean: F64 = sums[:, DAY_SUM] / nb[:, None]
+    var: F64 = np.maximum(sums[:, DAY_SQUARES] / nb[:, None] - mean * mean, 0.0)
+    return mean, var
 
 
 def bounded_step(ts: F64, prev_ts: F64, sbin: F64) -> F64:
@@ -527,11 +538,9 @@ def deseasoned(p: Profiles, sbin: F64, st0: F64, ts: F64) -> tuple[F64, F64]:
     nb = sbin[rows]
     # From the sums the profile keeps beside it (one bin of the day changes per step):
     # reading every settled stream's whole profile at every step cost more than the rest
-    # of this function. E[S²] - mean² in float64 keeps far more digits than the float32
-    # bins hold.
+    # of this function.
     sums = p.ss[rows]
-    mean = sums[:, DAY_SUM] / nb[:, None]
-    var = np.maximum(sums[:, DAY_SQUARES] / nb[:, None] - mean * mean, 0.0)
+    mean, var = _day_moments(sums, nb)
     now = p.get(rows, _bin(ts[rows], nb))
     weekly = week_in_use(p, sbin, st0, ts)[rows]
     if weekly.any():
