@@ -42,6 +42,9 @@ VARIANTS: tuple[tuple[str, str | None], ...] = (
     ("novelty damping (`novelty_damp=1`)", "novelty_damp=1"),
     ("sustained deviation (`sustained_rate=0`)", "sustained_rate=0"),
     ("one alert per incident (`refractory=0`)", "refractory=0"),
+    ("departure from the recent course (`departure_block=0`)", "departure_block=0"),
+    ("a day unlike the recent days (`day_memory_s=0`)", "day_memory_s=0"),
+    ("range counted from the forecast interval's reach (`range_interval=0`)", "range_interval=0"),
 )
 # (parameter, moved down, moved up): the plateau table of docs/quality.md.
 PLATEAU: tuple[tuple[str, str, str], ...] = (
