@@ -200,9 +200,15 @@ def main() -> int:
     per_cat: dict[str, list[float]] = {}
     for pf in optimised["standard"]["per_file"]:
         per_cat.setdefault(pf["file"].split("/")[0], []).append(pf["raw"])
-    print("\nstandard profile raw score per category (optimised threshold):")
+    print(
+        "\nstandard profile raw score per category: at the optimised threshold, and at the "
+        "threshold optimised on the other categories (leave-one-category-out):"
+    )
+    left_out = loco["standard"]["per_category_raw"]
     for cat, raws in sorted(per_cat.items()):
-        print(f"  {cat:<24} {sum(raws):+8.3f} over {len(raws)} files")
+        print(
+            f"  {cat:<24} {sum(raws):+8.3f}  left out {left_out[cat]:+8.3f}  over {len(raws)} files"
+        )
     if a.engine:
         thr = optimised["standard"]["threshold"]
         report["channels"] = channels = _channels(nab, results, a.data, thr)
@@ -317,7 +323,8 @@ def _leave_one_category_out(
 ) -> dict[str, dict[str, Any]]:
     """NAB scores where nothing is chosen on the category being scored: each category's
     files are scored at the threshold NAB's optimiser picks on all the other categories,
-    and the raw scores are summed and normalised over the whole corpus."""
+    and the raw scores are summed and normalised over the whole corpus (each category's
+    raw score kept as ``per_category_raw``)."""
     files = sorted(json.loads(Path(labels).read_text()))
     cats = sorted({f.split("/")[0] for f in files})
     out: dict[str, dict[str, Any]] = {}
@@ -332,8 +339,12 @@ def _leave_one_category_out(
         for prof, res in scored.items():
             if prof == "_meta":
                 continue
-            acc = out.setdefault(prof, {"raw": 0.0, "null": 0.0, "perfect": 0.0, "thresholds": {}})
+            acc = out.setdefault(
+                prof,
+                {"raw": 0.0, "null": 0.0, "perfect": 0.0, "thresholds": {}, "per_category_raw": {}},
+            )
             acc["raw"] += res["raw"]
+            acc["per_category_raw"][cat] = res["raw"]
             acc["null"] += res["null_raw"]
             acc["perfect"] += res["perfect_raw"]
             acc["thresholds"][cat] = thresholds[prof]
