@@ -230,6 +230,9 @@ class ConfluentConsumer:
             raise KafkaError(f"cannot read the assignment: {_describe(exc)}") from exc
 
     def lag(self) -> dict[TopicPartition, int]:
+        # The high watermark each fetch response carries (librdkafka caches it per
+        # partition): asking the broker instead cost ~50 ms per partition, on the poll
+        # loop, every housekeeping turn (docs/benchmarks.md, "the lag gauge").
         try:
             parts = self._consumer.assignment()
             positions = self._consumer.position(parts) if parts else []
@@ -237,9 +240,9 @@ class ConfluentConsumer:
             for tp in positions:
                 if tp.offset < 0:  # nothing fetched yet: position unknown
                     continue
-                _low, high = self._consumer.get_watermark_offsets(
-                    tp, timeout=self._timeout_s, cached=False
-                )
+                _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+                if high < 0:  # no fetch response for it yet
+                    continue
                 out[TopicPartition(tp.topic, tp.partition)] = max(0, high - tp.offset)
             return out
         except (ck.KafkaException, RuntimeError) as exc:
