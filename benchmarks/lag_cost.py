@@ -42,7 +42,7 @@ def _timed(call: Callable[[], Any], consumer: Consumer, calls: int) -> tuple[flo
 
 def _broker_query(backend: str, consumer: Any, timeout_s: float) -> Callable[[], Any]:
     """Every assigned partition's end offset asked of the broker."""
-    raw = consumer._consumer  # noqa: SLF001 (the client under the backend)
+    raw = consumer._consumer  # the client under the backend
     if backend == "confluent-kafka":
         return lambda: [
             raw.get_watermark_offsets(tp, timeout=timeout_s, cached=False)
