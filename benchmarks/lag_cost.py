@@ -24,9 +24,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.commands.bench import ensure_topic  # noqa: E402
 from pipeline.config import KafkaConfig  # noqa: E402
-from pipeline.kafka_io import Consumer, open_consumer, open_producer  # noqa: E402
+from pipeline.kafka_io import Consumer, ensure_topic, open_consumer, open_producer  # noqa: E402
 
 
 def _timed(call: Callable[[], Any], consumer: Consumer, calls: int) -> tuple[float, float]:
