@@ -136,6 +136,11 @@ class ScorerConfig:
     until_idle: float | None = None
     max_poll_records: int = 2000
     poll_timeout_ms: int = 200
+    # Under light load a poll-loop turn begins at least this long after the previous one
+    # (pipeline.scorer.scorer.Scorer._poll): a turn costs ~3 ms whatever its size, and a
+    # loop that scored every record as it came spent a core on 2,000 events/s
+    # (docs/benchmarks.md, "a loop turn's cost"). 0: score each poll's records at once.
+    poll_linger_ms: int = 10
     state_capacity: int = 16384
     state_ttl_s: float = 7 * 24 * 3600.0
     gap_reset_s: float = 24 * 3600.0
@@ -207,6 +212,8 @@ class ScorerConfig:
             raise ConfigError(
                 f"metrics_port must be 0 (off) or a TCP port, got {self.metrics_port}"
             )
+        if self.poll_linger_ms < 0:
+            raise ConfigError("poll_linger_ms must be >= 0 (0: score each poll's records at once)")
         if self.commit_interval_s < 0:
             raise ConfigError("commit_interval_s must be >= 0 (0: commit after every batch)")
         if self.guarantee not in ("at-least-once", "exactly-once"):

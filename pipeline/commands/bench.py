@@ -359,12 +359,14 @@ def _measure_latency(
     producer.send(inp, keys[0], values[0])
     producer.flush()
     started, sent = time.monotonic(), 1
+    cpu_before = _cpu_ticks(scorer.pid)
     while sent < total:
         due = min(total, int((time.monotonic() - started) * rate) + 1)
         for i in range(sent, due):
             producer.send(inp, keys[i], values[i])
         sent = due
         time.sleep(0.001)
+    cpu = _cpu_share(cpu_before, _cpu_ticks(scorer.pid))
     producer.flush()
     producer.close()
     scorer.wait(180)
@@ -393,6 +395,11 @@ def _measure_latency(
     if not lat:
         raise RuntimeError(f"no scored outputs in {out}: the latency run failed")
     arr, t = np.asarray(lat, float), np.asarray(t_ins, float)
+    # A pause in the input's appends (the load generator's producer or the broker
+    # descheduled on a saturated machine) arrives as a burst: the tail it makes is the
+    # machine's, not the scorer's.
+    appends = np.sort(np.asarray(list(appended.values()), float))
+    gap = float(np.diff(appends).max()) if len(appends) > 1 else float("nan")
     # Also without the first seconds, where a fresh process's first batches (ONNX and
     # allocator warm-up, the producer's first metadata request) set the tail.
     steady = arr[t >= t.min() + 1000.0 * WARMUP_S]
@@ -403,6 +410,36 @@ def _measure_latency(
         "steady_p99": float(np.percentile(steady, 99)) if len(steady) else float("nan"),
         "count": len(arr),
         "offered_events_per_s": rate,
+        "largest_input_gap_ms": gap,
+        **cpu,
+    }
+
+
+def _cpu_ticks(pid: int) -> tuple[float, float, float] | None:
+    """(machine busy, machine total, process ``pid``) CPU ticks so far; None without
+    /proc (not Linux)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        own = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    ticks = [float(v) for v in fields]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return sum(ticks) - idle, sum(ticks), float(own[11]) + float(own[12])  # utime, stime
+
+
+def _cpu_share(
+    before: tuple[float, float, float] | None, after: tuple[float, float, float] | None
+) -> dict[str, float]:
+    """``machine_busy``: the share of all cores busy between the two readings;
+    ``scorer_cores``: the cores the scorer process used (its threads together)."""
+    if before is None or after is None or after[1] <= before[1]:
+        return {}
+    cores = os.cpu_count() or 1
+    total = after[1] - before[1]
+    return {
+        "machine_busy": (after[0] - before[0]) / total,
+        "scorer_cores": (after[2] - before[2]) / total * cores,
     }
 
 
@@ -589,13 +626,17 @@ def print_table(report: dict[str, Any]) -> None:
     if report.get("latency"):
         print(
             f"\n{'latency vs offered load':<28} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
-            f"{'p999 ms':>8} {f'p99 after {WARMUP_S:.0f} s':>14}"
+            f"{'p999 ms':>8} {f'p99 after {WARMUP_S:.0f} s':>14} {'machine busy':>12} "
+            f"{'scorer cores':>12} {'input gap ms':>12}"
         )
+        nan = float("nan")
         for e in report["latency"]:
             name = f"{e['backend']} at {e['load_fraction']:.0%}"
             print(
                 f"{name:<28} {e['events_per_s']:>10.0f} {e['p50']:>8.1f} {e['p99']:>8.1f} "
-                f"{e['p999']:>8.1f} {e.get('steady_p99', float('nan')):>14.1f}"
+                f"{e['p999']:>8.1f} {e.get('steady_p99', nan):>14.1f} "
+                f"{e.get('machine_busy', nan):>12.0%} {e.get('scorer_cores', nan):>12.2f} "
+                f"{e.get('largest_input_gap_ms', nan):>12.0f}"
             )
     if report.get("restore"):
         head = f"{'restore':<36} {'streams':>8} {'changelog read':>15} {'delta read':>11}"

@@ -174,6 +174,13 @@ def add_parser(sub: Any) -> None:
         help="seconds between checkpoints (changelog + flush + commit); 0: every batch",
     )
     p.add_argument(
+        "--poll-linger-ms",
+        dest="poll_linger_ms",
+        type=int,
+        help="under light load, a poll-loop turn begins at least this long after the previous "
+        "one (more events per turn, less CPU; adds at most this latency; default 10, 0: off)",
+    )
+    p.add_argument(
         "--changelog-frames-per-turn",
         dest="changelog_frames_per_turn",
         type=int,

@@ -9,8 +9,9 @@ Collaborators, one concept each: :class:`~.batch.BatchScorer` (steps 2-4 of a ba
 
 Checkpoint protocol of one poll batch (the numbers recur in the code):
 
-1. poll at most ``max_poll_records`` records (backpressure: nothing is read ahead);
-   exactly-once: begin a transaction;
+1. poll at most ``max_poll_records`` records (backpressure: nothing is read ahead),
+   under light load lingering up to ``poll_linger_ms`` after the previous turn began for
+   more (:meth:`Scorer._poll`); exactly-once: begin a transaction;
 2. route each record by its key (the stream id) to a served model and decode it;
    invalid records become dead-letter entries with a reason;
 3. score each model's events, batched across streams, sequential within a stream;
@@ -165,6 +166,8 @@ class Scorer:
         self.last_batch_at: float | None = None
         self._pending_restore: set[TopicPartition] = set()
         self._failure: KafkaError | None = None  # from a rebalance callback
+        self._rebalances = 0  # assignments and revocations seen (a lingering poll's check)
+        self._turn_began = 0.0  # when the last poll that returned records did (the linger's)
 
     def _init_metrics(self) -> None:
         for m in self.models.values():
@@ -283,6 +286,7 @@ class Scorer:
         # the restore happens right after the poll returns, before any record is processed.
         # Not ready until it is done.
         self._pending_restore |= assigned
+        self._rebalances += 1
         self._mark_unready()
 
     def _on_revoke(self, revoked: set[TopicPartition]) -> None:
@@ -296,6 +300,7 @@ class Scorer:
         state, rejoin, restore). At-least-once: the uncommitted work on them is redone by
         the new owner from its last checkpoint (duplicates are allowed, loss is not).
         """
+        self._rebalances += 1
         if self.exactly_once and self.checkpointer.in_txn and self._failure is None:
             try:
                 self.checkpoint(snapshot=False)
@@ -337,7 +342,7 @@ class Scorer:
                     assert self.consumer is not None
                     # 1. Poll (bounded: backpressure). New assignments are restored before
                     # any of their records is processed.
-                    records = self.consumer.poll(cfg.poll_timeout_ms, cfg.max_poll_records)
+                    records = self._poll(self.consumer)
                     if self._failure is not None:
                         failure, self._failure = self._failure, None
                         raise failure
@@ -379,6 +384,36 @@ class Scorer:
         finally:
             self._close()
         return 0
+
+    def _poll(self, consumer: Consumer) -> list[Record]:
+        """Step 1: what the consumer holds, else the first record within
+        ``poll_timeout_ms``; then, with a linger, more until ``max_poll_records`` are in or
+        ``poll_linger_ms`` have passed since the previous turn began. A turn costs ~2 ms
+        whatever its size, so under light load turns are spaced by the linger (a record
+        waits at most that long); under load a turn takes longer than the linger and
+        none is waited for.
+
+        A rebalance during the linger ends it: the records of partitions it took away are
+        dropped (none of them is committed here, so their next owner scores them), the
+        rest are kept in order (dropping them would skip them: the position is past them).
+        """
+        cfg = self.config
+        records = consumer.poll(cfg.poll_timeout_ms, cfg.max_poll_records)
+        if records and cfg.poll_linger_ms > 0:
+            seen = self._rebalances
+            deadline = self._turn_began + cfg.poll_linger_ms / 1000.0
+            while len(records) < cfg.max_poll_records and not self._stop.is_set():
+                left_ms = int((deadline - time.monotonic()) * 1000.0)
+                if left_ms <= 0 or self._failure is not None:
+                    break
+                records.extend(consumer.poll(left_ms, cfg.max_poll_records - len(records)))
+                if self._rebalances != seen:
+                    owned = consumer.assignment()
+                    records = [r for r in records if TopicPartition(r.topic, r.partition) in owned]
+                    break
+        if records:
+            self._turn_began = time.monotonic()
+        return records
 
     def _final_checkpoint(self) -> None:
         """SIGTERM / idle exit: finish, flush, commit. If that fails (a rebalance took the
