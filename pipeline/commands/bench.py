@@ -207,6 +207,8 @@ def _worker(system: str, args: dict[str, Any]) -> dict[str, Any]:
             state_capacity=args["streams"],
             changelog=args.get("changelog", True),
             guarantee=args.get("guarantee", "at-least-once"),
+            # Side-by-side runs of the loop's linger (benchmarks/linger.py).
+            poll_linger_ms=int(args.get("poll_linger_ms", ScorerConfig.poll_linger_ms)),
         )
         scorer = Scorer(cfg)
         tune_gc()
