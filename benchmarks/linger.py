@@ -1,10 +1,10 @@
 """The scorer's maximum throughput with and without the poll loop's linger, side by side.
 
     .venv/bin/python benchmarks/linger.py --bootstrap 127.0.0.1:9092 [--lingers 0,10] \\
-        [--events 60000] [--streams 2000] [--rounds 3]
+        [--events 60000] [--streams 2000] [--rounds 3] [--backend kafka-python]
 
 One pre-filled topic; each round runs one scorer process per linger (alternating, each a
-fresh consumer group reading the whole topic, confluent-kafka), as `statecast bench`'s
+fresh consumer group reading the whole topic; ``--backend``, default confluent-kafka), as `statecast bench`'s
 statecast row does; prints events/s per run and the median per linger. Under a backlog a
 turn fills ``max_poll_records`` at once, so the linger should cost nothing here.
 """
@@ -33,8 +33,9 @@ def main() -> int:
     ap.add_argument("--streams", type=int, default=2_000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--registry", type=Path, default=REPO / "exported_models")
+    ap.add_argument("--backend", default="confluent-kafka")
     a = ap.parse_args()
-    kafka = KafkaConfig(bootstrap=a.bootstrap, backend="confluent-kafka")
+    kafka = KafkaConfig(bootstrap=a.bootstrap, backend=a.backend)
     opts = BenchOptions(kafka=kafka, registry=a.registry, streams=a.streams)
     run = uuid.uuid4().hex[:8]
     topic = f"linger-{run}-in"
@@ -51,7 +52,7 @@ def main() -> int:
                     "registry": str(a.registry),
                     "model": "default",
                     "streams": a.streams,
-                    "backend": "confluent-kafka",
+                    "backend": a.backend,
                     "input": topic,
                     "output": f"linger-{tag}-out",
                     "group": f"linger-{tag}",

@@ -387,11 +387,11 @@ class Scorer:
 
     def _poll(self, consumer: Consumer) -> list[Record]:
         """Step 1: what the consumer holds, else the first record within
-        ``poll_timeout_ms``; then, with a linger, more until ``max_poll_records`` are in or
-        ``poll_linger_ms`` have passed since the previous turn began. A turn costs ~2 ms
-        whatever its size, so under light load turns are spaced by the linger (a record
-        waits at most that long); under load a turn takes longer than the linger and
-        none is waited for.
+        ``poll_timeout_ms``; then, with a linger, more until an eighth of
+        ``max_poll_records`` are in or ``poll_linger_ms`` have passed since the previous
+        turn began. A turn costs ~3 ms whatever its size, so under light load turns are
+        spaced by the linger (a record waits at most that long); under load a turn takes
+        longer than the linger, or starts with enough, and none is waited for.
 
         A rebalance during the linger ends it: the records of partitions it took away are
         dropped (none of them is committed here, so their next owner scores them), the
@@ -399,10 +399,14 @@ class Scorer:
         """
         cfg = self.config
         records = consumer.poll(cfg.poll_timeout_ms, cfg.max_poll_records)
+        # Enough to spread a turn's cost thin (~3 ms over 250 events is ~12 us each, under
+        # half an event's own): under a backlog a poll that stops at a fetch's end does
+        # not wait (kafka-python's short polls may not fetch at all).
+        enough = max(1, cfg.max_poll_records // 8)
         if records and cfg.poll_linger_ms > 0:
             seen = self._rebalances
             deadline = self._turn_began + cfg.poll_linger_ms / 1000.0
-            while len(records) < cfg.max_poll_records and not self._stop.is_set():
+            while len(records) < enough and not self._stop.is_set():
                 left_ms = int((deadline - time.monotonic()) * 1000.0)
                 if left_ms <= 0 or self._failure is not None:
                     break
