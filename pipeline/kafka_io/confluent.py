@@ -231,8 +231,9 @@ class ConfluentConsumer:
 
     def lag(self) -> dict[TopicPartition, int]:
         # The high watermark each fetch response carries (librdkafka caches it per
-        # partition): asking the broker instead cost ~50 ms per partition, on the poll
-        # loop, every housekeeping turn (docs/benchmarks.md, "the lag gauge").
+        # partition): asking the broker instead waited behind the long-poll fetch, up to
+        # fetch.wait.max.ms per partition, on the poll loop, every housekeeping turn
+        # (docs/benchmarks.md, "The lag gauge").
         try:
             parts = self._consumer.assignment()
             positions = self._consumer.position(parts) if parts else []
