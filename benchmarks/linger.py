@@ -4,9 +4,10 @@
         [--events 60000] [--streams 2000] [--rounds 3] [--backend kafka-python]
 
 One pre-filled topic; each round runs one scorer process per linger (alternating, each a
-fresh consumer group reading the whole topic; ``--backend``, default confluent-kafka), as `statecast bench`'s
-statecast row does; prints events/s per run and the median per linger. Under a backlog a
-turn fills ``max_poll_records`` at once, so the linger should cost nothing here.
+fresh consumer group reading the whole topic; ``--backend``, default confluent-kafka), as
+`statecast bench`'s statecast row does; prints events/s per run and the median per
+linger. Under a backlog a turn fills ``max_poll_records`` at once, so the linger should
+cost nothing here.
 """
 
 from __future__ import annotations
