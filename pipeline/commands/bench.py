@@ -314,8 +314,15 @@ def model_only_steps(
 
 
 def _measure_latency(
-    opts: BenchOptions, rate: float, run: str, backend: str, tag: str = ""
+    opts: BenchOptions,
+    rate: float,
+    run: str,
+    backend: str,
+    tag: str = "",
+    scorer_cpus: frozenset[int] | None = None,
 ) -> dict[str, float]:
+    """One latency run at ``rate`` offered events/s; ``scorer_cpus``: the CPUs the scorer
+    process (and every thread it starts) may run on (None: any)."""
     import kafka as kp
 
     from pipeline.kafka_io.kafkapython import client_settings
@@ -343,6 +350,8 @@ def _measure_latency(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=REPO,
+        # Before exec, so that the threads it starts (onnxruntime's, librdkafka's) inherit it.
+        preexec_fn=None if scorer_cpus is None else lambda: os.sched_setaffinity(0, scorer_cpus),
     )
     # The load is encoded before it starts and sent in 1-ms ticks: a generator that
     # encodes and sleeps per event took half a core at 10k events/s, on the cores the
