@@ -52,10 +52,12 @@ def test_lag_is_the_records_between_position_and_end_and_follows_new_appends(
             got = {tp.partition: n for tp, n in consumer.lag().items()}
             return got == {p: end[p] - seen[p] for p in end}
 
-        # Part of partition 0 read, all of partition 1.
-        _poll_until(consumer, seen, lambda: seen[0] >= 20 and seen[1] == 40, batch=7)
-        assert seen[0] < 100
+        # Both partitions read from, one of them only in part: which one is the client's
+        # fetch order (kafka-python may hand out all of partition 0 first), but the poll
+        # that lifts the second past 20 leaves it at most 26 (< 40) records in.
+        _poll_until(consumer, seen, lambda: min(seen.values()) >= 20, batch=7)
         assert lag_is({0: 100, 1: 40})
+        assert sum(consumer.lag().values()) > 0
         # Appends after the start show while the consumer goes on reading (it must still
         # be behind when they do: a lag measured against a stale end would read 100 - seen).
         _append(kafka_config, topic, {0: 50})
