@@ -1,0 +1,87 @@
+"""The scorer's maximum throughput with two model versions, side by side.
+
+    .venv/bin/python benchmarks/versions_e2e.py --bootstrap 127.0.0.1:9092 \\
+        --versions v20261201T070904Z,v20261205T114726Z [--events 60000] [--streams 2000] \\
+        [--rounds 3] [--backend confluent-kafka] [--registry exported_models]
+
+One pre-filled topic; each round runs one scorer process per version (alternating, each a
+fresh consumer group reading the whole topic), as `statecast bench`'s statecast row does;
+prints events/s per run and the median per version. Each version is served from a
+registry of its own whose CURRENT names it (the version's folder linked, not copied), so
+the scorer loads it exactly as it loads a promoted model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipeline.commands.bench import BenchOptions, _fill, _run_worker  # noqa: E402
+from pipeline.config import KafkaConfig  # noqa: E402
+from pipeline.kafka_io import ensure_topic  # noqa: E402
+
+
+def _registry_of(source: Path, model: str, version: str, root: Path) -> Path:
+    """A registry under ``root`` holding only ``version`` of ``model``, as its CURRENT."""
+    folder = root / version / model
+    folder.mkdir(parents=True)
+    (folder / version).symlink_to((source / model / version).resolve())
+    (folder / "CURRENT").write_text(f"{version}\n")
+    (folder / "HISTORY").write_text(f"{version}\n")
+    return root / version
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--versions", required=True, help="A,B")
+    ap.add_argument("--events", type=int, default=60_000)
+    ap.add_argument("--streams", type=int, default=2_000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--registry", type=Path, default=REPO / "exported_models")
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--backend", default="confluent-kafka")
+    a = ap.parse_args()
+    kafka = KafkaConfig(bootstrap=a.bootstrap, backend=a.backend)
+    opts = BenchOptions(kafka=kafka, registry=a.registry, streams=a.streams)
+    run = uuid.uuid4().hex[:8]
+    topic = f"versions-{run}-in"
+    ensure_topic(kafka, topic, opts.partitions)
+    _fill(opts, topic, a.events)
+    versions = [v.strip() for v in a.versions.split(",") if v.strip()]
+    got: dict[str, list[float]] = {v: [] for v in versions}
+    with tempfile.TemporaryDirectory() as tmp:
+        registries = {v: _registry_of(a.registry, a.model, v, Path(tmp)) for v in versions}
+        for r in range(a.rounds):
+            for k, version in enumerate(versions):
+                tag = f"{run}-{k}-{r}"
+                res = _run_worker(
+                    "statecast",
+                    {
+                        "bootstrap": a.bootstrap,
+                        "registry": str(registries[version]),
+                        "model": a.model,
+                        "streams": a.streams,
+                        "backend": a.backend,
+                        "input": topic,
+                        "output": f"versions-{tag}-out",
+                        "group": f"versions-{tag}",
+                        "events": a.events,
+                    },
+                )
+                got[version].append(res["events_per_s"])
+                print(f"round {r + 1} {version}: {res['events_per_s']:>9.0f} events/s", flush=True)
+    for version, rates in got.items():
+        print(f"{version}: median {statistics.median(rates):>9.0f} events/s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
