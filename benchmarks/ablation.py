@@ -13,7 +13,8 @@ naive, and the pooled coverage of the 90% interval.
 
 Variants (``TrainConfig`` fields changed from the default):
 
-* ``lstm``: the default (2 LSTM layers of 64, covariates, Laplace scale head);
+* ``lstm``: the default (2 LSTM layers of 32 since 2026-12-05, 64 before; covariates,
+  Laplace scale head);
 * ``gru``: GRU cells instead of LSTM;
 * ``lstm-1layer``, ``lstm-3layer``: depth;
 * ``lstm-nocov``: without the event-time covariates;
