@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.channels import print_table, row, run_bench  # noqa: E402
 from benchmarks.nab import statecast  # noqa: E402
+from training.config import TrainConfig  # noqa: E402
 
 
 def _statecast(*args: str) -> None:
@@ -77,7 +78,8 @@ def main() -> int:
     a = ap.parse_args()
     shape = [*(["--hidden", str(a.hidden)] if a.hidden else []),
              *(["--layers", str(a.layers)] if a.layers else [])]  # fmt: skip
-    arch = f"h{a.hidden or 64}x{a.layers or 2}-" if shape else ""
+    # Tagged by the network's size whenever one is given (the recipe's own size changes).
+    arch = f"h{a.hidden or TrainConfig.hidden}x{a.layers or TrainConfig.layers}-" if shape else ""
     a.out.mkdir(parents=True, exist_ok=True)
     data, scorer = str(a.data.resolve()), str(a.scorer.resolve())
     runs: list[tuple[str, Path, str, str]] = [
