@@ -13,17 +13,14 @@ cost nothing here.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.commands.bench import BenchOptions, _fill, _run_worker  # noqa: E402
+from benchmarks.alternating import alternate  # noqa: E402
 from pipeline.config import KafkaConfig  # noqa: E402
-from pipeline.kafka_io import ensure_topic  # noqa: E402
 
 
 def main() -> int:
@@ -36,35 +33,22 @@ def main() -> int:
     ap.add_argument("--registry", type=Path, default=REPO / "exported_models")
     ap.add_argument("--backend", default="confluent-kafka")
     a = ap.parse_args()
-    kafka = KafkaConfig(bootstrap=a.bootstrap, backend=a.backend)
-    opts = BenchOptions(kafka=kafka, registry=a.registry, streams=a.streams)
-    run = uuid.uuid4().hex[:8]
-    topic = f"linger-{run}-in"
-    ensure_topic(kafka, topic, opts.partitions)
-    _fill(opts, topic, a.events)
-    got: dict[int, list[float]] = {int(v): [] for v in a.lingers.split(",")}
-    for r in range(a.rounds):
-        for linger in got:
-            tag = f"{run}-{linger}-{r}"
-            res = _run_worker(
-                "statecast",
-                {
-                    "bootstrap": a.bootstrap,
-                    "registry": str(a.registry),
-                    "model": "default",
-                    "streams": a.streams,
-                    "backend": a.backend,
-                    "input": topic,
-                    "output": f"linger-{tag}-out",
-                    "group": f"linger-{tag}",
-                    "events": a.events,
-                    "poll_linger_ms": linger,
-                },
-            )
-            got[linger].append(res["events_per_s"])
-            print(f"round {r + 1} linger {linger:>3} ms: {res['events_per_s']:>9.0f} events/s")
-    for linger, rates in got.items():
-        print(f"linger {linger:>3} ms: median {statistics.median(rates):>9.0f} events/s")
+    variants = {
+        f"linger {int(v):>3} ms": {
+            "registry": str(a.registry),
+            "model": "default",
+            "poll_linger_ms": int(v),
+        }
+        for v in a.lingers.split(",")
+    }
+    alternate(
+        KafkaConfig(bootstrap=a.bootstrap, backend=a.backend),
+        variants,
+        events=a.events,
+        streams=a.streams,
+        rounds=a.rounds,
+        prefix="linger",
+    )
     return 0
 
 

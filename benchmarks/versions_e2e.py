@@ -14,18 +14,15 @@ the scorer loads it exactly as it loads a promoted model.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.commands.bench import BenchOptions, _fill, _run_worker  # noqa: E402
+from benchmarks.alternating import alternate  # noqa: E402
 from pipeline.config import KafkaConfig  # noqa: E402
-from pipeline.kafka_io import ensure_topic  # noqa: E402
 
 
 def _registry_of(source: Path, model: str, version: str, root: Path) -> Path:
@@ -49,37 +46,20 @@ def main() -> int:
     ap.add_argument("--model", default="default")
     ap.add_argument("--backend", default="confluent-kafka")
     a = ap.parse_args()
-    kafka = KafkaConfig(bootstrap=a.bootstrap, backend=a.backend)
-    opts = BenchOptions(kafka=kafka, registry=a.registry, streams=a.streams)
-    run = uuid.uuid4().hex[:8]
-    topic = f"versions-{run}-in"
-    ensure_topic(kafka, topic, opts.partitions)
-    _fill(opts, topic, a.events)
     versions = [v.strip() for v in a.versions.split(",") if v.strip()]
-    got: dict[str, list[float]] = {v: [] for v in versions}
     with tempfile.TemporaryDirectory() as tmp:
-        registries = {v: _registry_of(a.registry, a.model, v, Path(tmp)) for v in versions}
-        for r in range(a.rounds):
-            for k, version in enumerate(versions):
-                tag = f"{run}-{k}-{r}"
-                res = _run_worker(
-                    "statecast",
-                    {
-                        "bootstrap": a.bootstrap,
-                        "registry": str(registries[version]),
-                        "model": a.model,
-                        "streams": a.streams,
-                        "backend": a.backend,
-                        "input": topic,
-                        "output": f"versions-{tag}-out",
-                        "group": f"versions-{tag}",
-                        "events": a.events,
-                    },
-                )
-                got[version].append(res["events_per_s"])
-                print(f"round {r + 1} {version}: {res['events_per_s']:>9.0f} events/s", flush=True)
-    for version, rates in got.items():
-        print(f"{version}: median {statistics.median(rates):>9.0f} events/s")
+        variants = {
+            v: {"registry": str(_registry_of(a.registry, a.model, v, Path(tmp))), "model": a.model}
+            for v in versions
+        }
+        alternate(
+            KafkaConfig(bootstrap=a.bootstrap, backend=a.backend),
+            variants,
+            events=a.events,
+            streams=a.streams,
+            rounds=a.rounds,
+            prefix="versions",
+        )
     return 0
 
 

@@ -1,0 +1,62 @@
+"""The harness `benchmarks/linger.py` and `benchmarks/versions_e2e.py` share: the scorer's
+maximum throughput for a few variants, side by side on one pre-filled topic."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipeline.commands.bench import BenchOptions, _fill, _run_worker  # noqa: E402
+from pipeline.config import KafkaConfig  # noqa: E402
+from pipeline.kafka_io import ensure_topic  # noqa: E402
+
+
+def alternate(
+    kafka: KafkaConfig,
+    variants: dict[str, dict[str, Any]],
+    *,
+    events: int,
+    streams: int,
+    rounds: int,
+    prefix: str,
+) -> dict[str, list[float]]:
+    """Events/s per run of each variant (``label -> worker arguments``: ``registry`` and
+    ``model`` at least, and any scorer setting such as ``poll_linger_ms``).
+
+    One topic filled with ``events`` over ``streams``; each round runs one scorer process
+    per variant, alternating, each a fresh consumer group reading the whole topic, as
+    `statecast bench`'s statecast row does; prints events/s per run and the median per
+    variant."""
+    opts = BenchOptions(kafka=kafka, streams=streams)
+    run = uuid.uuid4().hex[:8]
+    topic = f"{prefix}-{run}-in"
+    ensure_topic(kafka, topic, opts.partitions)
+    _fill(opts, topic, events)
+    got: dict[str, list[float]] = {label: [] for label in variants}
+    for r in range(rounds):
+        for k, (label, settings) in enumerate(variants.items()):
+            tag = f"{run}-{k}-{r}"
+            res = _run_worker(
+                "statecast",
+                {
+                    "bootstrap": kafka.bootstrap,
+                    "streams": streams,
+                    "backend": kafka.backend,
+                    "input": topic,
+                    "output": f"{prefix}-{tag}-out",
+                    "group": f"{prefix}-{tag}",
+                    "events": events,
+                    **settings,
+                },
+            )
+            got[label].append(res["events_per_s"])
+            print(f"round {r + 1} {label}: {res['events_per_s']:>9.0f} events/s", flush=True)
+    for label, rates in got.items():
+        print(f"{label}: median {statistics.median(rates):>9.0f} events/s")
+    return got
