@@ -57,7 +57,9 @@ def encode_scores(
     """One JSON document per scored event (arrays in, bytes out).
 
     The hot path of the scorer's output: arrays become Python lists in one call each,
-    and the fields every document of the batch shares are serialised once and appended.
+    and the fields every document of the batch shares are serialised once and appended
+    (which also copies orjson's output into a small object at once: its own buffers, kept
+    until the batch is sent, made every document cost twice as much).
     """
     score = np.nan_to_num(score, nan=0.0)
     flagged = ((score >= threshold) & warm).tolist()
@@ -79,18 +81,33 @@ def encode_scores(
     out = []
     for i, sid in enumerate(stream_ids):
         rec = records[i]
-        doc = {
-            "stream_id": sid,
-            "ts": ts_raw[i],
-            value_key: val_list[i],
-            "forecast": fc_list[i],
-            **({} if bands is None else {"forecast_lo": bands[0][i], "forecast_hi": bands[1][i]}),
-            "anomaly_score": score_l[i],
-            "is_anomaly": flagged[i],
-            "warm": warm_l[i],
-            "partition": rec.partition,
-            "offset": rec.offset,
-        }
+        # Two literals, not one with a dict merged in (a fifth of the loop's cost).
+        if bands is None:
+            doc = {
+                "stream_id": sid,
+                "ts": ts_raw[i],
+                value_key: val_list[i],
+                "forecast": fc_list[i],
+                "anomaly_score": score_l[i],
+                "is_anomaly": flagged[i],
+                "warm": warm_l[i],
+                "partition": rec.partition,
+                "offset": rec.offset,
+            }
+        else:
+            doc = {
+                "stream_id": sid,
+                "ts": ts_raw[i],
+                value_key: val_list[i],
+                "forecast": fc_list[i],
+                "forecast_lo": bands[0][i],
+                "forecast_hi": bands[1][i],
+                "anomaly_score": score_l[i],
+                "is_anomaly": flagged[i],
+                "warm": warm_l[i],
+                "partition": rec.partition,
+                "offset": rec.offset,
+            }
         if flagged[i] and reasons is not None:
             doc["anomaly_reason"] = reasons[i]
             if expected_lo is not None and expected_hi is not None:
