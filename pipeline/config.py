@@ -175,6 +175,9 @@ class ScorerConfig:
     max_streams: int = 2_000_000  # per served model; new streams beyond: `capacity`
     # The forecast interval in score records (forecast_lo/hi): its probability.
     interval: float = 0.9
+    # Score records as JSON (pipeline.kafka_io.outputs) or in a fixed binary layout
+    # (pipeline.kafka_io.binary_scores: ~10x cheaper to write, half the bytes).
+    output_format: str = "json"
     # Decisions on live evidence (pipeline.scorer.live; 0 events: off): promote or reject
     # the registry's SHADOW version after this many paired forecasts, if better by
     # shadow_margin; roll a new champion back if, over its first rollback_after events,
@@ -226,6 +229,8 @@ class ScorerConfig:
             raise ConfigError("state_dir (local snapshots) needs the state changelog")
         if not 0.5 <= self.interval < 1.0:
             raise ConfigError(f"interval must be in [0.5, 1), got {self.interval}")
+        if self.output_format not in ("json", "binary"):
+            raise ConfigError(f"output_format must be json or binary, got {self.output_format!r}")
         if self.shadow_promote_after < 0 or self.rollback_after < 0:
             raise ConfigError("shadow_promote_after and rollback_after must be >= 0 (0: off)")
         if not 0.0 <= self.shadow_margin < 1.0 or self.rollback_margin < 0.0:

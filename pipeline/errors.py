@@ -12,6 +12,7 @@ with ``raise ... from exc``. Messages say what to do next, not only what broke::
     ├── RegistryError          the model registry is missing, unreadable or inconsistent
     │   └── ModelRejected      a model version failed validation (sha256, ONNX load, shapes)
     ├── DataError              training data cannot be read or is too small
+    │   └── BadScoreRecord     a value is not a score record this version can read
     └── TrainingError          training or export failed (e.g. ONNX parity above tolerance)
 
 Bad *events* are not exceptions on the hot path: the codec reports them as
@@ -22,6 +23,7 @@ consumer; :class:`EventRejected` exists for the single-event API only.
 from __future__ import annotations
 
 __all__ = [
+    "BadScoreRecord",
     "BrokerError",
     "ConfigError",
     "DataError",
@@ -61,6 +63,11 @@ class ModelRejected(RegistryError):
 
 class DataError(StatecastError):
     """Training data is unreadable, malformed or too small."""
+
+
+class BadScoreRecord(DataError):
+    """A value is not a binary score record of a format this version reads
+    (:mod:`pipeline.kafka_io.binary_scores`)."""
 
 
 class TrainingError(StatecastError):

@@ -209,6 +209,8 @@ def _worker(system: str, args: dict[str, Any]) -> dict[str, Any]:
             guarantee=args.get("guarantee", "at-least-once"),
             # Side-by-side runs of the loop's linger (benchmarks/linger.py).
             poll_linger_ms=int(args.get("poll_linger_ms", ScorerConfig.poll_linger_ms)),
+            # ... and of the score records' format (benchmarks/output_format.py).
+            output_format=args.get("output_format", ScorerConfig.output_format),
         )
         scorer = Scorer(cfg)
         tune_gc()

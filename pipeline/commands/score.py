@@ -141,6 +141,13 @@ def add_parser(sub: Any) -> None:
         help="probability of the forecast interval in score records; default 0.9",
     )
     p.add_argument(
+        "--output-format",
+        dest="output_format",
+        choices=("json", "binary"),
+        help="score records as JSON (default) or in the fixed binary layout of "
+        "pipeline.kafka_io.binary_scores (cheaper to write, half the bytes)",
+    )
+    p.add_argument(
         "--shadow-promote-after",
         dest="shadow_promote_after",
         type=int,

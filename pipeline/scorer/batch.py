@@ -23,6 +23,7 @@ from pipeline.engine.serving import ServedModel
 from pipeline.engine.stepper import REASONS
 from pipeline.errors import KafkaError, describe
 from pipeline.kafka_io import Producer, Record
+from pipeline.kafka_io.binary_scores import encode_scores_binary
 from pipeline.kafka_io.codec import decode_batch
 from pipeline.kafka_io.outputs import dlq_headers, encode_scores
 from pipeline.metrics import ScorerMetrics
@@ -113,6 +114,25 @@ class BatchScorer:
         out_recs = [src[r] for r in rows]
 
         def encode(at: slice) -> list[bytes]:
+            if cfg.output_format == "binary":
+                return encode_scores_binary(
+                    ts=batch.ts[scored.rows[at]],
+                    values=batch.values[scored.rows[at]],
+                    forecast=scored.forecast[at],
+                    score=scored.score[at],
+                    lo=None if served.band is None else scored.lo[at],
+                    hi=None if served.band is None else scored.hi[at],
+                    reason=scored.reason[at],
+                    expected_lo=scored.expected_lo[at],
+                    expected_hi=scored.expected_hi[at],
+                    shares=None if scored.share is None else scored.share[at],
+                    warm=scored.warm[at],
+                    threshold=served.threshold,
+                    features=served.meta.features,
+                    model=served.name,
+                    version=served.version,
+                    records=out_recs[at],
+                )
             return encode_scores(
                 stream_ids=[batch.stream_ids[r] for r in rows[at]],
                 ts_raw=[batch.ts_raw[r] for r in rows[at]],

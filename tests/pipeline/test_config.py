@@ -53,6 +53,7 @@ def test_types_are_converted_from_strings() -> None:
         ({"season_bins": 2}, r"season_bins must be 0 \(off\) or in \[4, 288\]"),
         ({"season_bins": 1000}, "season_bins must be 0"),
         ({"poll_linger_ms": -1}, "poll_linger_ms must be >= 0"),
+        ({"output_format": "avro"}, "output_format must be json or binary"),
     ],
 )
 def test_bad_values_name_the_field(flags: dict[str, object], message: str) -> None:

@@ -33,6 +33,7 @@ from pipeline.engine.events import REASONS
 from pipeline.engine.registry import Registry
 from pipeline.engine.serving import ServedModel
 from pipeline.kafka_io import Record
+from pipeline.kafka_io.binary_scores import decode_score
 from pipeline.kafka_io.changelog import decode_snapshots, encode_snapshots
 from pipeline.kafka_io.codec import decode_batch, encode_event
 from pipeline.metrics import ScorerMetrics
@@ -81,10 +82,13 @@ class Harness:
         recs = self.records(items)
         self.batches.score(recs, self.producer, NOW)  # type: ignore[arg-type]
         seen: dict[int, tuple[str, Any]] = {}
-        for topic, _key, value, headers, _part in self.producer.sent:
+        for topic, key, value, headers, _part in self.producer.sent:
             if topic == OUT:
                 assert value is not None
-                doc = orjson.loads(value)
+                if self.config.output_format == "binary":
+                    doc = decode_score(value, key)
+                else:
+                    doc = orjson.loads(value)
                 at, what = doc["offset"], ("out", doc)
             else:
                 h = dict(headers)
@@ -207,6 +211,23 @@ def test_every_record_yields_one_result_and_state_stays_finite(
     harness: Harness, batch: list[tuple[bytes | None, bytes | None]]
 ) -> None:
     _property(harness, batch)
+
+
+@pytest.fixture(scope="module")
+def binary_harness(tiny_registry: Path) -> Harness:
+    return Harness(tiny_registry, output_format="binary")
+
+
+@settings(
+    max_examples=max(EXAMPLES // 4, 1),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(st.lists(_record(), min_size=1, max_size=8))
+def test_binary_score_records_too(
+    binary_harness: Harness, batch: list[tuple[bytes | None, bytes | None]]
+) -> None:
+    _property(binary_harness, batch)
 
 
 @pytest.mark.slow
