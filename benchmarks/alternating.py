@@ -3,6 +3,7 @@ maximum throughput for a few variants, side by side on one pre-filled topic."""
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import uuid
@@ -60,3 +61,28 @@ def alternate(
     for label, rates in got.items():
         print(f"{label}: median {statistics.median(rates):>9.0f} events/s")
     return got
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options every side-by-side script takes: the broker, the topic's size, the
+    rounds, the registry and the Kafka client."""
+    ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--events", type=int, default=60_000)
+    ap.add_argument("--streams", type=int, default=2_000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--registry", type=Path, default=REPO / "exported_models")
+    ap.add_argument("--backend", default="confluent-kafka")
+
+
+def alternate_from(
+    a: argparse.Namespace, variants: dict[str, dict[str, Any]], *, prefix: str
+) -> dict[str, list[float]]:
+    """:func:`alternate` with the options :func:`add_arguments` parsed into ``a``."""
+    return alternate(
+        KafkaConfig(bootstrap=a.bootstrap, backend=a.backend),
+        variants,
+        events=a.events,
+        streams=a.streams,
+        rounds=a.rounds,
+        prefix=prefix,
+    )

@@ -19,19 +19,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.alternating import alternate  # noqa: E402
-from pipeline.config import KafkaConfig  # noqa: E402
+from benchmarks.alternating import add_arguments, alternate_from  # noqa: E402
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--bootstrap", required=True)
+    add_arguments(ap)
     ap.add_argument("--lingers", default="0,10")
-    ap.add_argument("--events", type=int, default=60_000)
-    ap.add_argument("--streams", type=int, default=2_000)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--registry", type=Path, default=REPO / "exported_models")
-    ap.add_argument("--backend", default="confluent-kafka")
     a = ap.parse_args()
     variants = {
         f"linger {int(v):>3} ms": {
@@ -41,14 +35,7 @@ def main() -> int:
         }
         for v in a.lingers.split(",")
     }
-    alternate(
-        KafkaConfig(bootstrap=a.bootstrap, backend=a.backend),
-        variants,
-        events=a.events,
-        streams=a.streams,
-        rounds=a.rounds,
-        prefix="linger",
-    )
+    alternate_from(a, variants, prefix="linger")
     return 0
 
 

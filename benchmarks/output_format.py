@@ -18,31 +18,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.alternating import alternate  # noqa: E402
-from pipeline.config import KafkaConfig  # noqa: E402
+from benchmarks.alternating import add_arguments, alternate_from  # noqa: E402
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--bootstrap", required=True)
-    ap.add_argument("--events", type=int, default=60_000)
-    ap.add_argument("--streams", type=int, default=2_000)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--registry", type=Path, default=REPO / "exported_models")
-    ap.add_argument("--backend", default="confluent-kafka")
+    add_arguments(ap)
     a = ap.parse_args()
     variants = {
         fmt: {"registry": str(a.registry), "model": "default", "output_format": fmt}
         for fmt in ("json", "binary")
     }
-    alternate(
-        KafkaConfig(bootstrap=a.bootstrap, backend=a.backend),
-        variants,
-        events=a.events,
-        streams=a.streams,
-        rounds=a.rounds,
-        prefix="outfmt",
-    )
+    alternate_from(a, variants, prefix="outfmt")
     return 0
 
 

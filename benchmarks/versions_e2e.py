@@ -21,8 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.alternating import alternate  # noqa: E402
-from pipeline.config import KafkaConfig  # noqa: E402
+from benchmarks.alternating import add_arguments, alternate_from  # noqa: E402
 
 
 def _registry_of(source: Path, model: str, version: str, root: Path) -> Path:
@@ -37,14 +36,9 @@ def _registry_of(source: Path, model: str, version: str, root: Path) -> Path:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--bootstrap", required=True)
+    add_arguments(ap)
     ap.add_argument("--versions", required=True, help="A,B")
-    ap.add_argument("--events", type=int, default=60_000)
-    ap.add_argument("--streams", type=int, default=2_000)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--registry", type=Path, default=REPO / "exported_models")
     ap.add_argument("--model", default="default")
-    ap.add_argument("--backend", default="confluent-kafka")
     a = ap.parse_args()
     versions = [v.strip() for v in a.versions.split(",") if v.strip()]
     with tempfile.TemporaryDirectory() as tmp:
@@ -52,14 +46,7 @@ def main() -> int:
             v: {"registry": str(_registry_of(a.registry, a.model, v, Path(tmp))), "model": a.model}
             for v in versions
         }
-        alternate(
-            KafkaConfig(bootstrap=a.bootstrap, backend=a.backend),
-            variants,
-            events=a.events,
-            streams=a.streams,
-            rounds=a.rounds,
-            prefix="versions",
-        )
+        alternate_from(a, variants, prefix="versions")
     return 0
 
 

@@ -72,6 +72,7 @@ def encode_scores(
         val_list = values[:, 0].tolist()
     fc_list = _steps(forecast, features)
     bands = None if lo is None or hi is None else (_steps(lo, features), _steps(hi, features))
+    lo_list, hi_list = bands or (fc_list, fc_list)  # placeholders, deleted per document
     value_key = "values" if multi else "value"
     # Shared by the whole batch: '"threshold":..,"model":..,"model_version":..}'.
     tail = (
@@ -81,33 +82,22 @@ def encode_scores(
     out = []
     for i, sid in enumerate(stream_ids):
         rec = records[i]
-        # Two literals, not one with a dict merged in (a fifth of the loop's cost).
+        doc = {
+            "stream_id": sid,
+            "ts": ts_raw[i],
+            value_key: val_list[i],
+            "forecast": fc_list[i],
+            "forecast_lo": lo_list[i],
+            "forecast_hi": hi_list[i],
+            "anomaly_score": score_l[i],
+            "is_anomaly": flagged[i],
+            "warm": warm_l[i],
+            "partition": rec.partition,
+            "offset": rec.offset,
+        }
         if bands is None:
-            doc = {
-                "stream_id": sid,
-                "ts": ts_raw[i],
-                value_key: val_list[i],
-                "forecast": fc_list[i],
-                "anomaly_score": score_l[i],
-                "is_anomaly": flagged[i],
-                "warm": warm_l[i],
-                "partition": rec.partition,
-                "offset": rec.offset,
-            }
-        else:
-            doc = {
-                "stream_id": sid,
-                "ts": ts_raw[i],
-                value_key: val_list[i],
-                "forecast": fc_list[i],
-                "forecast_lo": bands[0][i],
-                "forecast_hi": bands[1][i],
-                "anomaly_score": score_l[i],
-                "is_anomaly": flagged[i],
-                "warm": warm_l[i],
-                "partition": rec.partition,
-                "offset": rec.offset,
-            }
+            # Taken out, not merged in: merging a dict cost a fifth of this loop.
+            del doc["forecast_lo"], doc["forecast_hi"]
         if flagged[i] and reasons is not None:
             doc["anomaly_reason"] = reasons[i]
             if expected_lo is not None and expected_hi is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -114,43 +115,31 @@ class BatchScorer:
         out_recs = [src[r] for r in rows]
 
         def encode(at: slice) -> list[bytes]:
+            common: dict[str, Any] = {
+                "values": batch.values[scored.rows[at]],
+                "forecast": scored.forecast[at],
+                "score": scored.score[at],
+                "lo": None if served.band is None else scored.lo[at],
+                "hi": None if served.band is None else scored.hi[at],
+                "expected_lo": scored.expected_lo[at],
+                "expected_hi": scored.expected_hi[at],
+                "shares": None if scored.share is None else scored.share[at],
+                "warm": scored.warm[at],
+                "threshold": served.threshold,
+                "features": served.meta.features,
+                "model": served.name,
+                "version": served.version,
+                "records": out_recs[at],
+            }
             if cfg.output_format == "binary":
                 return encode_scores_binary(
-                    ts=batch.ts[scored.rows[at]],
-                    values=batch.values[scored.rows[at]],
-                    forecast=scored.forecast[at],
-                    score=scored.score[at],
-                    lo=None if served.band is None else scored.lo[at],
-                    hi=None if served.band is None else scored.hi[at],
-                    reason=scored.reason[at],
-                    expected_lo=scored.expected_lo[at],
-                    expected_hi=scored.expected_hi[at],
-                    shares=None if scored.share is None else scored.share[at],
-                    warm=scored.warm[at],
-                    threshold=served.threshold,
-                    features=served.meta.features,
-                    model=served.name,
-                    version=served.version,
-                    records=out_recs[at],
+                    ts=batch.ts[scored.rows[at]], reason=scored.reason[at], **common
                 )
             return encode_scores(
                 stream_ids=[batch.stream_ids[r] for r in rows[at]],
                 ts_raw=[batch.ts_raw[r] for r in rows[at]],
-                values=batch.values[scored.rows[at]],
-                forecast=scored.forecast[at],
-                score=scored.score[at],
-                lo=None if served.band is None else scored.lo[at],
-                hi=None if served.band is None else scored.hi[at],
                 reasons=[REASONS[k] for k in scored.reason[at].tolist()],
-                expected_lo=scored.expected_lo[at],
-                expected_hi=scored.expected_hi[at],
-                shares=None if scored.share is None else scored.share[at],
-                warm=scored.warm[at],
-                threshold=served.threshold,
-                features=served.meta.features,
-                model=served.name,
-                version=served.version,
-                records=out_recs[at],
+                **common,
             )
 
         failed: list[tuple[int, str]] = []
