@@ -66,7 +66,7 @@ def alternate(
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     """The options every side-by-side script takes: the broker, the topic's size, the
     rounds, the registry and the Kafka client."""
-    ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--bootstrap", default="127.0.0.1:9092")  # `statecast kafka up`
     ap.add_argument("--events", type=int, default=60_000)
     ap.add_argument("--streams", type=int, default=2_000)
     ap.add_argument("--rounds", type=int, default=3)

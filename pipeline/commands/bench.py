@@ -42,6 +42,7 @@ from pipeline.commands.flags import add_kafka_flags, add_model_flags, kafka_for,
 from pipeline.commands.score import score_argv
 from pipeline.config import BACKENDS, KafkaConfig, ScorerConfig
 from pipeline.kafka_io import ensure_topic, open_producer
+from pipeline.kafka_io.binary_events import encode_event_binary
 from pipeline.kafka_io.codec import encode_event
 
 __all__ = ["BenchOptions", "add_parser", "run", "run_bench"]
@@ -102,7 +103,11 @@ def installed_backends() -> tuple[str, ...]:
     return tuple(b for b in BACKENDS if importlib.util.find_spec(_MODULES[b]) is not None)
 
 
-def _fill(opts: BenchOptions, topic: str, events: int, streams: int | None = None) -> None:
+def _fill(
+    opts: BenchOptions, topic: str, events: int, streams: int | None = None, binary: bool = False
+) -> None:
+    """``events`` over ``streams`` (default: the options'), as JSON or (``binary``) in the
+    binary event layout: the same events either way."""
     streams = streams or opts.streams
     rng = np.random.default_rng(0)
     base = rng.uniform(10, 100, streams)
@@ -114,7 +119,11 @@ def _fill(opts: BenchOptions, topic: str, events: int, streams: int | None = Non
         t = i // streams
         sid = f"sensor-{s:06d}"
         v = float(base[s] * (1 + 0.1 * np.sin(t / 7 + s)) + rng.normal())
-        producer.send(topic, sid.encode(), encode_event(sid, 1_764_000_000 + 60 * t, round(v, 4)))
+        ts, v = 1_764_000_000 + 60 * t, round(v, 4)
+        if binary:
+            producer.send(topic, *encode_event_binary(sid, float(ts), [v]))
+        else:
+            producer.send(topic, sid.encode(), encode_event(sid, ts, v))
     producer.flush()
     producer.close()
 
@@ -515,6 +524,7 @@ def run_bench(opts: BenchOptions, progress: bool = True) -> dict[str, Any]:
     say("measuring (each run in its own process):")
     scorers: dict[str, dict[str, Any]] = {}
     passthrough: dict[str, dict[str, Any]] = {}
+    binaries: dict[str, dict[str, Any]] = {}
     for backend in backends:
         scorers[backend] = measure("statecast", inp, opts.events, opts.runs, backend)
         runs.append(scorers[backend])
@@ -525,6 +535,11 @@ def run_bench(opts: BenchOptions, progress: bool = True) -> dict[str, Any]:
         eos = measure("statecast", inp, opts.events, opts.runs, backend, guarantee="exactly-once")
         eos["variant"] = "exactly-once"
         runs.append(eos)
+        # The score records in the binary layout (pipeline.kafka_io.binary_scores).
+        binary = measure("statecast", inp, opts.events, opts.runs, backend, output_format="binary")
+        binary["variant"] = "binary-output"
+        runs.append(binary)
+        binaries[backend] = binary
         passthrough[backend] = measure("passthrough", inp, opts.events, opts.runs, backend)
         runs.append(passthrough[backend])
     naive = measure("naive", naive_in, opts.naive_events, 1, "kafka-python")
@@ -590,6 +605,9 @@ def run_bench(opts: BenchOptions, progress: bool = True) -> dict[str, Any]:
             "speedup_vs_naive": sc["events_per_s"] / naive["events_per_s"],
             "fraction_of_passthrough": sc["events_per_s"] / passthrough[backend]["events_per_s"],
             "p99_ms": sc["latency_ms"]["p99"],
+            "binary_output_events_per_s": binaries[backend]["events_per_s"],
+            "binary_output_fraction_of_passthrough": binaries[backend]["events_per_s"]
+            / passthrough[backend]["events_per_s"],
         }
     restore: list[dict[str, Any]] = []
     if opts.restore_checkpoints:
@@ -675,6 +693,12 @@ def print_table(report: dict[str, Any]) -> None:
         if "p99_ms" in want:
             parts.append(f"p99 {got['p99_ms']:.0f} ms (target <= {want['p99_ms']:.0f})")
         print(f"statecast {backend}: " + "; ".join(parts))
+        if "binary_output_events_per_s" in got:
+            print(
+                f"statecast {backend}, binary score records: "
+                f"{got['binary_output_events_per_s']:.0f} events/s, "
+                f"{100 * got['binary_output_fraction_of_passthrough']:.0f}% of passthrough"
+            )
     print(
         f"scorer RSS per stream beyond the base: {s['rss_bytes_per_stream']:.0f} bytes "
         f"(target <= {MEMORY_TARGET_BYTES_PER_STREAM})"

@@ -17,11 +17,15 @@ import numpy.typing as npt
 
 from pipeline.errors import EventRejected
 
-__all__ = ["REASONS", "DecodedBatch", "Rejection", "as_float", "parse_ts"]
+__all__ = ["MAX_STREAM_ID_BYTES", "REASONS", "DecodedBatch", "Rejection", "as_float", "parse_ts"]
+
+# The longest stream id (UTF-8 bytes) a record may name.
+MAX_STREAM_ID_BYTES = 256
 
 REASONS = (
     "oversized",
     "malformed_json",
+    "malformed_binary",  # a value with the binary layout's magic bytes that does not fit it
     "missing_field",
     "wrong_type",
     "non_finite",

@@ -2,7 +2,8 @@
 
 The property test drives the real decode → score → encode → changelog-frame path (the
 scorer's :class:`BatchScorer` and :class:`ServedModel` with a really trained model) with
-arbitrary bytes, arbitrary JSON and arbitrary keys, and checks after every batch:
+arbitrary bytes, arbitrary JSON, binary events with any numbers in them and arbitrary
+keys, and checks after every batch:
 
 - no exception escapes;
 - every record yields exactly one output or exactly one dead letter with a reason;
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import struct
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from pipeline.engine.events import REASONS
 from pipeline.engine.registry import Registry
 from pipeline.engine.serving import ServedModel
 from pipeline.kafka_io import Record
+from pipeline.kafka_io.binary_events import MAGIC as BINARY_MAGIC
 from pipeline.kafka_io.binary_scores import decode_score
 from pipeline.kafka_io.changelog import decode_snapshots, encode_snapshots
 from pipeline.kafka_io.codec import decode_batch, encode_event
@@ -137,12 +140,15 @@ _json = st.recursive(
     ),
     max_leaves=4,
 )
+_floats = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from(
+    [1e308, -1e308, 5e-324, 0.0, -0.0, 1e12, 1e13, float(2**64)]
+)
 _sids = st.sampled_from(["s0", "s1", "s2", "ünï", "s\x00", ""]) | st.text(max_size=4)
 
 
 @st.composite
 def _record(draw: st.DrawFn) -> tuple[bytes | None, bytes | None]:
-    kind = draw(st.integers(0, 5))
+    kind = draw(st.integers(0, 7))
     sid = draw(_sids)
     key: bytes | None = draw(st.one_of(st.just(sid.encode()), st.binary(max_size=6), st.none()))
     if kind == 0:
@@ -166,6 +172,14 @@ def _record(draw: st.DrawFn) -> tuple[bytes | None, bytes | None]:
         return key, json.dumps(draw(_json)).encode()  # NaN, Infinity, any int size
     if kind == 3:
         return key, None
+    if kind == 6:  # the binary layout (pipeline.kafka_io.binary_events) with any numbers
+        count = draw(st.integers(0, 3))
+        nums = draw(st.lists(_floats | st.just(NOW), min_size=count + 1, max_size=count + 1))
+        body = BINARY_MAGIC + bytes([draw(st.sampled_from([1, 1, 1, 0, 2])), count])
+        body += struct.pack(f"<{count + 1}d", *nums)
+        return key, body[: len(body) - draw(st.sampled_from([0, 0, 0, 1, 8]))]
+    if kind == 7:  # the binary magic, then anything
+        return key, BINARY_MAGIC + draw(st.binary(max_size=30))
     # plausible events (a little late, a little early, extreme values)
     ts = NOW - draw(st.floats(0, 1e6)) if kind == 4 else NOW + draw(st.floats(-10, 1e7))
     value = draw(st.floats(-1e13, 1e13) | st.sampled_from([1e308, -1e308, 0.0]))
