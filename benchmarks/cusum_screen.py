@@ -2,7 +2,8 @@
 sustained channel's standardised deviation, judged against the stream's own record.
 
     .venv/bin/python benchmarks/cusum_screen.py --data ../shared/data/nab-dev \\
-        [--k 3] [--clip 6] [--ratio 4] [--forget 4000] [--gap 50] [--quiet 1.5] [-v]
+        [--k 3] [--clip 6] [--ratio 4] [--forget 4000] [--gap 50] [--quiet 1.5] [-v] \\
+        [--scorer ../shared/tools/nab_score.py]
 
 The detector as it is replays nab-dev, the generated weekly feeds and the clean and
 heavy-tailed shapes (``training.evaluate.replay``, the engine's own step), and the input of
@@ -24,6 +25,11 @@ detector within the 50 steps before (new false positives) and the windows they w
 for the weekly feeds the injected days found and the false alarms after the first 15%; for
 the clean shapes the onsets after the 48-step warm-up. A screen, not the detector: the
 novelty and refractory rules are not applied, and nothing is tuned per file.
+
+With ``--scorer``, NAB's scores too: the detector's output (``benchmarks/nab.py --engine``'s
+files) with every onset not within 50 steps after an alarm of the detector (at its own
+threshold: the refractory rule, roughly) scored 2/3, as a once-per-incident channel's onset
+scores, beside the detector alone: optimised and leave-one-category-out.
 """
 
 from __future__ import annotations
@@ -180,6 +186,43 @@ def screen(cap: dict[str, Any], windows: dict[str, Any], a: argparse.Namespace) 
     print(f"clean and heavy-tailed shapes: onsets after the warm-up {sum(by.values())} {by}")
 
 
+def nab_scores(cap: dict[str, Any], a: argparse.Namespace) -> None:
+    """The detector alone and with the channel's onsets, through NAB's scorer."""
+    import csv
+    import shutil
+    import tempfile
+
+    from nab import _engine_detect, _leave_one_category_out, _scorer
+
+    from pipeline.engine.registry import Registry
+
+    own = Registry(REPO / "exported_models").meta("default").anomaly.threshold
+    work = Path(tempfile.mkdtemp(prefix="statecast-cusum-"))
+    alone, merged = work / "alone", work / "merged"
+    _engine_detect(a.data, alone, REPO / "exported_models", "default", [])
+    shutil.copytree(alone, merged)
+    for f in cap["nab"]:
+        on = channel(f["d"], a)
+        alarm = np.nan_to_num(f["score"]) >= own
+        path = merged / f"{f['name']}.csv"
+        rows = list(csv.reader(path.open()))
+        for t in np.flatnonzero(on).tolist():
+            if t >= 48 and not alarm[max(t - 50, 0) : t].any():
+                rows[t + 1][2] = f"{max(float(rows[t + 1][2]), 2 / 3):.9f}"
+        with path.open("w", newline="") as fh:
+            csv.writer(fh).writerows(rows)
+    nab = _scorer(a.scorer)
+    labels = str(a.data / "combined_windows.json")
+    for name, results in (("detector alone", alone), ("with the CUSUM onsets", merged)):
+        opt = nab.score_detector(str(a.data), labels, str(results))  # type: ignore[attr-defined]
+        loco = _leave_one_category_out(nab, a.data, labels, results)
+        profiles = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
+        ins = "/".join(f"{opt[p]['score']:.2f}" for p in profiles)
+        out = "/".join(f"{loco[p]['score']:.2f}" for p in profiles)
+        print(f"{name:<24} optimised {ins}  leave-one-category-out {out}")
+    shutil.rmtree(work)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, required=True)
@@ -191,9 +234,13 @@ def main() -> int:
     ap.add_argument("--quiet", type=float, default=1.5, help="a value joins below this ratio")
     ap.add_argument("--threshold", type=float, default=0.602107988, help="the detector's")
     ap.add_argument("-v", action="store_true", help="per file")
+    ap.add_argument("--scorer", type=Path, help="nab_score.py: NAB's scores with and without")
     a = ap.parse_args()
     windows = json.loads((a.data / "combined_windows.json").read_text())
-    screen(capture(a.data), windows, a)
+    cap = capture(a.data)
+    screen(cap, windows, a)
+    if a.scorer:
+        nab_scores(cap, a)
     return 0
 
 
