@@ -37,7 +37,6 @@ from pipeline.kafka_io.binary_events import (
     MAGIC,
     decode_binary_event,
     decode_binary_rows,
-    is_binary,
     record_bytes,
     stream_id_of,
 )
@@ -64,8 +63,7 @@ def decode_event(
     key: bytes | None, value: bytes | None, features: Sequence[str], max_bytes: int
 ) -> tuple[str, float, Any, list[float]]:
     """Validate one record; returns ``(stream_id, ts, ts_raw, values)`` or raises EventRejected."""
-    if is_binary(value):
-        assert value is not None  # (is_binary says so)
+    if value is not None and value.startswith(MAGIC):  # the binary layout's, not JSON
         return decode_binary_event(key, value, len(features), max_bytes)
     if value is None:
         raise EventRejected("malformed_json", "record has no value (tombstone)")
@@ -173,10 +171,11 @@ def decode_batch(
 def _stream_ids(keys: list[bytes | None]) -> list[str] | None:
     """Every key as a stream id at once, or None if one of them is not a valid one (the
     caller then asks :func:`stream_id_of` key by key, for the reason)."""
-    if not all(keys) or max(map(len, keys)) > MAX_STREAM_ID_BYTES:  # type: ignore[arg-type]
+    present = [k for k in keys if k]
+    if len(present) < len(keys) or max(map(len, present)) > MAX_STREAM_ID_BYTES:
         return None
     try:
-        return [k.decode() for k in keys]  # type: ignore[union-attr]
+        return [k.decode() for k in present]
     except UnicodeDecodeError:
         return None
 
