@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.engine.events import REASONS
+from pipeline.errors import EventRejected
 from pipeline.kafka_io.binary_events import HEADER, MAGIC, encode_event_binary, record_bytes
 from pipeline.kafka_io.codec import decode_batch, decode_event, encode_event
 
@@ -120,3 +121,43 @@ def test_anything_after_the_magic_never_raises_and_is_accounted_for(
     assert len(got.index) + len(got.rejections) == len(batch)
     assert all(r.reason in REASONS for r in got.rejections)
     assert np.isfinite(got.values).all() and np.isfinite(got.ts).all()
+
+
+_numbers = st.floats(allow_nan=True, allow_infinity=True) | st.just(T0)
+
+
+@st.composite
+def _any_record(draw: st.DrawFn) -> tuple[bytes | None, bytes | None]:
+    key = draw(st.sampled_from([b"a", b"b", b"", None, b"\xff", b"k" * 300]))
+    kind = draw(st.integers(0, 3))
+    if kind == 0:  # the layout, any numbers, sometimes a wrong format byte or count
+        count = draw(st.integers(0, 2))
+        body = MAGIC + bytes([draw(st.sampled_from([1, 1, 2])), count])
+        body += struct.pack(
+            f"<{count + 1}d", *draw(st.lists(_numbers, min_size=count + 1, max_size=count + 1))
+        )
+        return key, body
+    if kind == 1:
+        return key, MAGIC + draw(st.binary(max_size=24))
+    if kind == 2:
+        return key, encode_event((key or b"x").decode(errors="replace"), T0, draw(_numbers))
+    return key, draw(st.binary(max_size=24) | st.none())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_any_record(), max_size=12))
+def test_the_batch_path_decides_every_record_as_the_one_at_a_time_path(
+    batch: list[tuple[bytes | None, bytes | None]],
+) -> None:
+    got = decode_batch(batch, ("value",), 1000)
+    accepted = dict(zip(got.index.tolist(), range(len(got.index)), strict=True))
+    rejected = {r.index: r.reason for r in got.rejections}
+    assert sorted([*accepted, *rejected]) == list(range(len(batch)))
+    for i, (key, value) in enumerate(batch):
+        try:
+            sid, ts, _raw, vals = decode_event(key, value, ("value",), 1000)
+        except EventRejected as exc:
+            assert rejected.get(i) == exc.reason, i
+            continue
+        j = accepted[i]
+        assert (got.stream_ids[j], got.ts[j], got.values[j].tolist()) == (sid, ts, vals)
