@@ -28,7 +28,6 @@ profile not learning an incident's values) is not modelled: a screen, not a verd
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import math
 import sys
@@ -44,6 +43,7 @@ sys.path.insert(0, str(REPO))
 
 import pipeline.engine.stepper as stepper  # noqa: E402
 from benchmarks.synthetic import SHAPES, contextual_feeds, weekly_feeds  # noqa: E402
+from pipeline.engine.events import parse_ts  # noqa: E402
 from pipeline.engine.registry import Registry  # noqa: E402
 from training.evaluate import replay  # noqa: E402
 from training.shapes import HEAVY, clean_feeds  # noqa: E402
@@ -78,10 +78,6 @@ def record(meta: Any, series: list[Any]) -> list[Recorded]:
     for t, row in enumerate(steps):  # replay steps the streams still running at t
         d[np.nonzero(lengths > t)[0], t] = row
     return [(d[i, : lengths[i]], np.nan_to_num(r.score)) for i, r in enumerate(got)]
-
-
-def _stamp(text: str) -> float:
-    return dt.datetime.fromisoformat(text.split(".")[0]).replace(tzinfo=dt.UTC).timestamp()
 
 
 def collect(
@@ -130,7 +126,7 @@ def collect(
             ts = np.asarray(s.ts, float)
             spans = []
             for lo, hi in windows.get(f"{s.name}.csv", []):
-                at = np.flatnonzero((ts >= _stamp(lo)) & (ts <= _stamp(hi)))
+                at = np.flatnonzero((ts >= parse_ts(lo)) & (ts <= parse_ts(hi)))
                 spans.append(("window", int(at[0]), int(at[-1])))
             items.append((r, spans))
         sets["nab"] = items

@@ -20,6 +20,11 @@ it in the spread it leaves there, is captured per step. Then, per stream, in pur
 4. an onset where ``S >= ratio * max(R, 3)`` once the stream has 400 values, once per
    incident (until the ratio falls below 1).
 
+(``benchmarks/accumulators.py`` screened a CUSUM against a fixed level, its size learnt
+while the statistic is low; this one learns the size from unremarkable values and is
+judged against the stream's record; with the earlier size rule it finds fewer of the
+weekly events.)
+
 Prints, for nab-dev, the onsets inside windows, the outside onsets with no alarm of the
 detector within the 50 steps before (new false positives) and the windows they would add;
 for the weekly feeds the injected days found and the false alarms after the first 15%; for
@@ -38,7 +43,6 @@ import argparse
 import json
 import math
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,54 +51,38 @@ import numpy.typing as npt
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
+
+from benchmarks.accumulators import record  # noqa: E402
+from benchmarks.synthetic import weekly_feeds  # noqa: E402
+from pipeline.engine.events import parse_ts  # noqa: E402
 
 F64 = npt.NDArray[np.float64]
 
 
 def capture(data: Path) -> dict[str, Any]:
-    """The detector's scores and each step's ``d`` for nab-dev, the weekly and the clean feeds."""
-    import synthetic
-
-    import pipeline.engine.stepper as stepper
+    """The detector's scores and each step's ``d`` for nab-dev, the weekly and the clean
+    feeds (recorded by :func:`accumulators.record`, the earlier screen's spy on the
+    sustained channel)."""
     from pipeline.commands.replay import collect_streams
     from pipeline.engine.registry import Registry
-    from training.evaluate import replay
     from training.shapes import HEAVY, SHAPES, clean_feeds
 
     meta = Registry(REPO / "exported_models").meta("default")
-    seen: list[F64] = []
-    original = stepper.sustained_step
-
-    def spy(p: Any, d: F64, n: F64, pm: F64, pv: F64, learn: Any) -> Any:
-        seen.append(np.where(learn, d, np.nan))
-        return original(p, d, n, pm, pv, learn)
-
-    stepper.sustained_step = spy  # type: ignore[assignment]
 
     def run(streams: list[Any]) -> list[dict[str, Any]]:
-        seen.clear()
-        got = replay(meta, streams)
-        lengths = np.array([len(s.ts) for s in streams])
-        D = np.full((len(streams), lengths.max()), np.nan)
-        for t, d in enumerate(seen):
-            D[np.nonzero(lengths > t)[0], t] = d
         return [
-            {"name": s.name, "ts": s.ts, "d": D[i, : lengths[i]], "score": r.score}
-            for i, (s, r) in enumerate(zip(streams, got, strict=True))
+            {"name": s.name, "ts": s.ts, "d": d, "score": score}
+            for s, (d, score) in zip(streams, record(meta, streams), strict=True)
         ]
 
-    try:
-        weekly = [synthetic.weekly_feeds(seed) for seed in range(1, 6)]
-        names = (*SHAPES, *HEAVY)
-        clean = [f.series() for seed in range(1, 6) for f in clean_feeds(seed, shapes=names)]
-        return {
-            "nab": run(collect_streams([data])),
-            "weekly": (run([f for f, _ in weekly]), [c for _, c in weekly]),
-            "clean": run(clean),
-        }
-    finally:
-        stepper.sustained_step = original
+    weekly = [weekly_feeds(seed) for seed in range(1, 6)]
+    names = (*SHAPES, *HEAVY)
+    clean = [f.series() for seed in range(1, 6) for f in clean_feeds(seed, shapes=names)]
+    return {
+        "nab": run(collect_streams([data])),
+        "weekly": (run([f for f, _ in weekly]), [c for _, c in weekly]),
+        "clean": run(clean),
+    }
 
 
 def channel(d: F64, a: argparse.Namespace) -> npt.NDArray[np.bool_]:
@@ -130,15 +118,11 @@ def channel(d: F64, a: argparse.Namespace) -> npt.NDArray[np.bool_]:
     return onset
 
 
-def _epoch(text: str) -> float:
-    return datetime.strptime(text[:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp()
-
-
 def screen(cap: dict[str, Any], windows: dict[str, Any], a: argparse.Namespace) -> None:
     threshold = a.threshold
     inside = new_fp = new_windows = 0
     for f in cap["nab"]:
-        wins = [(_epoch(s), _epoch(e)) for s, e in windows[f["name"] + ".csv"]]
+        wins = [(parse_ts(s), parse_ts(e)) for s, e in windows[f["name"] + ".csv"]]
         on = channel(f["d"], a)
         T, ts = len(on), f["ts"]
         start = int(0.15 * T)  # NAB's probationary period
@@ -192,8 +176,7 @@ def nab_scores(cap: dict[str, Any], a: argparse.Namespace) -> None:
     import shutil
     import tempfile
 
-    from nab import _engine_detect, _leave_one_category_out, _scorer
-
+    from benchmarks.nab import _engine_detect, _leave_one_category_out, _scorer
     from pipeline.engine.registry import Registry
 
     own = Registry(REPO / "exported_models").meta("default").anomaly.threshold

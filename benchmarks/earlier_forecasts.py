@@ -24,7 +24,6 @@ to stay above.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import math
 import sys
@@ -36,6 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipeline.commands.replay import collect_streams  # noqa: E402
+from pipeline.engine.events import parse_ts  # noqa: E402
 from pipeline.engine.registry import Registry  # noqa: E402
 from training.evaluate import Replayed, replay  # noqa: E402
 
@@ -63,10 +63,6 @@ def shift_nats(z: np.ndarray) -> np.ndarray:
     return out
 
 
-def _stamp(text: str) -> float:
-    return dt.datetime.fromisoformat(text.split(".")[0]).replace(tzinfo=dt.UTC).timestamp()
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
@@ -89,7 +85,7 @@ def main() -> int:
         start = int(len(ts) * 0.15)
         inside = np.zeros(len(ts), bool)
         for lo, hi in windows.get(f"{s.name}.csv", []):
-            w = (ts >= _stamp(lo)) & (ts <= _stamp(hi))
+            w = (ts >= parse_ts(lo)) & (ts <= parse_ts(hi))
             inside |= w
             found = score[w].max() >= threshold
             print(
