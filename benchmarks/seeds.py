@@ -3,7 +3,7 @@ retrained with other seeds, each scored as the shipped model is.
 
     python benchmarks/seeds.py --data ../shared/data/nab-dev \\
         --scorer ../shared/tools/nab_score.py --seeds 1,2 --out docs/bench/seeds-DATE \\
-        [--max-epochs 20] [--hidden N] [--layers N] [--force]
+        [--max-epochs 20] [--hidden N] [--layers N] [--set KEY=VALUE ...] [--force]
 
 For every seed ``s``, the recipe of ``make default-model`` (the generated pretraining
 corpus, 200 series, plus the 24 synthetic sensor feeds, 20 epochs) with the corpus drawn
@@ -19,6 +19,10 @@ markdown. About 12 minutes per seed on 2 cores.
 ``--hidden``/``--layers``: the recipe with another network (e.g. ``--hidden 32``): what a
 smaller, cheaper step costs in quality, against the seeds of the default's size (its
 seeds' data, models and JSON are kept apart, tagged ``h32x2``).
+
+``--set KEY=VALUE`` (repeatable): every model scored with these anomaly parameters
+overridden (nab.py's and synthetic.py's ``--set``; the JSON tagged with them), so a
+detection variant's seed spread is one command beside the default's.
 """
 
 from __future__ import annotations
@@ -74,6 +78,10 @@ def main() -> int:
     ap.add_argument("--max-epochs", type=int, default=20)
     ap.add_argument("--hidden", type=int, help="units per LSTM layer (default: the recipe's)")
     ap.add_argument("--layers", type=int, help="stacked LSTM layers (default: the recipe's)")
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="score with this anomaly parameter overridden (repeatable)",
+    )  # fmt: skip
     ap.add_argument("--force", action="store_true", help="rerun seeds whose JSON exists")
     a = ap.parse_args()
     shape = [*(["--hidden", str(a.hidden)] if a.hidden else []),
@@ -90,17 +98,19 @@ def main() -> int:
         label = f"{arch.rstrip('-')} seed {s}".strip()
         trained = _train(s, work, a.max_epochs, shape)
         runs.append((f"{arch}seed-{s}", trained, "default", label))
+    sets = [arg for kv in a.set for arg in ("--set", kv)]
+    variant = "".join(f"-{kv}" for kv in a.set)
     rows = []
     for tag, registry, model, label in runs:
-        where = ["--registry", str(registry), "--model", model]
+        where = ["--registry", str(registry), "--model", model, *sets]
         nab = run_bench(
             "nab.py",
             ["--data", data, "--scorer", scorer, "--train-on", "none", *where, "--engine"],
-            a.out / f"nab-{tag}.json",
+            a.out / f"nab-{tag}{variant}.json",
             a.force,
         )
-        syn = run_bench("synthetic.py", where, a.out / f"syn-{tag}.json", a.force)
-        rows.append(row(label, nab, syn))
+        syn = run_bench("synthetic.py", where, a.out / f"syn-{tag}{variant}.json", a.force)
+        rows.append(row(f"{label} {' '.join(a.set)}".strip(), nab, syn))
     print_table("model", rows)
     return 0
 
