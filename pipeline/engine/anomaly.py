@@ -142,10 +142,6 @@ class AnomalyParams:
     # generated feeds without false alarms there, but not better on nab-dev, whose days
     # vary more than the generated ones (docs/quality.md).
     season_level: bool = False
-    # Screened 2026-12-05 (session 33), not the default (docs/quality.md): the level's z
-    # of a positive stream under the log-normal its mean and variance imply, for values
-    # above the mean (1) or both sides (2). Removed in the next commit.
-    level_lognormal: int = 0
     min_history: int = 10
     tail_level: float = 9.2
     tail_alpha: float = 1.0 / 1000.0

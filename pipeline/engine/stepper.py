@@ -153,17 +153,6 @@ def advance(
     abs_error = np.where(st.has_fc, np.mean(np.abs(x - fc1) / std_prev, axis=1), np.nan)
     nll = np.full(len(x), np.nan)
     z_level = np.where(st.n >= anom.min_history, error_of(x, st.mean, std_prev), np.nan)
-    if anom.level_lognormal:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            s2 = np.log1p(std_prev**2 / st.mean**2)
-            zl = (np.log(x) - np.log(st.mean) + s2 / 2) / np.sqrt(s2)
-            zn = (x - st.mean) / std_prev
-            pos = (st.lo > 0) & (x > 0) & (st.mean > 0)
-            if anom.level_lognormal == 1:
-                pos &= x > st.mean
-            zz = np.where(pos, zl, zn)
-            z_alt = np.sqrt(np.mean(zz * zz, axis=1))
-        z_level = np.where(np.isfinite(z_level) & np.isfinite(z_alt), z_alt, z_level)
     # Where the value is expected, and how far values stray from it when nothing happens:
     # the stream's long-run mean and spread, or, where its profile knows the day (two
     # days old, the day most of the variance), the long-run mean at this time of day and
