@@ -1,5 +1,6 @@
-"""``statecast models``: list, show, promote, shadow or roll back registered models, and
-record drift references for a version trained without them."""
+"""``statecast models``: list, show, promote, shadow or roll back registered models,
+record drift references for a version trained without them, and derive a version with
+other anomaly parameters (``derive --set threshold=0.65``) without retraining."""
 
 from __future__ import annotations
 
@@ -78,9 +79,39 @@ def run(ns: argparse.Namespace) -> int:
             f"{len(refs['input_hist'])} bins)"
         )
         return 0
+    if ns.action == "derive":
+        new = reg.derive(where.model, ns.version, _changes(ns.set or []))
+        if ns.promote:
+            reg.promote(where.model, new)
+        source = ns.version or "the promoted version"
+        print(
+            f"{where.model}/{new}: {source}'s network with {' '.join(ns.set or [])}"
+            + (" (promoted)" if ns.promote else f" (promote: statecast models promote {new})")
+        )
+        return 0
     target = reg.rollback(where.model)
     print(f"{where.model} rolled back to {target}")
     return 0
+
+
+def _changes(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` arguments, each value read as JSON (``0.65``, ``true``, ``50``)."""
+    from pipeline.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        try:
+            if not sep:
+                raise ValueError("no '='")
+            out[key.strip()] = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(
+                f"--set {pair!r}: give KEY=VALUE with a JSON value (0.65, true, 50)"
+            ) from exc
+    if not out:
+        raise ConfigError("derive needs at least one --set KEY=VALUE")
+    return out
 
 
 def add_parser(sub: Any) -> None:
@@ -89,13 +120,22 @@ def add_parser(sub: Any) -> None:
         "action",
         choices=[
             "list", "show", "promote", "shadow", "unshadow", "rollback", "keygen", "reference",
+            "derive",
         ],
     )  # fmt: skip
     p.add_argument(
         "version",
         nargs="?",
-        help="the version (promote, shadow, show, reference); keygen: key file",
+        help="the version (promote, shadow, show, reference, derive); keygen: key file",
     )
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="derive: an anomaly parameter of the new version (repeatable); derive writes "
+        "a new version with the same network and these parameters",
+    )
+    p.add_argument("--promote", action="store_true", help="derive: promote the new version")
     p.add_argument(
         "--data",
         type=Path,

@@ -23,11 +23,13 @@ step t of a stream once it has a forecast from t-1:
    normaliser's statistics before this step), as a two-sided Gaussian tail, times
    ``value_weight``. The forecaster tracks slow departures step by step, so forecast
    errors alone miss them.
-3. **Tail calibration** of 1 and 2: Gaussian tails are far too thin for spiky sensors
-   (counts, traffic, network bytes), which throw 8-sigma values every day. A stream
-   whose surprise exceeds ``L = tail_level`` nats at the EW rate ``r`` instead of
-   ``e^-L`` has both surprises scaled by ``min(1, -ln r / L)``
-   (:func:`calibrate_tail`), so one threshold fits quiet and spiky streams alike.
+3. **Tail calibration** of the Gaussian tails (2, and 1 where ``excess_rate`` is 0):
+   Gaussian tails are far too thin for spiky sensors (counts, traffic, network bytes),
+   which throw 8-sigma values every day. A stream whose surprise exceeds
+   ``L = tail_level`` nats at the EW rate ``r`` instead of ``e^-L`` has it scaled by
+   ``min(1, -ln r / L)`` (:func:`calibrate_tail`), so one threshold fits quiet and spiky
+   streams alike. A forecast tail fitted to the stream's own errors is not discounted
+   again (``tail_forecast``: models before 2026-12-05 discounted the larger of 1 and 2).
 4. **Range novelty**: a value beyond everything the stream has shown (its running
    minimum and maximum, relaxing towards the mean at ``range_decay`` per step so one old
    outlier does not blind it for ever) by at least ``range_min_std`` standard
@@ -144,6 +146,10 @@ class AnomalyParams:
     season_level: bool = False
     min_history: int = 10
     tail_level: float = 9.2
+    # The tail calibration also discounts the forecast channel's fitted tail (excess_rate
+    # > 0), as models before 2026-12-05 (session 33) did: a second discount of a tail
+    # already the stream's own. Off: it discounts the Gaussian tails only (docs/quality.md).
+    tail_forecast: bool = False
     tail_alpha: float = 1.0 / 1000.0
     range_rate: float = 3000.0
     range_min_std: float = 0.5
@@ -236,6 +242,7 @@ _LEGACY: dict[str, Any] = {
     "departure_block": 0,
     "range_interval": 0.0,
     "day_memory_s": 0.0,
+    "tail_forecast": True,
 }
 
 

@@ -101,6 +101,28 @@ class ModelMeta:
             raise ModelRejected(f"model.json at {onnx_path.parent} is invalid: {exc!r}") from exc
 
 
+_VERSION_FILES = ("model.onnx", "model.json")
+
+
+def _checked_changes(current: AnomalyParams, changes: dict[str, Any]) -> dict[str, Any]:
+    """``changes`` to anomaly parameters, each of its field's type (an int for a float
+    field is a float); a clear error for an unknown field or a value of another type."""
+    fields = {f.name: getattr(current, f.name) for f in dataclasses.fields(current)}
+    out: dict[str, Any] = {}
+    for key, value in changes.items():
+        if key not in fields:
+            raise RegistryError(
+                f"{key!r} is not an anomaly parameter (known: {', '.join(sorted(fields))})"
+            )
+        kind = type(fields[key])
+        if kind is float and type(value) is int:
+            value = float(value)
+        if type(value) is not kind:
+            raise RegistryError(f"anomaly parameter {key!r} takes a {kind.__name__}, not {value!r}")
+        out[key] = value
+    return out
+
+
 def _distribution(raw: Any) -> str | None:
     if raw is None:
         return None
@@ -257,6 +279,51 @@ class Registry:
         # 3. One rename makes the version visible.
         os.rename(tmp, final)
         return final
+
+    def derive(
+        self,
+        model: str,
+        version: str | None,
+        changes: dict[str, Any],
+        new: str | None = None,
+    ) -> str:
+        """A new version of ``model`` that serves ``version``'s network (the promoted one if
+        None) with other anomaly parameters: ``changes`` maps fields of
+        :class:`AnomalyParams` to values (another threshold, or a detection rule the
+        version predates). Returns the new version, not promoted.
+
+        Steps: 1. load and verify the source version; 2. merge ``changes`` into its
+        anomaly parameters and validate them; 3. write the new version with the same ONNX
+        file and every other file of the source (write_version: atomic), recording
+        ``derived_from`` (the source version and the changes).
+        """
+        # 1. The source, verified.
+        src = self.meta(model, version)
+        # 2. The merged parameters, as the scorer will read them.
+        anomaly = {**src.anomaly.to_json(), **_checked_changes(src.anomaly, changes)}
+        try:
+            AnomalyParams.from_json(anomaly)
+        except (TypeError, ValueError) as exc:
+            raise RegistryError(f"these anomaly parameters are refused: {exc}") from exc
+        # 3. A new version beside it (a second derive within the same second gets a suffix).
+        if new is None:
+            new = stem = new_version()
+            for i in range(1, 1000):
+                if not (self.root / model / new).exists():
+                    break
+                new = f"{stem}-{i}"
+        folder = src.onnx_path.parent
+        extra = {
+            p.name: p for p in folder.iterdir() if p.is_file() and p.name not in _VERSION_FILES
+        }
+        doc = {
+            **src.raw,
+            "version": new,
+            "anomaly": anomaly,
+            "derived_from": {"version": src.version, "anomaly": changes},
+        }
+        self.write_version(model, new, src.onnx_path, doc, extra)
+        return new
 
     def promote(self, model: str, version: str) -> None:
         """Make ``version`` the one scorers serve; CURRENT is replaced atomically."""

@@ -230,7 +230,18 @@ def advance(
         )
         st.qlog = _adapt_interval(band, x, fc1, fs1, scaled, st.qlog)
     level = level_surprise(anom, z_level)
-    gauss, trate = calibrate_tail(anom, np.maximum(raw, level), st.en, st.trate)
+    # The tail calibration discounts Gaussian tails: the level channel's, and the forecast
+    # channel's where it is Gaussian. A tail fitted to the stream's own errors
+    # (excess_rate > 0) is not discounted again, unless the model predates that rule.
+    if anom.tail_forecast or anom.excess_rate <= 0:
+        top = np.maximum(raw, level)
+        gauss, trate = calibrate_tail(anom, top, st.en, st.trate)
+        k = np.where(top > 0, gauss / np.where(top > 0, top, 1.0), 1.0)
+        forecast_cal, level_cal = np.maximum(raw, 0.0) * k, level * k
+    else:
+        level_cal, trate = calibrate_tail(anom, level, st.en, st.trate)
+        forecast_cal = np.maximum(raw, 0.0)
+        gauss = np.maximum(raw, level_cal)
     # The gain of this stream's forecasts (pipeline.engine.gain) learns from the change
     # that just happened against the change the model predicted for it.
     st.gxy, st.gxx, st.gn = gain.learn(
@@ -249,9 +260,7 @@ def advance(
     st.last_x = x.copy()
     has = st.has_fc
     # The reason: the channel with the largest surprise (forecast and level as calibrated).
-    top = np.maximum(raw, level)
-    k = np.where(top > 0, gauss / np.where(top > 0, top, 1.0), 1.0)
-    reason = np.argmax(np.stack([np.maximum(raw, 0.0) * k, level * k, beyond, stuck]), axis=0)
+    reason = np.argmax(np.stack([forecast_cal, level_cal, beyond, stuck]), axis=0)
     # A sustained deviation is not tail-calibrated with the others: its spread is its own.
     # It is the reason where its onset (what it adds to the novelty rule) tops the rest.
     sustained_novel, _, lasting = sustained_onset(anom, sustained, st.pq)
