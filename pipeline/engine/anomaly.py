@@ -92,6 +92,7 @@ __all__ = [
     "AnomalyParams",
     "Day",
     "Departure",
+    "calibrate_channels",
     "calibrate_tail",
     "day_step",
     "departure_step",
@@ -466,6 +467,28 @@ def calibrate_tail(p: AnomalyParams, surprise: F64, n: F64, rate: F64) -> tuple[
     rate = rate + a * ((surprise > p.tail_level).astype(np.float64) - rate)
     out: F64 = surprise * scale
     return out, rate
+
+
+def calibrate_channels(
+    p: AnomalyParams, forecast: F64, level: F64, n: F64, rate: F64
+) -> tuple[F64, F64, F64]:
+    """The forecast and level surprises ``[B]`` after the tail calibration
+    (:func:`calibrate_tail`); returns ``(forecast, level, rate)``.
+
+    The calibration discounts Gaussian tails: the level channel's, and the forecast
+    channel's where it is Gaussian (``excess_rate`` 0). A forecast tail fitted to the
+    stream's own errors (:func:`excess_step`) already knows how heavy the stream's tail is
+    and is not discounted again; with ``tail_forecast`` (models before 2026-12-05) both
+    channels are scaled by the rate at which the larger of the two exceeds the level.
+    """
+    forecast = np.maximum(forecast, 0.0)
+    if p.tail_forecast or p.excess_rate <= 0:
+        top = np.maximum(forecast, level)
+        scaled, rate = calibrate_tail(p, top, n, rate)
+        k = np.where(top > 0, scaled / np.where(top > 0, top, 1.0), 1.0)
+        return forecast * k, level * k, rate
+    level, rate = calibrate_tail(p, level, n, rate)
+    return forecast, level, rate
 
 
 def excess_step(

@@ -28,7 +28,7 @@ import numpy.typing as npt
 from pipeline.engine import blend, finite, gain, season
 from pipeline.engine.anomaly import (
     AnomalyParams,
-    calibrate_tail,
+    calibrate_channels,
     day_step,
     departure_step,
     error_of,
@@ -230,18 +230,8 @@ def advance(
         )
         st.qlog = _adapt_interval(band, x, fc1, fs1, scaled, st.qlog)
     level = level_surprise(anom, z_level)
-    # The tail calibration discounts Gaussian tails: the level channel's, and the forecast
-    # channel's where it is Gaussian. A tail fitted to the stream's own errors
-    # (excess_rate > 0) is not discounted again, unless the model predates that rule.
-    if anom.tail_forecast or anom.excess_rate <= 0:
-        top = np.maximum(raw, level)
-        gauss, trate = calibrate_tail(anom, top, st.en, st.trate)
-        k = np.where(top > 0, gauss / np.where(top > 0, top, 1.0), 1.0)
-        forecast_cal, level_cal = np.maximum(raw, 0.0) * k, level * k
-    else:
-        level_cal, trate = calibrate_tail(anom, level, st.en, st.trate)
-        forecast_cal = np.maximum(raw, 0.0)
-        gauss = np.maximum(raw, level_cal)
+    forecast_cal, level_cal, trate = calibrate_channels(anom, raw, level, st.en, st.trate)
+    gauss = np.maximum(forecast_cal, level_cal)
     # The gain of this stream's forecasts (pipeline.engine.gain) learns from the change
     # that just happened against the change the model predicted for it.
     st.gxy, st.gxx, st.gn = gain.learn(

@@ -13,6 +13,7 @@ from pipeline.engine.anomaly import (
     DEPARTURE_BLOCKS,
     SCORE_HALF_NATS,
     AnomalyParams,
+    calibrate_channels,
     calibrate_tail,
     day_step,
     departure_step,
@@ -234,6 +235,39 @@ def test_tail_calibration_shrinks_a_spiky_stream_and_leaves_a_gaussian_one_alone
     assert g[-1] > 0.9 * 40.0
     assert k[-1] < 40.0 * 0.6  # routine on the spiky one: -ln(0.01) / 9.2 = 0.5
     assert np.all(g <= np.r_[gaussian, 40.0] + 1e-12)
+
+
+def _channels(p: AnomalyParams, forecast: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """``[T, 2]``: the forecast and level surprises after calibration, step by step."""
+    rate, out = np.zeros(1), []
+    for i, (f, v) in enumerate(zip(forecast, level, strict=True)):
+        fc, lc, rate = calibrate_channels(
+            p, np.array([f]), np.array([v]), np.array([float(i)]), rate
+        )
+        out.append((fc[0], lc[0]))
+    return np.array(out)
+
+
+def test_a_fitted_forecast_tail_is_not_discounted_again_but_a_gaussian_one_is() -> None:
+    """On a stream whose level throws a 40-nat value once in a hundred steps, the level
+    channel is discounted (-ln 0.01 / 9.2: about half); the forecast channel's surprise
+    from a tail fitted to the stream's errors (excess_rate > 0) is kept as it is, and is
+    discounted with the level's only where it is a Gaussian tail (excess_rate 0) or the
+    model predates the rule (tail_forecast)."""
+    rng = np.random.default_rng(5)
+    level = np.where(rng.random(20000) < 0.01, 40.0, rng.exponential(1.0, 20000))
+    forecast = rng.exponential(1.0, 20000)
+    forecast[-1], level[-1] = 30.0, 40.0
+    fitted = _channels(AnomalyParams(), forecast, level)
+    assert fitted[-1, 0] == 30.0 and fitted[-1, 1] < 0.6 * 40.0
+    np.testing.assert_array_equal(fitted[:, 0], forecast)
+    # The level channel alone: the same as the tail calibration of the level alone.
+    np.testing.assert_allclose(fitted[:, 1], _calibrated(level, AnomalyParams()), rtol=1e-12)
+    for p in (AnomalyParams(excess_rate=0.0), AnomalyParams(tail_forecast=True)):
+        both = _channels(p, forecast, level)
+        assert both[-1, 0] < 0.6 * 30.0 and both[-1, 1] < 0.6 * 40.0
+        top = _calibrated(np.maximum(forecast, level), p)
+        np.testing.assert_allclose(np.maximum(both[:, 0], both[:, 1]), top, rtol=1e-12)
 
 
 def test_novelty_keeps_the_first_and_rising_surprises_and_damps_the_rest() -> None:
