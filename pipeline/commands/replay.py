@@ -3,6 +3,9 @@
 Streams are merged by timestamp (each stream keeps its file order, even where a
 file's timestamps step back, as NAB's DST rows do). Pacing: as fast as possible,
 ``rate`` events per second, or ``speedup`` times real time by the timestamps.
+Format: JSON events (the timestamp as the CSV wrote it), or binary events
+(:mod:`pipeline.kafka_io.binary_events`: epoch seconds, the values in the model's
+feature order, which ``features`` names for a multi-feature CSV).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +24,13 @@ from pipeline.config import KafkaConfig
 from pipeline.engine.csvdata import Series, load_csv
 from pipeline.errors import ConfigError, DataError
 from pipeline.kafka_io import ensure_topic, open_producer
+from pipeline.kafka_io.binary_events import encode_event_binary
 from pipeline.kafka_io.codec import encode_event
 
-__all__ = ["add_parser", "collect_streams", "merged_events", "replay", "run"]
+__all__ = ["FORMATS", "add_parser", "collect_streams", "encoder", "merged_events", "replay", "run"]
+
+FORMATS = ("json", "binary")
+Encoder = Callable[[Series, int], tuple[bytes, bytes]]
 
 
 def collect_streams(paths: Sequence[Path]) -> list[Series]:
@@ -55,6 +62,54 @@ def merged_events(streams: Sequence[Series]) -> Iterator[tuple[float, Series, in
             heapq.heappush(heap, (float(s.ts[row + 1]), i, row + 1))
 
 
+def encoder(fmt: str, features: Sequence[str] = ()) -> Encoder:
+    """``(key, value)`` of a stream's row as an event of format ``fmt``.
+
+    Binary events carry no feature names: their values follow ``features`` (the model's
+    order), which a multi-feature CSV must name (all its columns, in any CSV order); a
+    single-feature CSV needs none."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"format {fmt!r} is not one of {FORMATS}")
+    if fmt == "json":
+
+        def as_json(s: Series, row: int) -> tuple[bytes, bytes]:
+            raw: str | float = float(s.ts[row])
+            if s.ts_text and not _numeric(s.ts_text[row]):
+                raw = s.ts_text[row]  # the CSV's own text, echoed in the scores
+            vals = s.values[row]
+            payload: dict[str, float] | float = (
+                dict(zip(s.features, vals.tolist(), strict=True))
+                if len(s.features) > 1
+                else float(vals[0])
+            )
+            return s.name.encode(), encode_event(s.name, raw, payload)
+
+        return as_json
+    order = tuple(features)
+
+    def as_binary(s: Series, row: int) -> tuple[bytes, bytes]:
+        if len(s.features) == 1 and len(order) <= 1:
+            return encode_event_binary(s.name, float(s.ts[row]), [float(s.values[row, 0])])
+        if sorted(order) != sorted(s.features):
+            raise ConfigError(
+                f"stream {s.name} has columns {list(s.features)}: binary events need "
+                f"--features naming all of them in the model's order"
+            )
+        cols = [s.features.index(f) for f in order]
+        return encode_event_binary(s.name, float(s.ts[row]), s.values[row, cols].tolist())
+
+    return as_binary
+
+
+def _numeric(text: str) -> bool:
+    """Epoch seconds written as a number: sent as one (the contract's string is ISO-8601)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def replay(
     kafka: KafkaConfig,
     topic: str,
@@ -64,10 +119,16 @@ def replay(
     speedup: float | None = None,
     partitions: int = 4,
     progress: bool = True,
+    encode: Encoder | None = None,
 ) -> int:
-    """Produce every row as an event; returns how many were sent (all acknowledged)."""
+    """Produce every row as an event (JSON unless ``encode`` says otherwise, see
+    :func:`encoder`); returns how many were sent (all acknowledged)."""
     if rate is not None and speedup is not None:
         raise ConfigError("give --rate or --speedup, not both")
+    encode = encode or encoder("json")
+    for s in streams[:1]:
+        if len(s.ts):
+            encode(s, 0)  # a format the streams cannot take fails before the topic exists
     ensure_topic(kafka, topic, partitions)
     producer = open_producer(kafka)
     total = sum(len(s.ts) for s in streams)
@@ -89,14 +150,8 @@ def replay(
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            raw = s.ts_text[row] if s.ts_text else float(ts)
-            vals = s.values[row]
-            payload: dict[str, float] | float = (
-                dict(zip(s.features, vals.tolist(), strict=True))
-                if len(s.features) > 1
-                else float(vals[0])
-            )
-            producer.send(topic, s.name.encode(), encode_event(s.name, raw, payload))
+            key, value = encode(s, row)
+            producer.send(topic, key, value)
             sent += 1
             if sent % 1000 == 0:
                 bar.update(1000)
@@ -123,6 +178,7 @@ def run(ns: argparse.Namespace) -> int:
         rate=ns.rate,
         speedup=ns.speedup,
         progress=not ns.no_progress,
+        encode=encoder(ns.format, [f for f in (ns.features or "").split(",") if f]),
     )
     print(f"replayed {n} events from {len(streams)} streams into {ns.topic}")
     return 0
@@ -135,6 +191,16 @@ def add_parser(sub: Any) -> None:
     pace = p.add_mutually_exclusive_group()
     pace.add_argument("--rate", type=float, help="events per second")
     pace.add_argument("--speedup", type=float, help="times real time, by the timestamps")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="json",
+        help="JSON events, or binary events (the faster layout; docs: the event contract)",
+    )
+    p.add_argument(
+        "--features",
+        help="binary, multi-feature CSVs: the model's feature order (comma-separated)",
+    )
     p.add_argument("--no-progress", dest="no_progress", action="store_true")
     add_kafka_flags(p)
     p.set_defaults(func=run)
