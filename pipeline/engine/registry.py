@@ -300,7 +300,8 @@ class Registry:
         # 1. The source, verified.
         src = self.meta(model, version)
         # 2. The merged parameters, as the scorer will read them.
-        anomaly = {**src.anomaly.to_json(), **_checked_changes(src.anomaly, changes)}
+        checked = _checked_changes(src.anomaly, changes)
+        anomaly = {**src.anomaly.to_json(), **checked}
         try:
             AnomalyParams.from_json(anomaly)
         except (TypeError, ValueError) as exc:
@@ -320,7 +321,7 @@ class Registry:
             **src.raw,
             "version": new,
             "anomaly": anomaly,
-            "derived_from": {"version": src.version, "anomaly": changes},
+            "derived_from": {"version": src.version, "anomaly": checked},
         }
         self.write_version(model, new, src.onnx_path, doc, extra)
         return new
