@@ -39,6 +39,10 @@ VARIANTS: tuple[tuple[str, str | None], ...] = (
     ("range novelty (`range_rate=0`)", "range_rate=0"),
     ("stuck sensor (`stuck_max_rate=0`)", "stuck_max_rate=0"),
     ("tail calibration (`tail_level=0`)", "tail_level=0"),
+    (
+        "a fitted forecast tail discounted again (`tail_forecast=1`: the rule before 2026-12-05)",
+        "tail_forecast=1",
+    ),
     ("novelty damping (`novelty_damp=1`)", "novelty_damp=1"),
     ("sustained deviation (`sustained_rate=0`)", "sustained_rate=0"),
     ("one alert per incident (`refractory=0`)", "refractory=0"),
