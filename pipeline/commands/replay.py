@@ -126,9 +126,9 @@ def replay(
     if rate is not None and speedup is not None:
         raise ConfigError("give --rate or --speedup, not both")
     encode = encode or encoder("json")
-    for s in streams[:1]:
+    for s in streams:
         if len(s.ts):
-            encode(s, 0)  # a format the streams cannot take fails before the topic exists
+            encode(s, 0)  # a format a stream cannot take fails before the topic exists
     ensure_topic(kafka, topic, partitions)
     producer = open_producer(kafka)
     total = sum(len(s.ts) for s in streams)

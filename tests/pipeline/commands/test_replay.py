@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.commands.replay import collect_streams, encoder, merged_events
+from pipeline.commands.replay import collect_streams, encoder, merged_events, replay
+from pipeline.config import KafkaConfig, load
 from pipeline.errors import ConfigError
 from pipeline.kafka_io.codec import decode_batch
 
@@ -76,3 +77,15 @@ def test_binary_refuses_a_multi_feature_csv_without_the_models_full_order(
 def test_an_unknown_format_is_refused() -> None:
     with pytest.raises(ConfigError, match="format"):
         encoder("avro")
+
+
+def test_replay_refuses_before_touching_kafka_when_any_stream_cannot_take_the_format(
+    tmp_path: Path,
+) -> None:
+    """The second file has two columns and no --features: refused before the topic is
+    made (the bootstrap below answers nothing, so reaching Kafka would fail otherwise)."""
+    one = _csv(tmp_path / "a.csv", "timestamp,value", ["1700000000,1.0"])
+    two = _csv(tmp_path / "b.csv", "timestamp,temp,pressure", ["1700000000,20.5,1.25"])
+    kafka = load(KafkaConfig, {"bootstrap": "127.0.0.1:1"})
+    with pytest.raises(ConfigError, match="--features"):
+        replay(kafka, "never-made", collect_streams([one, two]), encode=encoder("binary"))
