@@ -64,7 +64,7 @@ step t of a stream once it has a forecast from t-1:
    step; a surprise that does not exceed it is multiplied by ``novelty_damp``, and so is
    every surprise within ``refractory`` quiet steps of the stream's last alarm (or of its
    sustained deviation at the threshold): a burst is one incident, and only a surprise
-   twice the alarm level breaks through it. A frozen sensor's onset alarms whatever
+   twice the alarm level, and twice the incident's decayed peak, breaks through it. A frozen sensor's onset alarms whatever
    came before (:func:`stuck_onset`).
 8. **Score** ``S / (S + ln 1e5)`` in [0, 1): 0.5 is a tail of 1e-5, 0.6 of 3e-8, 0.75
    of 1e-15. It never saturates, so strong surprises keep their order.
@@ -179,6 +179,11 @@ class AnomalyParams:
     # last alarm, or of its sustained deviation at the threshold, nothing is news
     # (:func:`novelty`), so an incident raises one alert, not a burst of them.
     refractory: float = 50.0
+    # Within an incident, news must also be twice (1 / novelty_damp) the incident's
+    # decayed peak, where that is above the alarm level (false: twice the alarm level,
+    # the rule before 2026-12-06): a burst or drift whose every record is hundreds of
+    # nats alerts again only as it escalates, not on each record.
+    refractory_relative: bool = True
     # The forecast surprise from a tail fitted to the stream's own largest errors
     # (:func:`excess_step`): the share of errors in the fit (0: the Gaussian tail of the
     # error statistics, as before 2026-12-01), its learning rate, and the largest
@@ -244,6 +249,7 @@ _LEGACY: dict[str, Any] = {
     "range_interval": 0.0,
     "day_memory_s": 0.0,
     "tail_forecast": True,
+    "refractory_relative": False,
 }
 
 
@@ -390,12 +396,21 @@ def novelty(
     within ``refractory`` quiet steps of the stream's last incident (``quiet``: steps since
     the stream last alarmed or its sustained deviation was at the threshold). A spiky
     stream's incident is a cluster of values, each of which may beat the decaying peak;
-    within one, only a surprise of ``1 / novelty_damp`` times the alarm level alerts again.
+    within one, only a surprise of ``1 / novelty_damp`` times the alarm level alerts again,
+    or (``refractory_relative``) that many times the incident's decayed peak where the
+    peak is above the alarm level: a drift past the stream's range, whose every record
+    is hundreds of nats, alerts again as it escalates, not on each record.
     """
     news = surprise > peak + p.novelty_margin
+    damp: F64 | float = p.novelty_damp
     if quiet is not None and p.refractory > 0:
-        news &= quiet >= p.refractory
-    damped = np.where(news, surprise, p.novelty_damp * surprise)
+        within = quiet < p.refractory
+        news &= ~within
+        if p.refractory_relative:
+            # Relative to the incident's peak where that is above the alarm level.
+            level = _alarm_nats(p)
+            damp = np.where(within, p.novelty_damp * level / np.maximum(peak, level), damp)
+    damped = np.where(news, surprise, damp * surprise)
     peak = np.maximum(surprise, p.novelty_decay * peak)
     return damped, peak
 

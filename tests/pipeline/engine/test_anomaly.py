@@ -303,13 +303,35 @@ def test_a_burst_is_one_incident_but_a_far_larger_surprise_breaks_through() -> N
     burst += [1.4 * alarm] + [0.0] * 60
     # Without the refractory rule the burst alerts three times.
     assert _burst_alarms(AnomalyParams(refractory=0.0), burst) == [5, 18, 34]
-    p = AnomalyParams(refractory=50.0)
-    assert _burst_alarms(p, burst) == [5]
-    # Twice the alarm level alerts within an incident; after 50 quiet steps so does any.
-    assert _burst_alarms(p, [*burst[:20], 2.1 * alarm]) == [5, 20]
-    assert _burst_alarms(p, burst[:6] + [0.0] * 50 + [1.1 * alarm]) == [5, 56]
-    # Models calibrated before the rule keep scoring as they were calibrated.
+    for relative in (False, True):
+        p = AnomalyParams(refractory=50.0, refractory_relative=relative)
+        assert _burst_alarms(p, burst) == [5]
+        # After 50 quiet steps any surprise at the alarm level alerts.
+        assert _burst_alarms(p, burst[:6] + [0.0] * 50 + [1.1 * alarm]) == [5, 56]
+    # Twice the alarm level alerts within an incident (the rule before 2026-12-06); twice
+    # the incident's decayed peak (1.24 times the alarm level at step 20) where that is more.
+    old = AnomalyParams(refractory=50.0, refractory_relative=False)
+    assert _burst_alarms(old, [*burst[:20], 2.1 * alarm]) == [5, 20]
+    assert _burst_alarms(AnomalyParams(), [*burst[:20], 2.1 * alarm]) == [5]
+    assert _burst_alarms(AnomalyParams(), [*burst[:20], 2.6 * alarm]) == [5, 20]
+    # Models calibrated before the rules keep scoring as they were calibrated.
     assert AnomalyParams.from_json({}).refractory == 0.0 and AnomalyParams().refractory > 0
+    assert not AnomalyParams.from_json({}).refractory_relative
+
+
+def test_an_incident_of_huge_surprises_alerts_again_only_as_it_escalates() -> None:
+    """A drift past the stream's range: a record every few steps, each hundreds of nats
+    (the range channel's surprise grows with the margin). Twice the alarm level is no bar
+    for them; twice the incident's peak is."""
+    alarm = 1.5 * math.log(1e5)
+    drift = []
+    for k in range(10):  # within the 50 quiet steps of the refractory rule
+        drift += [30.0 * alarm * (1.0 + 0.1 * k)] + [0.0] * 4
+    old = AnomalyParams(refractory=50.0, refractory_relative=False)
+    assert len(_burst_alarms(old, drift)) == 10  # every record
+    assert _burst_alarms(AnomalyParams(), drift) == [0]
+    # An escalation to more than twice the incident's peak is news.
+    assert _burst_alarms(AnomalyParams(), [*drift[:20], 70.0 * alarm]) == [0, 20]
 
 
 def _frozen_run(p: AnomalyParams) -> tuple[list[float], float]:
