@@ -82,6 +82,7 @@ def evaluate(
 ) -> dict[str, Any]:
     found = {k: [0, 0] for k in KINDS}
     alarms = events = inside = 0
+    by_kind: dict[str, int] = {}
     for seed in seeds:
         feed = generate(
             streams=12,
@@ -99,6 +100,9 @@ def evaluate(
             expected = np.zeros(len(flag), bool)
             for a in s.anomalies:
                 found[a.kind][0] += int(flag[a.start : a.end + AFTER + 1].any())
+                by_kind[a.kind] = by_kind.get(a.kind, 0) + int(
+                    flag[a.start : a.end + AFTER + 1].sum()
+                )
                 found[a.kind][1] += 1
                 expected[a.start : a.end + AFTER + 1] = True
                 if a.kind in ("level_shift", "drift"):
@@ -112,6 +116,7 @@ def evaluate(
         "false_alarms": alarms,
         "events": events,
         "alarms_per_detection": inside / max(detected, 1),
+        "alarms_by_kind": by_kind,
     }
 
 
@@ -330,6 +335,9 @@ def main() -> int:
         cells = "".join(f"{f'{d}/{n}':>14}" for d, n in res["detected"].values())
         fa = f"{res['false_alarms']} / {res['events']:,}"
         print(f"{label:<22}{cells}{fa:>22}{res['alarms_per_detection']:>18.1f}")
+        print(f"{'  alarms per kind':<22}" + "".join(
+            f"{res['alarms_by_kind'].get(k, 0):>14}" for k in KINDS
+        ))  # fmt: skip
         report[label] = res
     ctx = evaluate_contextual(meta, anom, seeds, seasonal=not a.no_season)
     cells = "  ".join(f"{k} {d}/{n}" for k, (d, n) in ctx["detected"].items())
