@@ -64,8 +64,8 @@ step t of a stream once it has a forecast from t-1:
    step; a surprise that does not exceed it is multiplied by ``novelty_damp``, and so is
    every surprise within ``refractory`` quiet steps of the stream's last alarm (or of its
    sustained deviation at the threshold): a burst is one incident, and only a surprise
-   twice the alarm level, and twice the incident's decayed peak, breaks through it. A frozen sensor's onset alarms whatever
-   came before (:func:`stuck_onset`).
+   twice the alarm level, and twice the incident's decayed peak, breaks through it. A
+   frozen sensor's onset alarms whatever came before (:func:`stuck_onset`).
 8. **Score** ``S / (S + ln 1e5)`` in [0, 1): 0.5 is a tail of 1e-5, 0.6 of 3e-8, 0.75
    of 1e-15. It never saturates, so strong surprises keep their order.
 9. **Decision**: ``is_anomaly = warm and score >= threshold``; every long-run statistic
