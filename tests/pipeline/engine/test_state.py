@@ -185,3 +185,20 @@ def test_a_reserved_store_takes_its_streams_in_one_allocation() -> None:
     capacity = store.capacity
     rows = store.reserve(store.capacity - len(store))  # room enough already: nothing happens
     assert store.capacity == capacity and rows.start == rows.stop
+
+
+def test_a_non_finite_lstm_state_value_is_found_from_its_bits() -> None:
+    """``finite_rows`` reads the float16 LSTM state's bits: the same answer as
+    ``np.isfinite(...).all`` for every kind of value, including the largest finite ones,
+    subnormals and negative zero, and for no streams at all."""
+    from pipeline.engine.state import _finite_half
+
+    rng = np.random.default_rng(3)
+    special = np.array([65504.0, -65504.0, 6e-8, -0.0, 0.0, np.inf, -np.inf, np.nan])
+    a = rng.normal(0.0, 100.0, (2, 40, 8)).astype(np.float16)
+    a[rng.integers(0, 2, 16), rng.integers(0, 40, 16), rng.integers(0, 8, 16)] = rng.choice(
+        special, 16
+    )
+    assert (_finite_half(a) == np.isfinite(a).all(axis=(0, 2))).all()
+    assert not _finite_half(a).all() and _finite_half(a).any()
+    assert _finite_half(np.zeros((2, 0, 8), np.float16)).shape == (0,)
