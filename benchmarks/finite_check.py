@@ -27,22 +27,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipeline.engine.registry import Registry  # noqa: E402
-from pipeline.engine.state import _CHECKED_SCALARS, StateStore, StepState  # noqa: E402
+from pipeline.engine.state import StateStore, StepState  # noqa: E402
 
 
 def as_it_was(st: StepState) -> npt.NDArray[np.bool_]:
-    """``StepState.finite_rows`` before 2026-12-06 (the LSTM state through ``np.isfinite``)."""
+    """``StepState.finite_rows`` before 2026-12-06: the LSTM state through ``np.isfinite``
+    (the statistics' check is the same code either way)."""
     ok = np.asarray(np.isfinite(st.h).all(axis=(0, 2)), np.bool_)
     ok &= np.isfinite(st.c).all(axis=(0, 2))
-    ok &= np.isfinite(st.fc).all(axis=(1, 2))
-    ok &= np.isfinite(st.mean).all(axis=1) & np.isfinite(st.var).all(axis=1)
-    for name in _CHECKED_SCALARS:
-        ok &= np.isfinite(getattr(st, name))
-    ok &= np.isfinite(st.bm).all(axis=1)
-    ok &= (st.sbin <= 0) | np.isfinite(st.slev).all(axis=1)
-    ok &= np.isfinite(st.ds).all(axis=1) & np.isfinite(st.dmax).all(axis=1)
-    ok &= np.isfinite(st.db).all(axis=(1, 2)) & np.isfinite(st.rv).all(axis=1)
-    return ok
+    return ok & st.finite_statistics()
 
 
 def _time(f: Callable[[], object]) -> float:

@@ -99,10 +99,9 @@ def evaluate(
             flag[:WARMUP] = False
             expected = np.zeros(len(flag), bool)
             for a in s.anomalies:
-                found[a.kind][0] += int(flag[a.start : a.end + AFTER + 1].any())
-                by_kind[a.kind] = by_kind.get(a.kind, 0) + int(
-                    flag[a.start : a.end + AFTER + 1].sum()
-                )
+                window = flag[a.start : a.end + AFTER + 1]
+                found[a.kind][0] += int(window.any())
+                by_kind[a.kind] = by_kind.get(a.kind, 0) + int(window.sum())
                 found[a.kind][1] += 1
                 expected[a.start : a.end + AFTER + 1] = True
                 if a.kind in ("level_shift", "drift"):

@@ -269,10 +269,14 @@ class StepState:
         return season.Profiles(self.sp, self.su, self.sw, self.ss)
 
     def finite_rows(self) -> npt.NDArray[np.bool_]:
-        """Per stream: is every statistic finite? (``lo``/``hi``/``last_x`` start as NaN
-        by design and follow the inputs, which are finite, so they are not checked.)"""
-        ok = _finite_half(self.h) & _finite_half(self.c)
-        ok &= np.isfinite(self.fc).all(axis=(1, 2))
+        """Per stream: is the LSTM state and every statistic finite?"""
+        return _finite_half(self.h) & _finite_half(self.c) & self.finite_statistics()
+
+    def finite_statistics(self) -> npt.NDArray[np.bool_]:
+        """Per stream: is every statistic beside the LSTM state finite? (``lo``/``hi``/
+        ``last_x`` start as NaN by design and follow the inputs, which are finite, so they
+        are not checked.)"""
+        ok = np.asarray(np.isfinite(self.fc).all(axis=(1, 2)), np.bool_)
         ok &= np.isfinite(self.mean).all(axis=1) & np.isfinite(self.var).all(axis=1)
         for name in _CHECKED_SCALARS:
             ok &= np.isfinite(getattr(self, name))
