@@ -47,6 +47,11 @@ step t of a stream once it has a forecast from t-1:
    has probability ``p ** run``, so a continuous sensor that freezes is flagged within a
    few steps. Streams that repeat values routinely (counts, quantised readings) do so in
    clusters, where ``p ** run`` would be far too confident; for them this channel is off.
+   A frozen sensor's incident lasts while it stays frozen (``stuck_lasts``), and its
+   return is judged by the value's level and range, not by the forecast, which followed
+   the frozen value in the narrow scale of a constant input (``stuck_return``): an
+   ordinary return is the end of the incident, a return far from anything the stream
+   has shown is news.
 6. **Sustained deviation** (:func:`sustained_step`): many values on one side of where
    they are expected, each unremarkable (a holiday, a partial outage, a drift the
    forecaster follows step by step): the EW mean of the standardised deviation from the
@@ -105,6 +110,7 @@ __all__ = [
     "range_surprise",
     "score_of",
     "score_step",
+    "stuck_level",
     "stuck_onset",
     "stuck_surprise",
     "sustained_onset",
@@ -184,6 +190,15 @@ class AnomalyParams:
     # the rule before 2026-12-06): a burst or drift whose every record is hundreds of
     # nats alerts again only as it escalates, not on each record.
     refractory_relative: bool = True
+    # A frozen sensor's incident lasts while it stays frozen (its run's surprise at the
+    # threshold counts as an alarm for the quiet steps), so its return, the jump from
+    # the frozen value the forecaster followed, is within the incident (false: the
+    # refractory steps count from the onset, as before 2026-12-06).
+    stuck_lasts: bool = True
+    # The first value after a frozen run at the threshold (the sensor's return) is judged
+    # by its level and range, not by the forecast, which followed the frozen value
+    # (false: by the forecast too, as before 2026-12-06).
+    stuck_return: bool = True
     # The forecast surprise from a tail fitted to the stream's own largest errors
     # (:func:`excess_step`): the share of errors in the fit (0: the Gaussian tail of the
     # error statistics, as before 2026-12-01), its learning rate, and the largest
@@ -250,6 +265,8 @@ _LEGACY: dict[str, Any] = {
     "day_memory_s": 0.0,
     "tail_forecast": True,
     "refractory_relative": False,
+    "stuck_lasts": False,
+    "stuck_return": False,
 }
 
 
@@ -318,13 +335,19 @@ def stuck_surprise(
     ``repeated [B]``: the value equals the previous one; ``n [B]``: values seen before.
     """
     run = np.where(repeated, run + 1.0, 0.0)
-    active = (n >= p.stuck_history) & (rep_p < p.stuck_max_rate)
-    surprise = np.where(active, -run * np.log(np.maximum(rep_p, p.min_rep_p)), 0.0)
+    surprise = stuck_level(p, n, run, rep_p)
     # A run already surprising (a tail below 1e-5) is not learnt from, or a frozen sensor
     # would teach the channel that freezing is normal and switch it off within a few steps.
     a = np.maximum(1.0 / (n + 10.0), p.stuck_alpha) * (surprise < SCORE_HALF_NATS)
     rep_p = rep_p + a * (repeated.astype(np.float64) - rep_p)
     return surprise, run, rep_p
+
+
+def stuck_level(p: AnomalyParams, n: F64, run: F64, rep_p: F64) -> F64:
+    """Surprise (nats) of a run of ``run [B]`` unchanged values after ``n [B]`` values."""
+    active = (n >= p.stuck_history) & (rep_p < p.stuck_max_rate)
+    out: F64 = np.where(active, -run * np.log(np.maximum(rep_p, p.min_rep_p)), 0.0)
+    return out
 
 
 def stuck_onset(p: AnomalyParams, surprise: F64, rep_p: F64) -> tuple[F64, npt.NDArray[np.bool_]]:

@@ -38,6 +38,7 @@ from pipeline.engine.anomaly import (
     range_surprise,
     score_of,
     score_step,
+    stuck_level,
     stuck_onset,
     stuck_surprise,
     sustained_onset,
@@ -219,6 +220,15 @@ def advance(
     raw, en, es, emu, evar, tu, tb = _error_step(
         anom, e, st.en, st.es, st.emu, st.evar, st.tu, st.tb
     )
+    repeated = np.all(x == st.last_x, axis=1)
+    # A frozen sensor's return: its forecast followed the frozen value, in the narrow
+    # scale of a constant input, so the jump back is no forecast error (stuck_return).
+    returned = (
+        ~repeated
+        & (score_of(stuck_level(anom, st.n, st.run, st.rep_p)) >= anom.threshold)
+        & bool(anom.stuck_return)
+    )
+    raw = np.where(returned, 0.0, raw)
     if band is not None and scaled.any():
         expected = np.stack(band.bounds(st.fc[:, :1], st.fs[:, :1], st.qlog))[:, :, 0]
         if anom.use_scale and anom.distribution_surprise:
@@ -240,7 +250,6 @@ def advance(
     )  # fmt: skip
     # The blend learns which of the model's and the profile's last forecasts did better.
     st.bm = blend.learn(st.bm, x, st.mfc, st.sfc, std_prev, st.has_fc)
-    repeated = np.all(x == st.last_x, axis=1)
     stuck, st.run, st.rep_p = stuck_surprise(anom, repeated, st.n, st.run, st.rep_p)
     stuck_novel, onset = stuck_onset(anom, stuck, st.rep_p)
     lo_before, hi_before = st.lo, st.hi
@@ -271,7 +280,7 @@ def advance(
     surprise = np.where(onset, np.maximum(surprise, stuck), surprise)
     st.peak = np.where(has, peak, st.peak)
     # The first errors of a stream (its normaliser barely started) are no guide to later ones.
-    learn = has & (st.n >= anom.min_history)
+    learn = has & (st.n >= anom.min_history) & ~returned
     st.en = np.where(learn, en, st.en)
     st.es = np.where(learn, es, st.es)
     st.emu = np.where(learn, emu, st.emu)
@@ -299,11 +308,13 @@ def advance(
     )
     # Quiet steps: since the stream last alarmed, or the sustained channel was at the
     # threshold (pipeline.engine.anomaly.sustained_onset).
-    st.pq = np.where(has, np.where(lasting | alarmed, 0.0, st.pq + 1.0), st.pq)
+    frozen = score_of(stuck) >= anom.threshold
+    # (A frozen sensor's incident lasts while it stays frozen, with stuck_lasts.)
+    incident = lasting | alarmed | (frozen & bool(anom.stuck_lasts))
+    st.pq = np.where(has, np.where(incident, 0.0, st.pq + 1.0), st.pq)
     # The departure channel's course does not run through a frozen sensor's readings,
     # which are not the course: the block this value belongs to (the one that just
     # ended, if one did) is the stream's last such.
-    frozen = score_of(stuck) >= anom.threshold
     st.dl = np.where(has & frozen, st.dn - (st.dk == 0), st.dl)
     e = np.where(has, e, np.nan)
     # The profile learns this value, unless it is an anomaly: a normal day should not

@@ -67,3 +67,35 @@ def test_a_weekday_shaped_like_a_sunday_alarms_once_as_a_day_unlike_the_others()
     assert not flag[~near].any()
     hits = np.flatnonzero(flag & near)
     assert len(hits) == 1 and REASONS[r.reason[hits[0]]] == "day"
+
+
+def _frozen_and_back(back_at: float, **over: bool) -> list[int]:
+    """Alarms (steps from 400 on) of a noisy 1-minute stream frozen at step 500 for 120
+    steps (longer than an incident's ``refractory`` steps), then reading ``back_at`` plus
+    its noise again."""
+    import dataclasses
+
+    meta = Registry(REPO / "exported_models").meta("default")
+    anom = dataclasses.replace(meta.anomaly, **over)
+    rng = np.random.default_rng(11)
+    n = 700
+    v = 20 + np.sin(np.arange(n) / 9) + rng.normal(0, 0.3, n)
+    v[500:620] = v[499]
+    v[620:] += back_at - 20
+    ts = 1_764_000_000.0 + 60.0 * np.arange(n)
+    (r,) = replay(meta, [Series("s", ts, v[:, None], ("value",))], anomaly=anom)
+    alarms = np.nonzero(np.nan_to_num(r.score) >= anom.threshold)[0]
+    return [int(t) for t in alarms if t >= 400]
+
+
+def test_a_frozen_sensor_that_comes_back_is_one_incident() -> None:
+    """The forecaster follows a frozen value, in the narrow scale of a constant input, so
+    the sensor's ordinary return is a jump from it: a second alarm, unless the incident
+    lasts while the sensor is frozen (``stuck_lasts``) and the return is judged by its
+    level and range, not by that forecast (``stuck_return``)."""
+    alarms = _frozen_and_back(20.0)
+    assert len(alarms) == 1 and 500 < alarms[0] < 520  # the onset
+    before = _frozen_and_back(20.0, stuck_lasts=False, stuck_return=False)
+    assert before == [alarms[0], 620]
+    # A sensor that comes back far from anything it has shown is news again.
+    assert _frozen_and_back(60.0) == [alarms[0], 620]
