@@ -51,7 +51,8 @@ step t of a stream once it has a forecast from t-1:
    return is judged by the value's level and range, not by the forecast, which followed
    the frozen value in the narrow scale of a constant input (``stuck_return``): an
    ordinary return is the end of the incident, a return far from anything the stream
-   has shown is news.
+   has shown is news; and the network's state does not take in the frozen readings
+   (``stuck_holds``), so its forecasts after the return are not those of a constant.
 6. **Sustained deviation** (:func:`sustained_step`): many values on one side of where
    they are expected, each unremarkable (a holiday, a partial outage, a drift the
    forecaster follows step by step): the EW mean of the standardised deviation from the
@@ -199,6 +200,10 @@ class AnomalyParams:
     # by its level and range, not by the forecast, which followed the frozen value
     # (false: by the forecast too, as before 2026-12-06).
     stuck_return: bool = True
+    # Nor is a frozen sensor's run the network's memory: the LSTM state stays as it was
+    # while the run is at the threshold (false: it takes in the frozen readings, as before
+    # 2026-12-06, and forecasts the return in the narrow scale of a constant input).
+    stuck_holds: bool = True
     # The forecast surprise from a tail fitted to the stream's own largest errors
     # (:func:`excess_step`): the share of errors in the fit (0: the Gaussian tail of the
     # error statistics, as before 2026-12-01), its learning rate, and the largest
@@ -267,6 +272,7 @@ _LEGACY: dict[str, Any] = {
     "refractory_relative": False,
     "stuck_lasts": False,
     "stuck_return": False,
+    "stuck_holds": False,
 }
 
 

@@ -334,7 +334,12 @@ def advance(
     # 3. One LSTM step (the covariates go in beside the normalised value).
     if cov is not None and cov.shape[1]:
         z = np.concatenate([z, cov], axis=1)
-    f, s, st.h, st.c = session.step(z, st.h, st.c)
+    f, s, h, c = session.step(z, st.h, st.c)
+    if anom.stuck_holds:
+        # A frozen sensor's readings are not the network's memory (stuck_holds).
+        hold = frozen[None, :, None]
+        h, c = np.where(hold, st.h, h), np.where(hold, st.c, c)
+    st.h, st.c = h, c
     # 4. Forecast and scale in sensor units; the one-step forecast's change from x scaled
     #    by the stream's gain (learnt on one-step changes, so applied to that step only).
     st.fc = f.astype(np.float64) * std[:, None, :] + st.mean[:, None, :]

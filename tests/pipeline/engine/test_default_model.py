@@ -95,7 +95,37 @@ def test_a_frozen_sensor_that_comes_back_is_one_incident() -> None:
     level and range, not by that forecast (``stuck_return``)."""
     alarms = _frozen_and_back(20.0)
     assert len(alarms) == 1 and 500 < alarms[0] < 520  # the onset
-    before = _frozen_and_back(20.0, stuck_lasts=False, stuck_return=False)
+    before = _frozen_and_back(20.0, stuck_lasts=False, stuck_return=False, stuck_holds=False)
     assert before == [alarms[0], 620]
     # A sensor that comes back far from anything it has shown is news again.
     assert _frozen_and_back(60.0) == [alarms[0], 620]
+
+
+def test_the_network_does_not_learn_a_frozen_run() -> None:
+    """``make demo``'s machine-004 (generated, seed 7) freezes for 73 minutes: with the
+    frozen readings in its memory the network forecast the value after the return as a
+    constant's, in a constant's narrow scale, and the return's second value alarmed; with
+    its state held while the run is at the threshold (``stuck_holds``), the onset is the
+    only alarm from the freeze to 20 minutes after it."""
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from training.synthetic import generate
+
+    meta = Registry(REPO / "exported_models").meta("default")
+    feed = generate(
+        streams=12, length=600, seed=7, step_s=60.0, start=datetime(2026, 12, 6, tzinfo=UTC),
+        prefix="machine", anomalies_per_stream=1, clean_fraction=0.35,
+    )  # fmt: skip
+    ((kind, start, end),) = [(a.kind, a.start, a.end) for a in feed[4].anomalies]
+    assert (kind, end - start) == ("stuck", 72)
+
+    def alarms(**over: bool) -> list[int]:
+        anom = dataclasses.replace(meta.anomaly, **over)
+        (r,) = replay(meta, [feed[4].series()], anomaly=anom)
+        flag = np.nan_to_num(r.score[start : end + 21]) >= anom.threshold
+        return [start + int(t) for t in np.flatnonzero(flag)]
+
+    (onset,) = alarms()
+    assert onset < start + 10
+    assert alarms(stuck_holds=False) == [onset, end + 2]
