@@ -59,7 +59,9 @@ step t of a stream once it has a forecast from t-1:
    long-run mean (at this time of day and week where the stream's profile knows its day)
    against that mean's own learnt spread. Not tail-calibrated with 1 and 2 (its spread
    is its own); it alarms once per incident (:func:`sustained_onset`), and while it
-   lasts the profile does not learn it.
+   lasts the profile does not learn it. Its memory is 20 values, or about 100 minutes
+   (``sustained_span_s``) where that is fewer: about 4 values on a half-hourly stream,
+   never fewer than about 3 (``sustained_max_rate``).
    Two more channels weigh evidence over many values against the stream's own record
    (scale-free, nothing calibrated), each alarming once per incident: a departure from
    the stream's recent course (:func:`departure_step`: a drift) and a day unlike its
@@ -216,6 +218,14 @@ class AnomalyParams:
     # that mean's own spread is learnt.
     sustained_rate: float = 0.05
     sustained_alpha: float = 1.0 / 1000.0
+    # The mean deviation's memory in time (seconds; 0: ``1 / sustained_rate`` values,
+    # whatever their spacing, as before 2026-12-06): a stream sampled more coarsely than
+    # every ``sustained_rate * sustained_span_s`` seconds (5 minutes at the defaults, the
+    # spacing the channel was designed at) moves it at ``1 - exp(-dt / sustained_span_s)``
+    # a value, at most ``sustained_max_rate``, so a half-day's incident on a half-hourly
+    # stream weighs what it weighs on a 5-minute one.
+    sustained_span_s: float = 6000.0
+    sustained_max_rate: float = 0.3
     # Departure from the stream's recent course (:func:`departure_step`): values averaged
     # in blocks of ``departure_block`` (0: off); a line fitted to ``departure_fit`` block
     # means that ended ``departure_gap`` blocks ago, extrapolated to the newest block; an
@@ -264,6 +274,7 @@ class AnomalyParams:
 _LEGACY: dict[str, Any] = {
     "excess_rate": 0.0,
     "sustained_rate": 0.0,
+    "sustained_span_s": 0.0,
     "refractory": 0.0,
     "departure_block": 0,
     "range_interval": 0.0,
@@ -574,7 +585,13 @@ def _excess_quantile(rate: float) -> float:
 
 
 def sustained_step(
-    p: AnomalyParams, d: F64, n: F64, pm: F64, pv: F64, learn: npt.NDArray[np.bool_]
+    p: AnomalyParams,
+    d: F64,
+    n: F64,
+    pm: F64,
+    pv: F64,
+    learn: npt.NDArray[np.bool_],
+    dt: F64 | None = None,
 ) -> tuple[F64, F64, F64]:
     """Surprise of a deviation that lasts; returns ``(surprise, pm, pv)``.
 
@@ -583,7 +600,9 @@ def sustained_step(
     spread values show around it. One such value is the level channel's to judge; many
     on the same side, each unremarkable, are a holiday, a partial outage or a drift,
     which a forecaster that follows the stream step by step never sees. ``pm`` is the
-    EW mean of ``d`` (rate ``sustained_rate``, about ``1 / rate`` steps), and ``pv`` the
+    EW mean of ``d`` (rate ``sustained_rate``, about ``1 / rate`` steps, or, given the
+    time since each stream's previous value ``dt [B]``, faster on a coarsely sampled
+    stream: ``sustained_span_s``), and ``pv`` the
     EW mean of ``pm**2`` (seeded at 1, as if every deviation were the same: the widest
     it can be; rate ``max(1 / (n + 10), sustained_alpha)``, and not from a surprising
     ``pm``): the surprise is the two-sided Gaussian tail of ``pm / sqrt(pv)``,
@@ -591,9 +610,12 @@ def sustained_step(
     a wide ``pv`` and is not alarmed by them. ``n [B]``: values seen; ``learn [B]``:
     where ``d`` is known (elsewhere nothing moves and the surprise is 0).
     """
-    a = p.sustained_rate
-    if a <= 0:
+    if p.sustained_rate <= 0:
         return np.zeros(len(d)), pm, pv
+    a: F64 | float = p.sustained_rate
+    if dt is not None and p.sustained_span_s > 0:
+        by_time = 1.0 - np.exp(-finite.nan_to_num(dt, nan=0.0) / p.sustained_span_s)
+        a = np.clip(by_time, p.sustained_rate, max(p.sustained_max_rate, p.sustained_rate))
     pm_next = np.where(learn, pm + a * (finite.nan_to_num(d) - pm), pm)
     # Seeded at the widest spread a mean of unit deviations can have (each value the
     # same): a channel starting on a stream it has not followed (a model swap from a

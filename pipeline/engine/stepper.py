@@ -201,9 +201,16 @@ def advance(
     with np.errstate(invalid="ignore", divide="ignore"):
         deviation = np.mean((x - centre) / bare, axis=1)
     sure = (st.n >= anom.min_history) & np.isfinite(deviation)
-    sustained, pm, pv = sustained_step(anom, deviation, st.n, st.pm, st.pv, sure & st.has_fc)
     # A day unlike the stream's recent days (a holiday): in place on its state, by time.
     timed = ts is not None and prev_ts is not None
+    # The time since each stream's previous value (at most one profile bin): the sustained
+    # channel's memory is counted in time where it is known.
+    dt = (
+        season.bounded_step(ts, prev_ts, st.sbin)
+        if ts is not None and prev_ts is not None
+        else None
+    )
+    sustained, pm, pv = sustained_step(anom, deviation, st.n, st.pm, st.pv, sure & st.has_fc, dt)
     none = np.zeros(len(x))
     day = day_step(
         anom, deviation, sure & st.has_fc & timed,

@@ -426,15 +426,19 @@ def test_one_huge_error_teaches_the_tail_a_bounded_excess() -> None:
     assert math.isclose(float(beta[0]), 2.0 * (0.8**2 + 0.36))
 
 
-def _sustained(p: AnomalyParams, d: F64, seen: int = 0) -> tuple[F64, npt.NDArray[np.bool_], float]:
+def _sustained(
+    p: AnomalyParams, d: F64, seen: int = 0, dt: float | None = None
+) -> tuple[F64, npt.NDArray[np.bool_], float]:
     """The channel's surprise and onsets over a stream of deviations ``d``, step by
     step, and the spread it learnt; ``seen``: values the stream had before the channel
-    started (a model swap from a version without it)."""
+    started (a model swap from a version without it); ``dt``: seconds between values
+    (None: not known)."""
     pm, pv, pq = np.zeros(1), np.zeros(1), np.full(1, float(seen))
     out, onsets = np.zeros(len(d)), np.zeros(len(d), bool)
     for i, x in enumerate(d):
         n = np.asarray([float(seen + i)])
-        s, pm, pv = sustained_step(p, np.asarray([x]), n, pm, pv, ONE)
+        gap = None if dt is None else np.asarray([dt])
+        s, pm, pv = sustained_step(p, np.asarray([x]), n, pm, pv, ONE, gap)
         _, onset, ongoing = sustained_onset(p, s, pq)
         pq = np.where(ongoing, 0.0, pq + 1.0)
         out[i], onsets[i] = s[0], onset[0]
@@ -478,6 +482,24 @@ def test_a_wandering_stream_teaches_the_channel_its_own_spread() -> None:
     assert not late.any()
     # What it learnt: a spread far wider than independent deviations' (the seed).
     assert pv > 20 * p.sustained_rate / (2 - p.sustained_rate)
+
+
+def test_the_sustained_channel_remembers_a_span_of_time_not_of_values() -> None:
+    """A six-hour dip of two and a half spreads on a half-hourly stream is 12 values,
+    whose mean over 20 (the channel's memory counted in values) does not reach the
+    threshold; counted in time (``sustained_span_s``: about 4 values there) it does, once,
+    and independent noise still never does in 20,000 values. A 5-minute stream is scored
+    exactly as without times, and a model.json without the field as before."""
+    p = AnomalyParams()
+    rng = np.random.default_rng(3)
+    d = rng.normal(0, 1, 20_012)
+    d[20_000:] -= 2.5
+    by_values = AnomalyParams(sustained_span_s=0.0)
+    assert not _sustained(by_values, d, dt=1800.0)[1].any()
+    _, onsets, _ = _sustained(p, d, dt=1800.0)
+    assert not onsets[:20_000].any() and onsets[20_000:].sum() == 1
+    assert np.array_equal(_sustained(p, d, dt=300.0)[0], _sustained(p, d)[0])
+    assert AnomalyParams.from_json({"sustained_rate": 0.05}).sustained_span_s == 0.0
 
 
 def test_the_sustained_channel_is_off_at_rate_0_and_for_models_calibrated_before_it() -> None:

@@ -37,10 +37,14 @@ def test_a_weekday_shaped_like_a_sunday_alarms_once_as_a_day_unlike_the_others()
     """A taxi-like feed (30-minute counts, weekday rush hours, quieter weekends with busy
     nights, noise, a level swinging 5% over 60 days) for 56 days, and a Thursday on day 30
     shaped like a Sunday at three quarters of its level: one alarm within a day of it,
-    from the day channel (the detector without it misses this holiday: docs/quality.md),
-    and none anywhere else after the first two weeks. (Before the deviation's spread was
-    learnt, ``stepper.learn_residual``, neither this holiday nor one on day 44 under the
-    swing was found: the spread, a difference of two variances, fell as the level rose.)"""
+    and none anywhere else after the first two weeks. The sustained channel finds it
+    since its memory is counted in time (``sustained_span_s``); with its memory counted
+    in values, as before 2026-12-06, the day channel does (the detector without either
+    misses this holiday: docs/quality.md). (Before the deviation's spread was learnt,
+    ``stepper.learn_residual``, neither this holiday nor one on day 44 under the swing was
+    found: the spread, a difference of two variances, fell as the level rose.)"""
+    import dataclasses
+
     from pipeline.engine.stepper import REASONS
 
     meta = Registry(REPO / "exported_models").meta("default")
@@ -59,14 +63,16 @@ def test_a_weekday_shaped_like_a_sunday_alarms_once_as_a_day_unlike_the_others()
     v[holiday] = 7_500 * night[holiday]
     v *= 1 + rng.normal(0, 0.04, len(v))
     v *= 1 + 0.05 * np.sin(2 * np.pi * np.arange(len(v)) / (60 * 48))
-    (r,) = replay(meta, [Series("taxi", ts, v[:, None], ("value",))])
-    flag = np.nan_to_num(r.score) >= meta.anomaly.threshold
-    flag[: 14 * 48] = False
-    near = np.zeros(len(flag), np.bool_)
-    near[holiday.start : holiday.stop + 48] = True
-    assert not flag[~near].any()
-    hits = np.flatnonzero(flag & near)
-    assert len(hits) == 1 and REASONS[r.reason[hits[0]]] == "day"
+    for span, reason in ((meta.anomaly.sustained_span_s, "sustained"), (0.0, "day")):
+        anom = dataclasses.replace(meta.anomaly, sustained_span_s=span)
+        (r,) = replay(meta, [Series("taxi", ts, v[:, None], ("value",))], anomaly=anom)
+        flag = np.nan_to_num(r.score) >= meta.anomaly.threshold
+        flag[: 14 * 48] = False
+        near = np.zeros(len(flag), np.bool_)
+        near[holiday.start : holiday.stop + 48] = True
+        assert not flag[~near].any()
+        hits = np.flatnonzero(flag & near)
+        assert len(hits) == 1 and REASONS[r.reason[hits[0]]] == reason
 
 
 def _frozen_and_back(back_at: float, **over: bool) -> list[int]:
