@@ -97,8 +97,10 @@ def _frozen_and_back(back_at: float, **over: bool) -> list[int]:
 def test_a_frozen_sensor_that_comes_back_is_one_incident() -> None:
     """The forecaster follows a frozen value, in the narrow scale of a constant input, so
     the sensor's ordinary return is a jump from it: a second alarm, unless the incident
-    lasts while the sensor is frozen (``stuck_lasts``) and the return is judged by its
-    level and range, not by that forecast (``stuck_return``)."""
+    lasts while the sensor is frozen (``stuck_lasts``), the return is judged by its level
+    and range, not by that forecast (``stuck_return``), or the network's state does not
+    take in the frozen readings (``stuck_holds``; each rule's part on generated feeds:
+    docs/quality.md, session 35)."""
     alarms = _frozen_and_back(20.0)
     assert len(alarms) == 1 and 500 < alarms[0] < 520  # the onset
     before = _frozen_and_back(20.0, stuck_lasts=False, stuck_return=False, stuck_holds=False)
