@@ -1,5 +1,7 @@
-"""The harness `benchmarks/linger.py` and `benchmarks/versions_e2e.py` share: the scorer's
-maximum throughput for a few variants, side by side on one pre-filled topic."""
+"""The harness the side-by-side benchmarks share (linger.py, versions_e2e.py, guarantee.py,
+input_format.py, output_format.py): the scorer's maximum throughput for a few variants,
+side by side on one pre-filled topic; loop_profile.py takes its topic and worker
+arguments from here too."""
 
 from __future__ import annotations
 
@@ -34,33 +36,49 @@ def alternate(
     per variant, alternating, each a fresh consumer group reading the whole topic, as
     `statecast bench`'s statecast row does; prints events/s per run and the median per
     variant."""
-    opts = BenchOptions(kafka=kafka, streams=streams)
-    run = uuid.uuid4().hex[:8]
-    topic = f"{prefix}-{run}-in"
-    ensure_topic(kafka, topic, opts.partitions)
-    _fill(opts, topic, events)
+    run, topic = fill_topic(kafka, events=events, streams=streams, prefix=prefix)
     got: dict[str, list[float]] = {label: [] for label in variants}
     for r in range(rounds):
         for k, (label, settings) in enumerate(variants.items()):
-            tag = f"{run}-{k}-{r}"
-            res = _run_worker(
-                "statecast",
-                {
-                    "bootstrap": kafka.bootstrap,
-                    "streams": streams,
-                    "backend": kafka.backend,
-                    "input": topic,
-                    "output": f"{prefix}-{tag}-out",
-                    "group": f"{prefix}-{tag}",
-                    "events": events,
-                    **settings,
-                },
+            args = worker_args(
+                kafka, topic, f"{prefix}-{run}-{k}-{r}", events=events, streams=streams
             )
+            res = _run_worker("statecast", {**args, **settings})
             got[label].append(res["events_per_s"])
             print(f"round {r + 1} {label}: {res['events_per_s']:>9.0f} events/s", flush=True)
     for label, rates in got.items():
         print(f"{label}: median {statistics.median(rates):>9.0f} events/s")
     return got
+
+
+def fill_topic(
+    kafka: KafkaConfig, *, events: int, streams: int, prefix: str, binary: bool = False
+) -> tuple[str, str]:
+    """A fresh topic filled with ``events`` over ``streams`` (binary events with
+    ``binary``, else JSON); returns ``(run, topic)``, ``run`` a tag unique to it."""
+    opts = BenchOptions(kafka=kafka, streams=streams)
+    run = uuid.uuid4().hex[:8]
+    topic = f"{prefix}-{run}-in"
+    ensure_topic(kafka, topic, opts.partitions)
+    _fill(opts, topic, events, binary=binary)
+    return run, topic
+
+
+def worker_args(
+    kafka: KafkaConfig, topic: str, name: str, *, events: int, streams: int
+) -> dict[str, Any]:
+    """A statecast bench worker's arguments for one run over ``topic``: a consumer group
+    ``name`` of its own and an output topic ``{name}-out`` (add ``registry``, ``model``
+    and any scorer setting)."""
+    return {
+        "bootstrap": kafka.bootstrap,
+        "streams": streams,
+        "backend": kafka.backend,
+        "input": topic,
+        "output": f"{name}-out",
+        "group": name,
+        "events": events,
+    }
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:

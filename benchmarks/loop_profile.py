@@ -24,15 +24,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.commands.bench import BenchOptions, _fill  # noqa: E402
+from benchmarks.alternating import fill_topic, worker_args  # noqa: E402
 from pipeline.config import KafkaConfig  # noqa: E402
-from pipeline.kafka_io import ensure_topic  # noqa: E402
 
 # The parents whose children are printed, outermost first.
 PARENTS = (
@@ -81,19 +79,11 @@ def main() -> int:
         print("py-spy not found: `make setup` installs it (a dev dependency)", file=sys.stderr)
         return 2
     kafka = KafkaConfig(bootstrap=a.bootstrap, backend="confluent-kafka")
-    opts = BenchOptions(kafka=kafka, streams=a.streams)
-    run = uuid.uuid4().hex[:8]
-    topic = f"loopprof-{run}-in"
-    ensure_topic(kafka, topic, opts.partitions)
-    _fill(opts, topic, a.events, binary=a.format == "binary")
+    run, topic = fill_topic(
+        kafka, events=a.events, streams=a.streams, prefix="loopprof", binary=a.format == "binary"
+    )
     args = {
-        "bootstrap": kafka.bootstrap,
-        "streams": a.streams,
-        "backend": kafka.backend,
-        "input": topic,
-        "output": f"loopprof-{run}-out",
-        "group": f"loopprof-{run}",
-        "events": a.events,
+        **worker_args(kafka, topic, f"loopprof-{run}", events=a.events, streams=a.streams),
         "registry": str(a.registry),
         "model": "default",
         "output_format": a.format,

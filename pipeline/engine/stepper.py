@@ -215,8 +215,7 @@ def advance(
     day = day_step(
         anom, deviation, sure & st.has_fc & timed,
         ts if ts is not None else none,
-        season.bounded_step(ts, prev_ts, st.sbin) if ts is not None and prev_ts is not None
-        else none,
+        dt if dt is not None else none,
         st.yq, st.yrec, st.yb, st.yp, st.yblk, st.yt0, st.yon,
     )  # fmt: skip
     # A departure from the stream's recent course (a drift): in place on its block state.
