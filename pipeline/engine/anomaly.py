@@ -22,7 +22,11 @@ step t of a stream once it has a forecast from t-1:
 2. **Level novelty**: how far the value lies from the stream's long-run mean (the
    normaliser's statistics before this step), as a two-sided Gaussian tail, times
    ``value_weight``. The forecaster tracks slow departures step by step, so forecast
-   errors alone miss them.
+   errors alone miss them. A value no further from the mean, on its side of it, than
+   the ``level_habit``-th largest deviation the stream has shown on that side lately
+   (each decaying over ``level_habit_span_s``, two weeks: :func:`habit_step`) is the
+   stream's habit, a tweet count's third burst of the fortnight: the level channel
+   does not alarm on it (the forecast and the other channels still judge it).
 3. **Tail calibration** of the Gaussian tails (2, and 1 where ``excess_rate`` is 0):
    Gaussian tails are far too thin for spiky sensors (counts, traffic, network bytes),
    which throw 8-sigma values every day. A stream whose surprise exceeds
@@ -97,6 +101,7 @@ from pipeline.engine import finite
 
 __all__ = [
     "DEPARTURE_BLOCKS",
+    "HABIT_SLOTS",
     "AnomalyParams",
     "Day",
     "Departure",
@@ -107,6 +112,7 @@ __all__ = [
     "error_of",
     "excess_step",
     "gaussian_tail",
+    "habit_step",
     "level_surprise",
     "log_tail",
     "novelty",
@@ -122,6 +128,8 @@ __all__ = [
 
 F64 = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]
+# The largest recent deviations a stream keeps on each side of its mean (:func:`habit_step`).
+HABIT_SLOTS = 3
 SCORE_HALF_NATS = math.log(1e5)
 # The block means a stream keeps for the departure channel (:func:`departure_step`): enough
 # for a fit and the gap before the newest block, and for the departure ``gap + 1`` blocks
@@ -193,6 +201,13 @@ class AnomalyParams:
     # the rule before 2026-12-06): a burst or drift whose every record is hundreds of
     # nats alerts again only as it escalates, not on each record.
     refractory_relative: bool = True
+    # A value no further from the stream's mean, on its side, than the level_habit-th
+    # largest deviation the stream has shown on that side lately is its habit, not a
+    # level anomaly (:func:`habit_step`; 0: off, as before 2026-12-06). Each remembered
+    # deviation decays by e over level_habit_span_s seconds of the stream's time (two
+    # weeks, the day channel's memory; 5 minutes a value where times are unknown).
+    level_habit: int = 3
+    level_habit_span_s: float = 14 * 86400.0
     # A frozen sensor's incident lasts while it stays frozen (its run's surprise at the
     # threshold counts as an alarm for the quiet steps), so its return, the jump from
     # the frozen value the forecaster followed, is within the incident (false: the
@@ -249,6 +264,11 @@ class AnomalyParams:
     threshold: float = 0.6
 
     def __post_init__(self) -> None:
+        if not 0 <= self.level_habit <= HABIT_SLOTS or self.level_habit_span_s <= 0:
+            raise ValueError(
+                f"level_habit ({self.level_habit}) must be 0 to {HABIT_SLOTS} (the deviations "
+                f"a stream keeps), level_habit_span_s ({self.level_habit_span_s}) positive"
+            )
         if self.departure_block > 0 and not (
             self.departure_fit >= 2
             and self.departure_gap >= 0
@@ -284,6 +304,7 @@ _LEGACY: dict[str, Any] = {
     "stuck_lasts": False,
     "stuck_return": False,
     "stuck_holds": False,
+    "level_habit": 0,
 }
 
 
@@ -453,6 +474,59 @@ def novelty(
     damped = np.where(news, surprise, damp * surprise)
     peak = np.maximum(surprise, p.novelty_decay * peak)
     return damped, peak
+
+
+def habit_step(
+    p: AnomalyParams, d: F64, top: F32, decay: F64, learn: npt.NDArray[np.bool_]
+) -> tuple[npt.NDArray[np.bool_], F32]:
+    """Is each value the stream's habit? Returns ``(habit [B], top)``.
+
+    ``d [B, F]``: the value's deviation from the stream's long-run mean, in sensor units
+    (NaN: none); ``top [B, 2 * HABIT_SLOTS, F]``: the largest deviations the stream has
+    shown lately above its mean (rows ``0..K-1``, largest first) and below it (rows
+    ``K..2K-1``), each decayed since; ``decay [B]``: the factor the time since the
+    stream's previous value applies to them; ``learn [B]``: the streams whose value
+    joins them.
+
+    1. Decay the kept deviations by the time since the previous value.
+    2. Judge the value against them: a habit where every feature lies, on its side of
+       the mean, within the ``level_habit``-th largest deviation kept on that side (so a
+       burst beyond the last three is not one, nor a dip in a stream whose habit is to
+       spike upwards).
+    3. Let the value's deviation take its place among them on its side, if it is large
+       enough (learning streams only; the others keep theirs as they were).
+
+    In sensor units, not in standard deviations: a spiky stream's spread grows with its
+    spikes, so the same spike would read smaller each time it came. A decayed deviation
+    is smaller than the one seen: bursts of exactly one height are a habit only once
+    three higher ones are kept.
+    """
+    k = int(p.level_habit)
+    K = HABIT_SLOTS
+    if k <= 0:
+        return np.zeros(len(d), np.bool_), top
+    # 1. Decay.
+    kept = top * decay[:, None, None].astype(np.float32)
+    # 2. Judge.
+    finite_d = np.isfinite(d).all(axis=1)
+    with np.errstate(invalid="ignore"):
+        within = np.where(d >= 0, d <= kept[:, k - 1], -d <= kept[:, K + k - 1])
+    habit: npt.NDArray[np.bool_] = np.asarray(within.all(axis=1) & finite_d, np.bool_)
+    # 3. Keep the value's deviation if it is among the largest on its side.
+    dz = np.where(np.isfinite(d), d, 0.0).astype(np.float32)
+    above = _insert(kept[:, :K], np.maximum(dz, 0))
+    below = _insert(kept[:, K:], np.maximum(-dz, 0))
+    ok = learn & finite_d
+    out: F32 = np.where(ok[:, None, None], np.concatenate([above, below], axis=1), top)
+    return habit, out
+
+
+def _insert(top: F32, v: F32) -> F32:
+    """``v [B, F]`` among the descending ``top [B, K, F]``, whose smallest drops out."""
+    rows = [np.maximum(top[:, 0], v)]
+    for i in range(1, top.shape[1]):
+        rows.append(np.maximum(top[:, i], np.minimum(top[:, i - 1], v)))
+    return np.stack(rows, axis=1)
 
 
 def level_surprise(p: AnomalyParams, z_level: F64) -> F64:

@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline.engine import pages, season
-from pipeline.engine.anomaly import DEPARTURE_BLOCKS
+from pipeline.engine.anomaly import DEPARTURE_BLOCKS, HABIT_SLOTS
 from pipeline.engine.blend import MOMENTS
 from pipeline.engine.covariates import WEEK
 from pipeline.engine.season import BINS
@@ -127,6 +127,10 @@ class Snapshot:
     # the EW mean of the squared standardised residual about where a value is expected
     # [F] (None: a frame from before it; 0: not learnt yet).
     rv: npt.NDArray[np.float64] | None = None
+    # The largest deviations from the mean the stream has shown lately, above and below it
+    # (pipeline.engine.anomaly.habit_step) [2 * HABIT_SLOTS, F] (None: a frame from
+    # before them; 0: none yet).
+    hm: npt.NDArray[np.float32] | None = None
     # The stream's daily profile (pipeline.engine.season: bins, levels, start, the profile
     # [BINS, F]) and the seasonal blend (pipeline.engine.blend: the two forecasters' last
     # one-step forecasts and the weight's moments). None: a frame from before them.
@@ -253,6 +257,7 @@ class StepState:
     dmax: F64  # [B, F] ... the largest departure so far
     db: F32  # [B, DEPARTURE_BLOCKS, F] ... the block means, relative to dref
     rv: F64  # [B, F] the variance share the profile leaves (0: not learnt yet)
+    hm: F32  # [B, 2 * HABIT_SLOTS, F] the largest recent deviations above and below the mean
     sp: F16  # [B, bins, F] daily profile's bins in the unit su (pipeline.engine.season)
     su: F32  # [B, F] ... that unit (a power of two; 0: none yet)
     sw: F32  # [B, WEEK_STATE, F] ... the week's trackers and slow level (sensor units)
@@ -286,6 +291,7 @@ class StepState:
         ok &= (self.sbin <= 0) | np.isfinite(self.slev).all(axis=1)
         ok &= np.isfinite(self.ds).all(axis=1) & np.isfinite(self.dmax).all(axis=1)
         ok &= np.isfinite(self.db).all(axis=(1, 2)) & np.isfinite(self.rv).all(axis=1)
+        ok &= np.isfinite(self.hm).all(axis=(1, 2))
         return ok
 
 
@@ -370,6 +376,7 @@ _MODEL_INDEPENDENT = (
     "dmax",
     "db",
     "rv",
+    "hm",
     "sp",
     "su",
     "sw",
@@ -438,6 +445,7 @@ class StateStore:
     dmax: F64
     db: F32
     rv: F64
+    hm: F32
     sp: F16
     su: F32
     sw: F32
@@ -608,6 +616,7 @@ class StateStore:
         grow("dmax", (capacity, F), np.float64)
         grow("db", (capacity, DEPARTURE_BLOCKS, F), np.float32)
         grow("rv", (capacity, F), np.float64)
+        grow("hm", (capacity, 2 * HABIT_SLOTS, F), np.float32)
         grow("sp", (capacity, self.season_bins, F), np.float16)
         grow("su", (capacity, F), np.float32)
         grow("sw", (capacity, season.WEEK_STATE, F), np.float32)
@@ -967,6 +976,7 @@ class StateStore:
             dmax=self.dmax[slot].copy(),
             db=self.db[slot].copy(),
             rv=self.rv[slot].copy(),
+            hm=self.hm[slot].copy(),
             sbin=float(self.sbin[slot]),
             st0=float(self.st0[slot]),
             slev=self.slev[slot].copy(),
@@ -1006,8 +1016,9 @@ class StateStore:
         for name in _SEASON_VECTORS:
             v = c[name]
             getattr(self, name)[slots] = np.nan if v is None else v
-        # (The profile's residual share is learnt afresh from a frame before it, format 10.)
-        for name in (*_DEPARTURE_VECTORS, "rv"):
+        # (The profile's residual share is learnt afresh from a frame before it, format 10,
+        # and the stream's habit from a frame before it, format 11.)
+        for name in (*_DEPARTURE_VECTORS, "rv", "hm"):
             v = c[name]
             getattr(self, name)[slots] = 0.0 if v is None else v
         sp, su, sw = c["sp"], c["su"], c["sw"]

@@ -33,6 +33,7 @@ from pipeline.engine.anomaly import (
     departure_step,
     error_of,
     excess_step,
+    habit_step,
     level_surprise,
     novelty,
     range_surprise,
@@ -80,6 +81,9 @@ class Stepped:
 # The share of a stream's variance its daily profile must explain before the level channel
 # measures against the time of day (``AnomalyParams.season_level``; docs/quality.md).
 SEASONAL_SHARE = 0.6
+# The time a value stands for where the stream's times are unknown (the level channel's
+# habit decays by it): the 5-minute spacing the channels were designed at.
+HABIT_STEP_S = 300.0
 # The least share of a stream's variance the deviation's spread is taken to be (its
 # standard deviation at least a tenth of the stream's), as before it was learnt.
 RESIDUAL_FLOOR = 0.1
@@ -245,8 +249,15 @@ def advance(
             scaled, band.nll(x, fc1, np.where(scaled[:, None], fs1, 1.0), st.qlog, std_prev), np.nan
         )
         st.qlog = _adapt_interval(band, x, fc1, fs1, scaled, st.qlog)
+    # The first errors of a stream (its normaliser barely started) are no guide to later ones.
+    learn = st.has_fc & (st.n >= anom.min_history) & ~returned
     level = level_surprise(anom, z_level)
     forecast_cal, level_cal, trate = calibrate_channels(anom, raw, level, st.en, st.trate)
+    # A deviation the stream has shown often lately is its habit, not a level anomaly.
+    step_s = dt if dt is not None else np.full(len(x), HABIT_STEP_S)
+    decay = np.exp(-step_s / anom.level_habit_span_s)
+    habit, st.hm = habit_step(anom, x - st.mean, st.hm, decay, learn)
+    level_cal = np.where(habit, 0.0, level_cal)
     gauss = np.maximum(forecast_cal, level_cal)
     # The gain of this stream's forecasts (pipeline.engine.gain) learns from the change
     # that just happened against the change the model predicted for it.
@@ -285,8 +296,6 @@ def advance(
     # A sensor that just froze alarms, even within another incident's decaying peak.
     surprise = np.where(onset, np.maximum(surprise, stuck), surprise)
     st.peak = np.where(has, peak, st.peak)
-    # The first errors of a stream (its normaliser barely started) are no guide to later ones.
-    learn = has & (st.n >= anom.min_history) & ~returned
     st.en = np.where(learn, en, st.en)
     st.es = np.where(learn, es, st.es)
     st.emu = np.where(learn, emu, st.emu)

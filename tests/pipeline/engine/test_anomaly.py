@@ -11,6 +11,7 @@ import pytest
 
 from pipeline.engine.anomaly import (
     DEPARTURE_BLOCKS,
+    HABIT_SLOTS,
     SCORE_HALF_NATS,
     AnomalyParams,
     calibrate_channels,
@@ -19,6 +20,7 @@ from pipeline.engine.anomaly import (
     departure_step,
     excess_step,
     gaussian_tail,
+    habit_step,
     log_tail,
     novelty,
     range_surprise,
@@ -697,3 +699,74 @@ def test_after_an_outage_one_value_does_not_make_a_day() -> None:
             )  # fmt: skip
             onsets.append(bool(got.onset[0]))
         assert any(onsets) is expect
+
+
+def _habit_run(
+    p: AnomalyParams, devs: list[list[float]], step_s: float = 0.0
+) -> tuple[list[bool], npt.NDArray[np.float32]]:
+    """One stream's deviations ``devs`` (each ``[F]``) through :func:`habit_step`, ``step_s``
+    apart (0: nothing fades): whether each was the stream's habit, and what it keeps."""
+    F = len(devs[0])
+    top = np.zeros((1, 2 * HABIT_SLOTS, F), np.float32)
+    decay = np.full(1, math.exp(-step_s / p.level_habit_span_s))
+    out = []
+    for d in devs:
+        habit, top = habit_step(p, np.asarray([d], np.float64), top, decay, np.ones(1, np.bool_))
+        out.append(bool(habit[0]))
+    return out, top
+
+
+def test_a_deviation_shown_three_times_lately_is_a_habit_and_a_larger_one_is_not() -> None:
+    """The fourth burst of a height the stream has shown three times is its habit; one
+    beyond the third largest is not, nor is anything before three were kept."""
+    p = AnomalyParams()
+    habit, top = _habit_run(p, [[40.0], [55.0], [30.0], [35.0], [29.0], [31.0], [60.0]])
+    # 40, 55, 30: not yet three; 35 > the third largest (30); 29 and 31 within it
+    # (the third largest is 35 after 35 came); 60 beyond them all.
+    assert habit == [False, False, False, False, True, True, False]
+    np.testing.assert_allclose(top[0, :HABIT_SLOTS, 0], [60.0, 55.0, 40.0], rtol=1e-4)
+    assert not top[0, HABIT_SLOTS:].any()  # nothing below the mean yet
+
+
+def test_a_dip_in_a_stream_that_spikes_upwards_is_no_habit() -> None:
+    """The habit is kept per side: upward bursts do not make a downward dip usual."""
+    p = AnomalyParams()
+    habit, _ = _habit_run(p, [[50.0], [50.0], [50.0], [-5.0], [-5.0], [-5.0], [-5.0], [-6.0]])
+    assert habit == [False, False, False, False, False, False, True, False]
+
+
+def test_the_habit_fades_over_its_span_and_is_off_at_0() -> None:
+    """Three bursts make a burst a little lower a habit; two spans of the stream's time
+    later (e**-2 of them kept) it is news again. ``level_habit`` 0 (a model calibrated
+    before it) never calls one a habit."""
+    p = AnomalyParams()
+    _, top = _habit_run(p, [[50.0], [50.0], [50.0]])
+    learn = np.ones(1, np.bool_)
+    got, _ = habit_step(p, np.asarray([[45.0]]), top, np.ones(1), learn)
+    assert got[0]
+    got, _ = habit_step(p, np.asarray([[45.0]]), top, np.full(1, math.exp(-2.0)), learn)
+    assert not got[0]
+    hour, _ = _habit_run(p, [[50.0], [50.0], [50.0], [45.0]], step_s=3600.0)
+    assert hour[-1]
+    off = AnomalyParams.from_json({})
+    assert off.level_habit == 0
+    assert _habit_run(off, [[50.0]] * 6)[0] == [False] * 6
+
+
+def test_a_value_is_a_habit_only_where_every_feature_is_and_unlearnt_values_teach_nothing() -> None:
+    p = AnomalyParams()
+    _, top = _habit_run(p, [[10.0, 1.0]] * 3)
+    both, _ = habit_step(p, np.asarray([[9.0, 1.0], [9.0, 2.0]]), np.repeat(top, 2, axis=0),
+                         np.ones(2), np.ones(2, np.bool_))  # fmt: skip
+    assert both.tolist() == [True, False]
+    kept, after = habit_step(p, np.asarray([[99.0, 99.0]]), top, np.ones(1), np.zeros(1, np.bool_))
+    np.testing.assert_array_equal(after, top)
+    nan, _ = habit_step(p, np.asarray([[np.nan, 1.0]]), top, np.ones(1), np.ones(1, np.bool_))
+    assert not kept[0] and not nan[0]
+
+
+def test_habit_parameters_are_validated() -> None:
+    with pytest.raises(ValueError, match="level_habit"):
+        AnomalyParams(level_habit=HABIT_SLOTS + 1)
+    with pytest.raises(ValueError, match="level_habit_span_s"):
+        AnomalyParams(level_habit_span_s=0.0)

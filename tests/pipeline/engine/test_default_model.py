@@ -137,3 +137,39 @@ def test_the_network_does_not_learn_a_frozen_run() -> None:
     (onset,) = alarms()
     assert onset < start + 10
     assert alarms(stuck_holds=False) == [onset, end + 2]
+
+
+def test_a_stream_that_spikes_by_habit_is_not_alarmed_by_its_level_at_every_spike() -> None:
+    """A stream at 1 that spikes to 20-60 on one reading in a hundred (training.shapes'
+    ``habitual_spikes``, NAB's tweet counts in small): in its second half the level
+    channel alarms on 6 of its 20 spikes with the habit (``level_habit``: those beyond
+    the third largest of the fortnight, decayed), on 10 without. A spike of 200, beyond
+    all of them, alarms either way."""
+    import dataclasses
+
+    from pipeline.engine.stepper import REASONS
+    from training.shapes import clean_feeds
+
+    meta = Registry(REPO / "exported_models").meta("default")
+    (feed,) = clean_feeds(1, shapes=("habitual_spikes",))
+    s = feed.series()
+    v = s.values.copy()
+    late = len(v) - 100
+    v[late] = 200.0
+    spiky = Series("spiky", s.ts, v, s.features)
+    spikes = np.flatnonzero(v[:, 0] > 10)
+    second_half = spikes[spikes > len(v) // 2]
+
+    def level_alarms(habit: int) -> tuple[list[int], bool]:
+        anom = dataclasses.replace(meta.anomaly, level_habit=habit)
+        (r,) = replay(meta, [spiky], anomaly=anom)
+        flag = np.nan_to_num(r.score) >= anom.threshold
+        by_level = flag & (r.reason == REASONS.index("level"))
+        return [int(t) for t in second_half if by_level[t] and t != late], bool(flag[late])
+
+    with_habit, found = level_alarms(3)
+    without, found_before = level_alarms(0)
+    assert found and found_before
+    assert len(without) >= len(second_half) // 3
+    assert len(with_habit) <= 0.7 * len(without)
+    assert set(with_habit) <= set(without)

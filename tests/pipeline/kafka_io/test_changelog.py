@@ -81,6 +81,7 @@ def test_batched_frames_equal_single_frames(features: int, ring: int) -> None:
         "dmax",
         "db",
         "rv",
+        "hm",
         "sp",
         "sbin",
         "slev",
@@ -108,7 +109,7 @@ CARRIED = (
     "h", "c", "mean", "var", "fc", "fs", "last_x", "lo", "hi", "n", "en", "emu", "peak",
     "qlog", "gxy", "gxx", "gn", "dlt", "tu", "tb", "sbin", "st0", "slev", "sfc", "mfc",
     "bm", "sp", "pm", "pv", "pq", "dk", "dn", "dq", "dl", "ds", "dref", "dmax",
-    "db", "yq", "yrec", "yb", "yp", "yblk", "yt0", "yon", "rv",
+    "db", "yq", "yrec", "yb", "yp", "yblk", "yt0", "yon", "rv", "hm",
 )  # fmt: skip
 
 
@@ -377,11 +378,22 @@ def test_frames_carry_the_profile_size_and_a_store_of_another_size_restarts_it()
 _HEAD_END = 4 + 2 + 1 + 2 + 1 + 8 + 8 + 8 + 8 + 1 + 2 * 6
 
 
+def _format_11_frame(store: StateStore) -> bytes:
+    """Stream 0 of ``store`` as format 11 wrote it: format 12 without the level channel's
+    habit (its rows before the ring)."""
+    s = store.snapshot(0, "m", "v")
+    frame = encode_snapshots(store, np.asarray([0]), "m", "v")[0]
+    assert frame[3] == 12 and s.hm is not None
+    ring, hm = s.ring.size * 4, s.hm.size * 4
+    tail = len(frame) - ring
+    return frame[:3] + bytes([11]) + frame[4 : tail - hm] + frame[tail:]
+
+
 def _format_10_frame(store: StateStore) -> bytes:
     """Stream 0 of ``store`` as format 10 wrote it: format 11 without the profile's
     residual share (its vector before the ring)."""
     s = store.snapshot(0, "m", "v")
-    frame = encode_snapshots(store, np.asarray([0]), "m", "v")[0]
+    frame = _format_11_frame(store)
     assert frame[3] == 11 and s.rv is not None
     ring, rv = s.ring.size * 4, s.rv.size * 8
     tail = len(frame) - ring
@@ -525,7 +537,7 @@ def test_a_format_8_frame_from_before_the_departure_channel_restores_it_afresh()
     assert old.ds is None and old.dref is None and old.dmax is None and old.db is None
     blank = {"dk": 0.0, "dn": 0.0, "dq": 0.0, "dl": 0.0}
     blank |= {"ds": None, "dref": None, "dmax": None, "db": None}
-    blank |= dict.fromkeys(_DAY, 0.0) | {"rv": None}
+    blank |= dict.fromkeys(_DAY, 0.0) | {"rv": None, "hm": None}
     assert _same(old, dataclasses.replace(new, **blank))
     other = StateStore(layers=1, hidden=3, features=2, horizon=2, capacity=4, ring=3)
     slot = other.load("a", old, partition=0, now=0.0)
@@ -545,7 +557,7 @@ def test_a_format_9_frame_from_before_the_day_channel_restores_it_afresh() -> No
     old = decode_snapshot(_format_9_frame(store))
     new = decode_snapshot(encode_snapshots(store, np.asarray([0]), "m", "v")[0])
     assert all(getattr(old, name) == 0.0 for name in _DAY)
-    assert _same(old, dataclasses.replace(new, **dict.fromkeys(_DAY, 0.0), rv=None))
+    assert _same(old, dataclasses.replace(new, **dict.fromkeys(_DAY, 0.0), rv=None, hm=None))
     other = StateStore(layers=1, hidden=3, features=2, horizon=2, capacity=4, ring=3)
     slot = other.load("a", old, partition=0, now=0.0)
     assert all(getattr(other, name)[slot] == 0.0 for name in _DAY)
@@ -563,8 +575,26 @@ def test_a_format_10_frame_from_before_the_residual_share_learns_it_afresh() -> 
     new = decode_snapshot(encode_snapshots(store, np.asarray([0]), "m", "v")[0])
     assert old.rv is None
     np.testing.assert_array_equal(new.rv, s.rv)
-    assert _same(old, dataclasses.replace(new, rv=None))
+    assert _same(old, dataclasses.replace(new, rv=None, hm=None))
     other = StateStore(layers=1, hidden=3, features=2, horizon=2, capacity=4, ring=3)
     slot = other.load("a", old, partition=0, now=0.0)
     assert not other.rv[slot].any()
     np.testing.assert_array_equal(other.mean[slot], store.mean[0])
+
+
+def test_a_format_11_frame_from_before_the_habit_learns_it_afresh() -> None:
+    """Format 11 (no ``hm``): everything else restores as format 12 carries it; the habit
+    is unknown (None) and a store installs it as empty (0: no deviation is a habit yet,
+    so the level channel judges as it did before the habit)."""
+    store = _filled_store(features=2)
+    s = store.snapshot(0, "m", "v")
+    assert s.hm is not None and s.hm.all()
+    old = decode_snapshot(_format_11_frame(store))
+    new = decode_snapshot(encode_snapshots(store, np.asarray([0]), "m", "v")[0])
+    assert old.hm is None
+    np.testing.assert_array_equal(new.hm, s.hm)
+    assert _same(old, dataclasses.replace(new, hm=None))
+    other = StateStore(layers=1, hidden=3, features=2, horizon=2, capacity=4, ring=3)
+    slot = other.load("a", old, partition=0, now=0.0)
+    assert not other.hm[slot].any()
+    np.testing.assert_array_equal(other.rv[slot], store.rv[0])
