@@ -494,7 +494,7 @@ def habit_step(
        burst beyond the last three is not one, nor a dip in a stream whose habit is to
        spike upwards).
     3. Let the value's deviation take its place among them on its side, if it is large
-       enough (learning streams only; the others keep theirs as they were).
+       enough (learning streams only; the others keep theirs, decayed).
 
     In sensor units, not in standard deviations: a spiky stream's spread grows with its
     spikes, so the same spike would read smaller each time it came. A decayed deviation
@@ -512,21 +512,21 @@ def habit_step(
     with np.errstate(invalid="ignore"):
         within = np.where(d >= 0, d <= kept[:, k - 1], -d <= kept[:, K + k - 1])
     habit: npt.NDArray[np.bool_] = np.asarray(within.all(axis=1) & finite_d, np.bool_)
-    # 3. Keep the value's deviation if it is among the largest on its side.
-    dz = np.where(np.isfinite(d), d, 0.0).astype(np.float32)
-    above = _insert(kept[:, :K], np.maximum(dz, 0))
-    below = _insert(kept[:, K:], np.maximum(-dz, 0))
+    # 3. Keep the value's deviation if it is among the largest on its side (a stream
+    #    that does not learn offers 0, which every kept deviation is at least).
     ok = learn & finite_d
-    out: F32 = np.where(ok[:, None, None], np.concatenate([above, below], axis=1), top)
-    return habit, out
+    v = np.where(ok[:, None], d, 0.0).astype(np.float32)
+    _insert(kept[:, :K], np.maximum(v, 0))
+    _insert(kept[:, K:], np.maximum(-v, 0))
+    return habit, kept
 
 
-def _insert(top: F32, v: F32) -> F32:
-    """``v [B, F]`` among the descending ``top [B, K, F]``, whose smallest drops out."""
-    rows = [np.maximum(top[:, 0], v)]
-    for i in range(1, top.shape[1]):
-        rows.append(np.maximum(top[:, i], np.minimum(top[:, i - 1], v)))
-    return np.stack(rows, axis=1)
+def _insert(top: F32, v: F32) -> None:
+    """In place: ``v [B, F]`` among the descending ``top [B, K, F]``, whose smallest drops
+    out (from the bottom up, so each row moves down the one above it as it was)."""
+    for i in range(top.shape[1] - 1, 0, -1):
+        np.maximum(top[:, i], np.minimum(top[:, i - 1], v), out=top[:, i])
+    np.maximum(top[:, 0], v, out=top[:, 0])
 
 
 def level_surprise(p: AnomalyParams, z_level: F64) -> F64:
