@@ -26,9 +26,7 @@ step t of a stream once it has a forecast from t-1:
    the ``level_habit``-th largest deviation the stream has shown on that side lately
    (each decaying over ``level_habit_span_s``, two weeks: :func:`habit_step`) is the
    stream's habit, a tweet count's third burst of the fortnight: the level channel
-   does not alarm on it (the other channels still judge it). The forecast channel keeps
-   a habit of its own, of its errors (``forecast_habit``): an error no larger, on its
-   side, than the third largest of the fortnight is not a forecast anomaly.
+   does not alarm on it (the forecast and the other channels still judge it).
 3. **Tail calibration** of the Gaussian tails (2, and 1 where ``excess_rate`` is 0):
    Gaussian tails are far too thin for spiky sensors (counts, traffic, network bytes),
    which throw 8-sigma values every day. A stream whose surprise exceeds
@@ -210,11 +208,6 @@ class AnomalyParams:
     # weeks, the day channel's memory; 5 minutes a value where times are unknown).
     level_habit: int = 3
     level_habit_span_s: float = 14 * 86400.0
-    # The same for the forecast channel, of the forecast's errors in sensor units: an
-    # error no larger, on its side, than the forecast_habit-th largest the stream's
-    # forecasts have made lately (over level_habit_span_s) is not a forecast anomaly
-    # (0: off, as before 2026-12-06).
-    forecast_habit: int = 3
     # A frozen sensor's incident lasts while it stays frozen (its run's surprise at the
     # threshold counts as an alarm for the quiet steps), so its return, the jump from
     # the frozen value the forecaster followed, is within the incident (false: the
@@ -271,12 +264,10 @@ class AnomalyParams:
     threshold: float = 0.6
 
     def __post_init__(self) -> None:
-        habits = (self.level_habit, self.forecast_habit)
-        if not all(0 <= k <= HABIT_SLOTS for k in habits) or self.level_habit_span_s <= 0:
+        if not 0 <= self.level_habit <= HABIT_SLOTS or self.level_habit_span_s <= 0:
             raise ValueError(
-                f"level_habit ({self.level_habit}) and forecast_habit ({self.forecast_habit}) "
-                f"must be 0 to {HABIT_SLOTS} (the deviations a stream keeps), "
-                f"level_habit_span_s ({self.level_habit_span_s}) positive"
+                f"level_habit ({self.level_habit}) must be 0 to {HABIT_SLOTS} (the deviations "
+                f"a stream keeps), level_habit_span_s ({self.level_habit_span_s}) positive"
             )
         if self.departure_block > 0 and not (
             self.departure_fit >= 2
@@ -314,7 +305,6 @@ _LEGACY: dict[str, Any] = {
     "stuck_return": False,
     "stuck_holds": False,
     "level_habit": 0,
-    "forecast_habit": 0,
 }
 
 
@@ -487,14 +477,12 @@ def novelty(
 
 
 def habit_step(
-    k: int, d: F64, top: F32, decay: F64, learn: npt.NDArray[np.bool_]
+    p: AnomalyParams, d: F64, top: F32, decay: F64, learn: npt.NDArray[np.bool_]
 ) -> tuple[npt.NDArray[np.bool_], F32]:
     """Is each value the stream's habit? Returns ``(habit [B], top)``.
 
-    ``k``: which of the kept deviations bounds a habit (``level_habit`` or
-    ``forecast_habit``; 0: nothing is one); ``d [B, F]``: the value's deviation from the
-    stream's long-run mean (or its forecast's error), in sensor units (NaN: none);
-    ``top [B, 2 * HABIT_SLOTS, F]``: the largest deviations the stream has
+    ``d [B, F]``: the value's deviation from the stream's long-run mean, in sensor units
+    (NaN: none); ``top [B, 2 * HABIT_SLOTS, F]``: the largest deviations the stream has
     shown lately above its mean (rows ``0..K-1``, largest first) and below it (rows
     ``K..2K-1``), each decayed since; ``decay [B]``: the factor the time since the
     stream's previous value applies to them; ``learn [B]``: the streams whose value
@@ -502,7 +490,7 @@ def habit_step(
 
     1. Decay the kept deviations by the time since the previous value.
     2. Judge the value against them: a habit where every feature lies, on its side of
-       the mean, within the ``k``-th largest deviation kept on that side (so a
+       the mean, within the ``level_habit``-th largest deviation kept on that side (so a
        burst beyond the last three is not one, nor a dip in a stream whose habit is to
        spike upwards).
     3. Let the value's deviation take its place among them on its side, if it is large
@@ -513,7 +501,7 @@ def habit_step(
     is smaller than the one seen: bursts of exactly one height are a habit only once
     three higher ones are kept.
     """
-    k = int(k)
+    k = int(p.level_habit)
     K = HABIT_SLOTS
     if k <= 0:
         return np.zeros(len(d), np.bool_), top

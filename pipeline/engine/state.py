@@ -131,8 +131,6 @@ class Snapshot:
     # (pipeline.engine.anomaly.habit_step) [2 * HABIT_SLOTS, F] (None: a frame from
     # before them; 0: none yet).
     hm: npt.NDArray[np.float32] | None = None
-    # ... and the largest errors its forecasts have made lately, above and below it.
-    fh: npt.NDArray[np.float32] | None = None
     # The stream's daily profile (pipeline.engine.season: bins, levels, start, the profile
     # [BINS, F]) and the seasonal blend (pipeline.engine.blend: the two forecasters' last
     # one-step forecasts and the weight's moments). None: a frame from before them.
@@ -260,7 +258,6 @@ class StepState:
     db: F32  # [B, DEPARTURE_BLOCKS, F] ... the block means, relative to dref
     rv: F64  # [B, F] the variance share the profile leaves (0: not learnt yet)
     hm: F32  # [B, 2 * HABIT_SLOTS, F] the largest recent deviations above and below the mean
-    fh: F32  # [B, 2 * HABIT_SLOTS, F] ... and forecast errors above and below the value
     sp: F16  # [B, bins, F] daily profile's bins in the unit su (pipeline.engine.season)
     su: F32  # [B, F] ... that unit (a power of two; 0: none yet)
     sw: F32  # [B, WEEK_STATE, F] ... the week's trackers and slow level (sensor units)
@@ -294,7 +291,7 @@ class StepState:
         ok &= (self.sbin <= 0) | np.isfinite(self.slev).all(axis=1)
         ok &= np.isfinite(self.ds).all(axis=1) & np.isfinite(self.dmax).all(axis=1)
         ok &= np.isfinite(self.db).all(axis=(1, 2)) & np.isfinite(self.rv).all(axis=1)
-        ok &= np.isfinite(self.hm).all(axis=(1, 2)) & np.isfinite(self.fh).all(axis=(1, 2))
+        ok &= np.isfinite(self.hm).all(axis=(1, 2))
         return ok
 
 
@@ -380,7 +377,6 @@ _MODEL_INDEPENDENT = (
     "db",
     "rv",
     "hm",
-    "fh",
     "sp",
     "su",
     "sw",
@@ -450,7 +446,6 @@ class StateStore:
     db: F32
     rv: F64
     hm: F32
-    fh: F32
     sp: F16
     su: F32
     sw: F32
@@ -622,7 +617,6 @@ class StateStore:
         grow("db", (capacity, DEPARTURE_BLOCKS, F), np.float32)
         grow("rv", (capacity, F), np.float64)
         grow("hm", (capacity, 2 * HABIT_SLOTS, F), np.float32)
-        grow("fh", (capacity, 2 * HABIT_SLOTS, F), np.float32)
         grow("sp", (capacity, self.season_bins, F), np.float16)
         grow("su", (capacity, F), np.float32)
         grow("sw", (capacity, season.WEEK_STATE, F), np.float32)
@@ -983,7 +977,6 @@ class StateStore:
             db=self.db[slot].copy(),
             rv=self.rv[slot].copy(),
             hm=self.hm[slot].copy(),
-            fh=self.fh[slot].copy(),
             sbin=float(self.sbin[slot]),
             st0=float(self.st0[slot]),
             slev=self.slev[slot].copy(),
@@ -1024,8 +1017,8 @@ class StateStore:
             v = c[name]
             getattr(self, name)[slots] = np.nan if v is None else v
         # (The profile's residual share is learnt afresh from a frame before it, format 10,
-        # and the stream's habits from a frame before them, format 11.)
-        for name in (*_DEPARTURE_VECTORS, "rv", "hm", "fh"):
+        # and the stream's habit from a frame before it, format 11.)
+        for name in (*_DEPARTURE_VECTORS, "rv", "hm"):
             v = c[name]
             getattr(self, name)[slots] = 0.0 if v is None else v
         sp, su, sw = c["sp"], c["su"], c["sw"]

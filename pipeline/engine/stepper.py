@@ -253,15 +253,11 @@ def advance(
     learn = st.has_fc & (st.n >= anom.min_history) & ~returned
     level = level_surprise(anom, z_level)
     forecast_cal, level_cal, trate = calibrate_channels(anom, raw, level, st.en, st.trate)
-    # A deviation the stream has shown often lately is its habit, not a level anomaly;
-    # nor is a forecast error its forecasts have often made.
+    # A deviation the stream has shown often lately is its habit, not a level anomaly.
     step_s = dt if dt is not None else np.full(len(x), HABIT_STEP_S)
     decay = np.exp(-step_s / anom.level_habit_span_s)
-    habit, st.hm = habit_step(anom.level_habit, x - st.mean, st.hm, decay, learn)
+    habit, st.hm = habit_step(anom, x - st.mean, st.hm, decay, learn)
     level_cal = np.where(habit, 0.0, level_cal)
-    miss = np.where(st.has_fc[:, None], x - fc1, np.nan)
-    habit, st.fh = habit_step(anom.forecast_habit, miss, st.fh, decay, learn)
-    forecast_cal = np.where(habit, 0.0, forecast_cal)
     gauss = np.maximum(forecast_cal, level_cal)
     # The gain of this stream's forecasts (pipeline.engine.gain) learns from the change
     # that just happened against the change the model predicted for it.

@@ -18,12 +18,12 @@ Record key: the stream id. Value: a versioned binary frame (never pickle)::
     | f16 sp[P,F] | f32 su[F] | f32 sw[3,F] (format 8; formats 5-7: f32 sp[P,F])
     | f64 ds[F] | f64 dref[F] | f64 dmax[F] | f32 db[DEPARTURE_BLOCKS,F] (format 9)
     | f64 rv[F] (format 11)
-    | f32 hm[2 * HABIT_SLOTS, F] | f32 fh[2 * HABIT_SLOTS, F] (format 12)
+    | f32 hm[2 * HABIT_SLOTS, F] (format 12)
     | f32 ring[R,F]
 
 A tombstone (null value) marks an evicted stream. Older formats still restore, so an
-upgrade keeps every stream's state: format 11 (before the level and forecast channels'
-habits: no ``hm``, ``fh``) learns them afresh; format 10 (before the profile's residual share: no
+upgrade keeps every stream's state: format 11 (before the level channel's habit: no
+``hm``) learns it afresh; format 10 (before the profile's residual share: no
 ``rv``) learns it afresh; format 9 (before the day channel: no ``yq``, ``yrec``,
 ``yb``, ``yp``, ``yblk``, ``yt0``, ``yon``) starts that channel afresh; format 8 (before the departure channel: no ``dk``,
 ``dn``, ``dq``, ``dl``, ``ds``, ``dref``, ``dmax``, ``db``) starts that channel afresh; format 5 (before the sustained-deviation channel: no
@@ -111,7 +111,6 @@ _STATS = (
 _STATS_IN = {1: 7, 2: 10, 3: 14, 4: 16, 5: 18, 6: 21, 7: 21, 8: 21, 9: 25, 10: 32, 11: 32, 12: 32}
 _DEPARTURE_F64 = ("ds", "dref", "dmax")  # [F] each, from format 9
 _SEASON_F64 = ("slev", "sfc", "mfc")  # [F] each, from format 5
-_HABITS = ("hm", "fh")  # [2 * HABIT_SLOTS, F] each, from format 12
 # The dimensions a header carries: L, H, F, Z, R (, P: the profile's bins, from format 5).
 _DIMS_IN = {fmt: 5 if fmt < 5 else 6 for fmt in _STATS_IN}
 _HEADS = {
@@ -240,15 +239,9 @@ def encode_snapshot(s: Snapshot) -> bytes:
                 np.zeros((DEPARTURE_BLOCKS, F)) if s.db is None else s.db, "<f4"
             ).tobytes(),
             np.ascontiguousarray(np.zeros(F) if s.rv is None else s.rv, "<f8").tobytes(),
-            *(
-                np.ascontiguousarray(
-                    np.zeros((2 * HABIT_SLOTS, F))
-                    if getattr(s, name) is None
-                    else getattr(s, name),
-                    "<f4",
-                ).tobytes()
-                for name in _HABITS
-            ),
+            np.ascontiguousarray(
+                np.zeros((2 * HABIT_SLOTS, F)) if s.hm is None else s.hm, "<f4"
+            ).tobytes(),
             np.ascontiguousarray(s.ring, "<f4").tobytes(),
         )
     )
@@ -329,7 +322,7 @@ def frame_blocks(
         rec["hi"] = store.hi[sl]
         rec["fs"] = store.fs[sl]
         rec["dlt"] = store.dlt[sl]
-        for name in (*_SEASON_F64, "bm", "sp", "su", "sw", *_DEPARTURE_F64, "db", "rv", *_HABITS):
+        for name in (*_SEASON_F64, "bm", "sp", "su", "sw", *_DEPARTURE_F64, "db", "rv", "hm"):
             rec[name] = getattr(store, name)[sl]
         if r:
             # Oldest first: a full ring starts at ring_len % R (see StateStore.push_inputs).
@@ -383,7 +376,7 @@ def _header(data: bytes) -> _Header:
     # The ring; the profile (format 8: float16 bins, their unit and the week's rows).
     floats32 = R * F + (F + WEEK_STATE * F if fmt >= 8 else P * F)
     floats32 += DEPARTURE_BLOCKS * F if fmt >= 9 else 0
-    floats32 += len(_HABITS) * 2 * HABIT_SLOTS * F if fmt >= 12 else 0
+    floats32 += 2 * HABIT_SLOTS * F if fmt >= 12 else 0
     state += 2 * P * F if fmt >= 8 else 0
     # mean, var, last_x (, lo, hi (, dlt (, slev, sfc, mfc))); fc (, fs); (bm)
     # (, ds, dref, dmax (, rv))
@@ -440,7 +433,7 @@ def _layout(fmt: int, pos: int, dims: Dims) -> np.dtype[np.void]:
                 else []
             ),
             *([("rv", "<f8", (F,))] if fmt >= 11 else []),
-            *([(name, "<f4", (2 * HABIT_SLOTS, F)) for name in _HABITS] if fmt >= 12 else []),
+            *([("hm", "<f4", (2 * HABIT_SLOTS, F))] if fmt >= 12 else []),
             ("ring", "<f4", (R, F)),
         ]
     )
@@ -517,10 +510,8 @@ def _columns(header: _Header, data: bytes | memoryview, rows: list[int]) -> Colu
     col["db"] = rec["db"].astype(np.float32) if fmt >= 9 else None
     # From format 11 the profile's residual share (older frames: None, learnt afresh).
     col["rv"] = rec["rv"].astype(np.float64) if fmt >= 11 else None
-    # From format 12 the level and forecast channels' habits (older frames: None, learnt
-    # afresh).
-    for name in _HABITS:
-        col[name] = rec[name].astype(np.float32) if fmt >= 12 else None
+    # From format 12 the level channel's habit (older frames: None, learnt afresh).
+    col["hm"] = rec["hm"].astype(np.float32) if fmt >= 12 else None
     stats = rec["stats"].astype(np.float64)
     for k, name in enumerate(_STATS):  # the newer statistics start at 0
         col[name] = stats[:, k] if k < _STATS_IN[fmt] else np.zeros(len(rows))

@@ -711,9 +711,7 @@ def _habit_run(
     decay = np.full(1, math.exp(-step_s / p.level_habit_span_s))
     out = []
     for d in devs:
-        habit, top = habit_step(
-            p.level_habit, np.asarray([d], np.float64), top, decay, np.ones(1, np.bool_)
-        )
+        habit, top = habit_step(p, np.asarray([d], np.float64), top, decay, np.ones(1, np.bool_))
         out.append(bool(habit[0]))
     return out, top
 
@@ -744,37 +742,31 @@ def test_the_habit_fades_over_its_span_and_is_off_at_0() -> None:
     p = AnomalyParams()
     _, top = _habit_run(p, [[50.0], [50.0], [50.0]])
     learn = np.ones(1, np.bool_)
-    got, _ = habit_step(p.level_habit, np.asarray([[45.0]]), top, np.ones(1), learn)
+    got, _ = habit_step(p, np.asarray([[45.0]]), top, np.ones(1), learn)
     assert got[0]
-    got, _ = habit_step(p.level_habit, np.asarray([[45.0]]), top, np.full(1, math.exp(-2.0)), learn)
+    got, _ = habit_step(p, np.asarray([[45.0]]), top, np.full(1, math.exp(-2.0)), learn)
     assert not got[0]
     hour, _ = _habit_run(p, [[50.0], [50.0], [50.0], [45.0]], step_s=3600.0)
     assert hour[-1]
     off = AnomalyParams.from_json({})
-    assert off.level_habit == 0 and off.forecast_habit == 0
+    assert off.level_habit == 0
     assert _habit_run(off, [[50.0]] * 6)[0] == [False] * 6
 
 
 def test_a_value_is_a_habit_only_where_every_feature_is_and_unlearnt_values_teach_nothing() -> None:
     p = AnomalyParams()
     _, top = _habit_run(p, [[10.0, 1.0]] * 3)
-    both, _ = habit_step(p.level_habit, np.asarray([[9.0, 1.0], [9.0, 2.0]]), np.repeat(top, 2, axis=0),
+    both, _ = habit_step(p, np.asarray([[9.0, 1.0], [9.0, 2.0]]), np.repeat(top, 2, axis=0),
                          np.ones(2), np.ones(2, np.bool_))  # fmt: skip
     assert both.tolist() == [True, False]
-    kept, after = habit_step(
-        p.level_habit, np.asarray([[99.0, 99.0]]), top, np.ones(1), np.zeros(1, np.bool_)
-    )
+    kept, after = habit_step(p, np.asarray([[99.0, 99.0]]), top, np.ones(1), np.zeros(1, np.bool_))
     np.testing.assert_array_equal(after, top)
-    nan, _ = habit_step(
-        p.level_habit, np.asarray([[np.nan, 1.0]]), top, np.ones(1), np.ones(1, np.bool_)
-    )
+    nan, _ = habit_step(p, np.asarray([[np.nan, 1.0]]), top, np.ones(1), np.ones(1, np.bool_))
     assert not kept[0] and not nan[0]
 
 
 def test_habit_parameters_are_validated() -> None:
     with pytest.raises(ValueError, match="level_habit"):
         AnomalyParams(level_habit=HABIT_SLOTS + 1)
-    with pytest.raises(ValueError, match="forecast_habit"):
-        AnomalyParams(forecast_habit=-1)
     with pytest.raises(ValueError, match="level_habit_span_s"):
         AnomalyParams(level_habit_span_s=0.0)

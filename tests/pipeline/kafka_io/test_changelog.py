@@ -82,7 +82,6 @@ def test_batched_frames_equal_single_frames(features: int, ring: int) -> None:
         "db",
         "rv",
         "hm",
-        "fh",
         "sp",
         "sbin",
         "slev",
@@ -111,7 +110,6 @@ CARRIED = (
     "qlog", "gxy", "gxx", "gn", "dlt", "tu", "tb", "sbin", "st0", "slev", "sfc", "mfc",
     "bm", "sp", "pm", "pv", "pq", "dk", "dn", "dq", "dl", "ds", "dref", "dmax",
     "db", "yq", "yrec", "yb", "yp", "yblk", "yt0", "yon", "rv", "hm",
-    "fh",
 )  # fmt: skip
 
 
@@ -381,12 +379,12 @@ _HEAD_END = 4 + 2 + 1 + 2 + 1 + 8 + 8 + 8 + 8 + 1 + 2 * 6
 
 
 def _format_11_frame(store: StateStore) -> bytes:
-    """Stream 0 of ``store`` as format 11 wrote it: format 12 without the level and forecast
-    channels' habits (their rows before the ring)."""
+    """Stream 0 of ``store`` as format 11 wrote it: format 12 without the level channel's
+    habit (its rows before the ring)."""
     s = store.snapshot(0, "m", "v")
     frame = encode_snapshots(store, np.asarray([0]), "m", "v")[0]
-    assert frame[3] == 12 and s.hm is not None and s.fh is not None
-    ring, hm = s.ring.size * 4, (s.hm.size + s.fh.size) * 4
+    assert frame[3] == 12 and s.hm is not None
+    ring, hm = s.ring.size * 4, s.hm.size * 4
     tail = len(frame) - ring
     return frame[:3] + bytes([11]) + frame[4 : tail - hm] + frame[tail:]
 
@@ -539,7 +537,7 @@ def test_a_format_8_frame_from_before_the_departure_channel_restores_it_afresh()
     assert old.ds is None and old.dref is None and old.dmax is None and old.db is None
     blank = {"dk": 0.0, "dn": 0.0, "dq": 0.0, "dl": 0.0}
     blank |= {"ds": None, "dref": None, "dmax": None, "db": None}
-    blank |= dict.fromkeys(_DAY, 0.0) | {"rv": None, "hm": None, "fh": None}
+    blank |= dict.fromkeys(_DAY, 0.0) | {"rv": None, "hm": None}
     assert _same(old, dataclasses.replace(new, **blank))
     other = StateStore(layers=1, hidden=3, features=2, horizon=2, capacity=4, ring=3)
     slot = other.load("a", old, partition=0, now=0.0)
@@ -559,9 +557,7 @@ def test_a_format_9_frame_from_before_the_day_channel_restores_it_afresh() -> No
     old = decode_snapshot(_format_9_frame(store))
     new = decode_snapshot(encode_snapshots(store, np.asarray([0]), "m", "v")[0])
     assert all(getattr(old, name) == 0.0 for name in _DAY)
-    assert _same(
-        old, dataclasses.replace(new, **dict.fromkeys(_DAY, 0.0), rv=None, hm=None, fh=None)
-    )
+    assert _same(old, dataclasses.replace(new, **dict.fromkeys(_DAY, 0.0), rv=None, hm=None))
     other = StateStore(layers=1, hidden=3, features=2, horizon=2, capacity=4, ring=3)
     slot = other.load("a", old, partition=0, now=0.0)
     assert all(getattr(other, name)[slot] == 0.0 for name in _DAY)
@@ -579,27 +575,26 @@ def test_a_format_10_frame_from_before_the_residual_share_learns_it_afresh() -> 
     new = decode_snapshot(encode_snapshots(store, np.asarray([0]), "m", "v")[0])
     assert old.rv is None
     np.testing.assert_array_equal(new.rv, s.rv)
-    assert _same(old, dataclasses.replace(new, rv=None, hm=None, fh=None))
+    assert _same(old, dataclasses.replace(new, rv=None, hm=None))
     other = StateStore(layers=1, hidden=3, features=2, horizon=2, capacity=4, ring=3)
     slot = other.load("a", old, partition=0, now=0.0)
     assert not other.rv[slot].any()
     np.testing.assert_array_equal(other.mean[slot], store.mean[0])
 
 
-def test_a_format_11_frame_from_before_the_habits_learns_them_afresh() -> None:
-    """Format 11 (no ``hm``, ``fh``): everything else restores as format 12 carries it; the
-    habits are unknown (None) and a store installs them as empty (0: nothing is a habit
-    yet, so the level and forecast channels judge as they did before the habits)."""
+def test_a_format_11_frame_from_before_the_habit_learns_it_afresh() -> None:
+    """Format 11 (no ``hm``): everything else restores as format 12 carries it; the habit
+    is unknown (None) and a store installs it as empty (0: no deviation is a habit yet,
+    so the level channel judges as it did before the habit)."""
     store = _filled_store(features=2)
     s = store.snapshot(0, "m", "v")
-    assert s.hm is not None and s.hm.all() and s.fh is not None and s.fh.all()
+    assert s.hm is not None and s.hm.all()
     old = decode_snapshot(_format_11_frame(store))
     new = decode_snapshot(encode_snapshots(store, np.asarray([0]), "m", "v")[0])
-    assert old.hm is None and old.fh is None
+    assert old.hm is None
     np.testing.assert_array_equal(new.hm, s.hm)
-    np.testing.assert_array_equal(new.fh, s.fh)
-    assert _same(old, dataclasses.replace(new, hm=None, fh=None))
+    assert _same(old, dataclasses.replace(new, hm=None))
     other = StateStore(layers=1, hidden=3, features=2, horizon=2, capacity=4, ring=3)
     slot = other.load("a", old, partition=0, now=0.0)
-    assert not other.hm[slot].any() and not other.fh[slot].any()
+    assert not other.hm[slot].any()
     np.testing.assert_array_equal(other.rv[slot], store.rv[0])
