@@ -253,7 +253,8 @@ def advance(
     learn = st.has_fc & (st.n >= anom.min_history) & ~returned
     level = level_surprise(anom, z_level)
     forecast_cal, level_cal, trate = calibrate_channels(anom, raw, level, st.en, st.trate)
-    # A deviation the stream has shown often lately is its habit, not a level anomaly.
+    # A deviation no larger, on its side, than the third largest the stream has shown
+    # lately is its habit, not a level anomaly (anomaly.habit_step).
     step_s = dt if dt is not None else np.full(len(x), HABIT_STEP_S)
     decay = np.exp(-step_s / anom.level_habit_span_s)
     habit, st.hm = habit_step(anom, x - st.mean, st.hm, decay, learn)

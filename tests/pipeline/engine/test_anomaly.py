@@ -759,10 +759,10 @@ def test_a_value_is_a_habit_only_where_every_feature_is_and_unlearnt_values_teac
     both, _ = habit_step(p, np.asarray([[9.0, 1.0], [9.0, 2.0]]), np.repeat(top, 2, axis=0),
                          np.ones(2), np.ones(2, np.bool_))  # fmt: skip
     assert both.tolist() == [True, False]
-    kept, after = habit_step(p, np.asarray([[99.0, 99.0]]), top, np.ones(1), np.zeros(1, np.bool_))
+    big, after = habit_step(p, np.asarray([[99.0, 99.0]]), top, np.ones(1), np.zeros(1, np.bool_))
     np.testing.assert_array_equal(after, top)
     nan, _ = habit_step(p, np.asarray([[np.nan, 1.0]]), top, np.ones(1), np.ones(1, np.bool_))
-    assert not kept[0] and not nan[0]
+    assert not big[0] and not nan[0]
 
 
 def test_habit_parameters_are_validated() -> None:
