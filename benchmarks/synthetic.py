@@ -33,6 +33,13 @@ little), a storm (the day at a third of its level) and an event (the midday hour
 60%). A day counts as found if flagged within a day of it either side (a NAB window is
 about that wide on such a file).
 
+A fifth set holds **day and night** feeds whose noise follows the day (a busy service or a
+road: 21 days every 5 minutes, noisy by day, 5 to 20 times quieter by night, the day's
+level higher): in the last week three night spikes of 10 night-time spreads (a half to
+two of the day's: usual by day, unheard of by night) and two day spikes of 6 day-time
+spreads, each counted found if flagged within 2 values of it; false alarms after the
+first 15%.
+
 Then **clean shapes** (:mod:`training.shapes`): nothing injected, the shapes of NAB's
 anomaly-free files (a flat line, a noiseless day, a square wave, noise) and of everyday
 operational feeds (hourly readings, low counts, quantised CPU, scheduled jobs, a random
@@ -75,6 +82,7 @@ DAY_STEPS = 288
 WARMUP = 48
 AFTER = 10
 WEEKLY = ("holiday", "holiday", "storm", "holiday", "event")
+DAY_NIGHT = ("night", "night", "night", "day", "day")
 
 
 def evaluate(
@@ -232,6 +240,49 @@ def evaluate_weekly(meta: Any, anom: Any, seeds: range, seasonal: bool) -> dict[
     return {"detected": found, "false_alarms": alarms, "events": events}
 
 
+def day_night_feed(seed: int) -> tuple[Series, list[tuple[str, int]]]:
+    """A feed whose noise follows its day, and its spikes ``(kind, step)``."""
+    rng = np.random.default_rng(3000 + seed)
+    n = 21 * DAY_STEPS
+    ts = 1_396_000_000.0 + float(rng.integers(0, 300)) * 86400 + 300.0 * np.arange(n)
+    hour = np.mod(ts, 86400) / 3600
+    start, length = rng.uniform(6, 9), rng.uniform(10, 14)
+    busy = (hour >= start) & (hour < start + length)
+    day_sd = rng.uniform(2.0, 8.0)
+    night_sd = day_sd / rng.uniform(5.0, 20.0)
+    v = rng.uniform(20, 80) + np.where(busy, 2 * day_sd, 0.0)
+    v = v + rng.normal(0, 1, n) * np.where(busy, day_sd, night_sd)
+    spikes = []
+    days = rng.permutation(np.arange(14, 21))[: len(DAY_NIGHT)]
+    for kind, d in zip(DAY_NIGHT, days, strict=True):
+        # Away from the day's edges: a spike, not a late start.
+        when = busy if kind == "day" else ~busy
+        at = np.flatnonzero(when & (np.arange(n) // DAY_STEPS == d))
+        at = at[12:-12]
+        t = int(rng.choice(at))
+        v[t] += float(rng.choice([-1.0, 1.0])) * (6 * day_sd if kind == "day" else 10 * night_sd)
+        spikes.append((kind, t))
+    return Series(f"day-night-{seed}", ts, v[:, None], ("value",)), spikes
+
+
+def evaluate_day_night(meta: Any, anom: Any, seeds: range, seasonal: bool) -> dict[str, Any]:
+    found = {k: [0, 0] for k in sorted(set(DAY_NIGHT))}
+    alarms = events = 0
+    feeds = [day_night_feed(seed) for seed in seeds]
+    got = replay(meta, [f for f, _ in feeds], anomaly=anom, seasonal=seasonal)
+    for (_, spikes), r in zip(feeds, got, strict=True):
+        flag = np.nan_to_num(r.score) >= anom.threshold
+        flag[: int(0.15 * len(flag))] = False
+        expected = np.zeros(len(flag), bool)
+        for kind, t in spikes:
+            found[kind][0] += int(flag[t : t + 3].any())
+            found[kind][1] += 1
+            expected[t : t + 3] = True
+        alarms += int((flag & ~expected).sum())
+        events += len(flag)
+    return {"detected": found, "false_alarms": alarms, "events": events}
+
+
 def evaluate_clean(meta: Any, anom: Any, seeds: range, seasonal: bool) -> dict[str, Any]:
     from pipeline.engine.stepper import REASONS
     from training.shapes import HEAVY, SHAPES, clean_feeds
@@ -353,6 +404,13 @@ def main() -> int:
         f"{week['false_alarms']} / {week['events']:,}"
     )
     report["weekly (215 d x 30 min)"] = week
+    dn = evaluate_day_night(meta, anom, seeds, seasonal=not a.no_season)
+    cells = "  ".join(f"{k} {d}/{n}" for k, (d, n) in dn["detected"].items())
+    print(
+        f"{'day and night (21 d x 5 min)':<30}{cells}   false alarms after the first 15% "
+        f"{dn['false_alarms']} / {dn['events']:,}"
+    )
+    report["day and night (21 d x 5 min)"] = dn
     clean = evaluate_clean(meta, anom, seeds, seasonal=not a.no_season)
     _print_clean(clean)
     report["clean shapes (4032 x 5 min)"] = clean

@@ -208,6 +208,10 @@ class AnomalyParams:
     # weeks, the day channel's memory; 5 minutes a value where times are unknown).
     level_habit: int = 3
     level_habit_span_s: float = 14 * 86400.0
+    # The profile's share of the served scale follows the stream's errors by hour of day
+    # (pipeline.engine.dayspread; false: one figure for the whole day, as before
+    # 2026-12-06).
+    hour_spread: bool = True
     # A frozen sensor's incident lasts while it stays frozen (its run's surprise at the
     # threshold counts as an alarm for the quiet steps), so its return, the jump from
     # the frozen value the forecaster followed, is within the incident (false: the
@@ -305,6 +309,7 @@ _LEGACY: dict[str, Any] = {
     "stuck_return": False,
     "stuck_holds": False,
     "level_habit": 0,
+    "hour_spread": False,
 }
 
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.engine import pages, season
+from pipeline.engine import dayspread, pages, season
 from pipeline.engine.anomaly import DEPARTURE_BLOCKS, HABIT_SLOTS
 from pipeline.engine.blend import MOMENTS
 from pipeline.engine.covariates import WEEK
@@ -119,6 +119,9 @@ class Snapshot:
     yblk: float = 0.0
     yt0: float = 0.0
     yon: float = 0.0  # the incident's onset time while it lasts (0: quiet since)
+    # The mean of the hours' error figures at the stream's recent values
+    # (pipeline.engine.dayspread; 0: none yet, a frame from before it).
+    tq: float = 0.0
     ds: npt.NDArray[np.float64] | None = None  # [F]
     dref: npt.NDArray[np.float64] | None = None  # [F]
     dmax: npt.NDArray[np.float64] | None = None  # [F]
@@ -131,6 +134,9 @@ class Snapshot:
     # (pipeline.engine.anomaly.habit_step) [2 * HABIT_SLOTS, F] (None: a frame from
     # before them; 0: none yet).
     hm: npt.NDArray[np.float32] | None = None
+    # The profile's mean absolute error by hour of day (pipeline.engine.dayspread)
+    # [dayspread.HOURS] (None: a frame from before it; 0: not seen yet).
+    te: npt.NDArray[np.float16] | None = None
     # The stream's daily profile (pipeline.engine.season: bins, levels, start, the profile
     # [BINS, F]) and the seasonal blend (pipeline.engine.blend: the two forecasters' last
     # one-step forecasts and the weight's moments). None: a frame from before them.
@@ -258,6 +264,8 @@ class StepState:
     db: F32  # [B, DEPARTURE_BLOCKS, F] ... the block means, relative to dref
     rv: F64  # [B, F] the variance share the profile leaves (0: not learnt yet)
     hm: F32  # [B, 2 * HABIT_SLOTS, F] the largest recent deviations above and below the mean
+    te: F16  # [B, HOURS] the profile's mean absolute error by hour of day (dayspread; 0: none)
+    tq: F64  # [B] ... the mean of those hours' figures at recent values (0: none)
     sp: F16  # [B, bins, F] daily profile's bins in the unit su (pipeline.engine.season)
     su: F32  # [B, F] ... that unit (a power of two; 0: none yet)
     sw: F32  # [B, WEEK_STATE, F] ... the week's trackers and slow level (sensor units)
@@ -308,7 +316,7 @@ def _finite_half(a: F16) -> npt.NDArray[np.bool_]:
 _CHECKED_SCALARS = (
     "n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate", "qlog", "gxy", "gxx",
     "tu", "tb", "sbin", "st0", "pm", "pv", "pq", "dk", "dn", "dq", "dl",
-    "yq", "yrec", "yb", "yp", "yblk", "yt0", "yon",
+    "yq", "yrec", "yb", "yp", "yblk", "yt0", "yon", "tq",
 )  # fmt: skip
 _FIELDS = [f.name for f in dataclasses.fields(StepState)]
 _SNAPSHOT_FIELDS = [
@@ -318,7 +326,7 @@ _SNAPSHOT_FIELDS = [
 _SNAPSHOT_SCALARS = (
     "n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate", "qlog", "gxy", "gxx",
     "gn", "tu", "tb", "sbin", "st0", "pm", "pv", "pq", "dk", "dn", "dq", "dl",
-    "yq", "yrec", "yb", "yp", "yblk", "yt0", "yon", "has_fc",
+    "yq", "yrec", "yb", "yp", "yblk", "yt0", "yon", "tq", "has_fc",
     "steps", "last_ts",
 )  # fmt: skip
 # The departure channel's vectors: zero (the channel starts afresh) in a frame before them.
@@ -377,6 +385,8 @@ _MODEL_INDEPENDENT = (
     "db",
     "rv",
     "hm",
+    "te",
+    "tq",
     "sp",
     "su",
     "sw",
@@ -446,6 +456,8 @@ class StateStore:
     db: F32
     rv: F64
     hm: F32
+    te: F16
+    tq: F64
     sp: F16
     su: F32
     sw: F32
@@ -617,6 +629,8 @@ class StateStore:
         grow("db", (capacity, DEPARTURE_BLOCKS, F), np.float32)
         grow("rv", (capacity, F), np.float64)
         grow("hm", (capacity, 2 * HABIT_SLOTS, F), np.float32)
+        grow("te", (capacity, dayspread.HOURS), np.float16)
+        grow("tq", (capacity,), np.float64)
         grow("sp", (capacity, self.season_bins, F), np.float16)
         grow("su", (capacity, F), np.float32)
         grow("sw", (capacity, season.WEEK_STATE, F), np.float32)
@@ -977,6 +991,8 @@ class StateStore:
             db=self.db[slot].copy(),
             rv=self.rv[slot].copy(),
             hm=self.hm[slot].copy(),
+            te=self.te[slot].copy(),
+            tq=float(self.tq[slot]),
             sbin=float(self.sbin[slot]),
             st0=float(self.st0[slot]),
             slev=self.slev[slot].copy(),
@@ -1017,8 +1033,9 @@ class StateStore:
             v = c[name]
             getattr(self, name)[slots] = np.nan if v is None else v
         # (The profile's residual share is learnt afresh from a frame before it, format 10,
-        # and the stream's habit from a frame before it, format 11.)
-        for name in (*_DEPARTURE_VECTORS, "rv", "hm"):
+        # the stream's habit from a frame before it, format 11, and its errors by hour
+        # from a frame before them, format 12.)
+        for name in (*_DEPARTURE_VECTORS, "rv", "hm", "te"):
             v = c[name]
             getattr(self, name)[slots] = 0.0 if v is None else v
         sp, su, sw = c["sp"], c["su"], c["sw"]

@@ -15,7 +15,9 @@ For each stream in the batch, with value ``x`` arriving (all vectorised over str
 5. given event times, mix the stream's own daily profile (:mod:`pipeline.engine.season`,
    which learnt ``x`` in step 1 unless ``x`` was flagged) into the forecast and its scale,
    by the weight its one-step errors earned against the model's
-   (:mod:`pipeline.engine.blend`), at every horizon.
+   (:mod:`pipeline.engine.blend`), at every horizon; the profile's share of the scale is
+   its recent error at the next value's hour of day (:mod:`pipeline.engine.dayspread`,
+   which learnt ``x``'s error in step 1 unless ``x`` was flagged).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import dataclasses
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.engine import blend, finite, gain, season
+from pipeline.engine import blend, dayspread, finite, gain, season
 from pipeline.engine.anomaly import (
     AnomalyParams,
     calibrate_channels,
@@ -268,6 +270,7 @@ def advance(
     )  # fmt: skip
     # The blend learns which of the model's and the profile's last forecasts did better.
     st.bm = blend.learn(st.bm, x, st.mfc, st.sfc, std_prev, st.has_fc)
+    sfc_prev = st.sfc  # (step 5 replaces it)
     stuck, st.run, st.rep_p = stuck_surprise(anom, repeated, st.n, st.run, st.rep_p)
     stuck_novel, onset = stuck_onset(anom, stuck, st.rep_p)
     lo_before, hi_before = st.lo, st.hi
@@ -342,6 +345,14 @@ def advance(
         usual = ~alarmed & ~lasting & ~day.fresh
         st.rv = learn_residual(norm, st.rv, st.st0, st.sbin, x, at_day, std_prev, ts, usual)
         season.learn(st.profiles(), st.sbin, st.slev, st.st0, x, ts, prev_ts, usual)
+        if anom.hour_spread:
+            # The profile's error at this value, as the blend measured it (its w = 1 mix),
+            # by hour of day (pipeline.engine.dayspread).
+            with np.errstate(invalid="ignore"):
+                perr = np.mean(np.abs(x - sfc_prev) / std_prev, axis=1)
+            step = season.bounded_step(ts, prev_ts, st.sbin)
+            seen = has & np.isfinite(perr)
+            st.tq = dayspread.learn(st.te, st.tq, perr, ts, st.st0, step, usual, seen)
     # 2. Normaliser.
     st.n, st.mean, st.var = update(norm, st.n, st.mean, st.var, x)
     std = std_of(norm, st.mean, st.var)
@@ -381,6 +392,10 @@ def advance(
                 # model's scale for its share.
                 per = 1.0 if band is None else scale_per_mae(band.distribution)
                 mae = per * st.bm[mix, len(blend.WEIGHTS) - 1, None, None] * std[mix, None, :]
+                if anom.hour_spread:
+                    # ... at the next value's hour of the day (pipeline.engine.dayspread).
+                    hr = dayspread.ratio(st.te, st.tq, ts + step, st.st0, step)
+                    mae = mae * hr[mix, None, None]
                 st.fs[mix] += w[mix, None, None] * (mae - st.fs[mix])
     # A profile that has predicted a square wave perfectly has no error to lend as a scale,
     # and a scale of 0 would make the next error 0/0, or infinite: the scale is never

@@ -19,10 +19,12 @@ Record key: the stream id. Value: a versioned binary frame (never pickle)::
     | f64 ds[F] | f64 dref[F] | f64 dmax[F] | f32 db[DEPARTURE_BLOCKS,F] (format 9)
     | f64 rv[F] (format 11)
     | f32 hm[2 * HABIT_SLOTS, F] (format 12)
+    | f16 te[HOURS] (format 13)
     | f32 ring[R,F]
 
 A tombstone (null value) marks an evicted stream. Older formats still restore, so an
-upgrade keeps every stream's state: format 11 (before the level channel's habit: no
+upgrade keeps every stream's state: format 12 (before the errors by hour of day: no
+``te``, ``tq``) learns them afresh; format 11 (before the level channel's habit: no
 ``hm``) learns it afresh; format 10 (before the profile's residual share: no
 ``rv``) learns it afresh; format 9 (before the day channel: no ``yq``, ``yrec``,
 ``yb``, ``yp``, ``yblk``, ``yt0``, ``yon``) starts that channel afresh; format 8 (before the departure channel: no ``dk``,
@@ -70,6 +72,7 @@ import numpy.typing as npt
 from pipeline.config import KafkaConfig
 from pipeline.engine.anomaly import DEPARTURE_BLOCKS, HABIT_SLOTS
 from pipeline.engine.blend import MOMENTS
+from pipeline.engine.dayspread import HOURS
 from pipeline.engine.season import WEEK_STATE, Profiles
 from pipeline.engine.state import STATE_DTYPE, Columns, Snapshot, StateStore
 from pipeline.kafka_io import read_to_end
@@ -96,7 +99,7 @@ __all__ = [
 ]
 
 MAGIC = b"SCS"
-FORMAT = 12
+FORMAT = 13
 # A stream's winning frame in a run of changelog records (the restore rule): the frame,
 # its partition, its source offset, and whether a tombstone of the stream preceded it in
 # the same run (then it replaces whatever earlier records gave the stream).
@@ -104,11 +107,13 @@ Found = tuple[bytes, int, int, bool]
 _STATS = (
     "n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate", "qlog", "gxy", "gxx",
     "gn", "tu", "tb", "sbin", "st0", "pm", "pv", "pq", "dk", "dn", "dq", "dl",
-    "yq", "yrec", "yb", "yp", "yblk", "yt0", "yon",
+    "yq", "yrec", "yb", "yp", "yblk", "yt0", "yon", "tq",
 )  # fmt: skip
-# The f64 statistics a header carries per format: the first 7, 10, 14, 16, 18, 21, 25 or 32
-# of _STATS.
-_STATS_IN = {1: 7, 2: 10, 3: 14, 4: 16, 5: 18, 6: 21, 7: 21, 8: 21, 9: 25, 10: 32, 11: 32, 12: 32}
+# The f64 statistics a header carries per format: the first 7, 10, 14, 16, 18, 21, 25, 32 or
+# 33 of _STATS.
+_STATS_IN = {
+    1: 7, 2: 10, 3: 14, 4: 16, 5: 18, 6: 21, 7: 21, 8: 21, 9: 25, 10: 32, 11: 32, 12: 32, 13: 33
+}  # fmt: skip
 _DEPARTURE_F64 = ("ds", "dref", "dmax")  # [F] each, from format 9
 _SEASON_F64 = ("slev", "sfc", "mfc")  # [F] each, from format 5
 # The dimensions a header carries: L, H, F, Z, R (, P: the profile's bins, from format 5).
@@ -208,6 +213,7 @@ def encode_snapshot(s: Snapshot) -> bytes:
                 s.yblk,
                 s.yt0,
                 s.yon,
+                s.tq,
             ),
             np.ascontiguousarray(s.h, _STATE[FORMAT]).tobytes(),
             np.ascontiguousarray(s.c, _STATE[FORMAT]).tobytes(),
@@ -242,6 +248,7 @@ def encode_snapshot(s: Snapshot) -> bytes:
             np.ascontiguousarray(
                 np.zeros((2 * HABIT_SLOTS, F)) if s.hm is None else s.hm, "<f4"
             ).tobytes(),
+            np.ascontiguousarray(np.zeros(HOURS) if s.te is None else s.te, "<f2").tobytes(),
             np.ascontiguousarray(s.ring, "<f4").tobytes(),
         )
     )
@@ -322,7 +329,7 @@ def frame_blocks(
         rec["hi"] = store.hi[sl]
         rec["fs"] = store.fs[sl]
         rec["dlt"] = store.dlt[sl]
-        for name in (*_SEASON_F64, "bm", "sp", "su", "sw", *_DEPARTURE_F64, "db", "rv", "hm"):
+        for name in (*_SEASON_F64, "bm", "sp", "su", "sw", *_DEPARTURE_F64, "db", "rv", "hm", "te"):
             rec[name] = getattr(store, name)[sl]
         if r:
             # Oldest first: a full ring starts at ring_len % R (see StateStore.push_inputs).
@@ -378,11 +385,24 @@ def _header(data: bytes) -> _Header:
     floats32 += DEPARTURE_BLOCKS * F if fmt >= 9 else 0
     floats32 += 2 * HABIT_SLOTS * F if fmt >= 12 else 0
     state += 2 * P * F if fmt >= 8 else 0
+    state += 2 * HOURS if fmt >= 13 else 0
     # mean, var, last_x (, lo, hi (, dlt (, slev, sfc, mfc))); fc (, fs); (bm)
     # (, ds, dref, dmax (, rv))
-    floats64 = {1: 3, 2: 5, 3: 6, 4: 6, 5: 9, 6: 9, 7: 9, 8: 9, 9: 12, 10: 12, 11: 13, 12: 13}[
-        fmt
-    ] * F + (2 if fmt >= 3 else 1) * Z * F
+    floats64 = {
+        1: 3,
+        2: 5,
+        3: 6,
+        4: 6,
+        5: 9,
+        6: 9,
+        7: 9,
+        8: 9,
+        9: 12,
+        10: 12,
+        11: 13,
+        12: 13,
+        13: 13,
+    }[fmt] * F + (2 if fmt >= 3 else 1) * Z * F
     floats64 += MOMENTS if fmt >= 5 else 0
     need = pos + head.size + state + 4 * floats32 + 8 * floats64
     if len(data) != need:
@@ -434,6 +454,7 @@ def _layout(fmt: int, pos: int, dims: Dims) -> np.dtype[np.void]:
             ),
             *([("rv", "<f8", (F,))] if fmt >= 11 else []),
             *([("hm", "<f4", (2 * HABIT_SLOTS, F))] if fmt >= 12 else []),
+            *([("te", "<f2", (HOURS,))] if fmt >= 13 else []),
             ("ring", "<f4", (R, F)),
         ]
     )
@@ -512,6 +533,8 @@ def _columns(header: _Header, data: bytes | memoryview, rows: list[int]) -> Colu
     col["rv"] = rec["rv"].astype(np.float64) if fmt >= 11 else None
     # From format 12 the level channel's habit (older frames: None, learnt afresh).
     col["hm"] = rec["hm"].astype(np.float32) if fmt >= 12 else None
+    # From format 13 the profile's errors by hour of day (older frames: None, afresh).
+    col["te"] = rec["te"].astype(np.float16) if fmt >= 13 else None
     stats = rec["stats"].astype(np.float64)
     for k, name in enumerate(_STATS):  # the newer statistics start at 0
         col[name] = stats[:, k] if k < _STATS_IN[fmt] else np.zeros(len(rows))
