@@ -18,8 +18,10 @@ recent error times the ratio of that hour's bin to that mean: the bins give the 
 shape, the blend's fast mean the current size (a stream whose noise doubles for good
 doubles its scale within the blend's memory, not within the bins' days).
 
-Until a stream's profile has settled (:data:`season.SETTLED_DAYS`) or where an hour has not
-been seen, the ratio is 1: the scale is the blend's, as before.
+Until a stream's profile has settled (:data:`season.SETTLED_DAYS`) and its hours have seen
+:data:`MIN_VALUES` values each (counted from the profile's start, or from the restore of a
+stream whose frame predates the hours: it counts afresh), or where an hour has not been
+seen, the ratio is 1: the scale is the blend's, as before.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def learn(
     tq: F64,
     err: F64,
     ts: F64,
-    st0: F64,
+    since: F64,
     step: F64,
     usual: npt.NDArray[np.bool_],
     seen: npt.NDArray[np.bool_],
@@ -65,7 +67,8 @@ def learn(
     """Learn ``err [B]`` (the profile's absolute one-step error, in the stream's spread) at
     times ``ts`` into the hours ``te [B, HOURS]`` in place, where ``usual`` (no incident's
     value), and return the bins' mean at the values the blend measured (``seen``): ``tq``
-    advanced. ``step [B]`` is the time a value stands for (bounded: season.bounded_step)."""
+    advanced. ``since [B]``: when the hours began counting (the profile's start, or later);
+    ``step [B]``: the time a value stands for (bounded: season.bounded_step)."""
     rows = np.arange(len(ts))
     hour = _hour(ts)
     have = np.isfinite(err)
@@ -79,7 +82,7 @@ def learn(
     tq = np.where(track, tq + blend.RATE * (figure - tq), tq)
     # A plain average while young, then about SEASON_RATE of the bin per day, but never
     # fewer than MIN_VALUES values (an hourly stream sees an hour once a day).
-    seen_in_bin = _values_per_bin(ts, st0, step)
+    seen_in_bin = _values_per_bin(ts, since, step)
     per_day = _per_day(step)
     rate = np.maximum(
         1.0 / (seen_in_bin + 1.0), np.minimum(season.SEASON_RATE / per_day, 1.0 / MIN_VALUES)
@@ -100,13 +103,14 @@ def learn(
     return out
 
 
-def ratio(te: F16, tq: F64, ts_next: F64, st0: F64, step: F64) -> F64:
+def ratio(te: F16, tq: F64, ts_next: F64, st0: F64, since: F64, step: F64) -> F64:
     """Per stream ``[B]``: the next value's hour's figure against the stream's recent mean
     of them (1 where unknown: a profile not settled, hours that have seen fewer than
-    MIN_VALUES values each, an unseen hour, no mean), within MAX_RATIO. ``step [B]``: the
+    MIN_VALUES values each, an unseen hour, no mean), within MAX_RATIO. ``st0 [B]``: the
+    profile's start; ``since [B]``: when the hours began counting; ``step [B]``: the
     stream's sampling step."""
     settled = (ts_next - st0) >= season.SETTLED_DAYS * season.DAY
-    settled &= _values_per_bin(ts_next, st0, step) >= MIN_VALUES
+    settled &= _values_per_bin(ts_next, since, step) >= MIN_VALUES
     at = _figure(te, ts_next)
     ok = settled & (at > 0) & (tq > 0) & np.isfinite(ts_next)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -121,9 +125,9 @@ def _per_day(step: F64) -> F64:
     return out
 
 
-def _values_per_bin(ts: F64, st0: F64, step: F64) -> F64:
-    """About how many values each hour's bin has seen by ``ts``."""
-    out: F64 = np.maximum((ts - st0) / season.DAY, 0.0) * _per_day(step)
+def _values_per_bin(ts: F64, since: F64, step: F64) -> F64:
+    """About how many values each hour's bin has seen by ``ts``, counted ``since``."""
+    out: F64 = np.maximum((ts - since) / season.DAY, 0.0) * _per_day(step)
     return out
 
 

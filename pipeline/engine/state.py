@@ -120,8 +120,10 @@ class Snapshot:
     yt0: float = 0.0
     yon: float = 0.0  # the incident's onset time while it lasts (0: quiet since)
     # The mean of the hours' error figures at the stream's recent values
-    # (pipeline.engine.dayspread; 0: none yet, a frame from before it).
+    # (pipeline.engine.dayspread; 0: none yet, a frame from before it), and when the hours
+    # began counting where that is after the profile's start (0: with the profile).
     tq: float = 0.0
+    tt: float = 0.0
     ds: npt.NDArray[np.float64] | None = None  # [F]
     dref: npt.NDArray[np.float64] | None = None  # [F]
     dmax: npt.NDArray[np.float64] | None = None  # [F]
@@ -266,6 +268,7 @@ class StepState:
     hm: F32  # [B, 2 * HABIT_SLOTS, F] the largest recent deviations above and below the mean
     te: F16  # [B, HOURS] the profile's mean absolute error by hour of day (dayspread; 0: none)
     tq: F64  # [B] ... the mean of those hours' figures at recent values (0: none)
+    tt: F64  # [B] ... when they began counting, if after the profile's start (0: with it)
     sp: F16  # [B, bins, F] daily profile's bins in the unit su (pipeline.engine.season)
     su: F32  # [B, F] ... that unit (a power of two; 0: none yet)
     sw: F32  # [B, WEEK_STATE, F] ... the week's trackers and slow level (sensor units)
@@ -316,7 +319,7 @@ def _finite_half(a: F16) -> npt.NDArray[np.bool_]:
 _CHECKED_SCALARS = (
     "n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate", "qlog", "gxy", "gxx",
     "tu", "tb", "sbin", "st0", "pm", "pv", "pq", "dk", "dn", "dq", "dl",
-    "yq", "yrec", "yb", "yp", "yblk", "yt0", "yon", "tq",
+    "yq", "yrec", "yb", "yp", "yblk", "yt0", "yon", "tq", "tt",
 )  # fmt: skip
 _FIELDS = [f.name for f in dataclasses.fields(StepState)]
 _SNAPSHOT_FIELDS = [
@@ -326,7 +329,7 @@ _SNAPSHOT_FIELDS = [
 _SNAPSHOT_SCALARS = (
     "n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate", "qlog", "gxy", "gxx",
     "gn", "tu", "tb", "sbin", "st0", "pm", "pv", "pq", "dk", "dn", "dq", "dl",
-    "yq", "yrec", "yb", "yp", "yblk", "yt0", "yon", "tq", "has_fc",
+    "yq", "yrec", "yb", "yp", "yblk", "yt0", "yon", "tq", "tt", "has_fc",
     "steps", "last_ts",
 )  # fmt: skip
 # The departure channel's vectors: zero (the channel starts afresh) in a frame before them.
@@ -387,6 +390,7 @@ _MODEL_INDEPENDENT = (
     "hm",
     "te",
     "tq",
+    "tt",
     "sp",
     "su",
     "sw",
@@ -458,6 +462,7 @@ class StateStore:
     hm: F32
     te: F16
     tq: F64
+    tt: F64
     sp: F16
     su: F32
     sw: F32
@@ -631,6 +636,7 @@ class StateStore:
         grow("hm", (capacity, 2 * HABIT_SLOTS, F), np.float32)
         grow("te", (capacity, dayspread.HOURS), np.float16)
         grow("tq", (capacity,), np.float64)
+        grow("tt", (capacity,), np.float64)
         grow("sp", (capacity, self.season_bins, F), np.float16)
         grow("su", (capacity, F), np.float32)
         grow("sw", (capacity, season.WEEK_STATE, F), np.float32)
@@ -993,6 +999,7 @@ class StateStore:
             hm=self.hm[slot].copy(),
             te=self.te[slot].copy(),
             tq=float(self.tq[slot]),
+            tt=float(self.tt[slot]),
             sbin=float(self.sbin[slot]),
             st0=float(self.st0[slot]),
             slev=self.slev[slot].copy(),
@@ -1038,6 +1045,11 @@ class StateStore:
         for name in (*_DEPARTURE_VECTORS, "rv", "hm", "te"):
             v = c[name]
             getattr(self, name)[slots] = 0.0 if v is None else v
+        if c["te"] is None:
+            # The hours begin now, however old the profile: counted from its start, an
+            # empty hour would be judged by its first value for days.
+            last = column(c, "last_ts")
+            self.tt[slots] = np.where(np.isfinite(last), last, 0.0)
         sp, su, sw = c["sp"], c["su"], c["sw"]
         if sp is None or sp.shape[1:] != self.sp.shape[1:]:
             # Frames from before the profile, or from a scorer with another number of

@@ -352,7 +352,8 @@ def advance(
                 perr = np.mean(np.abs(x - sfc_prev) / std_prev, axis=1)
             step = season.bounded_step(ts, prev_ts, st.sbin)
             seen = has & np.isfinite(perr)
-            st.tq = dayspread.learn(st.te, st.tq, perr, ts, st.st0, step, usual, seen)
+            since = np.maximum(st.st0, st.tt)
+            st.tq = dayspread.learn(st.te, st.tq, perr, ts, since, step, usual, seen)
     # 2. Normaliser.
     st.n, st.mean, st.var = update(norm, st.n, st.mean, st.var, x)
     std = std_of(norm, st.mean, st.var)
@@ -394,7 +395,8 @@ def advance(
                 mae = per * st.bm[mix, len(blend.WEIGHTS) - 1, None, None] * std[mix, None, :]
                 if anom.hour_spread:
                     # ... at the next value's hour of the day (pipeline.engine.dayspread).
-                    hr = dayspread.ratio(st.te, st.tq, ts + step, st.st0, step)
+                    since = np.maximum(st.st0, st.tt)
+                    hr = dayspread.ratio(st.te, st.tq, ts + step, st.st0, since, step)
                     mae = mae * hr[mix, None, None]
                 st.fs[mix] += w[mix, None, None] * (mae - st.fs[mix])
     # A profile that has predicted a square wave perfectly has no error to lend as a scale,

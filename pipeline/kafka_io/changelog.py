@@ -11,7 +11,7 @@ Record key: the stream id. Value: a versioned binary frame (never pickle)::
     | i64 steps, ring_len | u8 has_fc | u16 L, H, F, Z, R (, P: the profile's bins, format 5)
     | f64 n, en, es, emu, evar, run, rep_p, peak, rec, trate, qlog, gxy, gxx, gn, tu, tb,
       sbin, st0, pm, pv, pq (format 6), dk, dn, dq, dl (format 9), yq, yrec, yb, yp, yblk, yt0,
-      yon (format 10)
+      yon (format 10), tq, tt (format 13)
     | f16 h[L,H] | f16 c[L,H] (f32 before format 7) | f64 mean[F] | f64 var[F] | f64 fc[Z,F] | f64 last_x[F]
     | f64 lo[F] | f64 hi[F] | f64 fs[Z,F] | f64 dlt[F]
     | f64 slev[F] | f64 sfc[F] | f64 mfc[F] | f64 bm[MOMENTS]
@@ -24,7 +24,7 @@ Record key: the stream id. Value: a versioned binary frame (never pickle)::
 
 A tombstone (null value) marks an evicted stream. Older formats still restore, so an
 upgrade keeps every stream's state: format 12 (before the errors by hour of day: no
-``te``, ``tq``) learns them afresh; format 11 (before the level channel's habit: no
+``te``, ``tq``, ``tt``) learns them afresh; format 11 (before the level channel's habit: no
 ``hm``) learns it afresh; format 10 (before the profile's residual share: no
 ``rv``) learns it afresh; format 9 (before the day channel: no ``yq``, ``yrec``,
 ``yb``, ``yp``, ``yblk``, ``yt0``, ``yon``) starts that channel afresh; format 8 (before the departure channel: no ``dk``,
@@ -107,12 +107,12 @@ Found = tuple[bytes, int, int, bool]
 _STATS = (
     "n", "en", "es", "emu", "evar", "run", "rep_p", "peak", "rec", "trate", "qlog", "gxy", "gxx",
     "gn", "tu", "tb", "sbin", "st0", "pm", "pv", "pq", "dk", "dn", "dq", "dl",
-    "yq", "yrec", "yb", "yp", "yblk", "yt0", "yon", "tq",
+    "yq", "yrec", "yb", "yp", "yblk", "yt0", "yon", "tq", "tt",
 )  # fmt: skip
 # The f64 statistics a header carries per format: the first 7, 10, 14, 16, 18, 21, 25, 32 or
-# 33 of _STATS.
+# 34 of _STATS.
 _STATS_IN = {
-    1: 7, 2: 10, 3: 14, 4: 16, 5: 18, 6: 21, 7: 21, 8: 21, 9: 25, 10: 32, 11: 32, 12: 32, 13: 33
+    1: 7, 2: 10, 3: 14, 4: 16, 5: 18, 6: 21, 7: 21, 8: 21, 9: 25, 10: 32, 11: 32, 12: 32, 13: 34
 }  # fmt: skip
 _DEPARTURE_F64 = ("ds", "dref", "dmax")  # [F] each, from format 9
 _SEASON_F64 = ("slev", "sfc", "mfc")  # [F] each, from format 5
@@ -214,6 +214,7 @@ def encode_snapshot(s: Snapshot) -> bytes:
                 s.yt0,
                 s.yon,
                 s.tq,
+                s.tt,
             ),
             np.ascontiguousarray(s.h, _STATE[FORMAT]).tobytes(),
             np.ascontiguousarray(s.c, _STATE[FORMAT]).tobytes(),

@@ -84,6 +84,7 @@ def test_batched_frames_equal_single_frames(features: int, ring: int) -> None:
         "hm",
         "te",
         "tq",
+        "tt",
         "sp",
         "sbin",
         "slev",
@@ -112,7 +113,7 @@ CARRIED = (
     "qlog", "gxy", "gxx", "gn", "dlt", "tu", "tb", "sbin", "st0", "slev", "sfc", "mfc",
     "bm", "sp", "pm", "pv", "pq", "dk", "dn", "dq", "dl", "ds", "dref", "dmax",
     "db", "yq", "yrec", "yb", "yp", "yblk", "yt0", "yon", "rv", "hm",
-    "te", "tq",
+    "te", "tq", "tt",
 )  # fmt: skip
 
 
@@ -383,7 +384,8 @@ _HEAD_END = 4 + 2 + 1 + 2 + 1 + 8 + 8 + 8 + 8 + 1 + 2 * 6
 
 def _format_12_frame(store: StateStore) -> bytes:
     """Stream 0 of ``store`` as format 12 wrote it: format 13 without the profile's errors
-    by hour of day (their mean the header's last statistic, their bins before the ring)."""
+    by hour of day (their mean and start the header's last two statistics, their bins
+    before the ring)."""
     from pipeline.kafka_io.changelog import _STATS_IN
 
     s = store.snapshot(0, "m", "v")
@@ -393,7 +395,7 @@ def _format_12_frame(store: StateStore) -> bytes:
     tail = len(frame) - ring
     frame = frame[: tail - te] + frame[tail:]
     stats_end = _HEAD_END + 8 * _STATS_IN[13]
-    return frame[:3] + bytes([12]) + frame[4 : stats_end - 8] + frame[stats_end:]
+    return frame[:3] + bytes([12]) + frame[4 : stats_end - 8 * 2] + frame[stats_end:]
 
 
 def _format_11_frame(store: StateStore) -> bytes:
@@ -535,7 +537,7 @@ def test_a_format_5_frame_from_before_the_sustained_channel_restores_it_unseeded
     stats_end = _HEAD_END + 8 * _STATS_IN[6]
     old_frame = frame[:3] + bytes([5]) + frame[4 : stats_end - 8 * 3] + frame[stats_end:]
     assert (
-        len(_STATS) == _STATS_IN[13] == _STATS_IN[10] + 1 == _STATS_IN[9] + 8 == _STATS_IN[6] + 12
+        len(_STATS) == _STATS_IN[13] == _STATS_IN[10] + 2 == _STATS_IN[9] + 9 == _STATS_IN[6] + 13
     )
     old = decode_snapshot(old_frame)
     assert (old.pm, old.pv, old.pq) == (0.0, 0.0, 0.0)
@@ -557,7 +559,7 @@ def test_a_format_8_frame_from_before_the_departure_channel_restores_it_afresh()
     assert old.ds is None and old.dref is None and old.dmax is None and old.db is None
     blank = {"dk": 0.0, "dn": 0.0, "dq": 0.0, "dl": 0.0}
     blank |= {"ds": None, "dref": None, "dmax": None, "db": None}
-    blank |= dict.fromkeys(_DAY, 0.0) | {"rv": None, "hm": None, "te": None, "tq": 0.0}
+    blank |= dict.fromkeys(_DAY, 0.0) | {"rv": None, "hm": None, "te": None, "tq": 0.0, "tt": 0.0}
     assert _same(old, dataclasses.replace(new, **blank))
     other = StateStore(layers=1, hidden=3, features=2, horizon=2, capacity=4, ring=3)
     slot = other.load("a", old, partition=0, now=0.0)
@@ -578,7 +580,10 @@ def test_a_format_9_frame_from_before_the_day_channel_restores_it_afresh() -> No
     new = decode_snapshot(encode_snapshots(store, np.asarray([0]), "m", "v")[0])
     assert all(getattr(old, name) == 0.0 for name in _DAY)
     assert _same(
-        old, dataclasses.replace(new, **dict.fromkeys(_DAY, 0.0), rv=None, hm=None, te=None, tq=0.0)
+        old,
+        dataclasses.replace(
+            new, **dict.fromkeys(_DAY, 0.0), rv=None, hm=None, te=None, tq=0.0, tt=0.0
+        ),
     )
     other = StateStore(layers=1, hidden=3, features=2, horizon=2, capacity=4, ring=3)
     slot = other.load("a", old, partition=0, now=0.0)
@@ -597,7 +602,7 @@ def test_a_format_10_frame_from_before_the_residual_share_learns_it_afresh() -> 
     new = decode_snapshot(encode_snapshots(store, np.asarray([0]), "m", "v")[0])
     assert old.rv is None
     np.testing.assert_array_equal(new.rv, s.rv)
-    assert _same(old, dataclasses.replace(new, rv=None, hm=None, te=None, tq=0.0))
+    assert _same(old, dataclasses.replace(new, rv=None, hm=None, te=None, tq=0.0, tt=0.0))
     other = StateStore(layers=1, hidden=3, features=2, horizon=2, capacity=4, ring=3)
     slot = other.load("a", old, partition=0, now=0.0)
     assert not other.rv[slot].any()
@@ -615,7 +620,7 @@ def test_a_format_11_frame_from_before_the_habit_learns_it_afresh() -> None:
     new = decode_snapshot(encode_snapshots(store, np.asarray([0]), "m", "v")[0])
     assert old.hm is None
     np.testing.assert_array_equal(new.hm, s.hm)
-    assert _same(old, dataclasses.replace(new, hm=None, te=None, tq=0.0))
+    assert _same(old, dataclasses.replace(new, hm=None, te=None, tq=0.0, tt=0.0))
     other = StateStore(layers=1, hidden=3, features=2, horizon=2, capacity=4, ring=3)
     slot = other.load("a", old, partition=0, now=0.0)
     assert not other.hm[slot].any()
@@ -623,19 +628,22 @@ def test_a_format_11_frame_from_before_the_habit_learns_it_afresh() -> None:
 
 
 def test_a_format_12_frame_from_before_the_errors_by_hour_learns_them_afresh() -> None:
-    """Format 12 (no ``te``, ``tq``): everything else restores as format 13 carries it;
+    """Format 12 (no ``te``, ``tq``, ``tt``): everything else restores as format 13 carries it;
     the errors by hour are unknown (None, 0) and a store installs them as unseen (the
     profile's scale is then the blend's whole-day one until the hours are learnt)."""
     store = _filled_store(features=2)
+    store.last_ts[0] = 1_764_000_000.0
     s = store.snapshot(0, "m", "v")
-    assert s.te is not None and s.te.all() and s.tq != 0.0
+    assert s.te is not None and s.te.all() and s.tq != 0.0 and s.tt != 0.0
     old = decode_snapshot(_format_12_frame(store))
     new = decode_snapshot(encode_snapshots(store, np.asarray([0]), "m", "v")[0])
-    assert old.te is None and old.tq == 0.0
+    assert old.te is None and old.tq == 0.0 and old.tt == 0.0
     np.testing.assert_array_equal(new.te, s.te)
-    assert new.tq == s.tq
-    assert _same(old, dataclasses.replace(new, te=None, tq=0.0))
+    assert (new.tq, new.tt) == (s.tq, s.tt)
+    assert _same(old, dataclasses.replace(new, te=None, tq=0.0, tt=0.0))
     other = StateStore(layers=1, hidden=3, features=2, horizon=2, capacity=4, ring=3)
     slot = other.load("a", old, partition=0, now=0.0)
     assert not other.te[slot].any() and other.tq[slot] == 0.0
+    # Its hours count from the restore, however old its profile.
+    assert other.tt[slot] == s.last_ts
     np.testing.assert_array_equal(other.hm[slot], store.hm[0])
