@@ -306,6 +306,16 @@ def evaluate_clean(meta: Any, anom: Any, seeds: range, seasonal: bool) -> dict[s
     return out
 
 
+def _print_found(label: str, width: int, res: dict[str, Any]) -> dict[str, Any]:
+    """One line of a set's finds per kind and false alarms after the first 15%; ``res``."""
+    cells = "  ".join(f"{k} {d}/{n}" for k, (d, n) in res["detected"].items())
+    print(
+        f"{label:<{width}}{cells}   false alarms after the first 15% "
+        f"{res['false_alarms']} / {res['events']:,}"
+    )
+    return res
+
+
 def _print_clean(res: dict[str, Any]) -> None:
     from training.shapes import HEAVY
 
@@ -398,19 +408,9 @@ def main() -> int:
     )
     report["contextual (14 d x 5 min)"] = ctx
     week = evaluate_weekly(meta, anom, seeds, seasonal=not a.no_season)
-    cells = "  ".join(f"{k} {d}/{n}" for k, (d, n) in week["detected"].items())
-    print(
-        f"{'weekly (215 d x 30 min)':<26}{cells}   false alarms after the first 15% "
-        f"{week['false_alarms']} / {week['events']:,}"
-    )
-    report["weekly (215 d x 30 min)"] = week
+    report["weekly (215 d x 30 min)"] = _print_found("weekly (215 d x 30 min)", 26, week)
     dn = evaluate_day_night(meta, anom, seeds, seasonal=not a.no_season)
-    cells = "  ".join(f"{k} {d}/{n}" for k, (d, n) in dn["detected"].items())
-    print(
-        f"{'day and night (21 d x 5 min)':<30}{cells}   false alarms after the first 15% "
-        f"{dn['false_alarms']} / {dn['events']:,}"
-    )
-    report["day and night (21 d x 5 min)"] = dn
+    report["day and night (21 d x 5 min)"] = _print_found("day and night (21 d x 5 min)", 30, dn)
     clean = evaluate_clean(meta, anom, seeds, seasonal=not a.no_season)
     _print_clean(clean)
     report["clean shapes (4032 x 5 min)"] = clean
