@@ -132,12 +132,13 @@ def _values_per_bin(ts: F64, since: F64, step: F64) -> F64:
 
 
 def _figure(te: F16, ts: F64) -> F64:
-    """Per stream ``[B]``: the error figure at ``ts``, the larger of its hour's and the
-    nearer neighbour's: an hour holds the day's edge somewhere in it, and a value just past
-    the edge belongs to the busier side (0: neither seen)."""
+    """Per stream ``[B]``: the error figure at ``ts``, the largest of its hour's and the two
+    beside it: an hour holds the day's edge somewhere in it, a day starts a little earlier
+    or later from one day to the next, and a value near the edge belongs to the busier side
+    (0: none seen)."""
     rows = np.arange(len(ts))
     safe = np.where(np.isfinite(ts), ts, 0.0)
-    half = 0.5 * season.DAY / HOURS
-    near = np.where(np.mod(safe, 2 * half) < half, safe - 2 * half, safe + 2 * half)
-    out: F64 = np.maximum(te[rows, _hour(safe)], te[rows, _hour(near)]).astype(np.float64)
+    hour = season.DAY / HOURS
+    before, after = te[rows, _hour(safe - hour)], te[rows, _hour(safe + hour)]
+    out: F64 = np.maximum(te[rows, _hour(safe)], np.maximum(before, after)).astype(np.float64)
     return out

@@ -51,11 +51,12 @@ def test_a_stream_whose_noise_does_not_follow_the_day_keeps_a_ratio_near_one() -
     assert min(ratios) > 0.75 and max(ratios) < 1.4
 
 
-def test_a_value_just_past_the_days_edge_takes_the_busier_hours_figure() -> None:
-    """The day starts at 08:00: a value at 07:40 (nearer 08:00 than 07:00) is measured
-    with the busy hour's figure, one at 07:10 with the quiet one's."""
+def test_a_value_near_the_days_edge_takes_the_busier_hours_figure() -> None:
+    """The day starts at 08:00: a value at 07:30 (the hour before it) is measured with the
+    busy hour's figure, one at 06:30 (two hours before) with the quiet one's."""
     h = _learnt(6, np.where(np.arange(HOURS) >= 8, 1.0, 0.1))
-    assert _ratio(h, 7 + 40 / 60) > 5 * _ratio(h, 7 + 10 / 60)
+    assert _ratio(h, 7.5) > 5 * _ratio(h, 6.5)
+    assert _ratio(h, 6.5) < 0.2
 
 
 def test_no_ratio_before_the_profile_settles_or_the_hours_have_enough_values() -> None:
