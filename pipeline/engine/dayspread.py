@@ -21,7 +21,9 @@ doubles its scale within the blend's memory, not within the bins' days).
 Until a stream's profile has settled (:data:`season.SETTLED_DAYS`) and its hours have seen
 :data:`MIN_VALUES` values each (counted from the profile's start, or from the restore of a
 stream whose frame predates the hours: it counts afresh), or where an hour has not been
-seen, the ratio is 1: the scale is the blend's, as before.
+seen, the ratio is 1: the scale is the blend's, as before. The stepper does not use it
+where the stream's week is in use (:func:`season.week_in_use`): the hour of the day then
+averages days of other shapes.
 """
 
 from __future__ import annotations

@@ -394,9 +394,14 @@ def advance(
                 per = 1.0 if band is None else scale_per_mae(band.distribution)
                 mae = per * st.bm[mix, len(blend.WEIGHTS) - 1, None, None] * std[mix, None, :]
                 if anom.hour_spread:
-                    # ... at the next value's hour of the day (pipeline.engine.dayspread).
+                    # ... at the next value's hour of the day (pipeline.engine.dayspread),
+                    # unless the stream's week is in use: there the hour of the day averages
+                    # days of other shapes (weekdays and weekends), and it cost false alarms
+                    # on generated taxi-like feeds (docs/quality.md, session 37).
                     since = np.maximum(st.st0, st.tt)
                     hr = dayspread.ratio(st.te, st.tq, ts + step, st.st0, since, step)
+                    weekly = season.week_in_use(st.profiles(), st.sbin, st.st0, ts)
+                    hr = np.where(weekly, 1.0, hr)
                     mae = mae * hr[mix, None, None]
                 st.fs[mix] += w[mix, None, None] * (mae - st.fs[mix])
     # A profile that has predicted a square wave perfectly has no error to lend as a scale,
