@@ -167,6 +167,7 @@ class Scorer:
         self._pending_restore: set[TopicPartition] = set()
         self._failure: KafkaError | None = None  # from a rebalance callback
         self._rebalances = 0  # assignments and revocations seen (a lingering poll's check)
+        self._revoked: set[TopicPartition] = set()  # since the lingering turn began
         self._turn_began = 0.0  # when the last poll that returned records did (the linger's)
 
     def _init_metrics(self) -> None:
@@ -301,6 +302,7 @@ class Scorer:
         the new owner from its last checkpoint (duplicates are allowed, loss is not).
         """
         self._rebalances += 1
+        self._revoked |= revoked
         if self.exactly_once and self.checkpointer.in_txn and self._failure is None:
             try:
                 self.checkpoint(snapshot=False)
@@ -393,9 +395,12 @@ class Scorer:
         spaced by the linger (a record waits at most that long); under load a turn takes
         longer than the linger, or starts with enough, and none is waited for.
 
-        A rebalance during the linger ends it: the records of partitions it took away are
-        dropped (none of them is committed here, so their next owner scores them), the
-        rest are kept in order (dropping them would skip them: the position is past them).
+        A rebalance during the linger ends it. The records polled before it, of partitions
+        it revoked, are dropped: none of them is committed here, so their next owner scores
+        them, and that may be this scorer: a partition lost (an eviction) and assigned back
+        is restored to its committed offset and polled again from there, so a record kept
+        would be applied to the restored state and then again. The rest are kept in order
+        (dropping them would skip them: the position is past them).
         """
         cfg = self.config
         records = consumer.poll(cfg.poll_timeout_ms, cfg.max_poll_records)
@@ -404,16 +409,22 @@ class Scorer:
         # not wait (kafka-python's short polls may not fetch at all).
         enough = max(1, cfg.max_poll_records // 8)
         if records and cfg.poll_linger_ms > 0:
-            seen = self._rebalances
+            seen, self._revoked = self._rebalances, set()
             deadline = self._turn_began + cfg.poll_linger_ms / 1000.0
             while len(records) < enough and not self._stop.is_set():
                 left_ms = int((deadline - time.monotonic()) * 1000.0)
                 if left_ms <= 0 or self._failure is not None:
                     break
+                held = len(records)
                 records.extend(consumer.poll(left_ms, cfg.max_poll_records - len(records)))
                 if self._rebalances != seen:
-                    owned = consumer.assignment()
-                    records = [r for r in records if TopicPartition(r.topic, r.partition) in owned]
+                    owned, gone = consumer.assignment(), self._revoked
+                    records = [
+                        r
+                        for i, r in enumerate(records)
+                        if (tp := TopicPartition(r.topic, r.partition)) in owned
+                        and (i >= held or tp not in gone)
+                    ]
                     break
         if records:
             self._turn_began = time.monotonic()

@@ -247,6 +247,7 @@ def run_chaos(
     }
     diff = 0.0
     worst: dict[str, object] = {}  # where the largest difference is, for a failing run
+    off: list[tuple[int, int]] = []  # inputs whose last output is off the reference
     for key, got in results.items():
         last = got[-1]
         if isinstance(last, dict) and key in reference:
@@ -255,9 +256,23 @@ def run_chaos(
                 float(np.max(np.abs(np.subtract(last["forecast"], ref["forecast"])))),
                 abs(float(last["anomaly_score"] or 0) - float(ref["anomaly_score"] or 0)),
             )
+            if here > 1e-5:
+                off.append(key)
             if here > diff:
                 diff = here
                 worst = {"partition": key[0], "offset": key[1], "stream": last.get("stream_id")}
+    # Where a stream's state first went wrong, and what each output of that input said
+    # (a failing run is rare and slow to repeat: the summary must say enough to trace it).
+    first_off: dict[str, object] = {}
+    if off:
+        key = min(off)
+        first_off = {
+            "partition": key[0],
+            "offset": key[1],
+            "outputs": [g if isinstance(g, str) else g["anomaly_score"] for g in results[key]],
+            "reference": reference[key]["anomaly_score"],
+            "inputs_off_in_partition": sum(1 for k in off if k[0] == key[0]),
+        }
     bad_exits = [
         (pid, code, err) for pid, code, err in group.exits if code != 0 and pid not in group.killed
     ]
@@ -274,6 +289,8 @@ def run_chaos(
         "duplicates": duplicates,
         "max_score_difference": diff,
         "largest_difference_at": worst,
+        "inputs_off": len(off),
+        "first_off": first_off,
         "members_started": group.seq,
         "bad_exits": len(bad_exits),
     }
