@@ -212,6 +212,12 @@ class AnomalyParams:
     # (pipeline.engine.dayspread; false: one figure for the whole day, as before
     # 2026-12-06).
     hour_spread: bool = True
+    # A value that comes more than ``gap_shift`` of its profile's bins after the one
+    # before is judged against the forecast moved along the stream's day by the gap (the
+    # profile's change from the time the forecast was made for to the time the value
+    # came), where the day is known (pipeline.engine.stepper; 0: off, as before
+    # 2026-12-06). Two bins: beyond a regular feed's jitter.
+    gap_shift: float = 2.0
     # A frozen sensor's incident lasts while it stays frozen (its run's surprise at the
     # threshold counts as an alarm for the quiet steps), so its return, the jump from
     # the frozen value the forecaster followed, is within the incident (false: the
@@ -310,6 +316,7 @@ _LEGACY: dict[str, Any] = {
     "stuck_holds": False,
     "level_habit": 0,
     "hour_spread": False,
+    "gap_shift": 0.0,
 }
 
 

@@ -2,7 +2,8 @@
 
 For each stream in the batch, with value ``x`` arriving (all vectorised over streams):
 
-1. score ``x`` against the forecast made at the previous step (if any), in units of the
+1. score ``x`` against the forecast made at the previous step (if any; after a gap of
+   hours, moved along the stream's day by the gap), in units of the
    scale the model predicted with it (a model without a scale head: the stream's spread
    before this step), and against the stream's level and range
    (:mod:`pipeline.engine.anomaly`); adapt the stream's interval multiplier to whether
@@ -204,6 +205,12 @@ def advance(
             z_season = np.sqrt(np.mean(both * both, axis=1))
             use = known_day & np.isfinite(z_season) & np.isfinite(z_level)
             z_level = np.where(use, z_season, z_level)
+        if anom.gap_shift > 0:
+            # After a gap the forecast made at the previous value, for one step later, is
+            # hours stale: where the day is known, it moves along the profile by the gap.
+            fc1 = _after_gap(anom, st, fc1, known_day, ts, prev_ts)
+            e = error_of(x, fc1, e_scale)
+            abs_error = np.where(st.has_fc, np.mean(np.abs(x - fc1) / std_prev, axis=1), np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         deviation = np.mean((x - centre) / bare, axis=1)
     sure = (st.n >= anom.min_history) & np.isfinite(deviation)
@@ -242,7 +249,7 @@ def advance(
     )
     raw = np.where(returned, 0.0, raw)
     if band is not None and scaled.any():
-        expected = np.stack(band.bounds(st.fc[:, :1], st.fs[:, :1], st.qlog))[:, :, 0]
+        expected = np.stack(band.bounds(fc1[:, None, :], st.fs[:, :1], st.qlog))[:, :, 0]
         if anom.use_scale and anom.distribution_surprise:
             # The forecast surprise straight from the predictive distribution.
             tail = band.surprise(x, fc1, np.where(scaled[:, None], fs1, 1.0), st.qlog)
@@ -413,6 +420,37 @@ def advance(
     return Stepped(
         score, e, reason.astype(np.int64), expected[0], expected[1], abs_error, nll, inputs, share
     )
+
+
+def _after_gap(
+    anom: AnomalyParams,
+    st: StepState,
+    fc1: F64,
+    known_day: npt.NDArray[np.bool_],
+    ts: F64,
+    prev_ts: F64,
+) -> F64:
+    """The one-step forecast ``fc1 [B, F]`` judged against a value that came more than
+    ``anom.gap_shift`` profile bins after the one before: plus the profile's change from
+    the time it was made for to the value's time, where the stream's day is known (the
+    model's share was made for one step later too, and the day moved under both)."""
+    gapped = (
+        st.has_fc
+        & known_day
+        & (ts - prev_ts > anom.gap_shift * season.DAY / np.maximum(st.sbin, 1.0))
+    )
+    gapped &= np.isfinite(st.sfc).all(axis=1)
+    if not gapped.any():
+        return fc1
+    g = np.nonzero(gapped)[0]
+    p = st.profiles()
+    sub = season.Profiles(p.sp[g], p.su[g], p.sw[g], p.ss[g])
+    now = season.forecast(sub, st.sbin[g], st.slev[g], st.st0[g], prev_ts[g], ts[g] - prev_ts[g], 1)
+    moved = now[:, 0, :] - st.sfc[g]
+    ok = np.isfinite(moved).all(axis=1)
+    out = fc1.copy()
+    out[g[ok]] += moved[ok]
+    return out
 
 
 def _shares(

@@ -215,3 +215,45 @@ def test_a_night_spike_under_the_days_noise_is_found_with_the_errors_by_hour() -
         found[on] = (hits, false)
     assert found[True][0] >= 9 and found[True][1] <= found[False][1], found
     assert found[False][0] <= 2, found
+
+
+def _with_gaps(seed: int, days: int) -> tuple[Series, list[int]]:
+    """A daily sine (amplitude 20, noise 1, 5-minute values) whose sensor goes quiet for
+    four hours from about 22:00 on days 3 to ``days - 2``: the day's steepest stretch, so
+    the first value back is ~20 units (20 spreads) from where the stream was. Returns the
+    series and the index of each first value back."""
+    rng = np.random.default_rng(seed)
+    ts = 1_764_028_800.0 + 300.0 * np.arange(days * 288)  # a midnight
+    keep = np.ones(len(ts), bool)
+    back = []
+    for d in range(3, days - 1):
+        start = d * 288 + 22 * 12 + int(rng.integers(0, 12))
+        keep[start : start + 48] = False
+        back.append(start + 48)
+    v = 50 + 20 * np.sin(2 * np.pi * (ts % 86400) / 86400) + rng.normal(0, 1, len(ts))
+    rows = np.nonzero(keep)[0]
+    at = [int(np.searchsorted(rows, t)) for t in back]
+    return Series(f"gaps-{seed}", ts[keep], v[keep][:, None], ("value",)), at
+
+
+def test_a_sensor_back_from_hours_of_silence_is_judged_where_its_day_has_moved() -> None:
+    """The forecast made at the last value before a gap is for five minutes later; the
+    day moved on for four hours. Judged against the forecast moved by the profile's change
+    over the gap (``gap_shift``, pipeline.engine.stepper), no first value back alarms;
+    against the stale one, nearly every one does."""
+    import dataclasses
+
+    meta = Registry(REPO / "exported_models").meta("default")
+    feeds = [_with_gaps(seed, 8) for seed in (1, 2)]
+    alarms = {}
+    for shift in (2.0, 0.0):
+        anom = dataclasses.replace(meta.anomaly, gap_shift=shift)
+        got = replay(meta, [f for f, _ in feeds], anomaly=anom)
+        back = anywhere = 0
+        for (_, at), r in zip(feeds, got, strict=True):
+            flag = np.nan_to_num(r.score) >= anom.threshold
+            back += int(flag[at].sum())
+            anywhere += int(flag[288:].sum())
+        alarms[shift] = (back, anywhere)
+    assert alarms[2.0] == (0, 0), alarms
+    assert alarms[0.0][0] >= 6, alarms
