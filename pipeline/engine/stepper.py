@@ -156,9 +156,7 @@ def advance(
     fc1, fs1 = st.fc[:, 0, :], st.fs[:, 0, :]
     scaled = st.has_fc & np.isfinite(fs1).all(axis=1)
     e_scale = np.where(scaled[:, None], fs1, std_prev) if anom.use_scale else std_prev
-    e = error_of(x, fc1, e_scale)
     expected = np.full((2, *x.shape), np.nan)
-    abs_error = np.where(st.has_fc, np.mean(np.abs(x - fc1) / std_prev, axis=1), np.nan)
     nll = np.full(len(x), np.nan)
     z_level = np.where(st.n >= anom.min_history, error_of(x, st.mean, std_prev), np.nan)
     # Where the value is expected, and how far values stray from it when nothing happens:
@@ -209,8 +207,9 @@ def advance(
             # After a gap the forecast made at the previous value, for one step later, is
             # hours stale: where the day is known, it moves along the profile by the gap.
             fc1 = _after_gap(anom, st, fc1, known_day, ts, prev_ts)
-            e = error_of(x, fc1, e_scale)
-            abs_error = np.where(st.has_fc, np.mean(np.abs(x - fc1) / std_prev, axis=1), np.nan)
+    # (After the gap's move: the forecast the value is judged against is final here.)
+    e = error_of(x, fc1, e_scale)
+    abs_error = np.where(st.has_fc, np.mean(np.abs(x - fc1) / std_prev, axis=1), np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         deviation = np.mean((x - centre) / bare, axis=1)
     sure = (st.n >= anom.min_history) & np.isfinite(deviation)
