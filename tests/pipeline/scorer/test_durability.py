@@ -26,6 +26,8 @@ from pipeline.kafka_io import open_producer, read_to_end
 from pipeline.kafka_io.changelog import changelog_topic
 from pipeline.kafka_io.codec import encode_event
 from pipeline.localkafka import LocalBroker
+from pipeline.scorer.local_delta import DeltaLog
+from pipeline.scorer.local_state import LocalState
 from tests.kafka_helpers import (
     ScorerThread,
     produce,
@@ -34,6 +36,7 @@ from tests.kafka_helpers import (
     spawn_scorer,
     wait_committed,
     wait_records,
+    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -121,6 +124,20 @@ def _spawn(
     return proc
 
 
+def _local_records(state_dir: Path, group: str) -> int | None:
+    """Committed records in the local deltas of the published snapshots (None: no
+    snapshot yet), as a restore would read them."""
+    changelog = changelog_topic(group)
+    snapshots, deltas = LocalState(state_dir, changelog), DeltaLog(state_dir, changelog)
+    seeds = [s for p in range(4) if (s := snapshots.read(p)) is not None]
+    if not seeds:
+        return None
+    return sum(
+        deltas.read(s.partition, s.position, s.changelog_offset, committed=2**62).records
+        for s in seeds
+    )
+
+
 def _kill(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
@@ -179,8 +196,8 @@ def test_crash_and_resume_reproduces_the_uninterrupted_run(
     inp = topic_factory("in", partitions=4)
     events = _events(200, 100)
     n = len(events)
-    half = n // 2
-    produce(kafka_config, inp, events[:half])
+    cut = n // 2
+    produce(kafka_config, inp, events[:cut])
 
     out = topic_factory("out", partitions=4)
     group = group_factory()
@@ -190,10 +207,19 @@ def test_crash_and_resume_reproduces_the_uninterrupted_run(
     local = ["--state-dir", str(tmp_path), "--snapshot-interval-s", interval] if interval else []
     opts = ("--guarantee", guarantee, "--commit-interval-s", "0.3", *local)
     proc = _spawn(kafka_config, tiny_registry, inp, out, group, *opts)
-    wait_committed(kafka_config, group, inp, half // 2)  # checkpoints happened
+    wait_committed(kafka_config, group, inp, cut // 2)  # checkpoints happened
+    if state:  # the restart has a snapshot to begin from
+        wait_until(lambda: _local_records(tmp_path, group) is not None, "a local snapshot")
+    if state == "delta":
+        # The kill comes once a delta holds committed records: the first checkpoint (the
+        # snapshot's) can commit half the input at once, and a kill right after it leaves
+        # the delta rightly empty. One more time step for every stream, after the snapshot.
+        produce(kafka_config, inp, events[cut : cut + 200])
+        wait_until(lambda: bool(_local_records(tmp_path, group)), "a local delta's records")
+        cut += 200
     _kill(proc)  # mid-stream, no goodbye
     produce(
-        kafka_config, inp, events[half:]
+        kafka_config, inp, events[cut:]
     )  # the restarted scorer must continue from restored state
     restart = _spawn(kafka_config, tiny_registry, inp, out, group, *opts, "--until-idle", "5")
     _, err = restart.communicate(timeout=180)
