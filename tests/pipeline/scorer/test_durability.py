@@ -212,8 +212,9 @@ def test_crash_and_resume_reproduces_the_uninterrupted_run(
         wait_until(lambda: _local_records(tmp_path, group) is not None, "a local snapshot")
     if state == "delta":
         # The kill comes once a delta holds committed records: the first checkpoint (the
-        # snapshot's) can commit half the input at once, and a kill right after it leaves
-        # the delta rightly empty. One more time step for every stream, after the snapshot.
+        # snapshot's) can alone commit what was waited for above, and a kill right after it
+        # leaves the delta rightly empty. One more time step for every stream, after the
+        # snapshot.
         produce(kafka_config, inp, events[cut : cut + 200])
         wait_until(lambda: bool(_local_records(tmp_path, group)), "a local delta's records")
         cut += 200
