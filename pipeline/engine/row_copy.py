@@ -9,6 +9,8 @@ deferred changelog frames of :mod:`pipeline.scorer.checkpoint` are written first
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import numpy.typing as npt
 
@@ -21,10 +23,14 @@ I64 = npt.NDArray[np.int64]
 
 class RowCopy:
     """Rows ``slots`` of ``source`` as they are when it is made: row i of :attr:`copy`
-    is ``slots[i]``, complete once :attr:`done`."""
+    is ``slots[i]``, complete once :attr:`done`. ``prepare`` is called with the slots
+    about to be copied first (a served model's rebuild of streams a swap left stale)."""
 
-    def __init__(self, source: StateStore, slots: I64) -> None:
+    def __init__(
+        self, source: StateStore, slots: I64, prepare: Callable[[I64], None] | None = None
+    ) -> None:
         self.source = source
+        self.prepare = prepare
         self.copy = source.blank_copy(slots)
         self.slots = slots
         self._left = np.ones(len(slots), np.bool_)
@@ -62,5 +68,7 @@ class RowCopy:
 
     def _take(self, rows: I64) -> None:
         if len(rows):
+            if self.prepare is not None:
+                self.prepare(self.slots[rows])
             self.source.copy_rows(self.copy, rows, self.slots[rows])
             self._left[rows] = False

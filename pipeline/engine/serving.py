@@ -11,6 +11,23 @@ validated (sha256, ONNX load, signature and shapes, feature set) and swapped in
 between batches; every stream's (h, c) is rebuilt by replaying its recent inputs
 through the new model so scores do not jump. A bad version is refused, logged
 and counted, and the old one keeps serving.
+
+A swap does not rebuild every stream at once (at 100k streams that held the poll loop
+~26 s, at 1M near ``max.poll.interval.ms``: docs/benchmarks.md). It marks them
+:attr:`~pipeline.engine.state.StateStore.stale` and each is rebuilt, as the swap would
+have rebuilt it, before anything reads its state:
+
+1. the swap marks every live stream stale (nothing is replayed yet);
+2. a batch rebuilds the stale streams it is about to score, before anything else sees
+   them (:meth:`ServedModel.materialize`);
+3. so does whatever persists rows (a changelog frame, a local snapshot's copy) or copies
+   them (a version pinned beside this one, another swap), first;
+4. between batches :meth:`ServedModel.catch_up` rebuilds ``REBUILD_PER_TURN`` more, so
+   none stays stale for long;
+5. a stream freed, cold-started or restored is not stale any more.
+
+Nothing changes a stale stream's row until it is rebuilt (1-5), so the rebuild reads what
+the swap would have read and gives the same state.
 """
 
 from __future__ import annotations
@@ -39,6 +56,12 @@ __all__ = ["Scored", "ServedModel"]
 
 log = logging.getLogger(__name__)
 F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+# Stale streams a loop turn rebuilds after a swap (step 4): 512 streams of 64 replayed
+# steps, ~40-130 ms on this machine (benchmarks/swap.py); 100k streams in ~200 turns.
+REBUILD_PER_TURN = 512
+# Streams replayed in one batch: the replay's arrays for 4,096 streams are a few MB.
+_REPLAY_CHUNK = 4096
 
 
 @dataclasses.dataclass
@@ -171,6 +194,10 @@ class ServedModel:
         # next batch: a rollback watch pinned right after the swap takes it over instead of
         # replaying every stream again (:meth:`pinned`).
         self._left: tuple[str, dict[str, npt.NDArray[Any]]] | None = None
+        # Whether stale streams may be left (steps 1-5 above), and whether their errors
+        # were measured in other units than this version's (the rebuild's ``new_units``).
+        self._stale = False
+        self._stale_units = False
         self.store = self._new_store(self.meta, capacity)
         # Called with the slots a batch, a swap or an eviction is about to change or free,
         # before any of them changes: the scorer writes the changelog frames a checkpoint
@@ -202,15 +229,19 @@ class ServedModel:
             interval=self.interval,
             version=version,
         )
-        other.store.adopt(self.store)
         left, self._left = self._left, None
         if left is not None and left[0] == version and other.store.takes_lstm_state(left[1]):
             # The version this one replaced, pinned before any event moved the streams on:
             # their state as it stood is exact, and replaying every stream would hold the
-            # poll loop as long as the swap did (benchmarks/swap.py).
+            # poll loop as long as the swap did (benchmarks/swap.py). The streams' sensor
+            # statistics are the same stale or rebuilt (a rebuild changes only what the
+            # state left behind holds).
+            other.store.adopt(self.store)
             other.store.install_lstm_state(left[1])
         else:
-            other._carry_over(other.meta, other.session, self.meta)
+            self.materialize_all()  # 3. the copy takes this version's state
+            other.store.adopt(self.store)
+            other._carry_over(other.meta, self.meta)
         return other
 
     @property
@@ -267,6 +298,7 @@ class ServedModel:
         N = len(rows)
         F, Z = len(self.meta.features), self.meta.horizon
         slots = self.store.slots_for(sids_all, now, touch=False) if N else np.empty(0, np.int64)
+        self.materialize(slots)  # 2. before the hooks below copy or persist them
         if N and self.before_update is not None:
             self.before_update(slots)
         rank = _rank_within_stream(slots)
@@ -443,13 +475,14 @@ class ServedModel:
                 exc,
             )
             raise
+        self.materialize_all()  # 3. streams the last swap left stale, in its version first
         if self.before_update is not None:
             self.before_update(self.store.live_slots())  # the swap changes every stream
         left = (self.version, self.store.lstm_state())
-        self._carry_over(meta, session, self.meta)
+        self._carry_over(meta, self.meta)
         self._left = left
         log.info(
-            "model %s: swapped %s -> %s for %d streams",
+            "model %s: swapped %s -> %s for %d streams (each rebuilt when next used)",
             self.name,
             self.version,
             current,
@@ -544,22 +577,53 @@ class ServedModel:
             restored, skipped = restored + done, skipped + dropped
         return restored, skipped
 
-    def _carry_over(self, meta: ModelMeta, session: StepSession, previous: ModelMeta) -> None:
-        """Rebuild each stream's LSTM state in the new model from its recent inputs (the
-        streams' state was ``previous``'s)."""
-        new_units = _error_unit(meta) != _error_unit(previous)
+    def _carry_over(self, meta: ModelMeta, previous: ModelMeta) -> None:
+        """1. Carry every stream over to ``meta`` (the streams' state was ``previous``'s):
+        each is marked stale, and its LSTM state is rebuilt in the new model from its
+        recent inputs when it is next used (:meth:`materialize`), or by :meth:`catch_up`.
+        ``meta`` must be this object's by then, with its session."""
+        self._stale_units = _error_unit(meta) != _error_unit(previous)
         old = self.store
         if (meta.layers, meta.hidden, meta.horizon) != (old.layers, old.hidden, old.horizon):
             new = self._new_store(meta, old.capacity)
             new.adopt(old)
             self.store = old = new
-        live = np.asarray([old.slot_of(s) for s in old.stream_ids()], np.int64)
-        for start in range(0, len(live), 4096):
-            sl = live[start : start + 4096]
-            st = old.gather(sl)
-            window = _replay_window(old, sl, meta.covariates)
+        old.stale[old.live_slots()] = True
+        self._stale = len(old) > 0
+
+    def materialize(self, slots: I64) -> None:
+        """2.-3. Rebuild those of ``slots`` still stale after a swap (as the swap would
+        have: replayed through the served version), before anything reads them."""
+        if not self._stale or not len(slots):
+            return
+        stale = slots[self.store.stale[slots]]
+        if len(stale):
+            self._rebuild(np.unique(stale))
+
+    def catch_up(self, budget: int = REBUILD_PER_TURN) -> int:
+        """4. Rebuild up to ``budget`` stale streams; returns how many are left."""
+        if not self._stale:
+            return 0
+        stale = self.store.stale_slots()
+        self._rebuild(stale[:budget])
+        left = max(0, len(stale) - budget)
+        self._stale = left > 0
+        return left
+
+    def materialize_all(self) -> None:
+        """3. Rebuild every stale stream now."""
+        while self.catch_up(_REPLAY_CHUNK):
+            pass
+
+    def _rebuild(self, slots: I64) -> None:
+        store, meta = self.store, self.meta
+        for start in range(0, len(slots), _REPLAY_CHUNK):
+            sl = slots[start : start + _REPLAY_CHUNK]
+            st = store.gather(sl)
+            window = _replay_window(store, sl, meta.covariates)
             rebuild(
-                session, meta.normalisation, st, *window,
-                band=self._band_of(meta), anom=meta.anomaly, new_units=new_units,
+                self.session, meta.normalisation, st, *window,
+                band=self.band, anom=meta.anomaly, new_units=self._stale_units,
             )  # fmt: skip
-            old.scatter(sl, st)
+            store.scatter(sl, st)
+            store.stale[sl] = False

@@ -480,6 +480,10 @@ class StateStore:
     ring_len: I64
     part: I64
     src_offset: I64
+    # [capacity] True: the stream's model state (_REBUILT_ON_SWAP) is still that of the
+    # version a swap replaced, to be rebuilt by replay before anything reads it
+    # (pipeline.engine.serving: a swap rebuilds streams when they are next used).
+    stale: npt.NDArray[np.bool_]
 
     def __init__(
         self,
@@ -654,12 +658,14 @@ class StateStore:
         grow("ring_len", (capacity,), np.int64)
         grow("part", (capacity,), np.int64)
         grow("src_offset", (capacity,), np.int64)
+        grow("stale", (capacity,), np.bool_)
         self._ids.extend([None] * (capacity - old))
         self._free.extend(range(capacity - 1, old - 1, -1))
         self.capacity = capacity
 
     def _init_slots(self, slots: I64) -> None:
         self._zero(_FIELDS, slots)
+        self.stale[slots] = False
         self.emu[slots] = self.prior_mu
         self.fs[slots] = np.nan
         self.last_x[slots] = np.nan
@@ -739,6 +745,7 @@ class StateStore:
             slot = self._slot.pop(sid, None)
             if slot is not None:
                 self._ids[slot] = None
+                self.stale[slot] = False
                 self._free.append(slot)
 
     def evict_idle(
@@ -1029,6 +1036,7 @@ class StateStore:
         ):
             raise ValueError("snapshot shapes do not match this model")
         slots = self.slots_for(stream_ids, now)
+        self.stale[slots] = False  # a stream held already takes the restored state whole
         for name in ("h", "c"):
             getattr(self, name)[:, slots] = np.swapaxes(column(c, name), 0, 1)
         for name in (*_SNAPSHOT_SCALARS, "mean", "var", "fc", "last_x", "lo", "hi"):
@@ -1078,8 +1086,13 @@ class StateStore:
         """Copies of the profiles of ``slots``."""
         return season.Profiles(self.sp[slots], self.su[slots], self.sw[slots], self.ss[slots])
 
+    def stale_slots(self) -> I64:
+        """The slots whose model state a swap has yet to rebuild (see :attr:`stale`)."""
+        return np.flatnonzero(self.stale)
+
     def memory_bytes(self) -> int:
-        return int(sum(getattr(self, n).nbytes for n in {*_FIELDS, *_MODEL_INDEPENDENT}))
+        arrays = {*_FIELDS, *_MODEL_INDEPENDENT, "stale"}
+        return int(sum(getattr(self, n).nbytes for n in arrays))
 
 
 def _void_rows(arr: npt.NDArray[Any]) -> npt.NDArray[Any]:

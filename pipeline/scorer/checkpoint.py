@@ -299,6 +299,7 @@ class Checkpointer:
         for at in range(0, len(live), CHANGELOG_CHUNK):
             chunk = live[at : at + CHANGELOG_CHUNK]
             sl = np.fromiter((slot for slot, _ in chunk), np.int64, len(chunk))
+            served.materialize(sl)  # a stream a swap left stale is persisted rebuilt
             keys = [sid.encode() for _, sid in chunk]
             parts = store.part[sl]
             # The same records go to the changelog and, block by block, to the local deltas.

@@ -373,7 +373,7 @@ class SnapshotTaker:
             store = served.store
             slots = store.live_slots()
             slots = slots[np.isin(store.part[slots], list(positions))]
-            copies.append((RowCopy(store, slots), served.name, served.version))
+            copies.append((RowCopy(store, slots, served.materialize), served.name, served.version))
         self._copying = _Copying(copies, dict(positions), ends)
         with self._lock:
             self._gone = set()

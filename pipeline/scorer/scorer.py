@@ -360,6 +360,7 @@ class Scorer:
                     # 5.-6. (at-least-once) Commit a checkpoint whose sends are all
                     # acknowledged by now, without waiting for any.
                     self.complete_checkpoints()
+                    self.catch_up()
                     if records:
                         last_input = now
                         if self.first_batch_at is None:
@@ -509,6 +510,15 @@ class Scorer:
         except KafkaError:
             self.metrics.commit_failures.inc()
             raise
+
+    def catch_up(self) -> None:
+        """A few more streams a model swap left stale are rebuilt (every loop turn, as a
+        checkpoint's frames are written: pipeline.engine.serving, step 4)."""
+        for served in self.models.values():
+            served.catch_up()
+            shadow = self.live.shadow_of(served.name)
+            if shadow is not None:
+                shadow.catch_up()
 
     def housekeeping(self) -> None:
         """Model swaps, gauges, and scheduling idle-stream eviction; runs between batches."""

@@ -149,6 +149,7 @@ def _frames_now(
 ) -> tuple[npt.NDArray[np.int64], dict[str, bytes]]:
     """The streams' slots, and the frames a checkpoint written at once would hold."""
     slots = np.asarray([served.store.slot_of(i) for i in ids], np.int64)
+    served.materialize(slots)  # streams a swap left stale, as they are persisted
     frames = encode_snapshots(served.store, slots, "tiny", served.version)
     return slots, dict(zip(ids, frames, strict=True))
 
@@ -233,3 +234,37 @@ def test_a_model_swap_writes_the_frames_it_would_change_first(
     assert written == expected
     _, after = _frames_now(served, ids)
     assert all(after[i] != expected[i] for i in ids)  # the swap did change every stream
+
+
+def test_frames_and_snapshot_copies_of_streams_a_swap_left_stale_hold_them_rebuilt(
+    tiny_registry: Path, tmp_path: Path
+) -> None:
+    """A swap leaves every stream stale, to be rebuilt when next used: a changelog frame
+    or a local snapshot's copy of one written before that holds it rebuilt in the new
+    version (as the swap at once would have), never its old state under the new label."""
+    from pipeline.engine.row_copy import RowCopy
+
+    shutil.copytree(tiny_registry, tmp_path / "r")
+    registry = Registry(tmp_path / "r")
+    v1 = registry.current("tiny")
+    assert v1 is not None
+    served, cp, producer, consumer, ids, _ = _checkpointed(tmp_path / "r", 300)
+    cp.drain(producer)  # type: ignore[arg-type]
+    doc = json.loads((tmp_path / "r" / "tiny" / v1 / "model.json").read_text())
+    onnx = tmp_path / "r" / "tiny" / v1 / "model.onnx"
+    registry.write_version("tiny", "v2", onnx, {**doc, "version": "v2"})
+    registry.promote("tiny", "v2")
+    assert served.maybe_swap() == "v2"
+    slots = np.asarray([served.store.slot_of(i) for i in ids], np.int64)
+    assert served.store.stale[slots].all()
+    old_frames = encode_snapshots(served.store, slots, "tiny", "v2")  # not rebuilt
+    copy = RowCopy(served.store, slots[:150], served.materialize)
+    copy.finish()
+    before = len(producer.to("cl"))
+    cp._send_frames(producer, "tiny", slots)  # type: ignore[arg-type]
+    assert not served.store.stale[slots].any()
+    written = [v for _, _, v, _, _ in producer.to("cl")[before:]]
+    rebuilt = encode_snapshots(served.store, slots, "tiny", "v2")
+    assert written == rebuilt
+    assert encode_snapshots(copy.copy, np.arange(150), "tiny", "v2") == rebuilt[:150]
+    assert all(a != b for a, b in zip(rebuilt, old_frames, strict=True))
