@@ -157,6 +157,9 @@ class ScorerConfig:
     # At-least-once: a checkpoint's changelog frames written per poll-loop turn
     # (pipeline.scorer.checkpoint, 4b): fewer, shorter pauses of the loop.
     changelog_frames_per_turn: int = 512
+    # After a model swap, streams not used since rebuilt per poll-loop turn (the others
+    # as they are used: pipeline.engine.serving, step 4).
+    swap_rebuild_per_turn: int = 512
     instance_id: str | None = None
     model_topic: str | None = None
     model_topic_check_s: float = 30.0
@@ -207,6 +210,7 @@ class ScorerConfig:
             "max_streams",
             "snapshot_interval_s",
             "changelog_frames_per_turn",
+            "swap_rebuild_per_turn",
         ):
             _positive(name, getattr(self, name))
         if self.until_idle is not None:

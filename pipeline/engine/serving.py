@@ -57,8 +57,9 @@ __all__ = ["Scored", "ServedModel"]
 log = logging.getLogger(__name__)
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
-# Stale streams a loop turn rebuilds after a swap (step 4): 512 streams of 64 replayed
-# steps, ~40-130 ms on this machine (benchmarks/swap.py); 100k streams in ~200 turns.
+# Stale streams a loop turn rebuilds after a swap (step 4; the scorer's
+# ``swap_rebuild_per_turn``): 512 streams of 64 replayed steps, ~50 ms on this machine
+# (benchmarks/swap.py); 100k streams in ~200 turns.
 REBUILD_PER_TURN = 512
 # Streams replayed in one batch: the replay's arrays for 4,096 streams are a few MB.
 _REPLAY_CHUNK = 4096

@@ -514,11 +514,12 @@ class Scorer:
     def catch_up(self) -> None:
         """A few more streams a model swap left stale are rebuilt (every loop turn, as a
         checkpoint's frames are written: pipeline.engine.serving, step 4)."""
+        budget = self.config.swap_rebuild_per_turn
         for served in self.models.values():
-            served.catch_up()
+            served.catch_up(budget)
             shadow = self.live.shadow_of(served.name)
             if shadow is not None:
-                shadow.catch_up()
+                shadow.catch_up(budget)
 
     def housekeeping(self) -> None:
         """Model swaps, gauges, and scheduling idle-stream eviction; runs between batches."""

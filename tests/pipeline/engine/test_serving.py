@@ -542,7 +542,7 @@ def test_a_swap_rebuilds_each_stream_when_next_used_as_a_swap_at_once_would(
             if t == swap + 20:
                 served.store.release(["s5"])  # its slot goes to the next new stream
             # After the swap, each stream comes back on a step of its own (some never).
-            rows = [i for i in range(S) if t < swap or (t - swap) >= i % 7 and i % 11 != 3]
+            rows = [i for i in range(S) if t < swap or ((t - swap) >= i % 7 and i % 11 != 3)]
             if lazy and t > swap and t % 5 == 0:
                 served.catch_up(2)
             batch = DecodedBatch(

@@ -248,7 +248,7 @@ def test_frames_and_snapshot_copies_of_streams_a_swap_left_stale_hold_them_rebui
     registry = Registry(tmp_path / "r")
     v1 = registry.current("tiny")
     assert v1 is not None
-    served, cp, producer, consumer, ids, _ = _checkpointed(tmp_path / "r", 300)
+    served, cp, producer, _, ids, _ = _checkpointed(tmp_path / "r", 300)
     cp.drain(producer)  # type: ignore[arg-type]
     doc = json.loads((tmp_path / "r" / "tiny" / v1 / "model.json").read_text())
     onnx = tmp_path / "r" / "tiny" / v1 / "model.onnx"
