@@ -158,8 +158,9 @@ class ScorerConfig:
     # (pipeline.scorer.checkpoint, 4b): fewer, shorter pauses of the loop.
     changelog_frames_per_turn: int = 512
     # After a model swap, streams not used since rebuilt per poll-loop turn (the others
-    # as they are used: pipeline.engine.serving, step 4).
-    swap_rebuild_per_turn: int = 512
+    # as they are used: pipeline.engine.serving, step 4; 128 against 512: a lower tail
+    # while they are rebuilt, docs/benchmarks.md).
+    swap_rebuild_per_turn: int = 128
     instance_id: str | None = None
     model_topic: str | None = None
     model_topic_check_s: float = 30.0

@@ -58,9 +58,9 @@ log = logging.getLogger(__name__)
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 # Stale streams a loop turn rebuilds after a swap (step 4; the scorer's
-# ``swap_rebuild_per_turn``): 512 streams of 64 replayed steps, ~50 ms on this machine
-# (benchmarks/swap.py); 100k streams in ~200 turns.
-REBUILD_PER_TURN = 512
+# ``swap_rebuild_per_turn``): 128 streams of 64 replayed steps, ~12 ms on this machine
+# (benchmarks/swap.py); 100k streams in ~800 turns, besides those rebuilt as used.
+REBUILD_PER_TURN = 128
 # Streams replayed in one batch: the replay's arrays for 4,096 streams are a few MB.
 _REPLAY_CHUNK = 4096
 
@@ -591,6 +591,11 @@ class ServedModel:
             self.store = old = new
         old.stale[old.live_slots()] = True
         self._stale = len(old) > 0
+
+    @property
+    def catching_up(self) -> bool:
+        """Streams a swap left stale may be left (step 4 has not found them all rebuilt)."""
+        return self._stale
 
     def materialize(self, slots: I64) -> None:
         """2.-3. Rebuild those of ``slots`` still stale after a swap (as the swap would

@@ -348,13 +348,19 @@ class SnapshotTaker:
     ) -> None:
         """Steps 1-2a now, 2b-2d over the next loop turns, then 3 in the background
         (``wait``: all of them before returning). Skipped while the previous snapshot is
-        still being copied or written."""
+        still being copied or written, and while a served model still rebuilds streams a
+        swap left stale (pipeline.engine.serving)."""
         self._last = now
         if self._copying is not None or (self._thread is not None and self._thread.is_alive()):
             if not wait:
                 self.skipped += 1
                 return
             self.wait()
+        if not wait and any(served.catching_up for served in models.values()):
+            # Streams a model swap left stale would be rebuilt as they are copied, 4,096 a
+            # turn (~0.3 s): the next interval takes it, once they are rebuilt.
+            self.skipped += 1
+            return
         if not positions:
             return
         started = time.monotonic()

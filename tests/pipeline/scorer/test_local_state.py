@@ -229,3 +229,49 @@ def test_a_snapshot_without_end_offsets_is_skipped_not_raised(
     taker.confirm({0: 5})
     assert taker.written == 1 and local.read(0) is not None
     taker.close()
+
+
+def test_a_snapshot_waits_until_the_streams_a_swap_left_stale_are_rebuilt(
+    tmp_path: Path, tiny_registry: Path
+) -> None:
+    """Taken while a model swap's streams are still being rebuilt, a snapshot would
+    rebuild them as it copies them, thousands in a loop turn: it is skipped, and the next
+    one, once they are rebuilt, holds them as the new version has them."""
+    import json
+    import shutil
+
+    from pipeline.engine.registry import Registry
+    from pipeline.engine.serving import ServedModel
+    from pipeline.kafka_io.changelog import encode_snapshots
+    from pipeline.scorer.local_state import SnapshotTaker
+
+    shutil.copytree(tiny_registry, tmp_path / "r")
+    registry = Registry(tmp_path / "r")
+    v1 = registry.current("tiny")
+    assert v1 is not None
+    served = ServedModel("tiny", registry)
+    ids = [f"s{i}" for i in range(300)]
+    slots = served.store.slots_for(ids, now=0.0)
+    served.store.part[slots] = 0
+    for k in range(8):  # a history to replay
+        served.store.push_inputs(slots, np.full((len(ids), 1), 20.0 + k), None)
+    doc = json.loads((tmp_path / "r" / "tiny" / v1 / "model.json").read_text())
+    registry.write_version("tiny", "v2", tmp_path / "r" / "tiny" / v1 / "model.onnx",
+                           {**doc, "version": "v2"})  # fmt: skip
+    registry.promote("tiny", "v2")
+    assert served.maybe_swap() == "v2" and served.catching_up
+    local = LocalState(tmp_path / "s", "t")
+    taker = SnapshotTaker(local, "t", interval_s=60.0)
+    taker.take(_Ends(), {"tiny": served}, {0: 5}, now=0.0)  # type: ignore[arg-type]
+    assert (taker.skipped, taker.copying) == (1, False)
+    assert served.store.stale[slots].all()  # nothing was rebuilt by it
+    while served.catch_up(100):
+        pass
+    assert not served.catching_up
+    taker.take(_Ends(), {"tiny": served}, {0: 5}, now=60.0, wait=True)  # type: ignore[arg-type]
+    taker.confirm({0: 5})
+    seed = local.read(0)
+    assert seed is not None and len(seed.frames) == 300
+    want = encode_snapshots(served.store, slots, "tiny", "v2")
+    assert [seed.frames[i] for i in ids] == want
+    taker.close()
