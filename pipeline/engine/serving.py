@@ -13,7 +13,8 @@ through the new model so scores do not jump. A bad version is refused, logged
 and counted, and the old one keeps serving.
 
 A swap does not rebuild every stream at once (at 100k streams that held the poll loop
-~26 s, at 1M near ``max.poll.interval.ms``: docs/benchmarks.md). It marks them
+8-26 s, by network, and at 1M up to near ``max.poll.interval.ms``: docs/benchmarks.md,
+"A model swap holds the poll loop"). It marks them
 :attr:`~pipeline.engine.state.StateStore.stale` and each is rebuilt, as the swap would
 have rebuilt it, before anything reads its state:
 
@@ -58,7 +59,7 @@ log = logging.getLogger(__name__)
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 # Stale streams a loop turn rebuilds after a swap (step 4; the scorer's
-# ``swap_rebuild_per_turn``): 128 streams of 64 replayed steps, ~12 ms on this machine
+# ``swap_rebuild_per_turn``): 128 streams of 64 replayed steps, 20-30 ms on this machine
 # (benchmarks/swap.py); 100k streams in ~800 turns, besides those rebuilt as used.
 REBUILD_PER_TURN = 128
 # Streams replayed in one batch: the replay's arrays for 4,096 streams are a few MB.
