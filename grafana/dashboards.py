@@ -218,6 +218,14 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
                 ],
             ),
             (
+                "Streams a swap has yet to rebuild",
+                "timeseries",
+                "short",
+                [
+                    ("sum by (model) (statecast_swap_stale_streams)", "stale {{model}}"),
+                ],
+            ),
+            (
                 "Trainer runs and failures (1d)",
                 "stat",
                 "short",

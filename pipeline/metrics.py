@@ -121,6 +121,12 @@ class ScorerMetrics:
         self.active_streams = Gauge(
             "statecast_active_streams", "Streams with state in memory", ["model"], registry=r
         )
+        self.stale_streams = Gauge(
+            "statecast_swap_stale_streams",
+            "Streams a model swap has yet to rebuild in the new version",
+            ["model"],
+            registry=r,
+        )
         self.state_bytes = Gauge(
             "statecast_state_memory_bytes",
             "Bytes of per-stream state arrays",

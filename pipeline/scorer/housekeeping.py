@@ -55,6 +55,8 @@ class Housekeeper:
                 self.metrics.swaps.labels(served.name).inc()
                 self.metrics.model_info.labels(served.name).info({"version": new})
             self.metrics.active_streams.labels(served.name).set(len(served.store))
+            stale = int(served.store.stale.sum()) if served.catching_up else 0
+            self.metrics.stale_streams.labels(served.name).set(stale)
             self.metrics.state_bytes.labels(served.name).set(served.store.memory_bytes())
         if self.live is not None:
             self.live.decide()  # shadows, promotion on live evidence, rollback

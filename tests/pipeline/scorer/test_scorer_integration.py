@@ -220,6 +220,13 @@ def test_live_model_swap_under_load_skips_nothing(
     wait_until(lambda: swaps._value.get() == 1, "the scorer to swap to v2")
     produce(kafka_config, inp, events[len(events) // 2 :])
     wait_records(kafka_config, inp + ".scores", len(events))
+    # Every stream the swap left stale is rebuilt (as used, or between batches), and the
+    # gauge on-call people watch says so.
+    served = runner.scorer.models["tiny"]
+    wait_until(lambda: not served.catching_up, "every stream rebuilt in v2")
+    assert not served.store.stale.any()
+    stale = runner.scorer.metrics.stale_streams.labels("tiny")
+    wait_until(lambda: stale._value.get() == 0, "the stale-streams gauge at 0")
     runner.stop()
 
     outputs = read_scores(kafka_config, inp + ".scores", expect=len(events))
