@@ -936,6 +936,7 @@ class StateStore:
                     else (n, *arr.shape[1:])
                 )
                 setattr(out, name, np.empty(shape, arr.dtype))
+        out.stale = np.zeros(n, np.bool_)  # a copy holds rows as they are (rebuilt first)
         ids = [self._ids[s] for s in slots.tolist()]
         out.capacity = len(ids)
         out._ids = list(ids)
