@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import mmap
 import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -27,10 +28,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["advise", "without_advice"]
+__all__ = ["advise", "without_advice", "zeros"]
 
 # numpy's own size limit for its advice: smaller arrays are not worth a huge page.
 MIN_BYTES = 4 << 20
+# Arrays from this size on get pages of their own from the kernel (:func:`zeros`).
+MAPPED_BYTES = 64 << 10
 _MADV_HUGEPAGE = 14
 _PAGE = 4096
 
@@ -86,3 +89,18 @@ def advise(arrays: Iterable[npt.NDArray[Any]]) -> int:
         if end > start and _MADVISE(start, end - start, _MADV_HUGEPAGE) == 0:
             done += end - start
     return done
+
+
+def zeros(shape: tuple[int, ...], dtype: type | np.dtype[Any]) -> npt.NDArray[Any]:
+    """A zeroed array whose memory is resident only where it is written: from
+    ``MAPPED_BYTES`` on, an anonymous mapping of its own (the kernel gives zero pages on
+    first touch). ``np.zeros`` is not that once the process has freed a large array:
+    glibc's malloc then raises its mmap threshold (up to 32 MB) and serves such arrays
+    from the heap, zeroing reused memory, so all of a store's room for new streams was
+    resident (half of it unused just after the store doubles)."""
+    dt = np.dtype(dtype)
+    size = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+    if size < MAPPED_BYTES:
+        return np.zeros(shape, dt)
+    out: npt.NDArray[Any] = np.frombuffer(mmap.mmap(-1, size), dt).reshape(shape)
+    return out

@@ -572,9 +572,10 @@ class StateStore:
 
     def _alloc(self, capacity: int, *, touch: bool = True) -> None:
         """Grow every array to ``capacity`` rows. The arrays are allocated without numpy's
-        huge-page advice and, with ``touch``, faulted in at once and then advised
-        (:mod:`pipeline.engine.pages`: advised first, their first writes would compact
-        memory in the poll loop, seconds for a large store)."""
+        huge-page advice, their new rows resident only once written (:func:`pages.zeros`)
+        and, with ``touch``, faulted in at once and then advised (:mod:`pipeline.engine.pages`:
+        advised first, their first writes would compact memory in the poll loop, seconds for
+        a large store). Without ``touch`` they stay in 4 KB pages, faulted in as used."""
         old = self.capacity
         with pages.without_advice():
             self._grow(capacity)
@@ -586,7 +587,7 @@ class StateStore:
         L, H, F, Z, R = self.layers, self.hidden, self.features, self.horizon, self.ring
 
         def grow(name: str, shape: tuple[int, ...], dtype: type, axis: int = 0) -> None:
-            new: npt.NDArray[Any] = np.zeros(shape, dtype)
+            new = pages.zeros(shape, dtype)
             if old:
                 src = getattr(self, name)
                 if axis == 0:
@@ -717,7 +718,10 @@ class StateStore:
             take: list[int] = []  # from the free list's end, as pop() would
             while len(take) < len(added):
                 if not self._free:
-                    self._alloc(self.capacity * 2)
+                    # Doubled, but only the rows new streams use become resident (no
+                    # prefault: pages.zeros): the other half would cost as much memory as
+                    # the streams themselves, unused until they come (docs/benchmarks.md).
+                    self._alloc(self.capacity * 2, touch=False)
                 k = min(len(added) - len(take), len(self._free))
                 take += self._free[len(self._free) - k :][::-1]
                 del self._free[len(self._free) - k :]
