@@ -253,6 +253,88 @@ def test_crash_and_resume_reproduces_the_uninterrupted_run(
     _assert_same(_scores(got), reference(inp, n))
 
 
+@pytest.mark.slow_with("kafka-python")  # suite time: the same code on both
+def test_a_kill_while_streams_a_swap_left_stale_restores_them_as_the_swap_would(
+    kafka_config: KafkaConfig,
+    tiny_registry: Path,
+    topic_factory: Callable[..., str],
+    group_factory: Callable[[], str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A promotion lands, half the streams are used in the new version, and the scorer is
+    killed while the other half are still stale (rebuilt only when next used; their last
+    changelog frames are the old version's): after the restart every stream scores as in
+    an uninterrupted run with the same promotion at the same point of the input."""
+    import json
+    import shutil
+
+    from pipeline.engine.registry import Registry
+
+    def registry_at_v1(root: Path) -> tuple[Registry, str]:
+        shutil.copytree(tiny_registry, root)
+        reg = Registry(root)
+        v1 = reg.current("tiny")
+        assert v1 is not None
+        doc = json.loads((root / "tiny" / v1 / "model.json").read_text())
+        reg.write_version("tiny", "v2", root / "tiny" / v1 / "model.onnx",
+                          {**doc, "version": "v2"})  # fmt: skip
+        return reg, v1
+
+    S = 100
+    events = _events(S, 60)
+    before = events[: S * 40]  # 40 steps of every stream in v1
+    first = [e for e in events[S * 40 : S * 41] if int(e[0][4:]) < S // 2]  # half, in v2
+    rest = [e for e in events[S * 40 :] if e not in first]
+    monkeypatch.setenv("STATECAST_MODEL_CHECK_S", "0.3")
+    # One stale stream rebuilt a loop turn: most are rebuilt as used, or still stale at
+    # the kill, rather than all in the first turns after the swap.
+    monkeypatch.setenv("STATECAST_SWAP_REBUILD_PER_TURN", "1")
+
+    # The uninterrupted run, promoted after the same input.
+    ref_reg, _ = registry_at_v1(tmp_path / "ref")
+    ref_in, ref_out = topic_factory("ref-in", partitions=4), topic_factory("ref-out", partitions=4)
+    produce(kafka_config, ref_in, before)
+    runner = ScorerThread(
+        _cfg(kafka_config, tmp_path / "ref", ref_in, ref_out, group_factory(), until_idle=None,
+             model_check_s=0.3, swap_rebuild_per_turn=1)
+    ).start()  # fmt: skip
+    wait_records(kafka_config, ref_out, len(before))
+    ref_reg.promote("tiny", "v2")
+    swaps = runner.scorer.metrics.swaps.labels("tiny")
+    wait_until(lambda: swaps._value.get() == 1, "the reference to swap to v2")
+    produce(kafka_config, ref_in, first + rest)
+    wait_records(kafka_config, ref_out, len(events))
+    runner.stop()
+    reference = _scores(read_all(kafka_config, ref_out, expect=len(events)))
+
+    reg, _ = registry_at_v1(tmp_path / "models")
+    inp, out = topic_factory("in", partitions=4), topic_factory("out", partitions=4)
+    group = group_factory()
+    produce(kafka_config, inp, before)
+    opts = ("--commit-interval-s", "0.3")
+    proc = _spawn(kafka_config, tmp_path / "models", inp, out, group, *opts)
+    wait_committed(kafka_config, group, inp, len(before))
+    reg.promote("tiny", "v2")
+    time.sleep(1.5)  # five model checks: the swap has landed (the outputs below say so)
+    produce(kafka_config, inp, first)
+    wait_committed(kafka_config, group, inp, len(before) + len(first))
+    _kill(proc)  # half the streams still stale
+    produce(kafka_config, inp, rest)
+    restart = _spawn(kafka_config, tmp_path / "models", inp, out, group, *opts,
+                     "--until-idle", "5")  # fmt: skip
+    _, err = restart.communicate(timeout=180)
+    assert restart.returncode == 0, err.decode()[-2000:]
+    got = read_all(kafka_config, out, timeout_s=20)
+    versions = {
+        (d["stream_id"], d["ts"]): d["model_version"]
+        for d in map(orjson.loads, (r.value for r in got))
+    }
+    after = {(k.decode(), orjson.loads(v)["ts"]) for k, v in first + rest}
+    assert {versions[k] for k in after} == {"v2"}  # every event after the promotion in v2
+    _assert_same(_scores(got), reference)
+
+
 @pytest.mark.slow_with("kafka-python")  # suite time: the rule is the same code on both
 @pytest.mark.parametrize("state", ["", "local"])
 def test_frames_of_an_expelled_scorer_do_not_rewind_a_restore(
