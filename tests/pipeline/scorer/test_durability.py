@@ -271,7 +271,8 @@ def test_a_kill_while_streams_a_swap_left_stale_restores_them_as_the_swap_would(
 
     from pipeline.engine.registry import Registry
 
-    def registry_at_v1(root: Path) -> tuple[Registry, str]:
+    def registry_at_v1(root: Path) -> Registry:
+        """The tiny model's version served, and the same graph registered as v2."""
         shutil.copytree(tiny_registry, root)
         reg = Registry(root)
         v1 = reg.current("tiny")
@@ -279,7 +280,7 @@ def test_a_kill_while_streams_a_swap_left_stale_restores_them_as_the_swap_would(
         doc = json.loads((root / "tiny" / v1 / "model.json").read_text())
         reg.write_version("tiny", "v2", root / "tiny" / v1 / "model.onnx",
                           {**doc, "version": "v2"})  # fmt: skip
-        return reg, v1
+        return reg
 
     S = 100
     events = _events(S, 60)
@@ -292,7 +293,7 @@ def test_a_kill_while_streams_a_swap_left_stale_restores_them_as_the_swap_would(
     monkeypatch.setenv("STATECAST_SWAP_REBUILD_PER_TURN", "1")
 
     # The uninterrupted run, promoted after the same input.
-    ref_reg, _ = registry_at_v1(tmp_path / "ref")
+    ref_reg = registry_at_v1(tmp_path / "ref")
     ref_in, ref_out = topic_factory("ref-in", partitions=4), topic_factory("ref-out", partitions=4)
     produce(kafka_config, ref_in, before)
     runner = ScorerThread(
@@ -308,7 +309,7 @@ def test_a_kill_while_streams_a_swap_left_stale_restores_them_as_the_swap_would(
     runner.stop()
     reference = _scores(read_all(kafka_config, ref_out, expect=len(events)))
 
-    reg, _ = registry_at_v1(tmp_path / "models")
+    reg = registry_at_v1(tmp_path / "models")
     inp, out = topic_factory("in", partitions=4), topic_factory("out", partitions=4)
     group = group_factory()
     produce(kafka_config, inp, before)
@@ -319,7 +320,7 @@ def test_a_kill_while_streams_a_swap_left_stale_restores_them_as_the_swap_would(
     time.sleep(1.5)  # five model checks: the swap has landed (the outputs below say so)
     produce(kafka_config, inp, first)
     wait_committed(kafka_config, group, inp, len(before) + len(first))
-    _kill(proc)  # half the streams still stale
+    _kill(proc)  # most of the other half still stale
     produce(kafka_config, inp, rest)
     restart = _spawn(kafka_config, tmp_path / "models", inp, out, group, *opts,
                      "--until-idle", "5")  # fmt: skip
