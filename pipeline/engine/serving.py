@@ -619,8 +619,9 @@ class ServedModel:
 
     def materialize_all(self) -> None:
         """3. Rebuild every stale stream now."""
-        while self.catch_up(_REPLAY_CHUNK):
-            pass
+        if self._stale:
+            self._rebuild(self.store.stale_slots())
+            self._stale = False
 
     def _rebuild(self, slots: I64) -> None:
         store, meta = self.store, self.meta
