@@ -171,6 +171,11 @@ class ScorerConfig:
     # changelog's tail after the newest one. None: off (restores read the whole changelog).
     state_dir: Path | None = None
     snapshot_interval_s: float = 60.0
+    # Standby snapshots (pipeline.scorer.standby): keep the local snapshots of the
+    # partitions this member does not own current, every standby_interval_s, so that a
+    # failover onto it restores warm. Needs state_dir.
+    standby: bool = False
+    standby_interval_s: float = 60.0
     model_check_s: float = 5.0
     intra_op_threads: int = 1
     # Bounds that keep one producer's records from stopping or poisoning the scorer.
@@ -210,6 +215,7 @@ class ScorerConfig:
             "max_future_skew_s",
             "max_streams",
             "snapshot_interval_s",
+            "standby_interval_s",
             "changelog_frames_per_turn",
             "swap_rebuild_per_turn",
         ):
@@ -232,6 +238,8 @@ class ScorerConfig:
             raise ConfigError("exactly-once needs the state changelog (changelog=true)")
         if self.state_dir is not None and not self.changelog:
             raise ConfigError("state_dir (local snapshots) needs the state changelog")
+        if self.standby and self.state_dir is None:
+            raise ConfigError("standby keeps local snapshots of other partitions: set state_dir")
         if not 0.5 <= self.interval < 1.0:
             raise ConfigError(f"interval must be in [0.5, 1), got {self.interval}")
         if self.output_format not in ("json", "binary"):

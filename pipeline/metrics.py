@@ -156,6 +156,17 @@ class ScorerMetrics:
             "How long the last local snapshot held the poll loop (copying the state rows)",
             registry=r,
         )
+        self.standby_published = Gauge(
+            "statecast_standby_published_timestamp_seconds",
+            "When a standby snapshot of a partition this scorer does not own was last "
+            "published (0: never; --standby)",
+            registry=r,
+        )
+        self.standby_records = Counter(
+            "statecast_standby_changelog_records",
+            "Changelog records read to keep standby snapshots of other partitions current",
+            registry=r,
+        )
         self.restore_skipped = Counter(
             "statecast_restore_skipped",
             "Changelog states skipped at restore (damaged or mismatched): the stream cold-starts",

@@ -214,5 +214,19 @@ def add_parser(sub: Any) -> None:
         type=float,
         help="seconds between local snapshots (default 60)",
     )
+    p.add_argument(
+        "--standby",
+        dest="standby",
+        action="store_const",
+        const=True,
+        help="keep the local snapshots of the partitions this member does not own current "
+        "(needs --state-dir): a failover onto it restores warm",
+    )
+    p.add_argument(
+        "--standby-interval-s",
+        dest="standby_interval_s",
+        type=float,
+        help="seconds between refreshes of the standby snapshots (default 60)",
+    )
     # The scorer takes over a SIGTERM held since the process began (pipeline.stopping).
     p.set_defaults(func=run, holds_stop=True)

@@ -59,8 +59,8 @@ def read_to_end(
     max_message_bytes: int = 1 << 20,
     timeout_s: float = 120.0,
     start: Mapping[int, int] | None = None,
-) -> Iterator[tuple[int, bytes | None, bytes | None]]:
-    """``(partition, key, value)`` of every record of the given partitions, from their
+) -> Iterator[tuple[int, int, bytes | None, bytes | None]]:
+    """``(partition, offset, key, value)`` of every record of the given partitions, from their
     start (or ``start[p]``) to their end as of the call, on the configured backend (no
     consumer group)."""
     if config.backend == "confluent-kafka":

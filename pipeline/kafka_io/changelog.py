@@ -90,6 +90,7 @@ __all__ = [
     "encode_snapshots",
     "Found",
     "frame_blocks",
+    "read_covered",
     "read_partitions",
     "source_offset_of",
     "supersedes",
@@ -618,12 +619,11 @@ def read_partitions(
         return {}, 0
     # Pick each stream's frame by its source offset alone, then decode only the winners:
     # a changelog holds many superseded frames per stream until it is compacted.
-    best: dict[str, Found | None] = {}
+    pick = _Picker(wanted)
     count = 0
-    memo: dict[tuple[bytes, bytes, int], _Header] = {}
     begin, end = start or {}, ends or {}
     to_read = [p for p in wanted if p not in begin or p not in end or begin[p] < end[p]]
-    for part, key, value in read_to_end(
+    for part, _, key, value in read_to_end(
         config,
         topic,
         to_read,
@@ -633,24 +633,89 @@ def read_partitions(
         start=start,
     ):
         count += 1
-        if key is None:
+        if key is not None:
+            pick.add(part, key, value, pick.source(value))
+    return pick.best, count
+
+
+def read_covered(
+    config: KafkaConfig,
+    topic: str,
+    committed: dict[int, int],
+    start: Mapping[int, int],
+    *,
+    read_committed: bool,
+    timeout_s: float = 120.0,
+) -> tuple[dict[int, dict[str, Found | None]], dict[int, int], int]:
+    """A standby's read (:mod:`pipeline.scorer.standby`, step 2): per partition p, from
+    ``start[p]`` to its end, the restore rule's winners (below ``committed[p]``) of the
+    records *before the first frame at or above* ``committed[p]``, and the offset where
+    that run ends (the first such frame's, else the one after the last record read, else
+    ``start[p]``). Every record before that offset is then a tombstone or a frame of a
+    committed input, so a restore at any later committed offset finds the same winners
+    among them: a snapshot of the winners covers the changelog up to there. Returns
+    ``({p: {stream id: winner}}, {p: covered offset}, records read)``."""
+    picks = {p: _Picker({p: c}) for p, c in committed.items()}
+    covered = {p: start[p] for p in committed}
+    cut: set[int] = set()
+    count = 0
+    for part, offset, key, value in read_to_end(
+        config,
+        topic,
+        list(committed),
+        read_committed=read_committed,
+        max_message_bytes=MAX_SNAPSHOT_BYTES,
+        timeout_s=timeout_s,
+        start=start,
+    ):
+        count += 1
+        if part in cut:
             continue
+        pick = picks[part]
+        source = pick.source(value)
+        if source is not None and source >= committed[part]:
+            cut.add(part)  # an input not committed yet: a later restore reads from here
+            covered[part] = offset
+            continue
+        covered[part] = offset + 1
+        if key is not None:
+            pick.add(part, key, value, source)
+    return {p: pick.best for p, pick in picks.items()}, covered, count
+
+
+class _Picker:
+    """The restore rule over a run of changelog records, in log order: each stream's
+    :data:`Found` winner, or None after a tombstone with no frame since."""
+
+    def __init__(self, committed: dict[int, int]) -> None:
+        self.committed = committed
+        self.best: dict[str, Found | None] = {}
+        self._memo: dict[tuple[bytes, bytes, int], _Header] = {}
+
+    def source(self, value: bytes | None) -> int | None:
+        """A frame's source offset; None for a tombstone or a corrupt frame."""
+        if value is None:
+            return None
+        try:
+            return _offset_at(value, _header_memo(value, self._memo)[3])
+        except ValueError:
+            return None
+
+    def add(self, part: int, key: bytes, value: bytes | None, source: int | None) -> None:
+        best = self.best
         sid = key.decode("utf-8", "replace")
         if value is None:
             best[sid] = None  # evicted
-            continue
-        try:
-            offset = _offset_at(value, _header_memo(value, memo)[3])
-        except ValueError:
-            continue  # a corrupt frame is skipped; an older one (if any) stands
-        if offset < wanted[part]:
+            return
+        if source is None:
+            return  # a corrupt frame is skipped; an older one (if any) stands
+        if source < self.committed[part]:
             if sid not in best:
-                best[sid] = (value, part, offset, False)
+                best[sid] = (value, part, source, False)
             elif (cur := best[sid]) is None:
-                best[sid] = (value, part, offset, True)  # re-created after its tombstone
-            elif offset >= cur[2]:
-                best[sid] = (value, part, offset, cur[3])
-    return best, count
+                best[sid] = (value, part, source, True)  # re-created after its tombstone
+            elif source >= cur[2]:
+                best[sid] = (value, part, source, cur[3])
 
 
 TOMBSTONE_AT = np.iinfo(np.int64).max  # a tombstone among source offsets: above any

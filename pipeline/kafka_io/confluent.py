@@ -518,8 +518,8 @@ def read_to_end(
     max_message_bytes: int,
     timeout_s: float,
     start: Mapping[int, int] | None = None,
-) -> Iterator[tuple[int, bytes | None, bytes | None]]:
-    """``(partition, key, value)`` of every record from the start of the given partitions
+) -> Iterator[tuple[int, int, bytes | None, bytes | None]]:
+    """``(partition, offset, key, value)`` of every record from the start of the given partitions
     (or from ``start[p]``) to their end (librdkafka's partition-EOF event).
 
     ``read_committed``: to the last stable offset, and not before it has reached the high
@@ -572,7 +572,7 @@ def read_to_end(
             for m in consumer.consume(10_000, 0.05):
                 err = m.error()
                 if err is None:
-                    yield m.partition(), m.key(), m.value()
+                    yield m.partition(), m.offset(), m.key(), m.value()
                 elif err.code() == ck.KafkaError._PARTITION_EOF:
                     if not read_committed or _stable_end(
                         consumer, topic, m.partition(), m.offset(), highs

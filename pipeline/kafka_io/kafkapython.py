@@ -418,8 +418,8 @@ def read_to_end(
     max_message_bytes: int,
     timeout_s: float,
     start: Mapping[int, int] | None = None,
-) -> Iterator[tuple[int, bytes | None, bytes | None]]:
-    """``(partition, key, value)`` of every record from the start of the given partitions
+) -> Iterator[tuple[int, int, bytes | None, bytes | None]]:
+    """``(partition, offset, key, value)`` of every record from the start of the given partitions
     (or from ``start[p]``) to their end as of the call. ``read_committed``: to the high
     watermark, though only committed records are read: a transaction still open there, or
     committed with its markers not yet written, is waited for (``warn_open_transaction``
@@ -452,7 +452,7 @@ def read_to_end(
                 raise KafkaError(f"reading {topic} to its end took longer than {timeout_s:.0f}s")
             for tp, recs in consumer.poll(timeout_ms=500, max_records=10000).items():
                 for r in recs:
-                    yield tp.partition, r.key, r.value
+                    yield tp.partition, r.offset, r.key, r.value
         consumer.close()
     except kafka.errors.KafkaError as exc:
         raise KafkaError(f"cannot read {topic}: {exc}") from exc

@@ -272,6 +272,13 @@ class DeltaLog:
             self._delete(d)
 
     @_locked
+    def discard(self, partition: int) -> None:
+        """The published delta of ``partition`` extends a snapshot that a newer one (a
+        standby's: pipeline.scorer.standby) replaced: it is deleted."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path(partition).unlink()
+
+    @_locked
     def stop(self, partitions: set[int] | None = None) -> None:
         """Write step 4: nothing more is appended to these partitions' deltas (all: after a
         Kafka failure, or when stopping); their files stay for a restore."""

@@ -51,7 +51,7 @@ from pipeline.scorer.local_delta import REMOVED, Delta, DeltaLog
 from pipeline.scorer.local_state import LocalState, Seed
 from pipeline.scorer.routing import Router
 
-__all__ = ["Restorer"]
+__all__ = ["Restorer", "layered"]
 
 log = logging.getLogger(__name__)
 # Streams installed at a time from local files: big enough that the per-install cost is
@@ -123,7 +123,7 @@ class Restorer:
             )
             # 3. Across the layers, in log order (snapshot, delta, changelog tail), each
             # stream's state by the same rule.
-            newer, stale_deltas, stale_tail = _layered(seeds, deltas, tail)
+            newer, stale_deltas, stale_tail = layered(seeds, deltas, tail)
         finally:
             # Nothing may use the new rows while the thread writes them (a failed read
             # leaves them to the next restore).
@@ -264,7 +264,7 @@ def _two_at_a_time(read: Callable[[_T], _R], items: list[_T]) -> list[_R]:
         return list(pool.map(read, items))
 
 
-def _layered(
+def layered(
     seeds: list[Seed], deltas: list[Delta], tail: Mapping[str, Found | None]
 ) -> tuple[set[str], set[str], set[str]]:
     """Restore step 3 across the layers a restore reads, in their log order: a snapshot's

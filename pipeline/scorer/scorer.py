@@ -75,6 +75,7 @@ from pipeline.scorer.local_delta import DeltaLog
 from pipeline.scorer.local_state import LocalState, SnapshotTaker
 from pipeline.scorer.restore import Restorer
 from pipeline.scorer.routing import Router
+from pipeline.scorer.standby import Standby
 
 __all__ = ["Scorer", "tune_gc"]
 
@@ -155,6 +156,20 @@ class Scorer:
             if self.changelog
             else None
         )
+        self.standby = (
+            Standby(
+                config.kafka,
+                config.input_topic,
+                local,
+                deltas,
+                config.standby_interval_s,
+                read_committed=self.exactly_once,
+                metrics=self.metrics,
+            )
+            if local is not None and config.standby
+            else None
+        )
+        self._partitions = config.input_partitions  # the input topic's, once it is known
         self.housekeeper = Housekeeper(
             config, self.registry, self.models, self.metrics, self.changelog, self.live, deltas
         )
@@ -224,6 +239,7 @@ class Scorer:
     def _open(self) -> None:
         cfg = self.config
         parts = partitions_for(cfg.kafka, cfg.input_topic) or cfg.input_partitions
+        self._partitions = parts
         ensure_topic(cfg.kafka, cfg.input_topic, parts)
         ensure_topic(cfg.kafka, cfg.output_topic, parts)
         ensure_topic(cfg.kafka, cfg.dlq_topic, 1)
@@ -278,6 +294,8 @@ class Scorer:
             log.warning("closing after failure: %s", close_exc)
         for served in self.models.values():
             served.store.release(served.store.stream_ids())
+        if self.standby is not None:
+            self.standby.release()
         self._pending_restore = set()
         # The loop reconnects (inside its own error handling) once the backoff has passed.
         self._stop.wait(backoff)
@@ -319,11 +337,15 @@ class Scorer:
             if shadow is not None:
                 shadow.store.release(shadow.store.streams_in(parts))
         self.checkpointer.forget_partitions(revoked)
+        if self.standby is not None:
+            self.standby.release(parts)  # after the snapshots above gave them up
         log.info("partitions revoked: %s", sorted(parts))
 
     def _close(self) -> None:
         if self.snapshots is not None:
             self.snapshots.close()
+        if self.standby is not None:
+            self.standby.wait()
         self._disconnect()
         if self.server is not None:
             self.server.stop()
@@ -351,6 +373,10 @@ class Scorer:
                     now = time.monotonic()
                     if self._pending_restore:
                         pending, self._pending_restore = self._pending_restore, set()
+                        if self.standby is not None:
+                            self.standby.claim(
+                                tp.partition for tp in pending if tp.topic == cfg.input_topic
+                            )
                         if self.restorer is not None:
                             self.checkpointer.hand_over()
                             committed = self.restorer.restore(self.consumer, pending)
@@ -378,6 +404,11 @@ class Scorer:
                     if now >= next_housekeeping:
                         self.housekeeping()
                         next_housekeeping = now + cfg.model_check_s
+                    if self.standby is not None and self.standby.due(now):
+                        assert self.changelog is not None
+                        self.standby.refresh(
+                            self.consumer, self.changelog, range(self._partitions), now
+                        )
                 except KafkaError as exc:
                     self._recover(exc, failures)
                     failures += 1

@@ -54,6 +54,8 @@ def test_types_are_converted_from_strings() -> None:
         ({"season_bins": 1000}, "season_bins must be 0"),
         ({"poll_linger_ms": -1}, "poll_linger_ms must be >= 0"),
         ({"output_format": "avro"}, "output_format must be json or binary"),
+        ({"standby": True}, "standby keeps local snapshots of other partitions: set state_dir"),
+        ({"standby": True, "state_dir": "/s", "standby_interval_s": 0}, "standby_interval_s"),
     ],
 )
 def test_bad_values_name_the_field(flags: dict[str, object], message: str) -> None:

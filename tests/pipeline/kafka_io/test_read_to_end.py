@@ -28,7 +28,7 @@ def _read(config: KafkaConfig, topic: str, parts: list[int], **kw: object) -> li
         config, topic, parts, max_message_bytes=1 << 20, timeout_s=30.0,
         **kw,  # type: ignore[arg-type]
     )  # fmt: skip
-    return [value for _, _, value in got if value is not None]
+    return [value for _, _, _, value in got if value is not None]
 
 
 def test_reading_to_the_end_from_the_start_an_offset_or_nothing(
@@ -40,6 +40,12 @@ def test_reading_to_the_end_from_the_start_an_offset_or_nothing(
     assert _read(kafka_config, topic, [0], start={0: 3}) == [b"v3", b"v4"]
     assert _read(kafka_config, topic, [0], start={0: 5}) == []
     assert _read(kafka_config, topic, []) == []
+    # Each record comes with its offset (a standby's snapshot ends at one: pipeline.scorer.standby).
+    got = read_to_end(
+        kafka_config, topic, [0], read_committed=False, max_message_bytes=1 << 20, timeout_s=30.0,
+        start={0: 2},
+    )  # fmt: skip
+    assert [(p, off, v) for p, off, _, v in got] == [(0, i, f"v{i}".encode()) for i in (2, 3, 4)]
 
 
 @pytest.mark.parametrize("outcome", ["commit", "abort"])

@@ -373,7 +373,10 @@ def test_frames_of_an_expelled_scorer_do_not_rewind_a_restore(
     run(events[third : 2 * third])
     producer = open_producer(kafka_config)
     producer.send_many(
-        changelog, [k for _, k, _ in stale], [v for _, _, v in stale], [p for p, _, _ in stale]
+        changelog,
+        [k for _, _, k, _ in stale],
+        [v for _, _, _, v in stale],
+        [p for p, _, _, _ in stale],
     )
     producer.flush()
     producer.close()
@@ -382,7 +385,11 @@ def test_frames_of_an_expelled_scorer_do_not_rewind_a_restore(
     _assert_same(got, reference(inp, len(events)))
 
 
-@pytest.mark.slow_with("kafka-python")  # suite time; the other backend stays
+# Suite time: `make test` runs the same takeover (a member killed, the other takes its
+# partitions and their state) with the taker's standby snapshots in
+# tests/pipeline/scorer/test_standby.py; restores from the whole changelog run there in
+# the expelled-scorer and membership tests.
+@pytest.mark.slow
 def test_rebalance_moves_state_with_the_partitions(
     kafka_config: KafkaConfig,
     tiny_registry: Path,

@@ -1,0 +1,298 @@
+"""Standby snapshots against the real broker: each refresh's snapshot holds what the
+changelog's restore rule gives at the committed offset it read, covers the changelog up
+to the first frame of an input not committed yet, and a later restore through it (the
+restore's own read and layering) installs what a restore from the whole changelog would."""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.config import KafkaConfig
+from pipeline.kafka_io import (
+    Consumer,
+    TopicPartition,
+    open_consumer,
+    open_producer,
+    read_to_end,
+)
+from pipeline.kafka_io.changelog import (
+    changelog_topic,
+    encode_snapshots,
+    read_partitions,
+    source_offset_of,
+)
+from pipeline.scorer.local_delta import DeltaLog
+from pipeline.scorer.local_state import LocalState, Seed
+from pipeline.scorer.restore import layered
+from pipeline.scorer.standby import Standby
+from tests.kafka_helpers import produce, read_all, wait_committed, wait_records, wait_until
+from tests.pipeline.scorer.test_durability import (  # noqa: F401 - fixtures
+    _assert_same,
+    _events,
+    _kill,
+    _no_leftover_scorers,
+    _scores,
+    _spawn,
+    reference,
+)
+from tests.pipeline.scorer.test_local_state import _store
+
+pytestmark = pytest.mark.integration
+
+Record = tuple[str, bytes | None]  # (stream, frame or tombstone), in log order
+
+
+@pytest.fixture
+def kafka_config(backend_config: KafkaConfig) -> KafkaConfig:
+    return backend_config
+
+
+class _Log:
+    """A changelog partition written record by record, and the list of what it holds."""
+
+    def __init__(self, config: KafkaConfig, topic: str) -> None:
+        self.config, self.topic = config, topic
+        self.records: list[Record] = []
+        self.store = _store(streams=8)
+
+    def frame(self, stream: int, source: int) -> None:
+        slot = np.asarray([stream], np.int64)
+        self.store.src_offset[slot] = source
+        self.store.mean[slot] += 1.0  # each frame of a stream differs from its others
+        (frame,) = encode_snapshots(self.store, slot, "m", "v1")
+        self.records.append((f"s{stream}", frame))
+
+    def tombstone(self, stream: int) -> None:
+        self.records.append((f"s{stream}", None))
+
+    def flush(self) -> None:
+        """Sends what is not sent yet, in order, to partition 0."""
+        producer = open_producer(self.config)
+        sent = getattr(self, "_sent", 0)
+        todo = self.records[sent:]
+        producer.send_many(
+            self.topic, [k.encode() for k, _ in todo], [v for _, v in todo], [0] * len(todo)
+        )
+        producer.flush()
+        producer.close()
+        self._sent = len(self.records)
+
+
+def _rule(records: list[Record], committed: int) -> dict[str, bytes]:
+    """The changelog's restore rule, written plainly: per stream, of the frames after its
+    last tombstone, the one with the highest source offset below ``committed``."""
+    out: dict[str, bytes | None] = {}
+    for sid, frame in records:
+        if frame is None:
+            out[sid] = None
+        elif (off := source_offset_of(frame)) < committed:
+            old = out.get(sid)
+            if old is None or off >= source_offset_of(old):
+                out[sid] = frame
+    return {sid: f for sid, f in out.items() if f is not None}
+
+
+def _first_uncommitted(records: list[Record], committed: int) -> int:
+    for i, (_, frame) in enumerate(records):
+        if frame is not None and source_offset_of(frame) >= committed:
+            return i
+    return len(records)
+
+
+def _restored(config: KafkaConfig, topic: str, seed: Seed, committed: int) -> dict[str, bytes]:
+    """What a restore at ``committed`` installs from ``seed`` and the changelog after it:
+    the restore's own read and layering (pipeline.scorer.restore)."""
+    tail, _ = read_partitions(
+        config, topic, {0: committed}, read_committed=False, start={0: seed.changelog_offset}
+    )
+    newer, _, stale = layered([seed], [], tail)
+    out = {sid: f for sid, f in seed.frames.items() if sid not in newer}
+    out.update({sid: f[0] for sid, f in tail.items() if f is not None and sid not in stale})
+    return out
+
+
+@pytest.fixture
+def group_consumer(
+    kafka_config: KafkaConfig,
+    topic_factory: Callable[..., str],
+    group_factory: Callable[[], str],
+) -> Iterator[tuple[Consumer, str]]:
+    """A member of a group on a 2-partition input topic, to commit its offsets with."""
+    topic = topic_factory("in", partitions=2)
+    consumer = open_consumer(kafka_config, [topic], group_factory())
+    wait_until(lambda: bool(consumer.poll(100, 1) or consumer.assignment()), "an assignment")
+    yield consumer, topic
+    consumer.close()
+
+
+def _refresh(standby: Standby, consumer: Consumer, changelog: str) -> None:
+    standby.refresh(consumer, changelog, [0, 1], now=float("inf"))
+    standby.wait()
+
+
+@pytest.mark.slow_with("kafka-python")  # suite time; kafka-python's offsets: test_read_to_end
+def test_each_refresh_covers_the_committed_records_and_a_later_restore_equals_the_whole_log(
+    kafka_config: KafkaConfig,
+    topic_factory: Callable[..., str],
+    group_consumer: tuple[Consumer, str],
+    tmp_path: Path,
+) -> None:
+    consumer, inp = group_consumer
+    changelog = topic_factory("changelog", partitions=2)
+    local = LocalState(tmp_path, changelog)
+    deltas = DeltaLog(tmp_path, changelog)
+    standby = Standby(kafka_config, inp, local, deltas, 60.0, read_committed=False)
+    log = _Log(kafka_config, changelog)
+
+    def commit(offset: int) -> None:
+        consumer.commit({TopicPartition(inp, 0): offset})
+
+    # Checkpoint 1 (committed 100): frames, an eviction and its stream re-created, then the
+    # next checkpoint's first frame (120) and a late frame of this one after it.
+    for s, src in [(0, 10), (1, 20), (2, 30), (3, 40), (4, 50), (5, 60)]:
+        log.frame(s, src)
+    log.tombstone(2)
+    log.frame(2, 70)
+    log.frame(3, 120)
+    log.frame(4, 80)
+    log.flush()
+    commit(100)
+    # A delta of an older snapshot of partition 0 (this member owned it once): replaced.
+    deltas.path(0).parent.mkdir(parents=True, exist_ok=True)
+    deltas.path(0).write_bytes(b"an older snapshot's delta")
+    _refresh(standby, consumer, changelog)
+    s1 = local.read(0)
+    assert s1 is not None and s1.position == 100
+    assert s1.changelog_offset == _first_uncommitted(log.records, 100) == 8  # the frame at 120
+    assert s1.frames == _rule(log.records[:8], 100)
+    assert not deltas.path(0).exists()
+    assert local.read(1) is None  # nothing committed on partition 1: nothing to stand by
+
+    # Checkpoint 2 (committed 200) over the first snapshot: a zombie's old frame, an
+    # eviction, new streams, the next checkpoint's frame.
+    log.frame(0, 150)
+    log.frame(5, 30)  # older than what stands: ignored
+    log.tombstone(1)
+    log.frame(6, 190)
+    log.frame(7, 250)
+    log.frame(3, 180)
+    log.flush()
+    commit(200)
+    _refresh(standby, consumer, changelog)
+    s2 = local.read(0)
+    assert s2 is not None and s2.position == 200
+    assert s2.changelog_offset == _first_uncommitted(log.records, 200) == 14  # the one at 250
+    assert s2.frames == _rule(log.records[:14], 200)
+    prev = local.read(0, previous=True)
+    assert prev is not None and prev.position == 100  # the first became the previous one
+
+    # Nothing written since: a refresh rewrites nothing.
+    published = standby.published
+    _refresh(standby, consumer, changelog)
+    assert standby.published == published
+
+    # Checkpoint 3 (committed 300): the streams re-created and evicted again.
+    log.frame(1, 260)
+    log.tombstone(6)
+    log.frame(7, 280)
+    log.flush()
+    commit(300)
+    # A restore at 300 through either snapshot installs what the whole changelog gives.
+    whole = _rule(log.records, 300)
+    assert set(whole) == {"s0", "s1", "s2", "s3", "s4", "s5", "s7"}
+    for seed in (s1, s2):
+        assert _restored(kafka_config, changelog, seed, 300) == whole
+    _refresh(standby, consumer, changelog)
+    s3 = local.read(0)
+    assert s3 is not None and s3.changelog_offset == len(log.records)
+    assert s3.frames == whole
+    # Each refresh read from its snapshot's offset on: 0-9, 8-15, 14-15, 14-18.
+    assert standby.records == 10 + 8 + 2 + 5
+
+
+@pytest.mark.slow_with("kafka-python")  # suite time
+def test_an_owned_partition_is_left_to_its_owner_until_released(
+    kafka_config: KafkaConfig,
+    topic_factory: Callable[..., str],
+    group_consumer: tuple[Consumer, str],
+    tmp_path: Path,
+) -> None:
+    consumer, inp = group_consumer
+    changelog = topic_factory("changelog", partitions=2)
+    local = LocalState(tmp_path, changelog)
+    standby = Standby(kafka_config, inp, local, None, 60.0, read_committed=False)
+    log = _Log(kafka_config, changelog)
+    log.frame(0, 5)
+    log.flush()
+    consumer.commit({TopicPartition(inp, 0): 10})
+    assert not standby.due(time.monotonic())  # the first refresh waits an interval
+    standby.claim([0])
+    _refresh(standby, consumer, changelog)
+    assert local.read(0) is None and standby.records == 0
+    standby.release([0])
+    _refresh(standby, consumer, changelog)
+    seed = local.read(0)
+    assert seed is not None and seed.frames == _rule(log.records, 10)
+
+
+@pytest.mark.slow_with("kafka-python")  # suite time; the same code on both
+def test_a_failover_onto_a_standby_restores_from_its_snapshots_as_the_owner_left_them(
+    kafka_config: KafkaConfig,
+    tiny_registry: Path,
+    topic_factory: Callable[..., str],
+    group_factory: Callable[[], str],
+    reference: Callable[..., dict[tuple[str, int], tuple[list[float], float]]],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    inp = topic_factory("in", partitions=4)
+    events = _events(100, 120, seed=5)
+    first, second = events[: len(events) // 2], events[len(events) // 2 :]
+    produce(kafka_config, inp, first)
+    out = topic_factory("out", partitions=4)
+    group = group_factory()
+    a = _spawn(
+        kafka_config, tiny_registry, inp, out, group, "--until-idle", "60",
+        "--state-dir", str(tmp_path / "a"),
+    )  # fmt: skip
+    b = _spawn(
+        kafka_config, tiny_registry, inp, out, group, "--until-idle", "120",
+        "--state-dir", str(tmp_path / "b"), "--standby", "--standby-interval-s", "0.5",
+    )  # fmt: skip
+    wait_records(kafka_config, out, len(first))
+    wait_committed(kafka_config, group, inp)
+    # b's snapshots cover every partition: its own, and a's kept by its standby.
+    local = LocalState(tmp_path / "b", changelog_topic(group))
+    wait_until(lambda: all(local.read(p) is not None for p in range(4)), "b's snapshots")
+    _kill(a)  # no goodbye: b takes a's partitions when a's session times out
+    produce(kafka_config, inp, second)
+    wait_committed(kafka_config, group, inp, timeout_s=120)  # all of it, a's share too
+    b.send_signal(signal.SIGTERM)
+    _, err = b.communicate(timeout=60)
+    log = err.decode()
+    assert b.returncode == 0, log[-2000:]
+    stood_by = {int(p) for p in re.findall(r"standby snapshot of partition (\d+)", log)}
+    taken = [
+        (sorted(int(p) for p in parts.split(",")), int(seeds), int(records))
+        for records, parts, seeds in re.findall(
+            r"from (\d+) changelog records of partitions \[([\d, ]+)\] "
+            r"\(local snapshots: (\d+) of them",
+            log,
+        )
+    ]
+    # The takeover: a's partitions, restored from the standby's snapshots of them.
+    takeover = [t for t in taken if set(t[0]) <= stood_by]
+    assert takeover, (stood_by, taken, log[-2000:])
+    parts, seeds, records = takeover[-1]
+    assert seeds == len(parts), taken
+    written = sum(1 for p, *_ in read_to_end(kafka_config, changelog_topic(group), parts))
+    assert records < written, (records, written)
+    # ... and each stream goes on as if nothing happened.
+    got = _scores(read_all(kafka_config, out, timeout_s=20))
+    _assert_same(got, reference(inp, len(events)))
