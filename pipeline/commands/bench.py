@@ -620,7 +620,8 @@ def run_bench(opts: BenchOptions, progress: bool = True) -> dict[str, Any]:
     if opts.restore_checkpoints:
         say(
             f"restores of {opts.memory_streams} streams (warm: local snapshot and delta; "
-            "warm-no-delta: the snapshot alone; cold: changelog)..."
+            "warm-no-delta: the snapshot alone; cold: changelog; standby: another member's "
+            "standby snapshots)..."
         )
         restore = measure_restores(
             dataclasses.replace(opts.kafka, backend=fastest),

@@ -17,8 +17,10 @@ and each restore runs in a fresh set of served models, timed from the committed 
 to every stream installed (``Restorer.restore``): ``warm`` with the local snapshots and
 their deltas (the same machine restarted), ``warm-no-delta`` with the snapshots alone
 (the changelog read from the snapshot's offset, as before deltas), ``cold`` with neither
-(a new machine: the changelog as the log cleaner has left it). All three restore the
-same written state, side by side.
+(a new machine: the changelog as the log cleaner has left it), and ``standby`` (another
+member that kept standby snapshots of these partitions, refreshed in the background at
+every local snapshot's checkpoint: a failover onto it, pipeline.scorer.standby). All of
+them restore the same written state, side by side.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from pipeline.scorer.local_delta import DeltaLog
 from pipeline.scorer.local_state import LocalState, SnapshotTaker
 from pipeline.scorer.restore import Restorer
 from pipeline.scorer.routing import Router
+from pipeline.scorer.standby import Standby
 
 __all__ = ["RestoreScenario", "measure_restores"]
 
@@ -67,6 +70,7 @@ class RestoreScenario:
     snapshot_interval: int = 10  # checkpoints
     pace: float = 0.0  # seconds of wall time per checkpoint (0: as fast as possible)
     lag_ms: int = 60_000  # the changelog's min.compaction.lag.ms
+    standby: bool = True  # another member keeps standby snapshots (the "standby" restore)
 
 
 def measure_restores(
@@ -163,6 +167,14 @@ def _scenario(
         interval_s=0.0,
         snapshots=taker,
     )
+    # Another member's standby (its own directory: another machine), refreshed with every
+    # snapshot, in the background as the scorer's loop starts it.
+    spare = LocalState(root / "standby", changelog) if a.standby else None
+    standby = (
+        Standby(kafka, cfg.input_topic, spare, None, 1e-9, read_committed=False)
+        if spare is not None
+        else None
+    )
     pos = np.zeros(a.partitions, np.int64)
     written = 0
     copy_turn_max = 0.0  # the longest a loop turn spent copying a snapshot's rows (2b)
@@ -200,7 +212,11 @@ def _scenario(
         if due or last:
             taker.wait()  # the interval's real time: the previous snapshot is written
         checkpoint(touched, snapshot=stop == "clean" if last else due, final=last)
+        if standby is not None and due and not last:
+            standby.refresh(consumer, changelog, range(a.partitions), time.monotonic())
     taker.close()
+    if standby is not None:
+        standby.wait()
     snapshot_cost = {
         "take_s": round(taker.take_s, 3),
         "copy_turn_max_s": round(copy_turn_max, 3),
@@ -208,6 +224,16 @@ def _scenario(
         "delta_records": deltas.appended,
         "delta_append_s": round(deltas.append_s, 3),
     }
+    standby_cost = (
+        {
+            "refreshes": standby.refreshes,
+            "published": standby.published,
+            "changelog_records": standby.records,
+            "last_refresh_s": round(standby.refresh_s, 3),
+        }
+        if standby is not None
+        else None
+    )
     print(
         f"{stop}: wrote {written:,} changelog frames in {time.monotonic() - started:.0f}s",
         file=sys.stderr,
@@ -217,6 +243,8 @@ def _scenario(
     # first, so that the restores do not compete with it (a scorer writes steadily).
     os.sync()
     sources = {"warm": (local, deltas), "warm-no-delta": (local, None), "cold": (None, None)}
+    if spare is not None:
+        sources["standby"] = (spare, None)
     for mode, (snapshots, delta) in sources.items():
         # A restarted scorer's store starts at its configured capacity, as here.
         fresh = _served(cfg, cfg.state_capacity)
@@ -247,6 +275,7 @@ def _scenario(
                 "changelog_written": written,
                 "pace_s": a.pace,
                 "snapshot": snapshot_cost,
+                **({"standby": standby_cost} if mode == "standby" else {}),
                 "min_compaction_lag_ms": a.lag_ms,
                 "seconds": round(seconds, 3),
                 "cpu_s": round(cpu, 3),
