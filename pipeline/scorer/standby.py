@@ -158,16 +158,27 @@ class Standby:
 
     def _run(self, job: _Job) -> None:
         started = time.monotonic()
+        read = self.records
         try:
-            self._steps(job)
+            published = self._steps(job)
         except (OSError, ValueError, StatecastError) as exc:
             # A standby is an optimisation: without it, a failover restores cold.
             log.warning("standby refresh failed (%s): a takeover reads the changelog", exc)
             return
         self.refreshes += 1
         self.refresh_s = time.monotonic() - started
+        if published:
+            log.info(
+                "standby snapshots of partitions %s published (%d streams; %d changelog "
+                "records read) in %.2fs",
+                sorted(published),
+                sum(published.values()),
+                self.records - read,
+                self.refresh_s,
+            )
 
-    def _steps(self, job: _Job) -> None:
+    def _steps(self, job: _Job) -> dict[int, int]:
+        """Steps 2-4; returns the streams of each partition whose snapshot it published."""
         # 2. From each partition's usable snapshot, the changelog up to its first frame of
         # an input not committed yet.
         seeds: dict[int, Seed | None] = {
@@ -184,6 +195,7 @@ class Standby:
         self.records += records
         if self.metrics is not None:
             self.metrics.standby_records.inc(records)
+        published: dict[int, int] = {}
         for p, c in sorted(job.committed.items()):
             if covered[p] == start[p]:
                 continue  # nothing new since the snapshot
@@ -204,18 +216,19 @@ class Standby:
                 if self.deltas is not None:
                     self.deltas.discard(p)
             self.published += 1
+            published[p] = len(keys)
             if self.metrics is not None:
                 self.metrics.standby_published.set(time.time())
-            log.info(
+            log.debug(
                 "standby snapshot of partition %d: %d streams at input offset %d, changelog "
-                "offset %d (%d records read from %d)",
+                "offsets %d-%d",
                 p,
                 len(keys),
                 c,
-                covered[p],
-                covered[p] - start[p],
                 start[p],
+                covered[p],
             )
+        return published
 
 
 def _merged(

@@ -16,7 +16,8 @@ at-least-once, every input offset has at least one result (output, or dead lette
 poison record) and its last output equals the reference's; exactly-once, a read_committed
 reader sees exactly one result per input offset; scores equal within 1e-5; no scorer
 exits non-zero except those we killed. The members share one local state directory
-(snapshots every 5 s and their deltas), as replicas sharing a volume do. A JSON summary (faults by kind, events, lost,
+(snapshots every 5 s and their deltas, and standby snapshots of the partitions each does
+not own every 2 s), as replicas sharing a volume do. A JSON summary (faults by kind, events, lost,
 duplicates, max score difference) goes to ``reports/chaos-<guarantee>-<backend>.json``.
 
 ``make test`` runs one short run (exactly-once on confluent-kafka, 30 s of faults, every
@@ -117,6 +118,12 @@ class Group:
             str(LOGS / f"{group}-state"),
             "--snapshot-interval-s",
             "5",
+            # Standby snapshots of the partitions a member does not own, refreshed every
+            # 2 s in the same directory: refreshes race the owners' snapshots, deltas,
+            # assignments and revocations through every fault.
+            "--standby",
+            "--standby-interval-s",
+            "2",
             *extra,
             log=log,
         )

@@ -5,6 +5,7 @@ restore's own read and layering) installs what a restore from the whole changelo
 
 from __future__ import annotations
 
+import collections
 import re
 import signal
 import time
@@ -32,8 +33,9 @@ from pipeline.scorer.local_delta import DeltaLog
 from pipeline.scorer.local_state import LocalState, Seed
 from pipeline.scorer.restore import layered
 from pipeline.scorer.standby import Standby
-from tests.kafka_helpers import produce, read_all, wait_committed, wait_records, wait_until
+from tests.kafka_helpers import produce, read_all, spawn_scorer, wait_committed, wait_until
 from tests.pipeline.scorer.test_durability import (  # noqa: F401 - fixtures
+    _SPAWNED,
     _assert_same,
     _events,
     _kill,
@@ -242,6 +244,12 @@ def test_an_owned_partition_is_left_to_its_owner_until_released(
     assert seed is not None and seed.frames == _rule(log.records, 10)
 
 
+def _stood_by(log: str) -> set[int]:
+    """The partitions a scorer's log says it published standby snapshots of."""
+    found = re.findall(r"standby snapshots of partitions \[([\d, ]+)\] published", log)
+    return {int(p) for parts in found for p in parts.split(",")}
+
+
 @pytest.mark.slow_with("kafka-python")  # suite time; the same code on both
 def test_a_failover_onto_a_standby_restores_from_its_snapshots_as_the_owner_left_them(
     kafka_config: KafkaConfig,
@@ -253,31 +261,43 @@ def test_a_failover_onto_a_standby_restores_from_its_snapshots_as_the_owner_left
 ) -> None:
     inp = topic_factory("in", partitions=4)
     events = _events(100, 120, seed=5)
-    first, second = events[: len(events) // 2], events[len(events) // 2 :]
+    first, middle, last = events[:4000], events[4000:8000], events[8000:]
     produce(kafka_config, inp, first)
     out = topic_factory("out", partitions=4)
     group = group_factory()
-    a = _spawn(
-        kafka_config, tiny_registry, inp, out, group, "--until-idle", "60",
-        "--state-dir", str(tmp_path / "a"),
-    )  # fmt: skip
-    b = _spawn(
-        kafka_config, tiny_registry, inp, out, group, "--until-idle", "120",
-        "--state-dir", str(tmp_path / "b"), "--standby", "--standby-interval-s", "0.5",
-    )  # fmt: skip
-    wait_records(kafka_config, out, len(first))
+    # a alone first, so that b never owns a's partitions: b's only snapshots of them are
+    # its standby's.
+    a = _spawn(kafka_config, tiny_registry, inp, out, group, "--until-idle", "120")
     wait_committed(kafka_config, group, inp)
-    # b's snapshots cover every partition: its own, and a's kept by its standby.
+    b_log = tmp_path / "b.log"
+    b = spawn_scorer(
+        kafka_config, tiny_registry, inp, out, group, "--max-poll-records", "300",
+        "--until-idle", "120", "--state-dir", str(tmp_path / "b"),
+        "--standby", "--standby-interval-s", "0.5", log=b_log,
+    )  # fmt: skip
+    _SPAWNED.append(b)
+    wait_until(lambda: "restored" in b_log.read_text(), "b's assignment")
+    produce(kafka_config, inp, middle)  # both members score; b stands by for a
+    wait_committed(kafka_config, group, inp)
+    ends = collections.Counter(p for p, *_ in read_to_end(kafka_config, inp, range(4)))
+    mine = {
+        int(p)
+        for p in re.findall(r"records of partitions \[([\d, ]+)\]", b_log.read_text())[0].split(",")
+    }
+    theirs = set(range(4)) - mine
+    assert theirs, mine  # a kept partitions when b joined
+    # b's standby snapshots of a's partitions catch up with all that a committed.
     local = LocalState(tmp_path / "b", changelog_topic(group))
-    wait_until(lambda: all(local.read(p) is not None for p in range(4)), "b's snapshots")
+    wait_until(
+        lambda: all((s := local.read(p)) is not None and s.position == ends[p] for p in theirs),
+        "b's standby snapshots of a's partitions at their committed offsets",
+    )
     _kill(a)  # no goodbye: b takes a's partitions when a's session times out
-    produce(kafka_config, inp, second)
+    produce(kafka_config, inp, last)
     wait_committed(kafka_config, group, inp, timeout_s=120)  # all of it, a's share too
     b.send_signal(signal.SIGTERM)
-    _, err = b.communicate(timeout=60)
-    log = err.decode()
-    assert b.returncode == 0, log[-2000:]
-    stood_by = {int(p) for p in re.findall(r"standby snapshot of partition (\d+)", log)}
+    assert b.wait(60) == 0, b_log.read_text()[-2000:]
+    log = b_log.read_text()
     taken = [
         (sorted(int(p) for p in parts.split(",")), int(seeds), int(records))
         for records, parts, seeds in re.findall(
@@ -286,13 +306,13 @@ def test_a_failover_onto_a_standby_restores_from_its_snapshots_as_the_owner_left
             log,
         )
     ]
-    # The takeover: a's partitions, restored from the standby's snapshots of them.
-    takeover = [t for t in taken if set(t[0]) <= stood_by]
-    assert takeover, (stood_by, taken, log[-2000:])
-    parts, seeds, records = takeover[-1]
-    assert seeds == len(parts), taken
+    # The takeover of a's partitions: from the standby's snapshots of them and the
+    # changelog written since.
+    parts, seeds, records = taken[-1]
+    assert set(parts) == theirs and seeds == len(parts), (taken, theirs)
+    assert theirs <= _stood_by(log), (_stood_by(log), theirs)
     written = sum(1 for p, *_ in read_to_end(kafka_config, changelog_topic(group), parts))
     assert records < written, (records, written)
-    # ... and each stream goes on as if nothing happened.
+    # ... and each stream goes on as if nothing had happened.
     got = _scores(read_all(kafka_config, out, timeout_s=20))
     _assert_same(got, reference(inp, len(events)))
