@@ -345,7 +345,7 @@ class Scorer:
         if self.snapshots is not None:
             self.snapshots.close()
         if self.standby is not None:
-            self.standby.wait()
+            self.standby.close()
         self._disconnect()
         if self.server is not None:
             self.server.stop()

@@ -21,9 +21,10 @@ Standby protocol, for each input partition p the member does not own (:class:`St
    snapshot's frames that no winner replaces or removes, and the winners that stand
    (the restore's layering, :func:`pipeline.scorer.restore.layered`); nothing if E = S;
 4. publish it, and delete p's local delta (it extends the snapshot being replaced), only
-   if p's epoch is still the one of step 1: neither assigned to this member nor given up
-   by it since. An owner writes its partitions' snapshots itself, and :meth:`Standby.claim`
-   (before a restore) waits for a publish in progress, so a restore reads whole files.
+   if p's epoch is still the one of step 1 (neither assigned to this member nor given up
+   by it since) and the member is not stopping. An owner writes its partitions'
+   snapshots itself, and :meth:`Standby.claim` (before a restore) waits for a publish in
+   progress, so a restore reads whole files.
 
 Why the new file is a valid snapshot (local_state's restore protocol): its position C was
 committed, so every later restore's committed offset C' is at least C. It holds what a
@@ -88,9 +89,11 @@ class Standby:
         self.interval_s = interval_s
         self.read_committed = read_committed
         self.metrics = metrics
-        # The first refresh waits an interval: at start the member is still being assigned
-        # its own partitions, whose restore would make that refresh's work void.
+        # The first refresh waits an interval: at start the member is usually still being
+        # assigned its own partitions (a refresh before that stands by for them too: valid
+        # snapshots, which their restore then uses).
         self._last = time.monotonic()
+        self._closed = False
         self._lock = threading.Lock()
         self._owned: set[int] = set()
         self._epoch: dict[int, int] = {}  # partition → claims and releases so far
@@ -134,7 +137,7 @@ class Standby:
         with self._lock:
             others = sorted(set(partitions) - self._owned)
             epochs = {p: self._epoch.get(p, 0) for p in others}
-        if not others:
+        if not others or self._closed:
             return
         # 1. The group's committed offsets and the changelog's end.
         try:
@@ -155,6 +158,15 @@ class Standby:
     def wait(self) -> None:
         if self._thread is not None:
             self._thread.join()
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Nothing more is published; a refresh still reading (a broker gone: up to its
+        read's timeout) is not waited for beyond ``timeout_s``, so that stopping stays
+        prompt (its temporary file is swept later)."""
+        with self._lock:
+            self._closed = True
+        if self._thread is not None:
+            self._thread.join(timeout_s)
 
     def _run(self, job: _Job) -> None:
         started = time.monotonic()
@@ -204,7 +216,7 @@ class Standby:
             tmp = self.local.stage(p, c, covered[p], keys, blocks)
             # 4. Published only if the partition stayed another member's meanwhile.
             with self._lock:
-                if p in self._owned or self._epoch.get(p, 0) != job.epochs[p]:
+                if self._closed or p in self._owned or self._epoch.get(p, 0) != job.epochs[p]:
                     tmp.unlink(missing_ok=True)
                     continue
                 try:

@@ -220,7 +220,7 @@ def test_each_refresh_covers_the_committed_records_and_a_later_restore_equals_th
 
 
 @pytest.mark.slow_with("kafka-python")  # suite time
-def test_an_owned_partition_is_left_to_its_owner_until_released(
+def test_an_owned_partition_is_left_to_its_owner_until_released_and_a_stopped_one_publishes_nothing(
     kafka_config: KafkaConfig,
     topic_factory: Callable[..., str],
     group_consumer: tuple[Consumer, str],
@@ -242,6 +242,13 @@ def test_an_owned_partition_is_left_to_its_owner_until_released(
     _refresh(standby, consumer, changelog)
     seed = local.read(0)
     assert seed is not None and seed.frames == _rule(log.records, 10)
+    # A member stopping publishes nothing more.
+    log.frame(1, 8)
+    log.flush()
+    standby.close()
+    _refresh(standby, consumer, changelog)
+    again = local.read(0)
+    assert again is not None and again.changelog_offset == seed.changelog_offset
 
 
 def _stood_by(log: str) -> set[int]:
