@@ -62,6 +62,7 @@ class _Log:
     def __init__(self, config: KafkaConfig, topic: str) -> None:
         self.config, self.topic = config, topic
         self.records: list[Record] = []
+        self.sent = 0
         self.store = _store(streams=8)
 
     def frame(self, stream: int, source: int) -> None:
@@ -77,14 +78,13 @@ class _Log:
     def flush(self) -> None:
         """Sends what is not sent yet, in order, to partition 0."""
         producer = open_producer(self.config)
-        sent = getattr(self, "_sent", 0)
-        todo = self.records[sent:]
+        todo = self.records[self.sent :]
         producer.send_many(
             self.topic, [k.encode() for k, _ in todo], [v for _, v in todo], [0] * len(todo)
         )
         producer.flush()
         producer.close()
-        self._sent = len(self.records)
+        self.sent = len(self.records)
 
 
 def _rule(records: list[Record], committed: int) -> dict[str, bytes]:
