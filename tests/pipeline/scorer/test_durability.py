@@ -385,10 +385,10 @@ def test_frames_of_an_expelled_scorer_do_not_rewind_a_restore(
     _assert_same(got, reference(inp, len(events)))
 
 
-# Suite time: `make test` runs the same takeover (a member killed, the other takes its
-# partitions and their state) with the taker's standby snapshots in
-# tests/pipeline/scorer/test_standby.py; restores from the whole changelog run there in
-# the expelled-scorer and membership tests.
+# Suite time: `make test` runs takeovers (members killed, others take their partitions and
+# their state) in the short chaos run, and restores from the whole changelog in the
+# expelled-scorer and membership tests; `make test-slow` also runs the same takeover with
+# the taker's standby snapshots (tests/pipeline/scorer/test_standby.py).
 @pytest.mark.slow
 def test_rebalance_moves_state_with_the_partitions(
     kafka_config: KafkaConfig,
