@@ -32,11 +32,17 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.commands.bench import LOG_APPEND, _cpu_share, _cpu_ticks  # noqa: E402
+from pipeline.commands.bench import (  # noqa: E402
+    LOG_APPEND,
+    _cpu_share,
+    _cpu_ticks,
+    paced_load,
+    read_records,
+    send_paced,
+)
 from pipeline.commands.score import score_argv  # noqa: E402
 from pipeline.config import KafkaConfig  # noqa: E402
 from pipeline.kafka_io import delete_topics, ensure_topic, open_producer  # noqa: E402
-from pipeline.kafka_io.codec import encode_event  # noqa: E402
 
 PARTITIONS = 4
 
@@ -57,36 +63,12 @@ def _wait_for(log: Path, text: str, timeout_s: float = 90.0) -> None:
         time.sleep(0.2)
 
 
-def _read(kafka: KafkaConfig, topic: str) -> list[Any]:
-    import kafka as kp
-
-    from pipeline.kafka_io.kafkapython import client_settings
-
-    consumer = kp.KafkaConsumer(enable_auto_commit=False, **client_settings(kafka))
-    parts = [kp.TopicPartition(topic, p) for p in range(PARTITIONS)]
-    consumer.assign(parts)
-    consumer.seek_to_beginning(*parts)
-    ends = consumer.end_offsets(parts)
-    recs: list[Any] = []
-    while any(consumer.position(tp) < ends[tp] for tp in parts):
-        for batch in consumer.poll(timeout_ms=500, max_records=10000).values():
-            recs.extend(batch)
-    consumer.close()
-    return recs
-
-
 def run(kafka: KafkaConfig, a: argparse.Namespace, variant: str, root: Path) -> dict[str, Any]:
     tag = f"standby-cost-{uuid.uuid4().hex[:8]}"
     inp, out, group = f"{tag}-in", f"{tag}-out", tag
     ensure_topic(kafka, inp, PARTITIONS, LOG_APPEND)
     ensure_topic(kafka, out, PARTITIONS, LOG_APPEND)
-    total = int(a.rate * a.seconds)
-    rng = np.random.default_rng(1)
-    keys, values = [], []
-    for i, v in enumerate(rng.normal(50, 5, total).tolist()):
-        sid = f"sensor-{i % a.streams:06d}"
-        keys.append(sid.encode())
-        values.append(encode_event(sid, 1_764_000_000 + 60 * (i // a.streams), v))
+    keys, values = paced_load(a.streams, int(a.rate * a.seconds))
     log_a, log_b = root / f"{tag}-a.log", root / f"{tag}-b.log"
     member_a = _spawn(kafka, inp, out, group, log_a, "--state-dir", str(root / f"{tag}-a"))
     _wait_for(log_a, "restored")
@@ -97,14 +79,8 @@ def run(kafka: KafkaConfig, a: argparse.Namespace, variant: str, root: Path) -> 
     _wait_for(log_b, "restored")
     time.sleep(2.0)  # the rebalance settles
     producer = open_producer(kafka, linger_ms=1)
-    started, sent = time.monotonic(), 0
     before = _cpu_ticks(member_b.pid)
-    while sent < total:
-        due = min(total, int((time.monotonic() - started) * a.rate) + 1)
-        for i in range(sent, due):
-            producer.send(inp, keys[i], values[i])
-        sent = due
-        time.sleep(0.001)
+    send_paced(producer, inp, keys, values, a.rate)
     cpu = _cpu_share(before, _cpu_ticks(member_b.pid))
     producer.flush()
     producer.close()
@@ -119,9 +95,9 @@ def run(kafka: KafkaConfig, a: argparse.Namespace, variant: str, root: Path) -> 
     refreshes = [
         float(s) for s in re.findall(r"standby snapshots of partitions .* in ([\d.]+)s", text)
     ]
-    appended = {(r.partition, r.offset): r.timestamp for r in _read(kafka, inp)}
+    appended = {(r.partition, r.offset): r.timestamp for r in read_records(kafka, inp, PARTITIONS)}
     lat = []
-    for r in _read(kafka, out):
+    for r in read_records(kafka, out, PARTITIONS):
         d = json.loads(r.value)
         if d["partition"] in mine and (t := appended.get((d["partition"], d["offset"]))):
             lat.append(r.timestamp - t)

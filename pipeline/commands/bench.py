@@ -41,7 +41,7 @@ from pipeline.commands.bench_restore import RestoreScenario, measure_restores
 from pipeline.commands.flags import add_kafka_flags, add_model_flags, kafka_for, models_config
 from pipeline.commands.score import score_argv
 from pipeline.config import BACKENDS, KafkaConfig, ScorerConfig
-from pipeline.kafka_io import ensure_topic, open_producer
+from pipeline.kafka_io import Producer, ensure_topic, open_producer
 from pipeline.kafka_io.binary_events import encode_event_binary
 from pipeline.kafka_io.codec import encode_event
 
@@ -336,10 +336,6 @@ def _measure_latency(
 ) -> dict[str, float]:
     """One latency run at ``rate`` offered events/s; ``scorer_cpus``: the CPUs the scorer
     process (and every thread it starts) may run on (None: any)."""
-    import kafka as kp
-
-    from pipeline.kafka_io.kafkapython import client_settings
-
     inp, out = f"bench-{run}-{backend}{tag}-lat-in", f"bench-{run}-{backend}{tag}-lat-out"
     ensure_topic(opts.kafka, inp, opts.partitions, LOG_APPEND)
     ensure_topic(opts.kafka, out, opts.partitions, LOG_APPEND)
@@ -369,48 +365,25 @@ def _measure_latency(
     # The load is encoded before it starts and sent in 1-ms ticks: a generator that
     # encodes and sleeps per event took half a core at 10k events/s, on the cores the
     # scorer and the broker share, and its cost showed up as the scorer's latency.
-    total = int(rate * opts.latency_seconds)
-    rng = np.random.default_rng(1)
-    keys, values = [], []
-    for i, v in enumerate(rng.normal(50, 5, total).tolist()):
-        sid = f"sensor-{i % opts.streams:06d}"
-        keys.append(sid.encode())
-        values.append(encode_event(sid, 1_764_000_000 + 60 * (i // opts.streams), v))
+    keys, values = paced_load(opts.streams, int(rate * opts.latency_seconds))
     time.sleep(max(0.0, 4.0 - (time.monotonic() - spawned)))  # start up and join first
     producer = open_producer(dataclasses.replace(opts.kafka, backend=backend), linger_ms=1)
     # The first event alone: until the producer has the topic's metadata it holds what it
     # is given, then appends it at once, a burst the scorer did not cause.
     producer.send(inp, keys[0], values[0])
     producer.flush()
-    started, sent = time.monotonic(), 1
     cpu_before = _cpu_ticks(scorer.pid)
-    while sent < total:
-        due = min(total, int((time.monotonic() - started) * rate) + 1)
-        for i in range(sent, due):
-            producer.send(inp, keys[i], values[i])
-        sent = due
-        time.sleep(0.001)
+    send_paced(producer, inp, keys, values, rate, sent=1)
     cpu = _cpu_share(cpu_before, _cpu_ticks(scorer.pid))
     producer.flush()
     producer.close()
     scorer.wait(180)
 
-    def read(topic: str) -> list[Any]:
-        consumer = kp.KafkaConsumer(enable_auto_commit=False, **client_settings(opts.kafka))
-        parts = [kp.TopicPartition(topic, p) for p in range(opts.partitions)]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        ends = consumer.end_offsets(parts)
-        recs: list[Any] = []
-        while any(consumer.position(tp) < ends[tp] for tp in parts):
-            for batch in consumer.poll(timeout_ms=500, max_records=10000).values():
-                recs.extend(batch)
-        consumer.close()
-        return recs
-
-    appended = {(r.partition, r.offset): r.timestamp for r in read(inp)}
+    appended = {
+        (r.partition, r.offset): r.timestamp for r in read_records(opts.kafka, inp, opts.partitions)
+    }
     lat, t_ins = [], []
-    for r in read(out):
+    for r in read_records(opts.kafka, out, opts.partitions):
         d = json.loads(r.value)
         t_in = appended.get((d["partition"], d["offset"]))
         if t_in is not None:
@@ -437,6 +410,55 @@ def _measure_latency(
         "largest_input_gap_ms": gap,
         **cpu,
     }
+
+
+def paced_load(streams: int, total: int) -> tuple[list[bytes], list[bytes]]:
+    """A latency run's events, encoded before it starts: keys and JSON values of
+    ``total`` events over ``streams`` streams, a minute apart per stream."""
+    rng = np.random.default_rng(1)
+    keys, values = [], []
+    for i, v in enumerate(rng.normal(50, 5, total).tolist()):
+        sid = f"sensor-{i % streams:06d}"
+        keys.append(sid.encode())
+        values.append(encode_event(sid, 1_764_000_000 + 60 * (i // streams), v))
+    return keys, values
+
+
+def send_paced(
+    producer: Producer,
+    topic: str,
+    keys: list[bytes],
+    values: list[bytes],
+    rate: float,
+    sent: int = 0,
+) -> None:
+    """Sends the events from ``sent`` on at ``rate`` a second from now, in 1-ms ticks."""
+    started, total = time.monotonic(), len(keys)
+    while sent < total:
+        due = min(total, int((time.monotonic() - started) * rate) + 1)
+        for i in range(sent, due):
+            producer.send(topic, keys[i], values[i])
+        sent = due
+        time.sleep(0.001)
+
+
+def read_records(kafka: KafkaConfig, topic: str, partitions: int) -> list[Any]:
+    """Every record of ``topic`` (kafka-python's records: offsets and timestamps)."""
+    import kafka as kp
+
+    from pipeline.kafka_io.kafkapython import client_settings
+
+    consumer = kp.KafkaConsumer(enable_auto_commit=False, **client_settings(kafka))
+    parts = [kp.TopicPartition(topic, p) for p in range(partitions)]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    ends = consumer.end_offsets(parts)
+    recs: list[Any] = []
+    while any(consumer.position(tp) < ends[tp] for tp in parts):
+        for batch in consumer.poll(timeout_ms=500, max_records=10000).values():
+            recs.extend(batch)
+    consumer.close()
+    return recs
 
 
 def _cpu_ticks(pid: int) -> tuple[float, float, float] | None:
