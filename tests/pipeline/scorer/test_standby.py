@@ -10,6 +10,7 @@ import re
 import signal
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -120,41 +121,52 @@ def _restored(config: KafkaConfig, topic: str, seed: Seed, committed: int) -> di
     return out
 
 
+@dataclass
+class _Setting:
+    """A member of a group on a 2-partition input topic (to commit its offsets with), a
+    2-partition changelog written record by record, and a snapshot directory."""
+
+    kafka: KafkaConfig
+    consumer: Consumer
+    inp: str
+    log: _Log
+    local: LocalState
+
+    def standby(self, deltas: DeltaLog | None = None) -> Standby:
+        return Standby(self.kafka, self.inp, self.local, deltas, 60.0, read_committed=False)
+
+    def commit(self, offset: int) -> None:
+        self.consumer.commit({TopicPartition(self.inp, 0): offset})
+
+    def refresh(self, standby: Standby) -> None:
+        standby.refresh(self.consumer, self.log.topic, [0, 1], now=float("inf"))
+        standby.wait()
+
+
 @pytest.fixture
-def group_consumer(
+def setting(
     kafka_config: KafkaConfig,
     topic_factory: Callable[..., str],
     group_factory: Callable[[], str],
-) -> Iterator[tuple[Consumer, str]]:
-    """A member of a group on a 2-partition input topic, to commit its offsets with."""
-    topic = topic_factory("in", partitions=2)
-    consumer = open_consumer(kafka_config, [topic], group_factory())
+    tmp_path: Path,
+) -> Iterator[_Setting]:
+    inp = topic_factory("in", partitions=2)
+    changelog = topic_factory("changelog", partitions=2)
+    consumer = open_consumer(kafka_config, [inp], group_factory())
     wait_until(lambda: bool(consumer.poll(100, 1) or consumer.assignment()), "an assignment")
-    yield consumer, topic
+    yield _Setting(
+        kafka_config, consumer, inp, _Log(kafka_config, changelog), LocalState(tmp_path, changelog)
+    )
     consumer.close()
-
-
-def _refresh(standby: Standby, consumer: Consumer, changelog: str) -> None:
-    standby.refresh(consumer, changelog, [0, 1], now=float("inf"))
-    standby.wait()
 
 
 @pytest.mark.slow_with("kafka-python")  # suite time; kafka-python's offsets: test_read_to_end
 def test_each_refresh_covers_the_committed_records_and_a_later_restore_equals_the_whole_log(
-    kafka_config: KafkaConfig,
-    topic_factory: Callable[..., str],
-    group_consumer: tuple[Consumer, str],
-    tmp_path: Path,
+    kafka_config: KafkaConfig, setting: _Setting, tmp_path: Path
 ) -> None:
-    consumer, inp = group_consumer
-    changelog = topic_factory("changelog", partitions=2)
-    local = LocalState(tmp_path, changelog)
+    local, log, changelog, commit = setting.local, setting.log, setting.log.topic, setting.commit
     deltas = DeltaLog(tmp_path, changelog)
-    standby = Standby(kafka_config, inp, local, deltas, 60.0, read_committed=False)
-    log = _Log(kafka_config, changelog)
-
-    def commit(offset: int) -> None:
-        consumer.commit({TopicPartition(inp, 0): offset})
+    standby = setting.standby(deltas)
 
     # Checkpoint 1 (committed 100): frames, an eviction and its stream re-created, then the
     # next checkpoint's first frame (120) and a late frame of this one after it.
@@ -169,7 +181,7 @@ def test_each_refresh_covers_the_committed_records_and_a_later_restore_equals_th
     # A delta of an older snapshot of partition 0 (this member owned it once): replaced.
     deltas.path(0).parent.mkdir(parents=True, exist_ok=True)
     deltas.path(0).write_bytes(b"an older snapshot's delta")
-    _refresh(standby, consumer, changelog)
+    setting.refresh(standby)
     s1 = local.read(0)
     assert s1 is not None and s1.position == 100
     assert s1.changelog_offset == _first_uncommitted(log.records, 100) == 8  # the frame at 120
@@ -187,7 +199,7 @@ def test_each_refresh_covers_the_committed_records_and_a_later_restore_equals_th
     log.frame(3, 180)
     log.flush()
     commit(200)
-    _refresh(standby, consumer, changelog)
+    setting.refresh(standby)
     s2 = local.read(0)
     assert s2 is not None and s2.position == 200
     assert s2.changelog_offset == _first_uncommitted(log.records, 200) == 14  # the one at 250
@@ -197,7 +209,7 @@ def test_each_refresh_covers_the_committed_records_and_a_later_restore_equals_th
 
     # Nothing written since: a refresh rewrites nothing.
     published = standby.published
-    _refresh(standby, consumer, changelog)
+    setting.refresh(standby)
     assert standby.published == published
 
     # Checkpoint 3 (committed 300): the streams re-created and evicted again.
@@ -211,7 +223,7 @@ def test_each_refresh_covers_the_committed_records_and_a_later_restore_equals_th
     assert set(whole) == {"s0", "s1", "s2", "s3", "s4", "s5", "s7"}
     for seed in (s1, s2):
         assert _restored(kafka_config, changelog, seed, 300) == whole
-    _refresh(standby, consumer, changelog)
+    setting.refresh(standby)
     s3 = local.read(0)
     assert s3 is not None and s3.changelog_offset == len(log.records)
     assert s3.frames == whole
@@ -221,32 +233,26 @@ def test_each_refresh_covers_the_committed_records_and_a_later_restore_equals_th
 
 @pytest.mark.slow_with("kafka-python")  # suite time
 def test_an_owned_partition_is_left_to_its_owner_until_released_and_a_stopped_one_publishes_nothing(
-    kafka_config: KafkaConfig,
-    topic_factory: Callable[..., str],
-    group_consumer: tuple[Consumer, str],
-    tmp_path: Path,
+    setting: _Setting,
 ) -> None:
-    consumer, inp = group_consumer
-    changelog = topic_factory("changelog", partitions=2)
-    local = LocalState(tmp_path, changelog)
-    standby = Standby(kafka_config, inp, local, None, 60.0, read_committed=False)
-    log = _Log(kafka_config, changelog)
+    local, log = setting.local, setting.log
+    standby = setting.standby()
     log.frame(0, 5)
     log.flush()
-    consumer.commit({TopicPartition(inp, 0): 10})
+    setting.commit(10)
     assert not standby.due(time.monotonic())  # the first refresh waits an interval
     standby.claim([0])
-    _refresh(standby, consumer, changelog)
+    setting.refresh(standby)
     assert local.read(0) is None and standby.records == 0
     standby.release([0])
-    _refresh(standby, consumer, changelog)
+    setting.refresh(standby)
     seed = local.read(0)
     assert seed is not None and seed.frames == _rule(log.records, 10)
     # A member stopping publishes nothing more.
     log.frame(1, 8)
     log.flush()
     standby.close()
-    _refresh(standby, consumer, changelog)
+    setting.refresh(standby)
     again = local.read(0)
     assert again is not None and again.changelog_offset == seed.changelog_offset
 
