@@ -27,7 +27,7 @@ from pipeline.kafka_io.changelog import FORMAT, encode_snapshots  # noqa: E402
 
 GROUPS = {
     "LSTM h, c": ("h", "c"),
-    "replay ring": ("ring_buf", "ring_ts"),
+    "replay ring": ("ring_buf", "ring_ref", "ring_unit", "ring_gap", "ring_last"),
     "daily profile and blend": ("sp", "ss", "sbin", "slev", "st0", "sfc", "mfc", "bm"),
 }
 

@@ -38,7 +38,6 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.engine.covariates import WEEK  # noqa: E402
 from pipeline.engine.registry import Registry  # noqa: E402
 from pipeline.engine.serving import REBUILD_PER_TURN, ServedModel  # noqa: E402
 
@@ -63,12 +62,9 @@ def _served(registry: Registry, model: str, version: str, streams: int) -> Serve
     slots = store.slots_for([f"sensor-{i}" for i in range(streams)], now=0.0)
     rng = np.random.default_rng(0)
     R = store.ring
-    store.ring_buf[slots] = (50.0 + rng.normal(0, 5, (streams, R, store.features))).astype(
-        np.float32
-    )
     t0 = 1_796_000_000.0 + 60.0 * np.arange(R)
-    store.ring_ts[slots] = np.mod(t0, WEEK).astype(np.float32)
-    store.ring_len[slots] = R
+    inputs = 50.0 + rng.normal(0, 5, (streams, R, store.features))
+    store.fill_rings(slots, inputs, np.broadcast_to(t0, (streams, R)))
     store.last_ts[slots] = t0[-1]
     store.n[slots] = 1000.0
     store.mean[slots] = 50.0

@@ -119,8 +119,7 @@ def _fill(served: ServedModel, streams: int, partitions: int, rng: np.random.Gen
     store.slev[slots] = store.mean[slots]
     store.sfc[slots] = store.mean[slots]
     store.mfc[slots] = store.mean[slots]
-    store.ring_buf[slots] = rng.normal(50, 5, store.ring_buf[slots].shape)
-    store.ring_len[slots] = 500
+    store.fill_rings(slots, rng.normal(50, 5, (len(slots), store.ring, store.features)))
     store.last_ts[slots] = 1_764_000_000.0
     return slots
 

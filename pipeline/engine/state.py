@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.engine import dayspread, pages, season
+from pipeline.engine import dayspread, pages, relative16, season
 from pipeline.engine.anomaly import DEPARTURE_BLOCKS, HABIT_SLOTS
 from pipeline.engine.blend import MOMENTS
 from pipeline.engine.covariates import WEEK
@@ -80,7 +80,10 @@ class Snapshot:
     mean: npt.NDArray[np.float64]  # [F]
     var: npt.NDArray[np.float64]  # [F]
     fc: npt.NDArray[np.float64]  # [Z, F]
-    ring: npt.NDArray[np.float32]  # [R, F], oldest first
+    # The replay ring [R, F], oldest first, as the store keeps it: relative16 codes of the
+    # reference ring_ref [F] in the unit ring_unit [F] (format 14); from an older frame
+    # float32 sensor values, and ring_ref, ring_unit None (Snapshot.ring_values: either).
+    ring: npt.NDArray[np.float16] | npt.NDArray[np.float32]
     # The forecast's scale (sensor units; NaN: a model without a scale head, or a frame
     # from before intervals) and the interval's log multiplier (pipeline.engine.interval).
     fs: npt.NDArray[np.float64] | None = None  # [Z, F]
@@ -155,6 +158,14 @@ class Snapshot:
     sp: npt.NDArray[np.float16] | npt.NDArray[np.float32] | None = None
     su: npt.NDArray[np.float32] | None = None
     sw: npt.NDArray[np.float32] | None = None
+    ring_ref: npt.NDArray[np.float32] | None = None
+    ring_unit: npt.NDArray[np.float32] | None = None
+
+    def ring_values(self) -> F64:
+        """The replay ring's inputs in sensor units, oldest first."""
+        if self.ring_ref is None or self.ring_unit is None:
+            return self.ring.astype(np.float64)
+        return relative16.decode(self.ring, self.ring_ref, self.ring_unit)
 
 
 @dataclasses.dataclass
@@ -306,6 +317,19 @@ class StepState:
         return ok
 
 
+def _time_step(last: F64, ts: npt.ArrayLike) -> tuple[F16, F64]:
+    """The ring's gap code for inputs at ``ts`` after one it holds at ``last`` (minutes in
+    float16), and the time the ring then holds for them: ``last`` plus that gap, so that
+    each input's time is off by its own gap's rounding, not by the sum of those after it.
+    Where that is not known or the gap is beyond the codes (45 days), ``ts`` itself."""
+    t = np.asarray(ts, np.float64)
+    gap = np.clip((t - last) / 60.0, -relative16.LIMIT, relative16.LIMIT).astype(np.float16)
+    held = last + gap.astype(np.float64) * 60.0
+    reached = np.isfinite(held) & (np.abs(gap) < relative16.LIMIT)
+    out: F64 = np.where(reached, held, t)
+    return gap, out
+
+
 def _finite_half(a: F16) -> npt.NDArray[np.bool_]:
     """Per stream of an LSTM state ``[L, B, H]`` in float16: is every value finite? From
     the bits (exponent all ones: inf or NaN), as ``np.isfinite(a).all(axis=(0, 2))``
@@ -402,7 +426,10 @@ _MODEL_INDEPENDENT = (
     "last_ts",
     "last_seen",
     "ring_buf",
-    "ring_ts",
+    "ring_ref",
+    "ring_unit",
+    "ring_gap",
+    "ring_last",
     "ring_len",
     "part",
     "src_offset",
@@ -475,8 +502,15 @@ class StateStore:
     bm: F64
     last_ts: F64
     last_seen: F64
-    ring_buf: F32
-    ring_ts: F32  # [capacity, R]: each ring input's time, as seconds into its week (NaN: unknown)
+    # The replay ring (push_inputs): [capacity, R, F] inputs as relative16 codes of the
+    # row's reference and unit ([capacity, F] each); [capacity, R] each input's time as
+    # minutes since the input before it, and [capacity] the newest input's time (NaN:
+    # unknown); [capacity] the inputs pushed.
+    ring_buf: F16
+    ring_ref: F32
+    ring_unit: F32
+    ring_gap: F16
+    ring_last: F64
     ring_len: I64
     part: I64
     src_offset: I64
@@ -654,8 +688,11 @@ class StateStore:
         grow("bm", (capacity, MOMENTS), np.float64)
         grow("last_ts", (capacity,), np.float64)
         grow("last_seen", (capacity,), np.float64)
-        grow("ring_buf", (capacity, R, F), np.float32)
-        grow("ring_ts", (capacity, R), np.float32)
+        grow("ring_buf", (capacity, R, F), np.float16)
+        grow("ring_ref", (capacity, F), np.float32)
+        grow("ring_unit", (capacity, F), np.float32)
+        grow("ring_gap", (capacity, R), np.float16)
+        grow("ring_last", (capacity,), np.float64)
         grow("ring_len", (capacity,), np.int64)
         grow("part", (capacity,), np.int64)
         grow("src_offset", (capacity,), np.int64)
@@ -678,7 +715,7 @@ class StateStore:
         self.evar[slots] = self.prior_var
         self.last_ts[slots] = -np.inf
         self.ring_len[slots] = 0
-        self.ring_ts[slots] = np.nan
+        self.ring_last[slots] = np.nan
         self.part[slots] = -1
         self.src_offset[slots] = -1
 
@@ -816,26 +853,102 @@ class StateStore:
 
     def push_inputs(self, slots: I64, x: F64, ts: F64 | None = None) -> None:
         """Append one raw input per stream (and its time, if given) to its ring buffer,
-        for model-swap replay."""
+        for model-swap replay.
+
+        Inputs are kept as :mod:`pipeline.engine.relative16` codes: a row takes a new
+        reference and unit fitted to its ring when the ring wraps (so the reference
+        follows the stream) and when an input lies beyond the codes' range
+        (:meth:`_rebase`). A time is kept as the minutes since the row's input before it,
+        from which :meth:`recent_window` counts back from the newest input's time."""
         if self.ring == 0:
             return
-        pos = self.ring_len[slots] % self.ring
-        self.ring_buf[slots, pos] = x
-        self.ring_ts[slots, pos] = np.nan if ts is None else np.mod(ts, WEEK)
+        R = self.ring
+        n = self.ring_len[slots]
+        pos = n % R
+        x = np.asarray(x, np.float64)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            codes = (x - self.ring_ref[slots]) / self.ring_unit[slots]
+        rebase = (pos == 0) | ~(np.abs(codes) <= relative16.LIMIT).all(axis=1)
+        if rebase.any():
+            again = np.flatnonzero(rebase)
+            self._rebase(slots[again], x[again], np.minimum(n[again], R))
+            codes[again] = (x[again] - self.ring_ref[slots[again]]) / self.ring_unit[slots[again]]
+        self.ring_buf[slots, pos] = codes.astype(np.float16)
+        if ts is None:
+            self.ring_gap[slots, pos] = np.nan
+            self.ring_last[slots] = np.nan
+        else:
+            gap, self.ring_last[slots] = _time_step(self.ring_last[slots], ts)
+            self.ring_gap[slots, pos] = gap
         self.ring_len[slots] += 1
 
-    def _arrival_order(self, slot: int, row: npt.NDArray[Any]) -> npt.NDArray[Any]:
-        """``row`` (one slot's ring, oldest entry at ``ring_len % ring`` once full) in
-        arrival order, oldest first (a copy)."""
-        n = int(self.ring_len[slot])
-        if n <= self.ring:
-            return row[:n].copy()
-        start = n % self.ring
-        return np.concatenate([row[start:], row[:start]])
+    def _rebase(self, slots: I64, x: F64, held: I64) -> None:
+        """Give the rings of ``slots`` a reference (the median of their ``held`` inputs and
+        their next ones, ``x``: what most inputs lie close to, a spike or two apart) and a
+        unit that holds all of those, re-encoding the held ones."""
+        kept = np.arange(self.ring)[None, :] < held[:, None]  # [B, R]
+        values = self.ring_values(slots)
+        pool = np.concatenate([np.where(kept[:, :, None], values, np.inf), x[:, None]], axis=1)
+        pool.sort(axis=1)  # the inputs not held (inf) last
+        middle = np.broadcast_to((held // 2)[:, None, None], (len(slots), 1, self.features))
+        ref = np.take_along_axis(pool, middle, axis=1)[:, 0].astype(np.float32)
+        dist = np.where(kept[:, :, None], np.abs(values - ref[:, None, :]), 0.0).max(axis=1)
+        dist = np.maximum(dist, np.abs(x - ref))
+        unit = relative16.unit_for(np.maximum(dist, np.abs(ref)))
+        codes = relative16.encode(values, ref[:, None, :], unit[:, None, :])
+        self.ring_buf[slots] = np.where(kept[:, :, None], codes, np.float16(0))
+        self.ring_ref[slots], self.ring_unit[slots] = ref, unit
+
+    def _ring_order(self, slot: int) -> I64:
+        """The ring positions of ``slot``'s inputs, oldest first (a full ring's oldest sits
+        at ``ring_len % ring``)."""
+        n, R = int(self.ring_len[slot]), self.ring
+        start = n % R if n > R else 0
+        out: I64 = (start + np.arange(min(n, R))) % max(R, 1)
+        return out
+
+    def ring_values(self, slots: I64, cols: I64 | None = None) -> F64:
+        """The inputs at ring positions ``cols [B, k]`` (default: all) of ``slots [B]``."""
+        codes = self.ring_buf[slots] if cols is None else self.ring_buf[slots[:, None], cols]
+        ref, unit = self.ring_ref[slots][:, None, :], self.ring_unit[slots][:, None, :]
+        return relative16.decode(codes, ref, unit)
+
+    def fill_rings(self, slots: I64, inputs: npt.ArrayLike, times: F64 | None = None) -> None:
+        """Set the rings of ``slots`` to ``inputs [B, k, F]`` (oldest first; the newest
+        ``ring`` of them are kept) taken at ``times [B, k]`` (None: not known, as after a
+        restore: the changelog does not carry them)."""
+        x = np.asarray(inputs, np.float64)
+        kept = min(x.shape[1], self.ring)
+        self.ring_len[slots] = kept
+        self.ring_gap[slots] = np.nan
+        self.ring_last[slots] = np.nan
+        if not kept:
+            return
+        codes, ref, unit = relative16.fit(x[:, -kept:])
+        self.ring_buf[slots, :kept] = codes
+        self.ring_ref[slots], self.ring_unit[slots] = ref, unit
+        if times is not None:
+            t = np.asarray(times, np.float64)[:, -kept:]
+            last = t[:, 0]
+            for j in range(1, kept):
+                self.ring_gap[slots, j], last = _time_step(last, t[:, j])
+            self.ring_last[slots] = last
+
+    def _install_ring(self, slots: I64, codes: npt.NDArray[Any], ref: F32, unit: F32) -> None:
+        """Rings as a snapshot keeps them (:class:`Snapshot`: codes oldest first), times
+        unknown."""
+        kept = min(codes.shape[1], self.ring)
+        if kept:
+            self.ring_buf[slots, :kept] = codes[:, codes.shape[1] - kept :]
+        self.ring_ref[slots], self.ring_unit[slots] = ref, unit
+        self.ring_len[slots] = kept
+        self.ring_gap[slots] = np.nan
+        self.ring_last[slots] = np.nan
 
     def recent_inputs(self, slot: int) -> F32:
         """The ring buffer of ``slot`` in arrival order (oldest first)."""
-        out: F32 = self._arrival_order(slot, self.ring_buf[slot])
+        inputs, _, lengths = self.recent_window(np.asarray([slot], np.int64))
+        out: F32 = inputs[0, self.ring - int(lengths[0]) :]
         return out
 
     def recent_window(self, slots: I64) -> tuple[F32, F64, I64]:
@@ -844,6 +957,7 @@ class StateStore:
         order (oldest first, ending at ``R - 1``; the rows before them hold zeros). Times
         as :meth:`recent_times` gives them."""
         R = self.ring
+        slots = np.asarray(slots, np.int64)
         lengths = np.minimum(self.ring_len[slots], R)
         # Output column p holds the k-th oldest entry, k = p - (R - length), which sits at
         # (start + k) % R: start is the oldest entry's place once the ring has wrapped.
@@ -851,15 +965,22 @@ class StateStore:
         k = np.arange(R)[None, :] - (R - lengths)[:, None]
         valid = k >= 0
         src = np.where(valid, (start[:, None] + k) % max(R, 1), 0)
-        rows = np.asarray(slots, np.int64)[:, None]
-        inputs: F32 = np.where(valid[:, :, None], self.ring_buf[rows, src], 0.0).astype(np.float32)
-        times: F64 = np.where(valid, self.ring_ts[rows, src], 0.0).astype(np.float64)
+        values = self.ring_values(slots, src)
+        inputs: F32 = np.where(valid[:, :, None], values, 0.0).astype(np.float32)
+        # Each input's time: the newest input's, less the gaps of the inputs after it.
+        gaps = self.ring_gap[slots[:, None], src].astype(np.float64) * 60.0
+        after = np.zeros_like(gaps)
+        after[:, :-1] = np.cumsum(gaps[:, :0:-1], axis=1)[:, ::-1]
+        with np.errstate(invalid="ignore"):
+            phases = np.mod(self.ring_last[slots][:, None] - after, WEEK)
+        times: F64 = np.where(valid, phases, 0.0)
         return inputs, times, lengths.astype(np.int64)
 
     def recent_times(self, slot: int) -> F64:
         """The times of :meth:`recent_inputs` as seconds into their week (NaN: unknown,
         e.g. after a restore: the changelog does not carry them)."""
-        out: F64 = self._arrival_order(slot, self.ring_ts[slot]).astype(np.float64)
+        _, times, lengths = self.recent_window(np.asarray([slot], np.int64))
+        out: F64 = times[0, self.ring - int(lengths[0]) :]
         return out
 
     def reset_dynamics(self, slots: I64) -> None:
@@ -980,7 +1101,9 @@ class StateStore:
             mean=self.mean[slot].copy(),
             var=self.var[slot].copy(),
             fc=self.fc[slot].copy(),
-            ring=self.recent_inputs(slot),
+            ring=self.ring_buf[slot, self._ring_order(slot)],
+            ring_ref=self.ring_ref[slot].copy(),
+            ring_unit=self.ring_unit[slot].copy(),
             fs=self.fs[slot].copy(),
             qlog=float(self.qlog[slot]),
             gxy=float(self.gxy[slot]),
@@ -1079,12 +1202,11 @@ class StateStore:
         self.sp[slots], self.su[slots] = packed.sp, packed.su
         self.sw[slots], self.ss[slots] = packed.sw, packed.ss
         self.part[slots], self.src_offset[slots] = parts, column(c, "source_offset")
-        ring = column(c, "ring")
-        kept = min(ring.shape[1], self.ring)
-        if kept:
-            self.ring_buf[slots, :kept] = ring[:, ring.shape[1] - kept :]
-        self.ring_ts[slots] = np.nan
-        self.ring_len[slots] = kept
+        ref, unit = c["ring_ref"], c["ring_unit"]
+        if ref is None or unit is None:
+            self.fill_rings(slots, column(c, "ring"))  # sensor values: a frame before format 14
+        else:
+            self._install_ring(slots, column(c, "ring"), ref, unit)
         return slots
 
     def profiles(self, slots: I64) -> season.Profiles:

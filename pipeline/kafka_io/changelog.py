@@ -20,7 +20,7 @@ Record key: the stream id. Value: a versioned binary frame (never pickle)::
     | f64 rv[F] (format 11)
     | f32 hm[2 * HABIT_SLOTS, F] (format 12)
     | f16 te[HOURS] (format 13)
-    | f32 ring[R,F]
+    | f16 ring[R,F] | f32 ring_ref[F] | f32 ring_unit[F] (format 14; before: f32 ring[R,F])
 
 A tombstone (null value) marks an evicted stream. Older formats still restore, so an
 upgrade keeps every stream's state: format 12 (before the errors by hour of day: no
@@ -37,6 +37,10 @@ the blend has evidence; format 3 (before the forecast channel's tail fit: no
 the next step, the interval multiplier at 1 and the gain learning afresh; format 1 (also before range novelty and tail calibration: no ``peak``, ``rec``,
 ``trate``, ``lo``, ``hi``) takes the range as the normaliser's mean ± 6 standard
 deviations, widening with the data.
+
+Format 14 keeps the replay ring as the store does (pipeline.engine.state.StateStore.push_inputs,
+pipeline.engine.relative16): float16 codes relative to a reference in a unit per feature;
+older frames carry it as float32 inputs, which a restore encodes.
 
 Format 7 keeps ``h`` and ``c`` in float16, as the store does (``STATE_DTYPE``,
 pipeline.engine.state; the step session casts at the model: pipeline.engine.inference);
@@ -70,6 +74,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline.config import KafkaConfig
+from pipeline.engine import relative16
 from pipeline.engine.anomaly import DEPARTURE_BLOCKS, HABIT_SLOTS
 from pipeline.engine.blend import MOMENTS
 from pipeline.engine.dayspread import HOURS
@@ -100,7 +105,7 @@ __all__ = [
 ]
 
 MAGIC = b"SCS"
-FORMAT = 13
+FORMAT = 14
 # A stream's winning frame in a run of changelog records (the restore rule): the frame,
 # its partition, its source offset, and whether a tombstone of the stream preceded it in
 # the same run (then it replaces whatever earlier records gave the stream).
@@ -113,7 +118,8 @@ _STATS = (
 # The f64 statistics a header carries per format: the first 7, 10, 14, 16, 18, 21, 25, 32 or
 # 34 of _STATS.
 _STATS_IN = {
-    1: 7, 2: 10, 3: 14, 4: 16, 5: 18, 6: 21, 7: 21, 8: 21, 9: 25, 10: 32, 11: 32, 12: 32, 13: 34
+    1: 7, 2: 10, 3: 14, 4: 16, 5: 18, 6: 21, 7: 21, 8: 21, 9: 25, 10: 32, 11: 32, 12: 32, 13: 34,
+    14: 34,
 }  # fmt: skip
 _DEPARTURE_F64 = ("ds", "dref", "dmax")  # [F] each, from format 9
 _SEASON_F64 = ("slev", "sfc", "mfc")  # [F] each, from format 5
@@ -251,8 +257,27 @@ def encode_snapshot(s: Snapshot) -> bytes:
                 np.zeros((2 * HABIT_SLOTS, F)) if s.hm is None else s.hm, "<f4"
             ).tobytes(),
             np.ascontiguousarray(np.zeros(HOURS) if s.te is None else s.te, "<f2").tobytes(),
-            np.ascontiguousarray(s.ring, "<f4").tobytes(),
+            *_ring_bytes(s, F),
         )
+    )
+
+
+def _ring_bytes(s: Snapshot, F: int) -> tuple[bytes, bytes, bytes]:
+    """The ring's fields of a frame: as the store keeps it (a snapshot of an older frame,
+    in sensor values, is encoded first, as a store installs it)."""
+    ring: npt.NDArray[Any]
+    ref: npt.NDArray[Any]
+    unit: npt.NDArray[Any]
+    if s.ring_ref is not None and s.ring_unit is not None:
+        ring, ref, unit = s.ring, s.ring_ref, s.ring_unit
+    elif len(s.ring):
+        ring, ref, unit = relative16.fit(s.ring)
+    else:
+        ring, ref, unit = s.ring, np.zeros(F), np.zeros(F)
+    return (
+        np.ascontiguousarray(ring, "<f2").tobytes(),
+        np.ascontiguousarray(ref, "<f4").tobytes(),
+        np.ascontiguousarray(unit, "<f4").tobytes(),
     )
 
 
@@ -338,6 +363,8 @@ def frame_blocks(
             start = np.where(store.ring_len[sl] > R, store.ring_len[sl] % max(R, 1), 0)
             cols = (start[:, None] + np.arange(r)) % max(R, 1)
             rec["ring"] = store.ring_buf[sl[:, None], cols]
+        rec["ring_ref"] = store.ring_ref[sl]
+        rec["ring_unit"] = store.ring_unit[sl]
         yield pick, rec.tobytes(), dtype.itemsize
 
 
@@ -383,11 +410,12 @@ def _header(data: bytes) -> _Header:
     L, H, F, Z, R, P = (*got, 0) if len(got) == 5 else got
     state = 2 * L * H * np.dtype(_STATE[fmt]).itemsize
     # The ring; the profile (format 8: float16 bins, their unit and the week's rows).
-    floats32 = R * F + (F + WEEK_STATE * F if fmt >= 8 else P * F)
+    floats32 = (R * F if fmt < 14 else 2 * F) + (F + WEEK_STATE * F if fmt >= 8 else P * F)
     floats32 += DEPARTURE_BLOCKS * F if fmt >= 9 else 0
     floats32 += 2 * HABIT_SLOTS * F if fmt >= 12 else 0
     state += 2 * P * F if fmt >= 8 else 0
     state += 2 * HOURS if fmt >= 13 else 0
+    state += 2 * R * F if fmt >= 14 else 0
     # mean, var, last_x (, lo, hi (, dlt (, slev, sfc, mfc))); fc (, fs); (bm)
     # (, ds, dref, dmax (, rv))
     floats64 = {
@@ -404,6 +432,7 @@ def _header(data: bytes) -> _Header:
         11: 13,
         12: 13,
         13: 13,
+        14: 13,
     }[fmt] * F + (2 if fmt >= 3 else 1) * Z * F
     floats64 += MOMENTS if fmt >= 5 else 0
     need = pos + head.size + state + 4 * floats32 + 8 * floats64
@@ -457,7 +486,11 @@ def _layout(fmt: int, pos: int, dims: Dims) -> np.dtype[np.void]:
             *([("rv", "<f8", (F,))] if fmt >= 11 else []),
             *([("hm", "<f4", (2 * HABIT_SLOTS, F))] if fmt >= 12 else []),
             *([("te", "<f2", (HOURS,))] if fmt >= 13 else []),
-            ("ring", "<f4", (R, F)),
+            *(
+                [("ring", "<f2", (R, F)), ("ring_ref", "<f4", (F,)), ("ring_unit", "<f4", (F,))]
+                if fmt >= 14
+                else [("ring", "<f4", (R, F))]
+            ),
         ]
     )
 
@@ -503,8 +536,7 @@ def _columns(header: _Header, data: bytes | memoryview, rows: list[int]) -> Colu
     rec = np.frombuffer(data, _layout(fmt, pos, dims))
     # Views where the stored type is the native one (a store copies them on install).
     col: dict[str, npt.NDArray[Any] | None] = {
-        name: rec[name].astype(np.float32 if name == "ring" else np.float64, copy=False)
-        for name in ("mean", "var", "fc", "last_x", "ring")
+        name: rec[name].astype(np.float64, copy=False) for name in ("mean", "var", "fc", "last_x")
     }
     # The store's type (an older frame's float32 state rounded to it).
     for name in ("h", "c"):
@@ -537,6 +569,10 @@ def _columns(header: _Header, data: bytes | memoryview, rows: list[int]) -> Colu
     col["hm"] = rec["hm"].astype(np.float32) if fmt >= 12 else None
     # From format 13 the profile's errors by hour of day (older frames: None, afresh).
     col["te"] = rec["te"].astype(np.float16) if fmt >= 13 else None
+    # From format 14 the ring as the store keeps it; before, its inputs (encoded on install).
+    col["ring"] = rec["ring"].astype(np.float16 if fmt >= 14 else np.float32)
+    for name in ("ring_ref", "ring_unit"):
+        col[name] = rec[name].astype(np.float32) if fmt >= 14 else None
     stats = rec["stats"].astype(np.float64)
     for k, name in enumerate(_STATS):  # the newer statistics start at 0
         col[name] = stats[:, k] if k < _STATS_IN[fmt] else np.zeros(len(rows))

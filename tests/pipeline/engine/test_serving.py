@@ -284,7 +284,7 @@ def test_a_swap_rebuilds_each_stream_as_it_would_alone() -> None:
                 served.score(batch, np.zeros(1, np.int64), now=ts)
         old = served.store.slot_of("old")
         if old is not None:
-            served.store.ring_ts[old] = np.nan  # as after a restore
+            served.store.ring_last[old] = np.nan  # as after a restore
         served._carry_over(served.meta, served.meta)
         served.materialize_all()
         return served

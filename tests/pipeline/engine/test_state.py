@@ -147,6 +147,63 @@ def test_the_replay_window_right_aligns_every_ring_in_arrival_order() -> None:
     assert inputs[3, :, 0].tolist() == [32.0, 33.0, 34.0]  # the wrapped ring's last three
 
 
+@pytest.mark.parametrize(
+    "kind",
+    ["noise about a high level", "a level shift", "a drift through zero", "spikes", "a glitch"],
+)
+def test_the_ring_keeps_its_inputs_to_within_16_bits_of_their_spread(kind: str) -> None:
+    """The ring keeps inputs as 16-bit codes (pipeline.engine.relative16): each one comes
+    back to within 2^-10 of how far the ring's inputs lie apart (two roundings: once when
+    written, once when the ring takes a new reference) over the last three ring lengths
+    (a unit is fitted when the ring wraps, to what it holds), however far from zero they
+    lie, however they jump, through wraps and rebases. A glitch 1e30 times the other
+    inputs leaves them at the reference's value until it has left the ring."""
+    rng = np.random.default_rng(len(kind))
+    n = 400
+    x = {
+        "noise about a high level": 1e6 + rng.normal(0, 0.01, n),
+        "a level shift": np.where(np.arange(n) < 150, 20.0, 5e4) + rng.normal(0, 0.1, n),
+        "a drift through zero": np.linspace(-3.0, 3.0, n) + rng.normal(0, 1e-3, n),
+        "spikes": np.where(rng.random(n) < 0.05, 1e6, 1.0) * rng.normal(1, 0.1, n),
+        "a glitch": np.where(np.arange(n) == 100, 1e30, 1.0) * rng.normal(1, 0.1, n),
+    }[kind]
+    store = _store(capacity=2, ring=16)
+    slots = store.slots_for(["s"], now=0.0)
+    for t in range(n):
+        store.push_inputs(slots, np.array([[x[t]]]))
+        want = x[max(0, t - 15) : t + 1]
+        got = store.recent_inputs(int(slots[0]))[:, 0].astype(np.float64)
+        recent = x[max(0, t - 47) : t + 1]
+        bound = 2.0**-10 * (recent.max() - recent.min()) + 2.0**-23 * np.abs(want)
+        assert (np.abs(got - want.astype(np.float32)) <= bound).all(), t
+    if kind == "a glitch":  # and once it has left, what the ring holds is exact again
+        assert (np.abs(got - want) <= 2.0**-10 * (want.max() - want.min()) + 1e-6).all()
+
+
+def test_the_ring_keeps_its_inputs_times_as_gaps() -> None:
+    """Times come back as seconds into the week of each input, counted back from the
+    newest: each to within its gap's 16-bit rounding (a millisecond for inputs a second
+    apart, two minutes for three days apart), not the sum of those after it. An input whose time
+    is not known makes it and those before it unknown."""
+    store = _store(capacity=2, ring=8)
+    slots = store.slots_for(["fast", "slow"], now=0.0)
+    t0 = 1_796_000_000.0
+    fast = t0 + np.cumsum(np.full(12, 1.001))
+    slow = t0 + np.cumsum(np.full(12, 3 * 86_400.0 + 7.0))
+    for t in range(12):
+        store.push_inputs(slots, np.ones((2, 1)), np.array([fast[t], slow[t]]))
+    week = 7 * 86_400.0
+    got_fast = store.recent_times(int(slots[0]))
+    got_slow = store.recent_times(int(slots[1]))
+    np.testing.assert_allclose(got_fast, np.mod(fast[-8:], week), atol=1e-3)
+    off = np.abs(got_slow - np.mod(slow[-8:], week))
+    assert (np.minimum(off, week - off) <= 2.0**-11 * (slow[1] - slow[0])).all()  # ~2 min
+    store.push_inputs(slots[:1], np.ones((1, 1)), None)
+    store.push_inputs(slots[:1], np.ones((1, 1)), np.array([fast[-1] + 5.0]))
+    times = store.recent_times(int(slots[0]))
+    assert np.isnan(times[:-1]).all() and times[-1] == pytest.approx(np.mod(fast[-1] + 5, week))
+
+
 def test_adopt_carries_model_independent_state_only() -> None:
     old = _store(capacity=4)
     slots = old.slots_for(["a", "b"], now=5.0)

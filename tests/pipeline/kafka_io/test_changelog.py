@@ -128,6 +128,9 @@ def _filled_store(features: int = 2) -> StateStore:
     store.su[...], store.sw[...] = 0.25, np.abs(rng.normal(size=store.sw.shape))
     store.rec[...] = 0.01
     store.trate[...] = 0.002
+    # A ring wrapped once, of inputs far from zero (their codes are not the inputs).
+    for x in 1000.0 + rng.normal(size=(5, 1, features)):
+        store.push_inputs(np.asarray([0]), x)
     return store
 
 
@@ -141,6 +144,7 @@ def test_a_frame_restores_every_field_it_carries() -> None:
     snap = decode_snapshot(encode_snapshots(store, np.asarray([0]), "m", "v")[0])
     other = StateStore(layers=1, hidden=3, features=2, horizon=2, capacity=4, ring=3)
     slot = other.load("a", snap, partition=0, now=0.0)
+    np.testing.assert_array_equal(other.recent_inputs(slot), store.recent_inputs(0))
     for name in CARRIED:
         src = getattr(store, name)
         dst = getattr(other, name)
@@ -223,12 +227,12 @@ def test_a_format_2_frame_from_before_intervals_restores_with_an_unknown_scale()
             s.last_x.astype("<f8").tobytes(),
             s.lo.astype("<f8").tobytes(),
             s.hi.astype("<f8").tobytes(),
-            s.ring.astype("<f4").tobytes(),
+            s.ring_values().astype("<f4").tobytes(),
         )
     )  # fmt: skip
     old = decode_snapshot(frame)
     np.testing.assert_array_equal(old.fc, s.fc)
-    np.testing.assert_array_equal(old.ring, s.ring)
+    np.testing.assert_array_equal(old.ring, s.ring_values().astype(np.float32))
     assert (old.peak, old.rec, old.trate) == (s.peak, s.rec, s.trate)
     assert old.qlog == 0.0 and old.fs is not None and np.isnan(old.fs).all()
     assert (old.gxy, old.gxx, old.gn) == (0.0, 0.0, 0.0)
@@ -256,7 +260,7 @@ def _pre_season_frame(fmt: int, s: Snapshot) -> bytes:
             s.c.astype("<f4").tobytes(),
             *(getattr(s, n).astype("<f8").tobytes() for n in ("mean", "var", "fc", "last_x")),
             *(getattr(s, n).astype("<f8").tobytes() for n in ("lo", "hi", "fs", "dlt")),
-            s.ring.astype("<f4").tobytes(),
+            s.ring_values().astype("<f4").tobytes(),
         )
     )  # fmt: skip
 
@@ -268,7 +272,7 @@ def test_a_format_3_frame_from_before_the_tail_fit_restores_unseeded() -> None:
     old = decode_snapshot(_pre_season_frame(3, s))
     assert (old.tu, old.tb) == (0.0, 0.0)  # seeded from the priors at the next step
     assert (old.emu, old.gn, old.qlog) == (s.emu, s.gn, s.qlog)
-    np.testing.assert_array_equal(old.ring, s.ring)
+    np.testing.assert_array_equal(old.ring, s.ring_values().astype(np.float32))
     np.testing.assert_array_equal(old.dlt, s.dlt)
 
 
@@ -279,7 +283,7 @@ def test_a_format_4_frame_from_before_the_daily_profile_restores_with_it_startin
     old = decode_snapshot(_pre_season_frame(4, s))
     assert (old.tu, old.tb, old.gn) == (s.tu, s.tb, s.gn)
     assert old.sp is None and old.bm is None and old.slev is None
-    np.testing.assert_array_equal(old.ring, s.ring)
+    np.testing.assert_array_equal(old.ring, s.ring_values().astype(np.float32))
     other = StateStore(layers=1, hidden=3, features=2, horizon=2, capacity=4, ring=3)
     slot = other.load("a", old, partition=0, now=0.0)
     # The profile starts at the stream's next values; the model's forecast stands alone.
@@ -382,6 +386,23 @@ def test_frames_carry_the_profile_size_and_a_store_of_another_size_restarts_it()
 _HEAD_END = 4 + 2 + 1 + 2 + 1 + 8 + 8 + 8 + 8 + 1 + 2 * 6
 
 
+def _values(s: Snapshot) -> Snapshot:
+    """``s`` with its ring as a frame before format 14 carries it: float32 inputs."""
+    ring = s.ring_values().astype(np.float32)
+    return dataclasses.replace(s, ring=ring, ring_ref=None, ring_unit=None)
+
+
+def _format_13_frame(store: StateStore) -> bytes:
+    """Stream 0 of ``store`` as format 13 wrote it: format 14 with the ring's float32
+    inputs instead of its codes, reference and unit."""
+    s = store.snapshot(0, "m", "v")
+    frame = encode_snapshots(store, np.asarray([0]), "m", "v")[0]
+    assert frame[3] == 14 and s.ring_ref is not None and s.ring_unit is not None
+    tail = len(frame) - 2 * s.ring.size - 4 * s.ring_ref.size - 4 * s.ring_unit.size
+    inputs = s.ring_values().astype("<f4").tobytes()
+    return frame[:3] + bytes([13]) + frame[4:tail] + inputs
+
+
 def _format_12_frame(store: StateStore) -> bytes:
     """Stream 0 of ``store`` as format 12 wrote it: format 13 without the profile's errors
     by hour of day (their mean and start the header's last two statistics, their bins
@@ -389,7 +410,7 @@ def _format_12_frame(store: StateStore) -> bytes:
     from pipeline.kafka_io.changelog import _STATS_IN
 
     s = store.snapshot(0, "m", "v")
-    frame = encode_snapshots(store, np.asarray([0]), "m", "v")[0]
+    frame = _format_13_frame(store)
     assert frame[3] == 13 and s.te is not None
     ring, te = s.ring.size * 4, s.te.size * 2
     tail = len(frame) - ring
@@ -544,7 +565,7 @@ def test_a_format_5_frame_from_before_the_sustained_channel_restores_it_unseeded
     assert (old.tu, old.tb, old.sbin) == (s.tu, s.tb, s.sbin)
     assert old.sp is not None and old.su is None  # in sensor units, as format 7 carried it
     np.testing.assert_array_equal(old.sp, _profile(store, 0))
-    np.testing.assert_array_equal(old.ring, s.ring)
+    np.testing.assert_array_equal(old.ring, s.ring_values().astype(np.float32))
 
 
 def test_a_format_8_frame_from_before_the_departure_channel_restores_it_afresh() -> None:
@@ -560,7 +581,7 @@ def test_a_format_8_frame_from_before_the_departure_channel_restores_it_afresh()
     blank = {"dk": 0.0, "dn": 0.0, "dq": 0.0, "dl": 0.0}
     blank |= {"ds": None, "dref": None, "dmax": None, "db": None}
     blank |= dict.fromkeys(_DAY, 0.0) | {"rv": None, "hm": None, "te": None, "tq": 0.0, "tt": 0.0}
-    assert _same(old, dataclasses.replace(new, **blank))
+    assert _same(old, dataclasses.replace(_values(new), **blank))
     other = StateStore(layers=1, hidden=3, features=2, horizon=2, capacity=4, ring=3)
     slot = other.load("a", old, partition=0, now=0.0)
     assert other.dn[slot] == 0.0 and not other.db[slot].any() and not other.dmax[slot].any()
@@ -582,7 +603,7 @@ def test_a_format_9_frame_from_before_the_day_channel_restores_it_afresh() -> No
     assert _same(
         old,
         dataclasses.replace(
-            new, **dict.fromkeys(_DAY, 0.0), rv=None, hm=None, te=None, tq=0.0, tt=0.0
+            _values(new), **dict.fromkeys(_DAY, 0.0), rv=None, hm=None, te=None, tq=0.0, tt=0.0
         ),
     )
     other = StateStore(layers=1, hidden=3, features=2, horizon=2, capacity=4, ring=3)
@@ -602,7 +623,7 @@ def test_a_format_10_frame_from_before_the_residual_share_learns_it_afresh() -> 
     new = decode_snapshot(encode_snapshots(store, np.asarray([0]), "m", "v")[0])
     assert old.rv is None
     np.testing.assert_array_equal(new.rv, s.rv)
-    assert _same(old, dataclasses.replace(new, rv=None, hm=None, te=None, tq=0.0, tt=0.0))
+    assert _same(old, dataclasses.replace(_values(new), rv=None, hm=None, te=None, tq=0.0, tt=0.0))
     other = StateStore(layers=1, hidden=3, features=2, horizon=2, capacity=4, ring=3)
     slot = other.load("a", old, partition=0, now=0.0)
     assert not other.rv[slot].any()
@@ -620,7 +641,7 @@ def test_a_format_11_frame_from_before_the_habit_learns_it_afresh() -> None:
     new = decode_snapshot(encode_snapshots(store, np.asarray([0]), "m", "v")[0])
     assert old.hm is None
     np.testing.assert_array_equal(new.hm, s.hm)
-    assert _same(old, dataclasses.replace(new, hm=None, te=None, tq=0.0, tt=0.0))
+    assert _same(old, dataclasses.replace(_values(new), hm=None, te=None, tq=0.0, tt=0.0))
     other = StateStore(layers=1, hidden=3, features=2, horizon=2, capacity=4, ring=3)
     slot = other.load("a", old, partition=0, now=0.0)
     assert not other.hm[slot].any()
@@ -640,10 +661,31 @@ def test_a_format_12_frame_from_before_the_errors_by_hour_learns_them_afresh() -
     assert old.te is None and old.tq == 0.0 and old.tt == 0.0
     np.testing.assert_array_equal(new.te, s.te)
     assert (new.tq, new.tt) == (s.tq, s.tt)
-    assert _same(old, dataclasses.replace(new, te=None, tq=0.0, tt=0.0))
+    assert _same(old, dataclasses.replace(_values(new), te=None, tq=0.0, tt=0.0))
     other = StateStore(layers=1, hidden=3, features=2, horizon=2, capacity=4, ring=3)
     slot = other.load("a", old, partition=0, now=0.0)
     assert not other.te[slot].any() and other.tq[slot] == 0.0
     # Its hours count from the restore, however old its profile.
     assert other.tt[slot] == s.last_ts
     np.testing.assert_array_equal(other.hm[slot], store.hm[0])
+
+
+def test_a_format_13_frame_restores_its_ring_encoded() -> None:
+    """Format 13 carried the replay ring as float32 inputs: everything restores as format
+    14 carries it, and a store keeps those inputs as codes of its own, to within 2^-11 of
+    how far apart they lie (pipeline.engine.relative16)."""
+    store = _filled_store(features=2)
+    s = store.snapshot(0, "m", "v")
+    old = decode_snapshot(_format_13_frame(store))
+    new = decode_snapshot(encode_snapshots(store, np.asarray([0]), "m", "v")[0])
+    assert old.ring_ref is None and old.ring.dtype == np.float32 and new.ring_ref is not None
+    assert _same(old, _values(new))
+    other = StateStore(layers=1, hidden=3, features=2, horizon=2, capacity=4, ring=3)
+    slot = other.load("a", old, partition=0, now=0.0)
+    want = s.ring_values()[-3:]
+    got = other.recent_inputs(slot)
+    bound = 2.0**-11 * (want.max() - want.min()) + 2.0**-24 * np.abs(want)
+    assert got.shape == want.shape and (np.abs(got - want) <= bound).all()
+    # Written again, the frame is format 14's, with the codes the store made.
+    again = decode_snapshot(encode_snapshot(old))
+    np.testing.assert_array_equal(again.ring_values()[-3:], got)
