@@ -885,18 +885,20 @@ class StateStore:
     def _rebase(self, slots: I64, x: F64, held: I64) -> None:
         """Give the rings of ``slots`` a reference (the median of their ``held`` inputs and
         their next ones, ``x``: what most inputs lie close to, a spike or two apart) and a
-        unit that holds all of those, re-encoding the held ones."""
-        kept = np.arange(self.ring)[None, :] < held[:, None]  # [B, R]
+        unit that holds all of those, re-encoding the held ones (one that is not finite,
+        which only a damaged frame can bring, as the reference)."""
         values = self.ring_values(slots)
-        pool = np.concatenate([np.where(kept[:, :, None], values, np.inf), x[:, None]], axis=1)
+        # [B, R, F]: held, and finite
+        kept = (np.arange(self.ring)[None, :] < held[:, None])[:, :, None] & np.isfinite(values)
+        pool = np.concatenate([np.where(kept, values, np.inf), x[:, None]], axis=1)
         pool.sort(axis=1)  # the inputs not held (inf) last
-        middle = np.broadcast_to((held // 2)[:, None, None], (len(slots), 1, self.features))
+        middle = (kept.sum(axis=1) // 2)[:, None, :]
         ref = np.take_along_axis(pool, middle, axis=1)[:, 0].astype(np.float32)
-        dist = np.where(kept[:, :, None], np.abs(values - ref[:, None, :]), 0.0).max(axis=1)
+        dist = np.where(kept, np.abs(values - ref[:, None, :]), 0.0).max(axis=1)
         dist = np.maximum(dist, np.abs(x - ref))
         unit = relative16.unit_for(np.maximum(dist, np.abs(ref)))
         codes = relative16.encode(values, ref[:, None, :], unit[:, None, :])
-        self.ring_buf[slots] = np.where(kept[:, :, None], codes, np.float16(0))
+        self.ring_buf[slots] = np.where(kept, codes, np.float16(0))
         self.ring_ref[slots], self.ring_unit[slots] = ref, unit
 
     def _ring_order(self, slot: int) -> I64:
@@ -936,12 +938,14 @@ class StateStore:
 
     def _install_ring(self, slots: I64, codes: npt.NDArray[Any], ref: F32, unit: F32) -> None:
         """Rings as a snapshot keeps them (:class:`Snapshot`: codes oldest first), times
-        unknown."""
+        unknown; a ring whose reference or unit is not a finite number (a unit a positive
+        one: only a damaged frame has others) starts empty."""
         kept = min(codes.shape[1], self.ring)
         if kept:
             self.ring_buf[slots, :kept] = codes[:, codes.shape[1] - kept :]
         self.ring_ref[slots], self.ring_unit[slots] = ref, unit
-        self.ring_len[slots] = kept
+        usable = (np.isfinite(ref) & np.isfinite(unit) & (unit > 0)).all(axis=1)
+        self.ring_len[slots] = np.where(usable, kept, 0)
         self.ring_gap[slots] = np.nan
         self.ring_last[slots] = np.nan
 

@@ -689,3 +689,30 @@ def test_a_format_13_frame_restores_its_ring_encoded() -> None:
     # Written again, the frame is format 14's, with the codes the store made.
     again = decode_snapshot(encode_snapshot(old))
     np.testing.assert_array_equal(again.ring_values()[-3:], got)
+
+
+@pytest.mark.parametrize("damage", ["unit inf", "unit 0", "reference NaN", "a code NaN"])
+def test_a_frame_with_a_damaged_ring_restores_and_its_ring_recovers(damage: str) -> None:
+    """A frame whose ring cannot be decoded (only damage makes one) restores the stream
+    with an empty ring, or with the bad input taken as the reference when the ring next
+    wraps; either way what the ring holds is finite again after one ring of inputs."""
+    store = _filled_store(features=2)
+    s = store.snapshot(0, "m", "v")
+    assert s.ring_ref is not None and s.ring_unit is not None
+    bad = {
+        "unit inf": {"ring_unit": np.full_like(s.ring_unit, np.inf)},
+        "unit 0": {"ring_unit": np.zeros_like(s.ring_unit)},
+        "reference NaN": {"ring_ref": np.full_like(s.ring_ref, np.nan)},
+        "a code NaN": {"ring": np.where(np.arange(3)[:, None] == 1, np.nan, s.ring)},
+    }[damage]
+    frame = encode_snapshot(dataclasses.replace(s, **bad))  # type: ignore[arg-type]
+    other = StateStore(layers=1, hidden=3, features=2, horizon=2, capacity=4, ring=3)
+    slot = other.load("a", decode_snapshot(frame), partition=0, now=0.0)
+    for v in (5.0, 6.0, 7.0):
+        other.push_inputs(np.asarray([slot]), np.full((1, 2), v))
+    got = other.recent_inputs(slot)
+    assert np.isfinite(got).all()
+    # Exact from an empty ring; after the damaged one, within 2^-11 of their distance from
+    # the reference the ring took at its wrap (the median of its old inputs, ~1,000).
+    exact = damage != "a code NaN"
+    np.testing.assert_allclose(got[:, 0], [5.0, 6.0, 7.0], atol=0.0 if exact else 2.0**-11 * 1e3)
