@@ -901,12 +901,12 @@ class StateStore:
         self.ring_buf[slots] = np.where(kept, codes, np.float16(0))
         self.ring_ref[slots], self.ring_unit[slots] = ref, unit
 
-    def _ring_order(self, slot: int) -> I64:
-        """The ring positions of ``slot``'s inputs, oldest first (a full ring's oldest sits
-        at ``ring_len % ring``)."""
-        n, R = int(self.ring_len[slot]), self.ring
-        start = n % R if n > R else 0
-        out: I64 = (start + np.arange(min(n, R))) % max(R, 1)
+    def ring_positions(self, slots: I64, k: int) -> I64:
+        """``[B, k]``: the ring positions of the oldest ``k`` inputs each of ``slots`` holds,
+        oldest first (a full ring's oldest sits at ``ring_len % ring``)."""
+        n, R = self.ring_len[slots], self.ring
+        start = np.where(n > R, n % max(R, 1), 0)
+        out: I64 = (start[:, None] + np.arange(k)) % max(R, 1)
         return out
 
     def ring_values(self, slots: I64, cols: I64 | None = None) -> F64:
@@ -1079,6 +1079,7 @@ class StateStore:
 
     def snapshot(self, slot: int, model: str, version: str) -> Snapshot:
         """An immutable copy of one stream's state for the changelog."""
+        held = min(int(self.ring_len[slot]), self.ring)
         return Snapshot(
             model=model,
             version=version,
@@ -1105,7 +1106,7 @@ class StateStore:
             mean=self.mean[slot].copy(),
             var=self.var[slot].copy(),
             fc=self.fc[slot].copy(),
-            ring=self.ring_buf[slot, self._ring_order(slot)],
+            ring=self.ring_buf[slot, self.ring_positions(np.asarray([slot]), held)[0]],
             ring_ref=self.ring_ref[slot].copy(),
             ring_unit=self.ring_unit[slot].copy(),
             fs=self.fs[slot].copy(),

@@ -359,10 +359,7 @@ def frame_blocks(
         for name in (*_SEASON_F64, "bm", "sp", "su", "sw", *_DEPARTURE_F64, "db", "rv", "hm", "te"):
             rec[name] = getattr(store, name)[sl]
         if r:
-            # Oldest first: a full ring starts at ring_len % R (see StateStore.push_inputs).
-            start = np.where(store.ring_len[sl] > R, store.ring_len[sl] % max(R, 1), 0)
-            cols = (start[:, None] + np.arange(r)) % max(R, 1)
-            rec["ring"] = store.ring_buf[sl[:, None], cols]
+            rec["ring"] = store.ring_buf[sl[:, None], store.ring_positions(sl, r)]
         rec["ring_ref"] = store.ring_ref[sl]
         rec["ring_unit"] = store.ring_unit[sl]
         yield pick, rec.tobytes(), dtype.itemsize
