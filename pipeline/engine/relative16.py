@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["LIMIT", "decode", "encode", "fit", "unit_for"]
+__all__ = ["LIMIT", "about", "decode", "encode", "fit", "unit_for"]
 
 F64 = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]
@@ -65,7 +65,18 @@ def fit(x: npt.ArrayLike) -> tuple[F16, F32, F32]:
     ref [..., F], unit [..., F])``."""
     values = np.asarray(x, np.float64)
     ref = np.median(values, axis=-2).astype(np.float32)
+    codes, unit = about(values, ref)
+    return codes, ref, unit
+
+
+def about(x: npt.ArrayLike, ref: F32, kept: npt.NDArray[np.bool_] | None = None) -> tuple[F16, F32]:
+    """``x [..., k, F]`` as codes of ``ref [..., F]`` in the unit that holds both the
+    reference and the numbers ``kept`` (a mask like ``x``; default: all of them):
+    ``(codes, unit [..., F])``. The codes of numbers not kept are whatever they come to."""
+    values = np.asarray(x, np.float64)
     with np.errstate(invalid="ignore"):
-        dist = np.abs(values - ref[..., None, :]).max(axis=-2)
-    unit = unit_for(np.maximum(dist, np.abs(ref)))
-    return encode(values, ref[..., None, :], unit[..., None, :]), ref, unit
+        dist = np.abs(values - ref[..., None, :])
+    if kept is not None:
+        dist = np.where(kept, dist, 0.0)
+    unit = unit_for(np.maximum(dist.max(axis=-2), np.abs(ref)))
+    return encode(values, ref[..., None, :], unit[..., None, :]), unit

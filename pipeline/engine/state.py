@@ -890,15 +890,15 @@ class StateStore:
         values = self.ring_values(slots)
         # [B, R, F]: held, and finite
         kept = (np.arange(self.ring)[None, :] < held[:, None])[:, :, None] & np.isfinite(values)
-        pool = np.concatenate([np.where(kept, values, np.inf), x[:, None]], axis=1)
+        # [B, R + 1, F]: with the next inputs, which are always kept
+        both = np.concatenate([values, x[:, None]], axis=1)
+        both_kept = np.concatenate([kept, np.ones_like(kept[:, :1])], axis=1)
+        pool = np.where(both_kept, both, np.inf)
         pool.sort(axis=1)  # the inputs not held (inf) last
         middle = (kept.sum(axis=1) // 2)[:, None, :]
         ref = np.take_along_axis(pool, middle, axis=1)[:, 0].astype(np.float32)
-        dist = np.where(kept, np.abs(values - ref[:, None, :]), 0.0).max(axis=1)
-        dist = np.maximum(dist, np.abs(x - ref))
-        unit = relative16.unit_for(np.maximum(dist, np.abs(ref)))
-        codes = relative16.encode(values, ref[:, None, :], unit[:, None, :])
-        self.ring_buf[slots] = np.where(kept, codes, np.float16(0))
+        codes, unit = relative16.about(both, ref, both_kept)
+        self.ring_buf[slots] = np.where(kept, codes[:, : self.ring], np.float16(0))
         self.ring_ref[slots], self.ring_unit[slots] = ref, unit
 
     def ring_positions(self, slots: I64, k: int) -> I64:
