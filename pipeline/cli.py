@@ -41,6 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for noisy in ("kafka", "onnxruntime"):
         logging.getLogger(noisy).setLevel(logging.WARNING if not ns.verbose else logging.INFO)
+    # Group events (joins, assignments, lost membership) are rare and what an operator
+    # needs to tell who owned a partition when.
+    logging.getLogger("kafka.coordinator").setLevel(logging.INFO)
     handler: Handler = ns.func
     try:
         return handler(ns)

@@ -14,12 +14,12 @@ import kafka
 import kafka.errors
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as KTP
 
 from pipeline.config import KafkaConfig
 from pipeline.errors import KafkaError
+from pipeline.kafka_io.cooperative import OwnedCooperativeSticky
 from pipeline.kafka_io.interface import (
     AssignmentCallback,
     Header,
@@ -63,11 +63,22 @@ def client_settings(config: KafkaConfig) -> dict[str, Any]:
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, on_assign: AssignmentCallback | None, on_revoke: AssignmentCallback | None):
+    """Passes assignments and revocations on, and keeps the assignor's claim to the
+    partitions still owned (kafka-python's ``on_partitions_lost`` calls
+    ``on_partitions_revoked``, so a lost partition is no longer claimed either)."""
+
+    def __init__(
+        self,
+        assignor: OwnedCooperativeSticky,
+        on_assign: AssignmentCallback | None,
+        on_revoke: AssignmentCallback | None,
+    ):
+        self._assignor = assignor
         self._on_assign = on_assign
         self._on_revoke = on_revoke
 
     def on_partitions_revoked(self, revoked: Any) -> None:
+        self._assignor.forget(revoked)
         if self._on_revoke and revoked:
             self._on_revoke(topic_partitions(revoked))
 
@@ -77,7 +88,8 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class KafkaPythonConsumer:
-    """A group consumer with manual commits and cooperative-sticky assignment."""
+    """A group consumer with manual commits and cooperative-sticky assignment
+    (:mod:`pipeline.kafka_io.cooperative`)."""
 
     def __init__(
         self,
@@ -92,6 +104,7 @@ class KafkaPythonConsumer:
         auto_offset_reset: str = "earliest",
         max_partition_fetch_bytes: int = 1 << 20,
     ) -> None:
+        assignor = OwnedCooperativeSticky()
         try:
             self._consumer = kafka.KafkaConsumer(
                 group_id=group,
@@ -99,7 +112,7 @@ class KafkaPythonConsumer:
                 auto_offset_reset=auto_offset_reset,
                 max_poll_records=max_poll_records,
                 isolation_level=isolation_level,
-                partition_assignment_strategy=[CooperativeStickyAssignor],
+                partition_assignment_strategy=[assignor],
                 fetch_max_wait_ms=100,
                 max_partition_fetch_bytes=max_partition_fetch_bytes,
                 session_timeout_ms=10000,
@@ -111,7 +124,7 @@ class KafkaPythonConsumer:
                 **client_settings(config),
             )
             self._await_metadata(topics, TOPIC_METADATA_WAIT_S)
-            self._consumer.subscribe(topics, listener=_Listener(on_assign, on_revoke))
+            self._consumer.subscribe(topics, listener=_Listener(assignor, on_assign, on_revoke))
         except kafka.errors.KafkaError as exc:
             raise KafkaError(f"cannot connect consumer to {config.bootstrap}: {exc}") from exc
 
