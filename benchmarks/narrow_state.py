@@ -1,21 +1,18 @@
-"""Narrower per-stream state, measured before it is built: what storing the LSTM state
-and the daily profile in 16 bits changes in the forecasts and scores, and what the
-conversions cost per event.
+"""Narrower per-stream state, measured: what the store's narrower types change in the
+forecasts and scores, and what the conversions cost per event.
 
     .venv/bin/python benchmarks/narrow_state.py [--data ../shared/data/nab-dev] [--corpus 2026]
         [--json out.json]
 
 * **Effect**: every series is replayed through the engine's stepping code
-  (:func:`training.evaluate.replay`) as it is, then again with the store rounding what it
-  keeps between steps: the profile to float16 in a power-of-two unit per stream (so that
-  a value's precision is relative to the stream's spread, and decoding is exact), and
-  ``h`` and ``c`` to float16 (since 2026-12-03 the store keeps both so, the profile as
-  :class:`pipeline.engine.season.Profiles`, and these variants change nothing; the
-  measurements that led there ran at commit 7f06615). Printed per
-  variant: the largest and median deviation of the one-step forecast (in each series'
-  standard deviations), the one-step MAE ratio between the rounded run and the run as it
-  is (geometric mean over series), and the records whose flag (score ≥ the model's
-  threshold) flips.
+  (:func:`training.evaluate.replay`) with the store as it is, then again with a variant
+  of it: since 2026-12-06 the one variant is the channels' statistics in float64, as they
+  were before the store kept them in float32 (``pipeline.engine.state._F32_STATISTICS``).
+  Printed per variant: the largest and median deviation of the one-step forecast (in
+  each series' standard deviations), the one-step MAE ratio of the variant to the store
+  as it is (geometric mean over series), and the records whose flag (score ≥ the model's
+  threshold) flips. (The variants that rounded ``h``, ``c`` and the profile to 16 bits,
+  which the store has kept so since 2026-12-03, ran at commit 7f06615: docs/benchmarks.md.)
 * **Cost**: the gather and scatter of one batch of 2,000 streams from a store of 100k,
   as the scorer does at every step, for the profile (288 bins) and for ``h``/``c``
   (2 arrays of 2 layers of 64) in float32, float16 converted by numpy, and int16 in a
@@ -34,7 +31,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +41,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipeline.commands.replay import collect_streams  # noqa: E402
+from pipeline.engine import state  # noqa: E402
 from pipeline.engine.registry import Registry  # noqa: E402
-from pipeline.engine.state import StateStore, StepState  # noqa: E402
 from training.evaluate import Replayed, replay  # noqa: E402
 
 F16_MAX_EXP = 14  # a unit of max|x| / 2**14 keeps every value below float16's 65504
@@ -59,47 +56,20 @@ def _pow2_unit(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _round_f16(x: np.ndarray) -> np.ndarray:
-    out: np.ndarray = x.astype(np.float16).astype(x.dtype)
-    return out
-
-
-def _round_profile(sp: np.ndarray) -> np.ndarray:
-    unit = _pow2_unit(sp)[:, None, None]
-    out: np.ndarray = (_round_f16(sp / unit) * unit).astype(sp.dtype)
-    return out
-
-
-def _narrow_lstm(st: StepState) -> None:
-    st.h, st.c = _round_f16(st.h), _round_f16(st.c)
-
-
-def _narrow_profile(st: StepState) -> None:
-    if st.sp.size:
-        st.sp = _round_profile(st.sp)
-
-
-VARIANTS: dict[str, Callable[[StepState], None]] = {
-    "h, c in float16": _narrow_lstm,
-    "profile in float16 (power-of-two unit per stream)": _narrow_profile,
-}
-
-
 @contextmanager
-def _rounding(rounder: Callable[[StepState], None]) -> Iterator[None]:
-    """The store rounds what it keeps between steps (a measuring harness: the engine's
-    code runs unchanged, only what survives a step is narrowed)."""
-    scatter = StateStore.scatter
-
-    def narrowed(self: StateStore, slots: Any, st: StepState) -> None:
-        rounder(st)
-        scatter(self, slots, st)
-
-    StateStore.scatter = narrowed  # type: ignore[method-assign]
+def _wide_statistics() -> Iterator[None]:
+    """The store as before 2026-12-06: every channel statistic in float64."""
+    kept = state._F32_STATISTICS
+    state._F32_STATISTICS = ()
     try:
         yield
     finally:
-        StateStore.scatter = scatter  # type: ignore[method-assign]
+        state._F32_STATISTICS = kept
+
+
+VARIANTS: dict[str, Callable[[], AbstractContextManager[None]]] = {
+    "channel statistics in float64 (before 2026-12-06)": _wide_statistics,
+}
 
 
 def _compare(
@@ -129,8 +99,8 @@ def _compare(
 def effect(meta: Any, streams: list[Any]) -> dict[str, dict[str, float]]:
     base = replay(meta, streams)
     out = {}
-    for name, rounder in VARIANTS.items():
-        with _rounding(rounder):
+    for name, variant in VARIANTS.items():
+        with variant():
             alt = replay(meta, streams)
         out[name] = _compare(streams, base, alt, meta.anomaly.threshold)
     return out

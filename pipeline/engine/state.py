@@ -300,19 +300,21 @@ class StepState:
         return _finite_half(self.h) & _finite_half(self.c) & self.finite_statistics()
 
     def finite_statistics(self) -> npt.NDArray[np.bool_]:
-        """Per stream: is every statistic beside the LSTM state finite? (``lo``/``hi``/
-        ``last_x`` start as NaN by design and follow the inputs, which are finite, so they
-        are not checked.)"""
+        """Per stream: is every statistic beside the LSTM state finite, and within float32
+        where the store keeps it so (``_F32_STATISTICS``: beyond, it would turn infinite
+        there)? (``lo``/``hi``/``last_x`` start as NaN by design and follow the inputs,
+        which are finite, so they are not checked.)"""
         ok = np.asarray(np.isfinite(self.fc).all(axis=(1, 2)), np.bool_)
         ok &= np.isfinite(self.mean).all(axis=1) & np.isfinite(self.var).all(axis=1)
         for name in _CHECKED_SCALARS:
-            ok &= np.isfinite(getattr(self, name))
+            value = getattr(self, name)
+            ok &= np.abs(value) <= _F32_MAX if name in _F32_STATISTICS else np.isfinite(value)
         # The profile (pipeline.engine.season) changes one bin per step, and its level
         # takes that bin in: a non-finite bin shows in the level, which is cheaper to check.
-        ok &= np.isfinite(self.bm).all(axis=1)
+        ok &= (np.abs(self.bm) <= _F32_MAX).all(axis=1)
         ok &= (self.sbin <= 0) | np.isfinite(self.slev).all(axis=1)
         ok &= np.isfinite(self.ds).all(axis=1) & np.isfinite(self.dmax).all(axis=1)
-        ok &= np.isfinite(self.db).all(axis=(1, 2)) & np.isfinite(self.rv).all(axis=1)
+        ok &= np.isfinite(self.db).all(axis=(1, 2)) & (np.abs(self.rv) <= _F32_MAX).all(axis=1)
         ok &= np.isfinite(self.hm).all(axis=(1, 2))
         return ok
 
@@ -345,6 +347,20 @@ _CHECKED_SCALARS = (
     "tu", "tb", "sbin", "st0", "pm", "pv", "pq", "dk", "dn", "dq", "dl",
     "yq", "yrec", "yb", "yp", "yblk", "yt0", "yon", "tq", "tt",
 )  # fmt: skip
+# Statistics the store keeps in float32 and a step reads in float64 (gather widens them,
+# scatter rounds them back): rates, counts, and measures in the stream's own spread, none
+# in sensor units and none a time, so float32's 7 digits hold what they need. Measured
+# (benchmarks/narrow_state.py, docs/benchmarks.md "The channels' statistics in float32"):
+# forecasts moved by at most 1e-5 of a series' std on nab-dev, no flag flipped. Counts stop
+# at 2**24 (16.8M), where only "many" is asked of them. Not ``peak``: a frozen sensor's
+# surprise repeats exactly, and must not beat its own value rounded down (an alarm every
+# refractory period: test_default_model).
+_F32_STATISTICS = (
+    "qlog", "gxy", "gxx", "gn", "en", "es", "emu", "evar", "run", "rep_p", "rec",
+    "trate", "tu", "tb", "pm", "pv", "pq", "dk", "dn", "dq", "dl", "yq", "yrec", "yb", "yp",
+    "yblk", "rv", "tq", "bm",
+)  # fmt: skip
+_F32_MAX = float(np.finfo(np.float32).max)
 _FIELDS = [f.name for f in dataclasses.fields(StepState)]
 _SNAPSHOT_FIELDS = [
     f.name for f in dataclasses.fields(Snapshot) if f.name not in ("model", "version")
@@ -621,7 +637,8 @@ class StateStore:
         L, H, F, Z, R = self.layers, self.hidden, self.features, self.horizon, self.ring
 
         def grow(name: str, shape: tuple[int, ...], dtype: type, axis: int = 0) -> None:
-            new = pages.zeros(shape, dtype)
+            # A step works in float64; the store keeps _F32_STATISTICS narrower.
+            new = pages.zeros(shape, np.float32 if name in _F32_STATISTICS else dtype)
             if old:
                 src = getattr(self, name)
                 if axis == 0:
@@ -811,12 +828,13 @@ class StateStore:
         # array element by element (3-4x slower for the profile, the LSTM state and the
         # block means at B=2000; docs/benchmarks.md). The method, not np.take: its
         # wrappers cost ~1 µs a call, and a step gathers ~60 arrays.
-        return StepState(
-            **{
-                name: getattr(self, name).take(slots, axis=1 if name in _STATE_AXIS1 else 0)
-                for name in _FIELDS
-            }
-        )
+        rows = {
+            name: getattr(self, name).take(slots, axis=1 if name in _STATE_AXIS1 else 0)
+            for name in _FIELDS
+        }
+        for name in _F32_STATISTICS:
+            rows[name] = rows[name].astype(np.float64)
+        return StepState(**rows)
 
     def scatter(self, slots: I64, st: StepState) -> None:
         for name in _FIELDS:

@@ -259,3 +259,27 @@ def test_a_non_finite_lstm_state_value_is_found_from_its_bits() -> None:
     assert (_finite_half(a) == np.isfinite(a).all(axis=(0, 2))).all()
     assert not _finite_half(a).all() and _finite_half(a).any()
     assert _finite_half(np.zeros((2, 0, 8), np.float16)).shape == (0,)
+
+
+def test_statistics_kept_in_float32_are_read_in_float64_and_checked_against_float32() -> None:
+    """The store keeps the channels' statistics in float32 and a step reads them in
+    float64. A value float32 cannot hold (it would turn infinite in the store) makes the
+    stream's state count as non-finite before the scatter, so the serving loop resets it
+    and dead-letters the event that did it, not the next one."""
+    from pipeline.engine.state import _F32_STATISTICS
+
+    store = _store(capacity=4)
+    slots = store.slots_for(["a", "b", "c"], now=0.0)
+    for name in _F32_STATISTICS:
+        assert getattr(store, name).dtype == np.float32, name
+    assert store.peak.dtype == store.n.dtype == store.last_ts.dtype == np.float64
+    st = store.gather(slots)
+    assert all(getattr(st, name).dtype == np.float64 for name in _F32_STATISTICS)
+    assert st.finite_rows().all()
+    st.evar[1] = 1e39  # finite in float64, infinite in float32
+    st.bm[2, 0] = -1e39
+    assert st.finite_rows().tolist() == [True, False, False]
+    st.evar[1] = st.bm[2, 0] = 1.0 / 3.0
+    st.gn[0] = 2.0**24 + 1  # a count past float32's integers: kept as "many"
+    store.scatter(slots, st)
+    assert store.evar[slots[1]] == np.float32(1.0 / 3.0) and store.gn[slots[0]] == 2.0**24
