@@ -352,12 +352,14 @@ _CHECKED_SCALARS = (
 # in sensor units and none a time, so float32's 7 digits hold what they need. Measured
 # (benchmarks/narrow_state.py, docs/benchmarks.md "The channels' statistics in float32"):
 # forecasts moved by at most 1e-5 of a series' std on nab-dev, no flag flipped. Counts stop
-# at 2**24 (16.8M), where only "many" is asked of them. Not ``peak``: a frozen sensor's
-# surprise repeats exactly, and must not beat its own value rounded down (an alarm every
-# refractory period: test_default_model).
+# at 2**24 (16.8M), where only "many" is asked of them (rates max(1 / (n + c), alpha),
+# thresholds). Not ``peak``: a frozen sensor's surprise repeats exactly, and must not beat
+# its own value rounded down (an alarm every refractory period: test_default_model). Not
+# the departure channel's block indices ``dn``, ``dl``: they index a ring and are compared,
+# and a 1 kHz stream makes 16.8M blocks of 15 values in three days.
 _F32_STATISTICS = (
     "qlog", "gxy", "gxx", "gn", "en", "es", "emu", "evar", "run", "rep_p", "rec",
-    "trate", "tu", "tb", "pm", "pv", "pq", "dk", "dn", "dq", "dl", "yq", "yrec", "yb", "yp",
+    "trate", "tu", "tb", "pm", "pv", "pq", "dk", "dq", "yq", "yrec", "yb", "yp",
     "yblk", "rv", "tq", "bm",
 )  # fmt: skip
 _F32_MAX = float(np.finfo(np.float32).max)
