@@ -307,16 +307,24 @@ class StepState:
         ok = np.asarray(np.isfinite(self.fc).all(axis=(1, 2)), np.bool_)
         ok &= np.isfinite(self.mean).all(axis=1) & np.isfinite(self.var).all(axis=1)
         for name in _CHECKED_SCALARS:
-            value = getattr(self, name)
-            ok &= np.abs(value) <= _F32_MAX if name in _F32_STATISTICS else np.isfinite(value)
+            ok &= self._storable(name)
         # The profile (pipeline.engine.season) changes one bin per step, and its level
         # takes that bin in: a non-finite bin shows in the level, which is cheaper to check.
-        ok &= (np.abs(self.bm) <= _F32_MAX).all(axis=1)
+        ok &= self._storable("bm").all(axis=1)
         ok &= (self.sbin <= 0) | np.isfinite(self.slev).all(axis=1)
         ok &= np.isfinite(self.ds).all(axis=1) & np.isfinite(self.dmax).all(axis=1)
-        ok &= np.isfinite(self.db).all(axis=(1, 2)) & (np.abs(self.rv) <= _F32_MAX).all(axis=1)
+        ok &= np.isfinite(self.db).all(axis=(1, 2)) & self._storable("rv").all(axis=1)
         ok &= np.isfinite(self.hm).all(axis=(1, 2))
         return ok
+
+    def _storable(self, name: str) -> npt.NDArray[np.bool_]:
+        """Per value of statistic ``name``: finite, and within float32 if the store keeps
+        it so (beyond, it would turn infinite there)."""
+        value = getattr(self, name)
+        out: npt.NDArray[np.bool_] = (
+            np.abs(value) <= _F32_MAX if name in _F32_STATISTICS else np.isfinite(value)
+        )
+        return out
 
 
 def _time_step(last: F64, ts: npt.ArrayLike) -> tuple[F16, F64]:
