@@ -19,6 +19,7 @@ from kafka.structs import TopicPartition as KTP
 
 from pipeline.config import KafkaConfig
 from pipeline.errors import KafkaError
+from pipeline.kafka_io import join
 from pipeline.kafka_io.cooperative import OwnedCooperativeSticky
 from pipeline.kafka_io.interface import (
     AssignmentCallback,
@@ -88,8 +89,9 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class KafkaPythonConsumer:
-    """A group consumer with manual commits and cooperative-sticky assignment
-    (:mod:`pipeline.kafka_io.cooperative`)."""
+    """A group consumer with manual commits and cooperative-sticky assignment, with two
+    mends to kafka-python's group code (:mod:`pipeline.kafka_io.cooperative`,
+    :mod:`pipeline.kafka_io.join`)."""
 
     def __init__(
         self,
@@ -123,6 +125,7 @@ class KafkaPythonConsumer:
                 metadata_max_age_ms=5000,
                 **client_settings(config),
             )
+            join.mend(self._consumer)
             self._await_metadata(topics, TOPIC_METADATA_WAIT_S)
             self._consumer.subscribe(topics, listener=_Listener(assignor, on_assign, on_revoke))
         except kafka.errors.KafkaError as exc:
