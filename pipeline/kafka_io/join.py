@@ -1,17 +1,26 @@
 """kafka-python's group join, mended to keep a join that completed between two polls.
 
 kafka-python 3.0 joins a group in a task (JoinGroup, the leader's assignment, SyncGroup)
-that outlives a poll which times out; the next poll awaits the same task. But its join
-loop (``BaseCoordinator.join_group_async``) starts a new JoinGroup when it finds that
-task already done, and so discards the assignment the task got. A task finishes outside
-a poll when another client call (a commit, the lag gauge's offsets) drives the network,
-and that is likeliest for the leader, whose join waits longest. Such a leader rejoins at
-once, every round: the group rebalances every two seconds and never completes a round
-on the leader, so the partitions it is to give up stay with it and its commits fail.
-Seen in a chaos run (4 minutes, one input partition's offsets never committed) and
-reproduced by ``tests/pipeline/kafka_io/test_join.py`` (with the scorer's polls of a
-few ms). Java's client completes a join whose future succeeded whenever it next looks,
-unless the generation was cleared meanwhile; :class:`CollectingCoordinator` does the same.
+that runs on its I/O thread and outlives a poll which times out; the next poll awaits the
+same task. But its join loop (``BaseCoordinator.join_group_async``) starts a new JoinGroup
+when it finds that task already done, and so discards the assignment the task got. A
+task finishes outside a poll whenever the poll that awaited it timed out first, and that
+is likeliest for the leader, whose join waits longest. Such a leader rejoins at once,
+every round: the group rebalances every two seconds and never completes a round on the
+leader, so the partitions it is to give up stay with it and its commits fail. Seen in a
+chaos run (4 minutes, one partition's offsets never committed) and reproduced by
+``tests/pipeline/kafka_io/test_join.py`` (with the scorer's polls of a few ms).
+
+Java's client does two things here that kafka-python does not, and
+:class:`CollectingCoordinator` does both:
+
+1. When SyncGroup succeeds, on the I/O thread, the member is stable and its heartbeats
+   resume at once, not when the main thread next polls (kafka-python disables them for
+   the join and re-enables them only when the main thread collects the result, so a
+   member that is busy for a session timeout after its SyncGroup would be evicted, and
+   could then take up a generation the group has left).
+2. Whenever the main thread next looks, it completes a join whose task succeeded, unless
+   the generation was lost meanwhile.
 """
 
 from __future__ import annotations
@@ -30,19 +39,33 @@ class CollectingCoordinator(ConsumerCoordinator):  # type: ignore[misc]
 
     _join_task: Any  # kafka-python's Future of the join in flight (None: none)
 
-    async def join_group_async(self, timeout_ms: Any = None) -> bool:
-        """1. A join task that finished with an assignment, in a generation still held:
-        complete it as kafka-python's loop completes one it awaited. 2. Otherwise (none,
-        in flight, failed, or the generation cleared since): kafka-python's loop."""
+    async def _do_join_and_sync_async(self) -> Any:
+        """kafka-python's JoinGroup and SyncGroup; then, on the I/O thread, step 1: stable,
+        no rejoin needed (a heartbeat that finds a new rebalance asks again), heartbeats on."""
+        assignment = await super()._do_join_and_sync_async()
+        with self._lock:
+            if self.state is MemberState.REBALANCING and not self._generation.is_lost():
+                self.state = MemberState.STABLE
+                self.rejoin_needed = False
+                self._enable_heartbeat()
+        return assignment
+
+    def _collectable(self) -> bool:
         task = self._join_task
-        # 1. Collect it.
-        if task is not None and task.succeeded() and not self._generation.is_lost():
-            self._join_task = None
+        return bool(task is not None and task.succeeded() and not self._generation.is_lost())
+
+    def need_rejoin(self) -> bool:
+        """A join waiting to be collected needs the main thread's next poll to come in."""
+        return self._collectable() or bool(super().need_rejoin())
+
+    async def join_group_async(self, timeout_ms: Any = None) -> bool:
+        """2. A join task that succeeded, in a generation still held: complete it as
+        kafka-python's loop completes one it awaited. Otherwise (none, in flight, failed,
+        or the generation lost since): kafka-python's loop."""
+        if self._collectable():
+            task, self._join_task = self._join_task, None
             with self._lock:
                 self.rejoining = False
-                self.rejoin_needed = False
-                self.state = MemberState.STABLE
-                self._enable_heartbeat()
             await self._on_join_complete_async(
                 self._generation.generation_id,
                 self._generation.member_id,
@@ -50,7 +73,6 @@ class CollectingCoordinator(ConsumerCoordinator):  # type: ignore[misc]
                 task.value,
             )
             return True
-        # 2. kafka-python's own.
         joined: bool = await super().join_group_async(timeout_ms=timeout_ms)
         return joined
 
