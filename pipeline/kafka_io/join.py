@@ -11,8 +11,8 @@ leader, so the partitions it is to give up stay with it and its commits fail. Se
 chaos run (4 minutes, one partition's offsets never committed) and reproduced by
 ``tests/pipeline/kafka_io/test_join.py`` (with the scorer's polls of a few ms).
 
-Java's client does two things here that kafka-python does not, and
-:class:`CollectingCoordinator` does both:
+Java's client does these things here that kafka-python does not, and
+:class:`CollectingCoordinator` does them:
 
 1. When SyncGroup succeeds, on the I/O thread, the member is stable and its heartbeats
    resume at once, not when the main thread next polls (kafka-python disables them for
@@ -21,6 +21,14 @@ Java's client does two things here that kafka-python does not, and
    could then take up a generation the group has left).
 2. Whenever the main thread next looks, it completes a join whose task succeeded, unless
    the generation was lost meanwhile.
+3. A member whose generation is reset in the middle of a join attempt (its JoinGroup or
+   SyncGroup refused with UnknownMemberId or IllegalGeneration: the group dropped it while
+   it was paused past its session timeout) gives up the partitions it held as lost before
+   it joins again. kafka-python prepares a member for a rebalance once per attempt, and
+   retries such a refusal within the attempt: the member kept its partitions, went on
+   processing them, and claimed them again under its new member id while the group had
+   given them to others (seen in a chaos run's logs as the leader's "assigned to multiple
+   consumers"), a window in which two members process one partition.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from __future__ import annotations
 from typing import Any
 
 import kafka
-from kafka.coordinator.base import MemberState
+from kafka.coordinator.base import UNKNOWN_MEMBER_ID, MemberState
 from kafka.coordinator.consumer import ConsumerCoordinator
 
 __all__ = ["CollectingCoordinator", "mend"]
@@ -38,6 +46,7 @@ class CollectingCoordinator(ConsumerCoordinator):  # type: ignore[misc]
     """kafka-python's consumer coordinator, completing a join that finished unobserved."""
 
     _join_task: Any  # kafka-python's Future of the join in flight (None: none)
+    state: Any  # kafka-python's MemberState
 
     async def _do_join_and_sync_async(self) -> Any:
         """kafka-python's JoinGroup and SyncGroup; then, on the I/O thread, step 1: stable,
@@ -49,6 +58,14 @@ class CollectingCoordinator(ConsumerCoordinator):  # type: ignore[misc]
                 self.rejoin_needed = False
                 self._enable_heartbeat()
         return assignment
+
+    def reset_generation(self, member_id: str = UNKNOWN_MEMBER_ID) -> None:
+        """kafka-python's; then step 3: an attempt under way prepares again (its
+        ``_on_join_prepare_async`` gives a lost generation's partitions up as lost)."""
+        super().reset_generation(member_id)
+        with self._lock:
+            if self._subscription.assigned_partitions():
+                self.rejoining = False
 
     def _collectable(self) -> bool:
         task = self._join_task

@@ -37,6 +37,11 @@ PRUNE_EVERY = 20_000
 TOPIC_METADATA_WAIT_S = 15.0  # how long a consumer waits for its topics before joining
 ADMIN_RETRY_S = 60.0  # how long topic administration waits out a restarting or stalled broker
 ADMIN_RETRY_PAUSE_S = 1.0
+TRANSACTION_TIMEOUT_MS = 15_000
+# How long a transaction's offsets, commit or abort may wait for the coordinator's answer.
+# Past the transaction timeout the coordinator aborts what it has not committed, so no
+# answer can decide more by waiting longer (the confluent backend's COMMIT_DEADLINE_S).
+TXN_DEADLINE_S = 2 * TRANSACTION_TIMEOUT_MS / 1000 + 5.0
 T = TypeVar("T")
 
 
@@ -222,7 +227,18 @@ class KafkaPythonConsumer:
 
 
 class KafkaPythonProducer:
-    """Idempotent, acks=all producer; failures surface at :meth:`flush`."""
+    """Idempotent, acks=all producer; failures surface at :meth:`flush`.
+
+    A transaction's offsets, commit and abort wait at most ``txn_deadline_s`` for the
+    coordinator's answer. kafka-python 3.0's own ``send_offsets_to_transaction``,
+    ``commit_transaction`` and ``abort_transaction`` wait without a bound (only its
+    ``init_transactions`` has one), and one abort across a broker restart never returned in
+    a chaos run: the scorer hung, ignored SIGTERM, and its consumer, still heartbeating,
+    held the group's rebalance for its 5-minute poll interval. Past the deadline this
+    producer is given up (KafkaError sends the scorer into its recover path, whose new
+    producer with the same transactional id fences this one), as the confluent backend
+    does with librdkafka's hang.
+    """
 
     def __init__(
         self,
@@ -231,14 +247,17 @@ class KafkaPythonProducer:
         linger_ms: int = 5,
         max_request_size: int = 1 << 20,
         transactional_id: str | None = None,
+        txn_deadline_s: float = TXN_DEADLINE_S,
     ):
+        self._txn_deadline_s = txn_deadline_s
+        self._wedged = False
         try:
             self._producer = kafka.KafkaProducer(
                 linger_ms=linger_ms,
                 batch_size=256 * 1024,
                 max_request_size=max_request_size,
                 transactional_id=transactional_id,
-                transaction_timeout_ms=15000,
+                transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
                 **client_settings(config),
             )
             if transactional_id:
@@ -257,26 +276,43 @@ class KafkaPythonProducer:
             raise KafkaError(f"cannot begin transaction: {exc}") from exc
 
     def commit(self, offsets: dict[TopicPartition, int], group_metadata: object) -> None:
+        manager = self._producer._transaction_manager
         try:
             if offsets:  # as the confluent backend: a transaction may carry no offsets
-                self._producer.send_offsets_to_transaction(
-                    {
-                        KTP(tp.topic, tp.partition): OffsetAndMetadata(o, "", -1)
-                        for tp, o in offsets.items()
-                    },
-                    group_metadata,
+                self._await(
+                    manager.send_offsets_to_transaction(
+                        {
+                            KTP(tp.topic, tp.partition): OffsetAndMetadata(o, "", -1)
+                            for tp, o in offsets.items()
+                        },
+                        group_metadata,
+                    ),
+                    "the transaction's offsets",
                 )
-            self._producer.commit_transaction()
+            self._await(manager.begin_commit(), "the transaction commit")
         except kafka.errors.KafkaError as exc:
             raise KafkaError(f"transaction commit failed: {exc}") from exc
         self._check()
 
     def abort(self) -> None:
         self._pending = []
+        if self._wedged:
+            return  # its coordinator never answered; the next producer fences it instead
         try:
-            self._producer.abort_transaction()
-        except kafka.errors.KafkaError as exc:
+            self._await(self._producer._transaction_manager.begin_abort(), "the abort")
+        except (kafka.errors.KafkaError, KafkaError) as exc:
             log.warning("transaction abort: %s", exc)
+
+    def _await(self, result: Any, what: str) -> None:
+        """What kafka-python's transactional calls do after enqueueing their request (wake
+        the sender, wait for the answer), with a deadline; an error answer is raised."""
+        self._producer._sender.wakeup()
+        if not result.wait(timeout_ms=self._txn_deadline_s * 1000):
+            self._wedged = True
+            raise KafkaError(
+                f"{what} got no answer from the transaction coordinator within "
+                f"{self._txn_deadline_s:.0f}s; abandoning this producer"
+            )
 
     def _check(self) -> None:
         pending, self._pending = self._pending, []

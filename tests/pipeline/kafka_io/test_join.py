@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from pipeline.config import KafkaConfig
+from pipeline.kafka_io import TopicPartition
 from pipeline.kafka_io.kafkapython import KafkaPythonConsumer
 
 pytestmark = pytest.mark.integration
@@ -53,3 +55,56 @@ def test_a_leader_that_polls_briefly_hands_partitions_to_a_new_member(
         leader.close()
         if joiner is not None:
             joiner.close()
+
+
+def test_a_member_that_falls_out_of_the_group_mid_join_gives_its_partitions_up_first(
+    kafka_config: KafkaConfig, topic_factory: Callable[..., str], group_factory: Callable[[], str]
+) -> None:
+    """kafka-python prepares a member for a rebalance once per join attempt. A member
+    whose JoinGroup or SyncGroup is refused because the group has dropped it (it was
+    paused past its session timeout) retries within the same attempt and so kept its
+    partitions, and claimed them again under its new member id while the group may have
+    given them to others (seen in a chaos run's logs: "assigned to multiple consumers").
+    The mended member gives them up as lost before it joins again."""
+    topic = topic_factory("join-lost", partitions=4)
+    events: list[tuple[str, frozenset[int], bool]] = []
+    member: KafkaPythonConsumer | None = None
+
+    def record(kind: str) -> Callable[[set[TopicPartition]], None]:
+        def callback(tps: set[TopicPartition]) -> None:
+            lost = coordinator()._generation.is_lost()
+            events.append((kind, frozenset(tp.partition for tp in tps), lost))
+
+        return callback
+
+    def coordinator() -> Any:
+        assert member is not None
+        return member._consumer._coordinator
+
+    member = KafkaPythonConsumer(
+        kafka_config,
+        [topic],
+        group_factory(),
+        on_assign=record("assigned"),
+        on_revoke=record("revoked"),
+    )
+    try:
+        deadline = time.monotonic() + 30.0
+        while len(member.assignment()) < 4:
+            assert time.monotonic() < deadline, "the member was never assigned"
+            member.poll(200, 100)
+        events.clear()
+        # What kafka-python's response handlers do when a JoinGroup retried within one
+        # attempt is refused with UnknownMemberId: the attempt is under way, the
+        # generation is reset.
+        with coordinator()._lock:
+            coordinator().rejoining = True
+        coordinator().reset_generation()
+        deadline = time.monotonic() + 40.0
+        while time.monotonic() < deadline and not any(kind == "assigned" for kind, *_ in events):
+            member.poll(200, 100)
+        # Given up (revoked while the generation is lost), then assigned again.
+        assert events[:1] == [("revoked", frozenset(range(4)), True)], events
+        assert events[-1][:2] == ("assigned", frozenset(range(4))), events
+    finally:
+        member.close()
