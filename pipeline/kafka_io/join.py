@@ -11,8 +11,8 @@ leader, so the partitions it is to give up stay with it and its commits fail. Se
 chaos run (4 minutes, one partition's offsets never committed) and reproduced by
 ``tests/pipeline/kafka_io/test_join.py`` (with the scorer's polls of a few ms).
 
-Java's client does these things here that kafka-python does not, and
-:class:`CollectingCoordinator` does them:
+:class:`CollectingCoordinator` does three things here that kafka-python does not (Java's
+client does the first two):
 
 1. When SyncGroup succeeds, on the I/O thread, the member is stable and its heartbeats
    resume at once, not when the main thread next polls (kafka-python disables them for
