@@ -113,6 +113,7 @@ class ConfluentConsumer:
         *,
         on_assign: AssignmentCallback | None = None,
         on_revoke: AssignmentCallback | None = None,
+        on_lost: AssignmentCallback | None = None,
         max_poll_records: int = 2000,
         isolation_level: str = "read_uncommitted",
         auto_offset_reset: str = "earliest",
@@ -122,6 +123,7 @@ class ConfluentConsumer:
         self._errors = _Errors("consumer")
         self._on_assign = on_assign
         self._on_revoke = on_revoke
+        self._on_lost = on_lost or on_revoke
         self._timeout_s = config.request_timeout_s
         try:
             self._consumer = ck.Consumer(
@@ -150,7 +152,7 @@ class ConfluentConsumer:
                 topics,
                 on_assign=self._assigned,
                 on_revoke=self._revoked,
-                on_lost=self._revoked,
+                on_lost=self._lost,
             )
         except (ck.KafkaException, ValueError, TypeError) as exc:
             raise KafkaError(f"cannot connect consumer to {config.bootstrap}: {exc}") from exc
@@ -164,6 +166,10 @@ class ConfluentConsumer:
     def _revoked(self, _consumer: Any, partitions: list[Any]) -> None:
         if self._on_revoke and partitions:
             self._on_revoke(topic_partitions(partitions))
+
+    def _lost(self, _consumer: Any, partitions: list[Any]) -> None:
+        if self._on_lost and partitions:
+            self._on_lost(topic_partitions(partitions))
 
     def poll(self, timeout_ms: int, max_records: int) -> list[Record]:
         self._errors.check()

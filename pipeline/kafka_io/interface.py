@@ -69,6 +69,10 @@ class Record(NamedTuple):
     headers: Sequence[Header]
 
 
+# A consumer's rebalance callbacks: partitions assigned, revoked (handed over while this
+# member is still in the group, so it may commit for them first) and lost (the group has
+# dropped this member: nothing it commits for them may count; without an ``on_lost``
+# callback, a backend calls ``on_revoke`` for them).
 AssignmentCallback = Callable[[set[TopicPartition]], None]
 
 

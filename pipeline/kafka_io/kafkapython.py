@@ -69,24 +69,30 @@ def client_settings(config: KafkaConfig) -> dict[str, Any]:
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Passes assignments and revocations on, and keeps the assignor's claim to the
-    partitions still owned (kafka-python's ``on_partitions_lost`` calls
-    ``on_partitions_revoked``, so a lost partition is no longer claimed either)."""
+    """Passes assignments, revocations and losses on, and keeps the assignor's claim to
+    the partitions still owned (neither a revoked nor a lost partition is claimed)."""
 
     def __init__(
         self,
         assignor: OwnedCooperativeSticky,
         on_assign: AssignmentCallback | None,
         on_revoke: AssignmentCallback | None,
+        on_lost: AssignmentCallback | None,
     ):
         self._assignor = assignor
         self._on_assign = on_assign
         self._on_revoke = on_revoke
+        self._on_lost = on_lost or on_revoke
 
     def on_partitions_revoked(self, revoked: Any) -> None:
         self._assignor.forget(revoked)
         if self._on_revoke and revoked:
             self._on_revoke(topic_partitions(revoked))
+
+    def on_partitions_lost(self, lost: Any) -> None:
+        self._assignor.forget(lost)
+        if self._on_lost and lost:
+            self._on_lost(topic_partitions(lost))
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         if self._on_assign and assigned:
@@ -106,6 +112,7 @@ class KafkaPythonConsumer:
         *,
         on_assign: AssignmentCallback | None = None,
         on_revoke: AssignmentCallback | None = None,
+        on_lost: AssignmentCallback | None = None,
         max_poll_records: int = 2000,
         isolation_level: str = "read_uncommitted",
         auto_offset_reset: str = "earliest",
@@ -132,7 +139,9 @@ class KafkaPythonConsumer:
             )
             join.mend(self._consumer)
             self._await_metadata(topics, TOPIC_METADATA_WAIT_S)
-            self._consumer.subscribe(topics, listener=_Listener(assignor, on_assign, on_revoke))
+            self._consumer.subscribe(
+                topics, listener=_Listener(assignor, on_assign, on_revoke, on_lost)
+            )
         except kafka.errors.KafkaError as exc:
             raise KafkaError(f"cannot connect consumer to {config.bootstrap}: {exc}") from exc
 

@@ -266,6 +266,7 @@ class Scorer:
             max_poll_records=cfg.max_poll_records,
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
             isolation_level="read_committed" if self.exactly_once else "read_uncommitted",
         )
 
@@ -340,6 +341,26 @@ class Scorer:
         if self.standby is not None:
             self.standby.release(parts)  # after the snapshots above gave them up
         log.info("partitions revoked: %s", sorted(parts))
+
+    def _on_lost(self, lost: set[TopicPartition]) -> None:
+        """Partitions lost: the group dropped this member (its session expired, or a
+        heartbeat, join or commit was refused), and they may already have a new owner.
+
+        Exactly-once: the open transaction must not commit. A dropped member's group
+        metadata carries no generation and no member id, and the broker accepts a
+        transactional offset commit without them in any group (older clients send none;
+        tests/pipeline/kafka_io/test_lost_commit.py): the outputs and offsets of a
+        member that no longer owns the partitions would commit beside their new owner's.
+        So the scorer recovers as from a Kafka failure instead (abort, drop state, rejoin,
+        restore). Then, as for a revocation, the partitions' streams are released.
+        """
+        if self.exactly_once and self.checkpointer.in_txn and self._failure is None:
+            parts = sorted(tp.partition for tp in lost)
+            self._failure = KafkaError(
+                f"partitions {parts} lost (this member was dropped from its group); "
+                "its open transaction is aborted, not committed"
+            )
+        self._on_revoke(lost)  # with a failure noted, it commits nothing
 
     def _close(self) -> None:
         if self.snapshots is not None:

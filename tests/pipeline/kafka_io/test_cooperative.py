@@ -62,7 +62,7 @@ class _Member:
     owned: set[KTP] = field(default_factory=set)
 
     def listener(self) -> _Listener:
-        return _Listener(self.assignor, None, None)
+        return _Listener(self.assignor, None, None, None)
 
     def lose(self) -> None:
         """It learns its membership is gone: kafka-python tells the listener, then drops
@@ -158,7 +158,7 @@ def test_kafka_pythons_own_assignor_leaves_a_partition_unowned_in_some_histories
 def test_a_lost_or_revoked_partition_is_no_longer_claimed() -> None:
     assignor = OwnedCooperativeSticky()
     assignor.on_assignment(ConsumerProtocolAssignment(1, [(TOPIC, [0, 1, 2])], b""), 3)
-    listener = _Listener(assignor, None, None)
+    listener = _Listener(assignor, None, None, None)
     listener.on_partitions_lost({KTP(TOPIC, 1)})
     listener.on_partitions_revoked({KTP(TOPIC, 2)})
     claim = assignor.parse_member_metadata(assignor.metadata([TOPIC]))
