@@ -23,29 +23,23 @@ def _scorer(registry: Path, guarantee: str) -> Scorer:
     )
 
 
-def test_lost_partitions_abort_the_open_transaction_under_exactly_once(
-    tiny_registry: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("lost", [True, False], ids=["lost", "revoked"])
+def test_under_exactly_once_lost_partitions_abort_the_open_transaction_revoked_ones_commit_it(
+    tiny_registry: Path, monkeypatch: pytest.MonkeyPatch, lost: bool
 ) -> None:
     scorer = _scorer(tiny_registry, "exactly-once")
     committed: list[bool] = []
     monkeypatch.setattr(scorer, "checkpoint", lambda **_: committed.append(True))
     scorer.checkpointer.in_txn = True
-    scorer._on_lost({TopicPartition("in", 0), TopicPartition("in", 2)})
-    assert committed == []
-    assert isinstance(scorer._failure, KafkaError)
-    assert "partitions [0, 2] lost" in str(scorer._failure)
-
-
-def test_revoked_partitions_commit_the_open_transaction_under_exactly_once(
-    tiny_registry: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    scorer = _scorer(tiny_registry, "exactly-once")
-    committed: list[bool] = []
-    monkeypatch.setattr(scorer, "checkpoint", lambda **_: committed.append(True))
-    scorer.checkpointer.in_txn = True
-    scorer._on_revoke({TopicPartition("in", 0)})
-    assert committed == [True]
-    assert scorer._failure is None
+    handler = scorer._on_lost if lost else scorer._on_revoke
+    handler({TopicPartition("in", 0), TopicPartition("in", 2)})
+    if lost:
+        assert committed == []
+        assert isinstance(scorer._failure, KafkaError)
+        assert "partitions [0, 2] lost" in str(scorer._failure)
+    else:
+        assert committed == [True]
+        assert scorer._failure is None
 
 
 def test_lost_partitions_are_revoked_alike_under_at_least_once(tiny_registry: Path) -> None:
