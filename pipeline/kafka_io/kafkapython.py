@@ -373,10 +373,16 @@ class KafkaPythonProducer:
         self._check()
 
     def close(self) -> None:
+        """Flush for up to 10 s (not at all for a producer given up), then close; by force
+        if that flush fails. kafka-python's ``close(timeout)`` raises when its flush times
+        out, before its own force-close, and its ``__del__`` then tried again (a traceback
+        on stderr, seen in chaos runs' logs)."""
         try:
-            self._producer.close(timeout=10)
+            self._producer.close(timeout=0 if self._wedged else 10)
         except kafka.errors.KafkaError as exc:
-            log.warning("producer close: %s", exc)
+            log.warning("producer close: %s; closing it by force", exc)
+            self._producer._sender.force_close()  # drops what it has not sent
+            self._producer._closed = True  # what its close sets once done; __del__ checks it
 
 
 def admin(config: KafkaConfig) -> KafkaAdminClient:

@@ -59,9 +59,14 @@ def test_a_commit_the_coordinator_never_answers_fails_within_the_deadline(
         assert time.monotonic() - started < 10.0
         producer.abort()  # returns at once: the abandoned producer is not waited on again
         assert time.monotonic() - started < 10.0
+        producer.close()  # at once, by force: its pending sends cannot complete
+        assert time.monotonic() - started < 10.0
     finally:
         os.kill(pid, signal.SIGCONT)
-    producer.close()
+    # Its sender thread ends once the broker answers again.
+    sender = producer._producer._sender
+    sender.join(40.0)
+    assert not sender.is_alive()
     # The next producer with the same id fences the abandoned one; what it sent never
     # reaches a read_committed reader.
     successor = KafkaPythonProducer(kafka_config, transactional_id=txn_id)
