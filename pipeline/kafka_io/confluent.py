@@ -27,6 +27,8 @@ import confluent_kafka as ck
 from pipeline.config import KafkaConfig
 from pipeline.errors import KafkaError
 from pipeline.kafka_io.interface import (
+    COMMIT_DEADLINE_S,
+    TRANSACTION_TIMEOUT_MS,
     AssignmentCallback,
     Header,
     Record,
@@ -41,12 +43,6 @@ log = logging.getLogger(__name__)
 # Producers abandoned while a librdkafka call blocked inside them (see ConfluentProducer.commit):
 # kept referenced so they are never destroyed under that call.
 _WEDGED: list[Any] = []
-TRANSACTION_TIMEOUT_MS = 15_000  # as the kafka-python backend
-# How long a transaction commit may take before its producer is abandoned (each of its two
-# calls is bounded by the transaction timeout, plus a margin): by then the coordinator
-# has aborted a transaction it has not committed (it does so once the transaction
-# timeout has passed, at its next abort scan), so waiting longer decides nothing.
-COMMIT_DEADLINE_S = 2 * TRANSACTION_TIMEOUT_MS / 1000 + 5.0
 POLL_EVERY = 10_000  # sends between producer polls that serve (error-only) delivery reports
 
 

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 __all__ = [
+    "COMMIT_DEADLINE_S",
+    "TRANSACTION_TIMEOUT_MS",
     "Consumer",
     "Header",
     "Producer",
@@ -22,6 +24,14 @@ __all__ = [
 ]
 
 Header = tuple[str, bytes]
+
+# Both backends' transactional producers: the transaction timeout, and how long a
+# transaction's offsets and commit (or an abort) may take before the producer is abandoned
+# (each call bounded by the transaction timeout, plus a margin). By then the coordinator
+# has aborted a transaction it has not committed (it does so once the transaction timeout
+# has passed, at its next abort scan), so waiting longer decides nothing.
+TRANSACTION_TIMEOUT_MS = 15_000
+COMMIT_DEADLINE_S = 2 * TRANSACTION_TIMEOUT_MS / 1000 + 5.0
 
 
 class TopicPartition(NamedTuple):

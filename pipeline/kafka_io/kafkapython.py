@@ -22,6 +22,8 @@ from pipeline.errors import KafkaError
 from pipeline.kafka_io import join
 from pipeline.kafka_io.cooperative import OwnedCooperativeSticky
 from pipeline.kafka_io.interface import (
+    COMMIT_DEADLINE_S,
+    TRANSACTION_TIMEOUT_MS,
     AssignmentCallback,
     Header,
     Record,
@@ -37,11 +39,6 @@ PRUNE_EVERY = 20_000
 TOPIC_METADATA_WAIT_S = 15.0  # how long a consumer waits for its topics before joining
 ADMIN_RETRY_S = 60.0  # how long topic administration waits out a restarting or stalled broker
 ADMIN_RETRY_PAUSE_S = 1.0
-TRANSACTION_TIMEOUT_MS = 15_000
-# How long a transaction's offsets, commit or abort may wait for the coordinator's answer.
-# Past the transaction timeout the coordinator aborts what it has not committed, so no
-# answer can decide more by waiting longer (the confluent backend's COMMIT_DEADLINE_S).
-TXN_DEADLINE_S = 2 * TRANSACTION_TIMEOUT_MS / 1000 + 5.0
 T = TypeVar("T")
 
 
@@ -256,7 +253,7 @@ class KafkaPythonProducer:
         linger_ms: int = 5,
         max_request_size: int = 1 << 20,
         transactional_id: str | None = None,
-        txn_deadline_s: float = TXN_DEADLINE_S,
+        txn_deadline_s: float = COMMIT_DEADLINE_S,
     ):
         self._txn_deadline_s = txn_deadline_s
         self._wedged = False
