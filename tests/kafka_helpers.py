@@ -45,14 +45,18 @@ def read_all(
         auto_offset_reset="earliest",
         isolation_level=isolation_level,
     )
-    parts = [
-        kafka_client.TopicPartition(topic, p)
-        for p in sorted(consumer.partitions_for_topic(topic) or [])
-    ]
+    deadline = time.monotonic() + timeout_s
+    # A topic the scorer has not created yet has no partitions: wait for it like for records.
+    parts = _partitions(consumer, topic)
+    while not parts and time.monotonic() < deadline:
+        time.sleep(0.2)
+        parts = _partitions(consumer, topic)
+    if not parts:
+        consumer.close()
+        return []
     consumer.assign(parts)
     consumer.seek_to_beginning(*parts)
     out: list[Record] = []
-    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for recs in consumer.poll(timeout_ms=300, max_records=5000).values():
             out.extend(
@@ -67,6 +71,13 @@ def read_all(
                 break
     consumer.close()
     return out
+
+
+def _partitions(consumer: Any, topic: str) -> list[Any]:
+    return [
+        kafka_client.TopicPartition(topic, p)
+        for p in sorted(consumer.partitions_for_topic(topic) or [])
+    ]
 
 
 def read_scores(config: KafkaConfig, topic: str, expect: int) -> list[dict[str, Any]]:
