@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from pipeline.config import BACKENDS, KafkaConfig, LocalKafkaConfig
 from pipeline.kafka_io import ensure_topic
@@ -16,6 +17,11 @@ from tests.kafka_helpers import free_port_pair, ports_free
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_PORT = int(os.environ.get("STATECAST_TEST_KAFKA_PORT", "19092"))
+
+# `make test` runs the broker tests and the others side by side on two cores: an example's
+# time says how busy the machine was, not how fast the code is (no per-example deadline).
+settings.register_profile("statecast", deadline=None)
+settings.load_profile("statecast")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
