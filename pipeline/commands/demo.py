@@ -209,8 +209,14 @@ def _live_view(
     kafka: KafkaConfig, topic: str, total: int, metrics_port: int, replayer: threading.Thread
 ) -> dict[str, list[dict[str, Any]]]:
     consumer = kp.KafkaConsumer(
-        topic, enable_auto_commit=False, auto_offset_reset="earliest", **client_settings(kafka)
+        enable_auto_commit=False, auto_offset_reset="earliest", **client_settings(kafka)
     )
+    # The scorer creates its output topic as it starts: subscribed before that, kafka-python
+    # logs an ERROR ("not found in cluster metadata") that reads like a failed demo.
+    deadline = time.monotonic() + 120
+    while topic not in consumer.topics() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    consumer.subscribe([topic])
     results: dict[str, list[dict[str, Any]]] = {}
     seen = 0
     last_print = time.monotonic()
