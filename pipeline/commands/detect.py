@@ -59,6 +59,9 @@ def _read_outputs(
     parts = [
         kp.TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
     ]
+    if not parts:  # kafka-python's seek_to_beginning() of no partitions raises ValueError
+        consumer.close()
+        raise KafkaError(f"expected {expect} scores in {topic}, but the topic does not exist")
     consumer.assign(parts)
     consumer.seek_to_beginning(*parts)
     ends = consumer.end_offsets(parts)
