@@ -218,12 +218,13 @@ def wait_committed(
         bootstrap_servers=kafka.bootstrap, group_id=group, enable_auto_commit=False
     )
     try:
-        parts = [
-            kafka_client.TopicPartition(topic, p)
-            for p in sorted(probe.partitions_for_topic(topic) or [])
-        ]
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        parts = _partitions(probe, topic)
+        while not parts and time.monotonic() < deadline:
+            time.sleep(0.2)
+            parts = _partitions(probe, topic)
+        # No partitions would make "every partition committed to its end" vacuously true.
+        while parts and time.monotonic() < deadline:
             done = {tp: probe.committed(tp) or 0 for tp in parts}
             if at_least is None:
                 ends = probe.end_offsets(parts)
