@@ -17,6 +17,7 @@ import orjson
 from pipeline.commands.score import score_argv
 from pipeline.config import KafkaConfig, ScorerConfig
 from pipeline.kafka_io import Record, open_producer
+from pipeline.kafka_io.kafkapython import await_partitions
 from pipeline.scorer import Scorer
 
 
@@ -47,10 +48,7 @@ def read_all(
     )
     deadline = time.monotonic() + timeout_s
     # A topic the scorer has not created yet has no partitions: wait for it like for records.
-    parts = _partitions(consumer, topic)
-    while not parts and time.monotonic() < deadline:
-        time.sleep(0.2)
-        parts = _partitions(consumer, topic)
+    parts = await_partitions(consumer, topic, timeout_s)
     if not parts:
         consumer.close()
         return []
@@ -71,13 +69,6 @@ def read_all(
                 break
     consumer.close()
     return out
-
-
-def _partitions(consumer: Any, topic: str) -> list[Any]:
-    return [
-        kafka_client.TopicPartition(topic, p)
-        for p in sorted(consumer.partitions_for_topic(topic) or [])
-    ]
 
 
 def read_scores(config: KafkaConfig, topic: str, expect: int) -> list[dict[str, Any]]:
@@ -219,10 +210,7 @@ def wait_committed(
     )
     try:
         deadline = time.monotonic() + timeout_s
-        parts = _partitions(probe, topic)
-        while not parts and time.monotonic() < deadline:
-            time.sleep(0.2)
-            parts = _partitions(probe, topic)
+        parts = await_partitions(probe, topic, timeout_s)
         # No partitions would make "every partition committed to its end" vacuously true.
         while parts and time.monotonic() < deadline:
             done = {tp: probe.committed(tp) or 0 for tp in parts}

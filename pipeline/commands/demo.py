@@ -40,7 +40,7 @@ from pipeline.commands.replay import replay
 from pipeline.commands.score import score_argv
 from pipeline.config import KafkaConfig, LocalKafkaConfig, load
 from pipeline.engine.registry import Registry
-from pipeline.kafka_io.kafkapython import client_settings
+from pipeline.kafka_io.kafkapython import await_partitions, client_settings
 from pipeline.localkafka import LocalBroker
 from training.synthetic import SyntheticStream, generate
 
@@ -213,9 +213,7 @@ def _live_view(
     )
     # The scorer creates its output topic as it starts: subscribed before that, kafka-python
     # logs an ERROR ("not found in cluster metadata") that reads like a failed demo.
-    deadline = time.monotonic() + 120
-    while topic not in consumer.topics() and time.monotonic() < deadline:
-        time.sleep(0.2)
+    await_partitions(consumer, topic, 120.0)
     consumer.subscribe([topic])
     results: dict[str, list[dict[str, Any]]] = {}
     seen = 0

@@ -53,13 +53,11 @@ def _read_outputs(
 ) -> dict[str, list[dict[str, object]]]:
     import kafka as kp
 
-    from pipeline.kafka_io.kafkapython import client_settings
+    from pipeline.kafka_io.kafkapython import await_partitions, client_settings
 
     consumer = kp.KafkaConsumer(enable_auto_commit=False, **client_settings(kafka))
-    parts = [
-        kp.TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
-    ]
-    if not parts:  # kafka-python's seek_to_beginning() of no partitions raises ValueError
+    parts = await_partitions(consumer, topic, 0.0)
+    if not parts:
         consumer.close()
         raise KafkaError(f"expected {expect} scores in {topic}, but the topic does not exist")
     consumer.assign(parts)

@@ -32,7 +32,7 @@ from pipeline.kafka_io.interface import (
     warn_open_transaction,
 )
 
-__all__ = ["KafkaPythonConsumer", "KafkaPythonProducer", "client_settings"]
+__all__ = ["KafkaPythonConsumer", "KafkaPythonProducer", "await_partitions", "client_settings"]
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY = 20_000
@@ -63,6 +63,18 @@ def client_settings(config: KafkaConfig) -> dict[str, Any]:
         if getattr(config, name):
             settings[name] = getattr(config, name)
     return settings
+
+
+def await_partitions(consumer: kafka.KafkaConsumer, topic: str, wait_s: float) -> list[KTP]:
+    """``topic``'s partitions, sorted, once ``consumer`` knows them; none if it still knows
+    none after ``wait_s`` (a topic not created yet: kafka-python's ``seek_to_beginning()``
+    of no partitions raises, and ``all()`` over none is true). One look for ``wait_s <= 0``."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        parts = sorted(consumer.partitions_for_topic(topic) or [])
+        if parts or time.monotonic() >= deadline:
+            return [KTP(topic, p) for p in parts]
+        time.sleep(0.2)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -149,11 +161,11 @@ class KafkaPythonConsumer:
         partitions while its input topic filled). A topic still unknown after ``wait_s``
         (not created yet) is subscribed to anyway; the metadata refresh picks it up."""
         deadline = time.monotonic() + wait_s
-        missing = list(topics)
-        while missing and time.monotonic() < deadline:
-            missing = [t for t in missing if not self._consumer.partitions_for_topic(t)]
-            if missing:
-                time.sleep(0.2)
+        missing = [
+            t
+            for t in topics
+            if not await_partitions(self._consumer, t, deadline - time.monotonic())
+        ]
         if missing:
             log.warning(
                 "topics %s have no partitions yet; subscribing anyway (create them, or the "
