@@ -225,13 +225,32 @@ def step_ab(registry: Path, model: str, rounds: int) -> dict[str, list[float]]:
     return out
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_series_arguments(ap: argparse.ArgumentParser) -> None:
+    """The model and the sets of series a replay benchmark runs (profile_worth.py takes
+    them from here too), and where its JSON report goes."""
     ap.add_argument("--registry", type=Path, default=REPO / "exported_models")
     ap.add_argument("--model", default="default")
     ap.add_argument("--data", type=Path, help="a folder of NAB-layout CSV files")
     ap.add_argument("--corpus", type=int, help="generated series (training.corpus) of this seed")
     ap.add_argument("--json", type=Path)
+
+
+def series_sets(a: argparse.Namespace) -> tuple[Any, dict[str, list[Any]]]:
+    """The model's metadata, and each set of series the arguments name, by its label."""
+    meta = Registry(a.registry).meta(a.model)
+    sets: dict[str, list[Any]] = {}
+    if a.data:
+        sets[str(a.data)] = collect_streams([a.data])
+    if a.corpus is not None:
+        from training import corpus
+
+        sets[f"corpus seed {a.corpus}"] = corpus.held_out(a.corpus)
+    return meta, sets
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_series_arguments(ap)
     ap.add_argument(
         "--step-rounds",
         type=int,
@@ -240,15 +259,8 @@ def main() -> int:
         "this many rounds of each (alternating; about 12 s a round)",
     )
     a = ap.parse_args()
-    meta = Registry(a.registry).meta(a.model)
+    meta, sets = series_sets(a)
     report: dict[str, Any] = {"model": f"{a.model}/{meta.version}", "effect": {}}
-    sets: dict[str, list[Any]] = {}
-    if a.data:
-        sets[str(a.data)] = collect_streams([a.data])
-    if a.corpus is not None:
-        from training import corpus
-
-        sets[f"corpus seed {a.corpus}"] = corpus.held_out(a.corpus)
     for label, streams in sets.items():
         print(f"{label} ({len(streams)} series), each variant against the store as it is:")
         report["effect"][label] = res = effect(meta, streams)

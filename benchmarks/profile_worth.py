@@ -29,8 +29,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.commands.replay import collect_streams  # noqa: E402
-from pipeline.engine.registry import Registry  # noqa: E402
+from benchmarks.narrow_state import add_series_arguments, series_sets  # noqa: E402
 from pipeline.engine.season import DAY  # noqa: E402
 from training.evaluate import replay  # noqa: E402
 
@@ -68,20 +67,9 @@ def measure(meta: Any, streams: list[Any]) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--registry", type=Path, default=REPO / "exported_models")
-    ap.add_argument("--model", default="default")
-    ap.add_argument("--data", type=Path, help="a folder of NAB-layout CSV files")
-    ap.add_argument("--corpus", type=int, help="generated series (training.corpus) of this seed")
-    ap.add_argument("--json", type=Path)
+    add_series_arguments(ap)
     a = ap.parse_args()
-    meta = Registry(a.registry).meta(a.model)
-    sets: dict[str, list[Any]] = {}
-    if a.data:
-        sets[str(a.data)] = collect_streams([a.data])
-    if a.corpus is not None:
-        from training import corpus
-
-        sets[f"corpus seed {a.corpus}"] = corpus.held_out(a.corpus)
+    meta, sets = series_sets(a)
     report: dict[str, Any] = {"model": f"{a.model}/{meta.version}", "sets": {}}
     for label, streams in sets.items():
         report["sets"][label] = r = measure(meta, streams)
