@@ -222,6 +222,8 @@ def _worker(system: str, args: dict[str, Any]) -> dict[str, Any]:
             poll_linger_ms=int(args.get("poll_linger_ms", ScorerConfig.poll_linger_ms)),
             # ... and of the score records' format (benchmarks/output_format.py).
             output_format=args.get("output_format", ScorerConfig.output_format),
+            # ... and of the batch size bound (benchmarks/poll_batch.py).
+            max_poll_records=int(args.get("max_poll_records", ScorerConfig.max_poll_records)),
         )
         scorer = Scorer(cfg)
         tune_gc()
