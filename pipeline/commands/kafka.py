@@ -45,4 +45,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--data-dir", dest="data_dir", help="default .statecast/kafka-<port>")
     p.add_argument("--home", help="cache folder for jars and data (default .statecast)")
     p.add_argument("--heap-mb", dest="heap_mb", type=int)
+    p.add_argument(
+        "--gc-pause-ms",
+        dest="gc_pause_target_ms",
+        type=int,
+        help="G1's pause-time goal in ms (default 200, G1's own; Kafka's start script: 20)",
+    )
     p.set_defaults(func=run)

@@ -2,8 +2,8 @@
 
 Everything the broker writes lives in one data folder (``LocalKafkaConfig.resolved_data_dir``):
 ``server.properties``, ``log4j2.properties``, ``logs/`` (the partitions), ``broker.log``
-(the JVM's output) and ``broker.pid``. ``down`` keeps the data, so ``up`` after
-``down`` is a broker restart with every topic and offset intact.
+(the JVM's output), ``gc.log`` (the collector's pauses) and ``broker.pid``. ``down`` keeps
+the data, so ``up`` after ``down`` is a broker restart with every topic and offset intact.
 """
 
 from __future__ import annotations
@@ -92,6 +92,8 @@ class LocalBroker:
         self.data_dir = config.resolved_data_dir.resolve()
         self.log_path = self.data_dir / "broker.log"
         self.pid_path = self.data_dir / "broker.pid"
+        # The collector's pauses, one line each, with the JVM's uptime (two files of 10 MB).
+        self.gc_log_path = self.data_dir / "gc.log"
 
     # -- inspection -----------------------------------------------------------------
 
@@ -159,12 +161,19 @@ class LocalBroker:
         props = self._write_config()
         if not (self.data_dir / "logs" / "meta.properties").exists():
             self._format(java, libs, props)
-        # 5. The JVM, in its own session so that Ctrl-C in a terminal does not kill it.
+        # 5. The JVM, in its own session so that Ctrl-C in a terminal does not kill it;
+        #    G1 with the options of Kafka's own start script (KAFKA_JVM_PERFORMANCE_OPTS of
+        #    bin/kafka-run-class.sh) but its pause-time goal from the config, its pauses
+        #    logged to gc.log.
         cmd = [
             java,
             f"-Xms{cfg.heap_mb}m",
             f"-Xmx{cfg.heap_mb}m",
             "-XX:+UseG1GC",
+            f"-XX:MaxGCPauseMillis={cfg.gc_pause_target_ms}",
+            "-XX:InitiatingHeapOccupancyPercent=35",
+            "-XX:+ExplicitGCInvokesConcurrent",
+            f"-Xlog:gc:file={self.gc_log_path}:uptime:filecount=2,filesize=10M",
             "-XX:TieredStopAtLevel=1" if cfg.heap_mb < 256 else "-XX:+UseStringDeduplication",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",

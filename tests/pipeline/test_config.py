@@ -39,6 +39,9 @@ def test_types_are_converted_from_strings() -> None:
     assert cfg.route_map == {"pump-": "pumps", "fan-": "fans"}
     assert cfg.registry == Path("/x")
     assert load(LocalKafkaConfig, {"port": "19999"}, {}).port == 19999
+    assert (
+        load(LocalKafkaConfig, {}, {"STATECAST_GC_PAUSE_TARGET_MS": "50"}).gc_pause_target_ms == 50
+    )
 
 
 @pytest.mark.parametrize(
@@ -61,6 +64,11 @@ def test_types_are_converted_from_strings() -> None:
 def test_bad_values_name_the_field(flags: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load(ScorerConfig, flags, {})
+
+
+def test_a_broker_pause_goal_of_zero_is_refused() -> None:
+    with pytest.raises(ConfigError, match="gc_pause_target_ms must be > 0"):
+        load(LocalKafkaConfig, {"gc_pause_target_ms": 0}, {})
 
 
 def test_backend_comes_from_the_environment_and_names_the_extra_when_missing(
