@@ -24,6 +24,7 @@ import argparse
 import dataclasses
 import importlib.util
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -341,45 +342,53 @@ def _measure_latency(
     inp, out = f"bench-{run}-{backend}{tag}-lat-in", f"bench-{run}-{backend}{tag}-lat-out"
     ensure_topic(opts.kafka, inp, opts.partitions, LOG_APPEND)
     ensure_topic(opts.kafka, out, opts.partitions, LOG_APPEND)
-    # The scorer runs in its own process: a load generator in the same interpreter would
-    # compete with it for the GIL and inflate the latency it measures.
-    spawned = time.monotonic()
-    scorer = subprocess.Popen(
-        score_argv(
-            opts.kafka.bootstrap,
-            inp,
-            out,
-            f"bench-{run}-{backend}{tag}-lat",
-            "--registry",
-            str(opts.registry),
-            "--model",
-            opts.model,
-            "--until-idle",
-            "5",
-            backend=backend,
-        ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=REPO,
-        # Before exec, so that the threads it starts (onnxruntime's, librdkafka's) inherit it.
-        preexec_fn=None if scorer_cpus is None else lambda: os.sched_setaffinity(0, scorer_cpus),
-    )
     # The load is encoded before it starts and sent in 1-ms ticks: a generator that
     # encodes and sleeps per event took half a core at 10k events/s, on the cores the
-    # scorer and the broker share, and its cost showed up as the scorer's latency.
+    # scorer and the broker share, and its cost showed up as the scorer's latency. It is
+    # encoded before the scorer starts: encoding a million events takes ~5 s, and a
+    # scorer that had joined and seen nothing for its --until-idle left before the load.
     keys, values = paced_load(opts.streams, int(rate * opts.latency_seconds))
-    time.sleep(max(0.0, 4.0 - (time.monotonic() - spawned)))  # start up and join first
-    producer = open_producer(dataclasses.replace(opts.kafka, backend=backend), linger_ms=1)
-    # The first event alone: until the producer has the topic's metadata it holds what it
-    # is given, then appends it at once, a burst the scorer did not cause.
-    producer.send(inp, keys[0], values[0])
-    producer.flush()
-    cpu_before = _cpu_ticks(scorer.pid)
-    send_paced(producer, inp, keys, values, rate, sent=1)
-    cpu = _cpu_share(cpu_before, _cpu_ticks(scorer.pid))
-    producer.flush()
-    producer.close()
-    scorer.wait(180)
+    # The scorer runs in its own process: a load generator in the same interpreter would
+    # compete with it for the GIL and inflate the latency it measures. Its log is kept
+    # for the error a failed run raises.
+    with tempfile.TemporaryFile() as log:
+        spawned = time.monotonic()
+        scorer = subprocess.Popen(
+            score_argv(
+                opts.kafka.bootstrap,
+                inp,
+                out,
+                f"bench-{run}-{backend}{tag}-lat",
+                "--registry",
+                str(opts.registry),
+                "--model",
+                opts.model,
+                "--until-idle",
+                "5",
+                backend=backend,
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            cwd=REPO,
+            # Before exec, so that the threads it starts (onnxruntime's, librdkafka's) inherit it.
+            preexec_fn=None
+            if scorer_cpus is None
+            else lambda: os.sched_setaffinity(0, scorer_cpus),
+        )
+        time.sleep(max(0.0, 4.0 - (time.monotonic() - spawned)))  # start up and join first
+        producer = open_producer(dataclasses.replace(opts.kafka, backend=backend), linger_ms=1)
+        # The first event alone: until the producer has the topic's metadata it holds what it
+        # is given, then appends it at once, a burst the scorer did not cause.
+        producer.send(inp, keys[0], values[0])
+        producer.flush()
+        cpu_before = _cpu_ticks(scorer.pid)
+        send_paced(producer, inp, keys, values, rate, sent=1)
+        cpu = _cpu_share(cpu_before, _cpu_ticks(scorer.pid))
+        producer.flush()
+        producer.close()
+        code = scorer.wait(180)
+        log.seek(0)
+        scorer_log = log.read().decode(errors="replace")
 
     appended = {
         (r.partition, r.offset): r.timestamp for r in read_records(opts.kafka, inp, opts.partitions)
@@ -392,7 +401,10 @@ def _measure_latency(
             lat.append(r.timestamp - t_in)
             t_ins.append(t_in)
     if not lat:
-        raise RuntimeError(f"no scored outputs in {out}: the latency run failed")
+        raise RuntimeError(
+            f"no scored outputs in {out}: the latency run failed (the scorer exited with "
+            f"{code}; the end of its log:)\n{scorer_log[-3000:]}"
+        )
     arr, t = np.asarray(lat, float), np.asarray(t_ins, float)
     # A pause in the input's appends (the load generator's producer or the broker
     # descheduled on a saturated machine) arrives as a burst: the tail it makes is the
@@ -450,16 +462,25 @@ def read_records(kafka: KafkaConfig, topic: str, partitions: int) -> list[Any]:
 
     from pipeline.kafka_io.kafkapython import client_settings
 
-    consumer = kp.KafkaConsumer(enable_auto_commit=False, **client_settings(kafka))
-    parts = [kp.TopicPartition(topic, p) for p in range(partitions)]
-    consumer.assign(parts)
-    consumer.seek_to_beginning(*parts)
-    ends = consumer.end_offsets(parts)
-    recs: list[Any] = []
-    while any(consumer.position(tp) < ends[tp] for tp in parts):
-        for batch in consumer.poll(timeout_ms=500, max_records=10000).values():
-            recs.extend(batch)
-    consumer.close()
+    # kafka-python warns of each I/O task over 100 ms ("blocking the event loop"): decoding
+    # a large fetch here on a busy machine, with no other poller to starve. Quiet while
+    # reading, so that a bench's output shows its own warnings, not these.
+    selector_log = logging.getLogger("kafka.net.selector")
+    level = selector_log.level
+    selector_log.setLevel(logging.ERROR)
+    try:
+        consumer = kp.KafkaConsumer(enable_auto_commit=False, **client_settings(kafka))
+        parts = [kp.TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends = consumer.end_offsets(parts)
+        recs: list[Any] = []
+        while any(consumer.position(tp) < ends[tp] for tp in parts):
+            for batch in consumer.poll(timeout_ms=500, max_records=10000).values():
+                recs.extend(batch)
+        consumer.close()
+    finally:
+        selector_log.setLevel(level)
     return recs
 
 
@@ -625,10 +646,20 @@ def run_bench(opts: BenchOptions, progress: bool = True) -> dict[str, Any]:
                 f"latency with {backend} at {fraction:.0%} of max ({rate:.0f} events/s "
                 f"for {opts.latency_seconds:.0f}s)..."
             )
-            ms = _measure_latency(opts, rate, run, backend, f"-{fraction:g}")
-            latency.append(
-                {"backend": backend, "load_fraction": fraction, "events_per_s": rate, **ms}
-            )
+            entry: dict[str, Any] = {
+                "backend": backend,
+                "load_fraction": fraction,
+                "events_per_s": rate,
+            }
+            try:
+                ms = _measure_latency(opts, rate, run, backend, f"-{fraction:g}")
+            except RuntimeError as exc:
+                # One failed run is reported (and fails the command), not the whole
+                # bench's half hour of results.
+                say(f"  failed: {exc}")
+                entry["error"] = str(exc)
+                ms = {k: float("nan") for k in ("p50", "p99", "p999")}
+            latency.append({**entry, **ms})
             if fraction == 0.5 or "latency_ms" not in sc:
                 sc["latency_ms"] = ms
         summary["by_backend"][backend] = {
@@ -695,6 +726,9 @@ def print_table(report: dict[str, Any]) -> None:
         nan = float("nan")
         for e in report["latency"]:
             name = f"{e['backend']} at {e['load_fraction']:.0%}"
+            if "error" in e:
+                print(f"{name:<28} {e['events_per_s']:>10.0f}   failed: {e['error'][:60]}")
+                continue
             print(
                 f"{name:<28} {e['events_per_s']:>10.0f} {e['p50']:>8.1f} {e['p99']:>8.1f} "
                 f"{e['p999']:>8.1f} {e.get('steady_p99', nan):>14.1f} "
@@ -779,6 +813,10 @@ def run(ns: argparse.Namespace) -> int:
     if ns.json:
         Path(ns.json).write_text(json.dumps(report, indent=1))
         print(f"wrote {ns.json}")
+    failed = [e for e in report["latency"] if "error" in e]
+    if failed:
+        print(f"{len(failed)} latency run(s) failed (their errors above)", file=sys.stderr)
+        return 1
     return 0
 
 
