@@ -34,7 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.commands.bench import LOG_APPEND  # noqa: E402
+from pipeline.commands.bench import LOG_APPEND, read_records  # noqa: E402
 from pipeline.commands.score import score_argv  # noqa: E402
 from pipeline.config import KafkaConfig  # noqa: E402
 from pipeline.engine.registry import Registry  # noqa: E402
@@ -42,24 +42,6 @@ from pipeline.kafka_io import ensure_topic, open_producer  # noqa: E402
 from pipeline.kafka_io.codec import encode_event  # noqa: E402
 
 PARTITIONS = 4
-
-
-def _read(kafka: KafkaConfig, topic: str) -> list[Any]:
-    import kafka as kp
-
-    from pipeline.kafka_io.kafkapython import client_settings
-
-    consumer = kp.KafkaConsumer(enable_auto_commit=False, **client_settings(kafka))
-    parts = [kp.TopicPartition(topic, p) for p in range(PARTITIONS)]
-    consumer.assign(parts)
-    consumer.seek_to_beginning(*parts)
-    ends = consumer.end_offsets(parts)
-    out: list[Any] = []
-    while any(consumer.position(tp) < ends[tp] for tp in parts):
-        for batch in consumer.poll(timeout_ms=500, max_records=20000).values():
-            out.extend(batch)
-    consumer.close()
-    return out
 
 
 def _lag(kafka: KafkaConfig, topic: str, group: str) -> int:
@@ -146,9 +128,9 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
         producer.close()
         scorer.wait(300)
     assert promoted_at is not None
-    appended = {(r.partition, r.offset): r.timestamp for r in _read(kafka, inp)}
+    appended = {(r.partition, r.offset): r.timestamp for r in read_records(kafka, inp, PARTITIONS)}
     lat, t_in, t_out, swapped_at = [], [], [], float("inf")
-    for r in _read(kafka, out):
+    for r in read_records(kafka, out, PARTITIONS):
         d = json.loads(r.value)
         if d["model_version"] == new:
             swapped_at = min(swapped_at, float(r.timestamp))
