@@ -92,6 +92,17 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--backend", default="confluent-kafka")
 
 
+def int_setting_variants(
+    a: argparse.Namespace, setting: str, values: str, label: str
+) -> dict[str, dict[str, Any]]:
+    """Variants of the default model that differ in one integer scorer setting: one per
+    comma-separated value of ``values``, labelled ``label.format(value)``."""
+    return {
+        label.format(int(v)): {"registry": str(a.registry), "model": "default", setting: int(v)}
+        for v in values.split(",")
+    }
+
+
 def alternate_from(
     a: argparse.Namespace, variants: dict[str, dict[str, Any]], *, prefix: str
 ) -> dict[str, list[float]]:

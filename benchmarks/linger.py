@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.alternating import add_arguments, alternate_from  # noqa: E402
+from benchmarks.alternating import add_arguments, alternate_from, int_setting_variants  # noqa: E402
 
 
 def main() -> int:
@@ -27,14 +27,7 @@ def main() -> int:
     add_arguments(ap)
     ap.add_argument("--lingers", default="0,10")
     a = ap.parse_args()
-    variants = {
-        f"linger {int(v):>3} ms": {
-            "registry": str(a.registry),
-            "model": "default",
-            "poll_linger_ms": int(v),
-        }
-        for v in a.lingers.split(",")
-    }
+    variants = int_setting_variants(a, "poll_linger_ms", a.lingers, "linger {:>3} ms")
     alternate_from(a, variants, prefix="linger")
     return 0
 

@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.alternating import add_arguments, alternate_from  # noqa: E402
+from benchmarks.alternating import add_arguments, alternate_from, int_setting_variants  # noqa: E402
 
 
 def main() -> int:
@@ -29,14 +29,7 @@ def main() -> int:
     add_arguments(ap)
     ap.add_argument("--bounds", default="2000,4000,8000")
     a = ap.parse_args()
-    variants = {
-        f"max_poll_records {int(v):>6}": {
-            "registry": str(a.registry),
-            "model": "default",
-            "max_poll_records": int(v),
-        }
-        for v in a.bounds.split(",")
-    }
+    variants = int_setting_variants(a, "max_poll_records", a.bounds, "max_poll_records {:>6}")
     alternate_from(a, variants, prefix="pollbatch")
     return 0
 
